@@ -1,0 +1,1 @@
+"""piker: trading gear for hackers."""
