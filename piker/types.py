@@ -11,7 +11,7 @@ from typing import Any, Self
 import msgspec
 
 
-class Struct(msgspec.Struct, kw_only=True):
+class Struct(msgspec.Struct):
     """msgspec struct base with `to_dict()`, `copy(update=)` and `pformat()`."""
 
     def to_dict(self) -> dict[str, Any]:
@@ -23,23 +23,20 @@ class Struct(msgspec.Struct, kw_only=True):
         return msgspec.to_builtins(self)
 
     def copy(self, update: dict[str, Any] | None = None) -> Self:
-        """Return a new struct with `update` applied; `self` is never mutated.
+        """Return a deep copy with `update` applied; `self` is never mutated.
 
-        Field values are validated by re-converting the merged data, so an
+        The merged data is re-validated (and `__post_init__` re-run), so an
         update of the wrong type raises `msgspec.ValidationError`.
         """
-        if not update:
-            return msgspec.structs.replace(self)
-        unknown = set(update) - set(self.__struct_fields__)
-        if unknown:
-            raise ValueError(
-                f'{type(self).__name__} has no field(s) {sorted(unknown)}'
-            )
-        new = msgspec.structs.replace(self, **update)
-        # validate the changed fields by round-tripping through builtins
-        return msgspec.convert(
-            msgspec.to_builtins(new), type(self), strict=False,
-        )
+        data = self.to_builtins()
+        if update:
+            unknown = set(update) - set(self.__struct_fields__)
+            if unknown:
+                raise ValueError(
+                    f'{type(self).__name__} has no field(s) {sorted(unknown)}'
+                )
+            data.update(msgspec.to_builtins(update))
+        return msgspec.convert(data, type(self))
 
     def pformat(self, indent: int = 2) -> str:
         """A readable multi-line repr, one field per line, nested indented."""

@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import os
 
+from . import (
+    _accounting,  # noqa: F401
+)
 from ._app import app
 
 # silence tractor/trio deprecation spam in this process and every child
