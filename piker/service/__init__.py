@@ -1,0 +1,59 @@
+"""piker's service tree: pikerd, on-demand daemons, and their supervision.
+
+pikerd is the root actor and the tractor registry. Daemons (`brokerd.<b>`,
+`emsd`, `paperboi.<b>`) are spawned on demand under pikerd by whoever first
+needs them (`maybe_spawn_daemon`). tractor 0.1.0a5 has no supervision, so
+this package supplies it (see TRACTOR.md): pikerd respawns crashed daemons
+and drops their stale registry entries, every sub-actor dies with its parent,
+long-lived contexts run under heartbeats (`watch_peer`, `watchdog`,
+`open_watched_context`), and consumers read streams through bounded drain
+buffers (`open_drained_stream`).
+"""
+from ._buffer import DrainBuffer, Policy, open_drained_stream
+from ._daemon import (
+    cancel_service,
+    find_service,
+    list_services,
+    maybe_spawn_daemon,
+    open_pikerd_portal,
+)
+from ._heartbeat import (
+    PeerLost,
+    PeerWatch,
+    open_watched_context,
+    ping,
+    watch_peer,
+    watchdog,
+)
+from ._mngr import DAEMON_MODULES, DaemonInfo, DaemonSpec, Services, current_services
+from ._pikerd import connect_pikerd, maybe_open_pikerd, open_pikerd, serve_pikerd
+from ._registry import PikerdNotRunning, RegistryBusy, ServiceError
+
+__all__ = [
+    'DAEMON_MODULES',
+    'DaemonInfo',
+    'DaemonSpec',
+    'DrainBuffer',
+    'PeerLost',
+    'PeerWatch',
+    'PikerdNotRunning',
+    'Policy',
+    'RegistryBusy',
+    'ServiceError',
+    'Services',
+    'cancel_service',
+    'connect_pikerd',
+    'current_services',
+    'find_service',
+    'list_services',
+    'maybe_open_pikerd',
+    'maybe_spawn_daemon',
+    'open_drained_stream',
+    'open_pikerd',
+    'open_pikerd_portal',
+    'open_watched_context',
+    'ping',
+    'serve_pikerd',
+    'watch_peer',
+    'watchdog',
+]

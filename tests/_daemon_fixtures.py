@@ -1,0 +1,117 @@
+"""Test-only daemon endpoints for tests/test_service*.py.
+
+Sub-actors import this as `tests._daemon_fixtures` (the repo root is on
+sys.path through the editable install), so it must stay importable and
+side-effect free.
+"""
+from __future__ import annotations
+
+import os
+
+import tractor
+import trio
+
+from piker.service import watch_peer
+
+# daemon-side record of how watched contexts ended (queried over RPC)
+_events: list[str] = []
+
+
+async def getpid() -> int:
+    """RPC: this actor's pid."""
+    return os.getpid()
+
+
+async def getenv(name: str) -> str | None:
+    """RPC: an environment variable as this actor sees it."""
+    return os.environ.get(name)
+
+
+async def events() -> list[str]:
+    """RPC: what happened to watched contexts in this daemon."""
+    return list(_events)
+
+
+async def spawn_sibling(name: str) -> int:
+    """RPC: from inside a daemon, ask for daemon `name`; return its pid."""
+    from piker.service import maybe_spawn_daemon
+
+    async with maybe_spawn_daemon(name, enable_modules=['tests._daemon_fixtures']) as p:
+        return await p.run(getpid)
+
+
+@tractor.context
+async def echo(ctx: tractor.Context) -> None:
+    """Echo every message back, under a daemon-side peer watch."""
+    await ctx.started(os.getpid())
+    async with watch_peer(ctx) as watch:
+        async with ctx.open_stream() as stream:
+            async for msg in stream:
+                await stream.send(msg)
+    # synchronous clean-up: runs even when the endpoint is being cancelled
+    _events.append('peer-lost' if watch.lost else 'stream-ended')
+
+
+@tractor.context
+async def counter(ctx: tractor.Context, n: int, delay: float = 0.0) -> None:
+    """Stream the integers 0..n-1 (as fast as possible when delay is 0)."""
+    await ctx.started(n)
+    async with ctx.open_stream() as stream:
+        for i in range(n):
+            await stream.send(i)
+            if delay:
+                await trio.sleep(delay)
+
+
+@tractor.context
+async def nested(ctx: tractor.Context) -> None:
+    """Spawn a grandchild actor of this daemon and report both pids."""
+    from piker.service import DAEMON_MODULES
+
+    async with tractor.open_nursery() as an:
+        portal = await an.start_actor(
+            'testd.grandchild',
+            enable_modules=DAEMON_MODULES + ['tests._daemon_fixtures'],
+        )
+        child_pid = await portal.run(getpid)
+        await ctx.started([os.getpid(), child_pid])
+        try:
+            await trio.sleep_forever()
+        finally:
+            await an.cancel()
+
+
+def client_main(mode: str) -> None:
+    """A separate client process for cross-process tests (`python -c`).
+
+    - `spawn`: ask for daemon `testd`, print its pid, exit.
+    - `watch`: open a watched `echo` context to `testd`, print `ready <pid>`
+      and wait forever (the test SIGKILLs this process).
+    """
+    import sys
+
+    from piker.service import (
+        maybe_open_pikerd,
+        maybe_spawn_daemon,
+        open_watched_context,
+    )
+
+    async def main() -> None:
+        async with maybe_open_pikerd() as services:
+            assert services is None, 'client must not become pikerd'
+            async with maybe_spawn_daemon(
+                'testd', enable_modules=['tests._daemon_fixtures'],
+            ) as portal:
+                pid = await portal.run(getpid)
+                if mode == 'spawn':
+                    print(f'pid {pid}', flush=True)
+                    return
+                async with open_watched_context(portal, echo) as (ctx, _):
+                    async with ctx.open_stream() as stream:
+                        await stream.send('hi')
+                        assert await stream.receive() == 'hi'
+                        print(f'ready {pid}', flush=True)
+                        await trio.sleep_forever()
+
+    trio.run(main)
+    sys.exit(0)
