@@ -9,6 +9,7 @@ import os
 
 from . import (
     _accounting,  # noqa: F401
+    _market,  # noqa: F401
     _services,  # noqa: F401
 )
 from ._app import app

@@ -1,0 +1,90 @@
+"""Broker backends, and `brokerd.<broker>`, the daemon that serves them.
+
+A backend is a module or package `piker.brokers.<name>` (no leading
+underscore); `get_brokermod(name)` loads it and `available_backends()`
+lists them. `brokerd.<name>` is spawned on demand under pikerd by
+`maybe_spawn_brokerd(name)` and serves the backend to every client:
+market info, search, history and the quote feed bus (one upstream per
+fqme fanned out to every subscriber, see `_feedbus.py`). The built-in
+reference backend is `piker.brokers.sim`.
+
+The backend contract
+====================
+
+Keys. A backend never sees an fqme's `.<broker>` suffix: brokerd calls it
+with the broker-native key `bs_fqme` (`strip_broker(fqme)`, e.g.
+`btcusdt`, `mnq.cme.20261218`). Backend endpoints are coroutines, so a
+network backend can do I/O. Expected user errors are raised as
+`SymbolNotFound` (unknown market, message listing close matches) or
+`ValueError` (bad argument); brokerd turns them into error replies that
+the client re-raises as the same class.
+
+Required:
+
+    async def get_mkt_info(bs_fqme: str) -> MktPair
+        The market's `piker.accounting.MktPair` (broker = this backend's
+        name, price/size ticks, `fqme_without_src` for stock-likes).
+
+    async def symbol_search(pattern: str) -> dict[str, MktPair]
+        Markets matching `pattern`, best match first, keyed by fqme.
+        An empty pattern may list everything.
+
+    async def open_history(bs_fqme: str, timeframe: int) -> np.ndarray
+        OHLC bars of `timeframe` seconds (at least 1 and 60) as a
+        structured array of `piker.data.OHLC_DTYPE`: `time` (int64, bar
+        open, epoch seconds, increasing by `timeframe`), `open`, `high`,
+        `low`, `close`, `volume` (float64), `low <= open, close <= high`.
+        Unsupported timeframe -> `ValueError`.
+
+    async def stream_quotes(
+        send_chan: trio.abc.SendChannel[dict],
+        bs_fqmes: list[str],
+        *,
+        task_status: trio.TaskStatus[dict[str, dict]] = trio.TASK_STATUS_IGNORED,
+    ) -> None
+        Run with `nursery.start()`. Connect, then call
+        `task_status.started({bs_fqme: first_quote})` with the current
+        quote of each market, then `await send_chan.send(quote)` for every
+        update until cancelled (returning counts as a failure of the feed).
+        Raise before `started()` for an unknown market. brokerd runs one
+        call per fqme and passes a `FanOut` whose `send()` never blocks;
+        brokerd takes ownership of each sent dict (it sets `symbol` to the
+        fqme), so send a fresh dict per quote. Quote format (all keys):
+
+            {'symbol': bs_fqme, 'last': float, 'bid': float, 'ask': float,
+             'bsize': float, 'asize': float, 'volume': float (cumulative),
+             'time_ns': int (time.time_ns() at creation),
+             'ticks': [{'type': 'bid'|'ask'|'trade'|'last',
+                        'price': float, 'size': float}, ...]}
+
+        `ticks` lists what changed in this update, in order.
+
+Optional:
+
+    trades_dialogue   a `@tractor.context` endpoint speaking DESIGN.md
+                      section 5 (live order execution). Without it the
+                      backend is paper-only (the sim is).
+    __enable_modules__: list[str]
+                      extra modules brokerd must expose (e.g. the sim's
+                      `_control`), appended to brokerd's `enable_modules`.
+
+Client side, nobody calls backends directly: use `piker.data.open_feed()`
+(quotes, `MktPair`s, history) or brokerd's endpoints via
+`maybe_spawn_brokerd()` (see `_brokerd.py`).
+"""
+from ._brokerd import brokerd_modules, daemon_name, maybe_spawn_brokerd
+from ._errors import BrokerError, FeedError, NoSuchBackend, SymbolNotFound
+from ._registry import REQUIRED_ENDPOINTS, available_backends, get_brokermod
+
+__all__ = [
+    'REQUIRED_ENDPOINTS',
+    'BrokerError',
+    'FeedError',
+    'NoSuchBackend',
+    'SymbolNotFound',
+    'available_backends',
+    'brokerd_modules',
+    'daemon_name',
+    'get_brokermod',
+    'maybe_spawn_brokerd',
+]

@@ -1,0 +1,32 @@
+"""Quote feeds and OHLC history.
+
+`open_feed(fqmes)` gives a script, the UI, the EMS or a test live
+batched quotes (`{fqme: quote}`), `MktPair`s and history for any mix of
+markets and backends; see `_feed.py`. Quote format (DESIGN.md / CONTRACTS):
+
+    {'symbol': fqme, 'last': float, 'bid': float, 'ask': float,
+     'bsize': float, 'asize': float, 'volume': float, 'time_ns': int,
+     'ticks': [{'type': 'bid'|'ask'|'trade'|'last', 'price': float,
+                'size': float}, ...]}
+
+Consumers read through a `QuoteBuffer` whose overflow policy is
+conflation (latest L1 per fqme, tick lists merged, at most
+`max_ticks` kept): see `_buffer.py`. History arrays use `OHLC_DTYPE`.
+"""
+from ..brokers._errors import FeedError
+from ._buffer import Batch, BufferClosed, QuoteBuffer
+from ._feed import Feed, open_feed
+from ._ohlc import OHLC_DTYPE, TIMEFRAMES, pack_array, unpack_array
+
+__all__ = [
+    'OHLC_DTYPE',
+    'TIMEFRAMES',
+    'Batch',
+    'BufferClosed',
+    'Feed',
+    'FeedError',
+    'QuoteBuffer',
+    'open_feed',
+    'pack_array',
+    'unpack_array',
+]

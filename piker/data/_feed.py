@@ -1,0 +1,164 @@
+"""`open_feed()`: live quotes, market info and history for a set of fqmes.
+
+Works from anywhere: a plain `trio.run()` script (it opens or joins the
+service tree with `maybe_open_pikerd()`), an actor in the tree, a test.
+Quotes flow `backend -> brokerd FeedBus -> one session per client process
+(FeedHub) -> one QuoteBuffer per open_feed()`; every hop fans out without
+blocking and conflates per fqme under pressure, so no consumer can stall
+another.
+"""
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
+from contextlib import asynccontextmanager as acm
+from typing import Any
+
+import numpy as np
+import tractor
+
+from ..accounting import MktPair, unpack_fqme
+
+# module reference, not names: piker.brokers imports piker.data's buffers
+from ..brokers import _brokerd
+from ..brokers._errors import BrokerError, FeedError
+from ..brokers._registry import get_brokermod
+from ._buffer import Batch, QuoteBuffer
+from ._hub import get_hub
+from ._ohlc import unpack_array
+
+Quote = dict[str, Any]
+
+
+class Feed:
+    """What `open_feed()` yields.
+
+    - `fqmes`: the requested fqmes (lower case, in order).
+    - `mkts`: `{fqme: MktPair}`.
+    - `first_quotes`: `{fqme: quote}`, the latest quote at open time.
+    - `stream`: async iterator of batches `{fqme: quote}` (a
+      `QuoteBuffer`: conflating, see `piker.data._buffer`); iterating it
+      raises `FeedError` if the feed breaks.
+    - `await history(fqme, timeframe)`: OHLC bars from the backend.
+    """
+
+    def __init__(
+        self,
+        fqmes: list[str],
+        mkts: dict[str, MktPair],
+        first_quotes: dict[str, Quote],
+        stream: QuoteBuffer,
+        portals: dict[str, tractor.Portal],
+    ) -> None:
+        self.fqmes = fqmes
+        self.mkts = mkts
+        self.first_quotes = first_quotes
+        self.stream = stream
+        self._portals = portals
+
+    async def receive(self) -> Batch:
+        """The next batch of quotes (same as `await feed.stream.receive()`)."""
+        return await self.stream.receive()
+
+    async def history(self, fqme: str, timeframe: int = 60) -> np.ndarray:
+        """OHLC bars (`OHLC_DTYPE`) of `timeframe` seconds for `fqme`, fetched
+        from brokerd now (so it includes bars the live market printed)."""
+        fqme = fqme.lower()
+        broker, *_ = unpack_fqme(fqme)
+        portal = self._portals.get(broker)
+        if portal is None:
+            raise ValueError(f'{fqme!r} is not in this feed ({", ".join(self.fqmes)})')
+        packed = await _brokerd.call(
+            portal, _brokerd.history, broker=broker, fqme=fqme,
+            timeframe=int(timeframe),
+        )
+        return unpack_array(packed)
+
+
+def _group(fqmes: list[str] | str) -> tuple[list[str], dict[str, list[str]]]:
+    """Validate fqmes and group them by broker (before spawning anything)."""
+    if isinstance(fqmes, str):
+        fqmes = [fqmes]
+    ordered = list(dict.fromkeys(f.strip().lower() for f in fqmes))
+    if not ordered:
+        raise ValueError('open_feed() needs at least one fqme')
+    by_broker: dict[str, list[str]] = {}
+    for fqme in ordered:
+        broker, *_ = unpack_fqme(fqme)  # ValueError explaining the format
+        get_brokermod(broker)  # NoSuchBackend listing the backends
+        by_broker.setdefault(broker, []).append(fqme)
+    return ordered, by_broker
+
+
+@acm
+async def open_feed(
+    fqmes: list[str] | str,
+    loglevel: str | None = None,
+    start_stream: bool = True,
+) -> AsyncIterator[Feed]:
+    """Open live quotes (and market info, history) for `fqmes`.
+
+    Raises `ValueError` for a malformed fqme, `NoSuchBackend` for an
+    unknown broker and `SymbolNotFound` for an unknown market, before
+    yielding. With `start_stream=False` only `mkts` and `history()` are
+    served (`first_quotes` is empty, the stream is closed).
+    """
+    from ..service import maybe_open_pikerd
+
+    ordered, by_broker = _group(fqmes)
+    setup_err: BaseException | None = None
+    async with maybe_open_pikerd(loglevel=loglevel):
+        async with AsyncExitStack() as stack:
+            try:
+                feed = await _setup(stack, ordered, by_broker, loglevel, start_stream)
+            except _SETUP_ERRORS as err:
+                # raised below, once out of the actor runtime: a user error
+                # should not be logged by tractor as a crashed root actor
+                setup_err = err
+            else:
+                yield feed
+    if setup_err is not None:
+        raise setup_err
+
+
+_SETUP_ERRORS = (BrokerError, ValueError)
+
+
+async def _setup(
+    stack: AsyncExitStack,
+    ordered: list[str],
+    by_broker: dict[str, list[str]],
+    loglevel: str | None,
+    start_stream: bool,
+) -> Feed:
+    portals = {
+        broker: await stack.enter_async_context(
+            _brokerd.maybe_spawn_brokerd(broker, loglevel=loglevel)
+        )
+        for broker in by_broker
+    }
+    buf = QuoteBuffer(fqmes=set())
+    stack.callback(buf.close)
+    mkts: dict[str, MktPair] = {}
+    first: dict[str, Quote] = {}
+    if start_stream:
+        for broker, group in by_broker.items():
+            hub = await get_hub(broker, loglevel)
+            # registered first: a failed attach still releases the hub
+            stack.push_async_callback(hub.detach, buf)
+            first.update(await hub.attach(buf, group))
+            mkts.update({f: hub.mkts[f] for f in group})
+    else:
+        for broker, group in by_broker.items():
+            raw = await _brokerd.call(
+                portals[broker], _brokerd.mkt_info, broker=broker, fqmes=group,
+            )
+            mkts.update({f: MktPair.from_msg(m) for f, m in raw.items()})
+        buf.close(FeedError('this feed was opened with start_stream=False'))
+    return Feed(
+        fqmes=ordered,
+        mkts={f: mkts[f] for f in ordered},
+        first_quotes={f: first[f] for f in ordered if f in first},
+        stream=buf,
+        portals=portals,
+    )
