@@ -1,0 +1,390 @@
+"""Chart rendering benchmark: 1,000,000 bars, offscreen.
+
+Measures (and prints) with `QT_QPA_PLATFORM=offscreen`:
+
+- full view: render the whole 1M-bar chart into a 1600x900 QImage;
+- pan / zoom: per-frame time (view change + render) while panning and
+  zooming the full 1M view and a 2,000-bar view, p50/p99 over N frames
+  (target <= 16 ms);
+- last-bar update: `update_quote()` with a trade tick + the repaint it
+  causes (target <= 2 ms), measured as the repaint the window system would
+  do (process events on the shown window) and as a full offscreen render;
+- cold start to the first painted frame of a fresh process
+  (`measure_cold_start_first_frame`): today it starts a chart window from
+  a script; once the `piker chart` command exists point `cmd` at it.
+
+Usage: `uv run python bench/chart.py [--bars N] [--frames N]`
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+
+os.environ.setdefault('QT_QPA_PLATFORM', 'offscreen')
+
+import numpy as np  # noqa: E402
+
+W, H = 1600, 900
+
+
+def random_ohlc(n: int, seed: int = 0, start: int = 1_600_000_000, tf: int = 60) -> np.ndarray:
+    """A random-walk OHLC history in the `open_history()` layout."""
+    from piker.ui import OHLC_DTYPE
+
+    rng = np.random.default_rng(seed)
+    close = 30_000 + np.cumsum(rng.normal(0, 15, n))
+    open_ = np.empty(n)
+    open_[0] = close[0]
+    open_[1:] = close[:-1]
+    wick = np.abs(rng.normal(0, 8, (2, n)))
+    arr = np.empty(n, dtype=OHLC_DTYPE)
+    arr['time'] = start + np.arange(n, dtype=np.int64) * tf
+    arr['open'] = open_
+    arr['close'] = close
+    arr['high'] = np.maximum(open_, close) + wick[0]
+    arr['low'] = np.minimum(open_, close) - wick[1]
+    arr['volume'] = rng.gamma(2.0, 50.0, n)
+    return arr
+
+
+def _stats(ms: list[float]) -> str:
+    a = np.asarray(ms)
+    return f'p50 {np.percentile(a, 50):6.2f} ms  p99 {np.percentile(a, 99):6.2f} ms  max {a.max():6.2f} ms'
+
+
+class _Bench:
+    def __init__(self, bars: int) -> None:
+        from pyqtgraph.Qt import QtGui
+
+        from piker.ui import MainWindow, get_qapp
+
+        self.app = get_qapp()
+        t0 = time.perf_counter()
+        self.history = random_ohlc(bars)
+        self.gen_s = time.perf_counter() - t0
+        self.win = MainWindow()
+        t0 = time.perf_counter()
+        self.chart = self.win.add_chart('btcusdt.sim', self.history)
+        self.load_s = time.perf_counter() - t0
+        self.win.resize(W, H)
+        self.win.show()
+        self._flush()
+        self.img = QtGui.QImage(W, H, QtGui.QImage.Format.Format_ARGB32_Premultiplied)
+        self.QPainter = QtGui.QPainter
+
+    def _flush(self) -> None:
+        for _ in range(3):
+            self.app.processEvents()
+
+    def render(self) -> None:
+        """Paint the whole window into the offscreen image (a full frame)."""
+        p = self.QPainter(self.img)
+        self.win.render(p)
+        p.end()
+
+    def timed(self, step: Callable[[], None], frames: int) -> list[float]:
+        out = []
+        for _ in range(frames):
+            t0 = time.perf_counter()
+            step()
+            self.render()
+            out.append((time.perf_counter() - t0) * 1e3)
+        return out
+
+    def full_view(self) -> None:
+        n = len(self.chart.model)
+        self.chart.view.setXRange(-0.5, n - 0.5, padding=0)
+        self._flush()
+
+    def run(self, frames: int) -> None:
+        chart, view = self.chart, self.chart.view
+        n = len(chart.model)
+        print(f'bars: {n:,}  window: {W}x{H}  Qt platform: {os.environ["QT_QPA_PLATFORM"]}')
+        print(f'history generate {self.gen_s * 1e3:.1f} ms, load into chart {self.load_s * 1e3:.1f} ms')
+
+        self.full_view()
+        self.render()  # warm caches, fonts
+        full = self.timed(lambda: None, frames)
+        # force a re-decimation + bulk rebuild each frame: drop the caches
+        def rebuild() -> None:
+            chart.model._dec_key = None
+            chart.ohlc_item._key = None
+            chart.volume_item._key = None
+        cold = self.timed(rebuild, max(10, frames // 5))
+        print(f'full view render (1M bars, cached decimation): {_stats(full)}')
+        print(f'full view render (1M bars, re-decimated):      {_stats(cold)}')
+
+        def pan_step(frac: float) -> Callable[[], None]:
+            state = {'dir': 1.0, 'i': 0}
+
+            def step() -> None:
+                state['i'] += 1
+                if state['i'] % 20 == 0:
+                    state['dir'] *= -1
+                view.pan(frac * state['dir'])
+            return step
+
+        def zoom_step() -> Callable[[], None]:
+            state = {'i': 0}
+
+            def step() -> None:
+                state['i'] += 1
+                view.zoom(1.1 if (state['i'] // 10) % 2 else 1 / 1.1, anchor=n / 2)
+            return step
+
+        self.full_view()
+        view.zoom(0.9, anchor=n / 2)
+        pan_full = self.timed(pan_step(0.01), frames)
+        self.full_view()
+        zoom_full = self.timed(zoom_step(), frames)
+        view.show_bars(2000)
+        self._flush()
+        pan_2k = self.timed(pan_step(0.02), frames)
+        zoom_2k = self.timed(zoom_step(), frames)
+        view.show_bars(200)
+        self._flush()
+        pan_200 = self.timed(pan_step(0.05), frames)
+        print(f'pan  (~900k bars in view): {_stats(pan_full)}')
+        print(f'zoom (1M <-> 400k bars):   {_stats(zoom_full)}')
+        print(f'pan  (2,000 bars):         {_stats(pan_2k)}')
+        print(f'zoom (2,000 bars):         {_stats(zoom_2k)}')
+        print(f'pan  (200 bars):           {_stats(pan_200)}')
+
+        self.last_bar_update(frames)
+
+    def last_bar_update(self, frames: int) -> None:
+        chart = self.chart
+        self.full_view()
+        chart.view.show_bars(300)
+        self._flush()
+        last = chart.model.last
+        t_ns = int(last['time']) * 1_000_000_000 + 1
+        base = float(last['close'])
+        rng = np.random.default_rng(1)
+        prices = base + rng.normal(0, 2, frames)
+
+        def quote(p: float) -> dict:
+            return {
+                'symbol': chart.fqme, 'last': p, 'bid': p - 0.5, 'ask': p + 0.5,
+                'bsize': 1.0, 'asize': 1.0, 'volume': 0.0, 'time_ns': t_ns,
+                'ticks': [{'type': 'trade', 'price': p, 'size': 0.1}],
+            }
+
+        for p in prices[:5]:  # warm up
+            chart.update_quote(quote(p))
+            self._flush()
+        apply_ms, repaint_ms, render_ms = [], [], []
+        for p in prices:
+            t0 = time.perf_counter()
+            chart.update_quote(quote(p))
+            t1 = time.perf_counter()
+            self._flush()
+            t2 = time.perf_counter()
+            apply_ms.append((t1 - t0) * 1e3)
+            repaint_ms.append((t2 - t0) * 1e3)
+        for p in prices:
+            t0 = time.perf_counter()
+            chart.update_quote(quote(p))
+            self.render()
+            render_ms.append((time.perf_counter() - t0) * 1e3)
+        print(f'last-bar update, apply only:              {_stats(apply_ms)}')
+        print(f'last-bar update + window repaint:         {_stats(repaint_ms)}')
+        print(f'last-bar update + full {W}x{H} render:  {_stats(render_ms)}')
+
+
+_COLD_START_SCRIPT = '''
+import os, sys, time
+t_spawn = float(sys.argv[1])
+sys.path.insert(0, os.getcwd())
+from bench.chart import random_ohlc
+from piker.ui import MainWindow, get_qapp
+app = get_qapp()
+win = MainWindow()
+def done():
+    print(f'FIRST_FRAME {time.time() - t_spawn:.6f}', flush=True)
+    app.quit()
+win.sig_first_frame.connect(done)
+win.add_chart('btcusdt.sim', random_ohlc(5000))
+win.resize(1600, 900)
+win.show()
+app.exec() if hasattr(app, 'exec') else app.exec_()
+'''
+
+
+def measure_cold_start_first_frame(cmd: list[str] | None = None, runs: int = 3) -> list[float]:
+    """Seconds from process spawn to the first painted chart frame, per run.
+
+    `cmd` must print `FIRST_FRAME <seconds since the epoch time in argv[-1]>`
+    (MainWindow.sig_first_frame gives the moment). Default: a fresh Python
+    process that opens a chart window on 5,000 bars. When the `piker chart`
+    CLI exists, pass its invocation here.
+    """
+    cmd = cmd or [sys.executable, '-c', _COLD_START_SCRIPT]
+    out = []
+    env = dict(os.environ, QT_QPA_PLATFORM=os.environ.get('QT_QPA_PLATFORM', 'offscreen'))
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    for _ in range(runs):
+        t0 = time.time()
+        proc = subprocess.run(
+            [*cmd, repr(t0)], capture_output=True, text=True, env=env, cwd=root, timeout=60,
+        )
+        for line in proc.stdout.splitlines():
+            if line.startswith('FIRST_FRAME '):
+                out.append(float(line.split()[1]))
+                break
+        else:
+            raise RuntimeError(f'no FIRST_FRAME from {cmd[:2]}...: {proc.stderr[-2000:]}')
+    return out
+
+
+def screenshot(path: str, bars: int = 5000, show: int = 240) -> None:
+    """Save a screenshot of a live-looking chart: `bars` of history, the last
+    `show` in view, bid/ask/last markers, the crosshair and a status line."""
+    from piker.ui import MainWindow, get_qapp
+
+    app = get_qapp()
+    win = MainWindow()
+    hist = random_ohlc(bars, seed=7)
+    chart = win.add_chart('btcusdt.sim', hist)
+    win.add_chart('ethusdt.sim', random_ohlc(bars, seed=8))
+    win.add_chart('simco.sim', random_ohlc(bars, seed=9))
+    win.set_current('btcusdt.sim')
+    win.resize(W, H)
+    win.show()
+    chart.show_bars(show)
+    last = chart.model.last
+    p = last['close'] + 6.0
+    chart.update_quote({
+        'symbol': chart.fqme, 'last': p, 'bid': p - 2.5, 'ask': p + 2.5,
+        'bsize': 3.0, 'asize': 1.2, 'volume': 0.0,
+        'time_ns': int(last['time'] + 20) * 1_000_000_000,
+        'ticks': [{'type': 'trade', 'price': p, 'size': 40.0}],
+    })
+    n = len(chart.model)
+    i = n - max(3, show // 4)
+    chart.move_cursor(i, float(chart.model['high'][i]) + 10)
+    win.status.set_order_status('3f2a', 'open: buy 0.5 @ 30,120.00 (paper)')
+    win.status.begin_group('cancelling 3 orders')
+    win.status.end_group('cancelled 3 orders')
+    for _ in range(5):
+        app.processEvents()
+    if not win.grab().save(path):
+        raise OSError(f'could not write {path}')
+    print(f'saved {path}')
+
+
+ORDER_MODE_FQME = 'btcusdt.sim'
+
+
+async def _order_mode_scene(app, shot: str, env_note: list[str]) -> None:
+    """Drive a real chart session for `docs/order_mode.png`.
+
+    The sim market control takes the wheel between stretches of random
+    walk: a marketable live buy fills (up arrow, position line), resting
+    dark and live orders and an alert are placed through order mode, part
+    of the position is sold (down arrow), then a staged buy follows the
+    cursor while the screenshot is taken.
+    """
+    import trio
+
+    from piker.brokers.sim import open_market_control
+
+    await app.ready.wait()
+    with trio.fail_after(30):
+        await app.ems_ready[ORDER_MODE_FQME].wait()
+    mode = app.modes[ORDER_MODE_FQME]
+    chart = app.win.chart(ORDER_MODE_FQME)
+    tick = float(mode.mkt.price_tick)
+
+    async def until(pred, timeout: float = 10.0) -> None:
+        with trio.fail_after(timeout):
+            while not pred():
+                await trio.sleep(0.02)
+
+    def place(action: str, price: float, live: bool) -> str:
+        mode.stage(action, live=live)
+        oid = mode.submit(price)
+        mode.unstage()
+        assert oid is not None, f'{action} @ {price} not sent'
+        return oid
+
+    async with open_market_control(ORDER_MODE_FQME, resume_on_exit=False) as ctl:
+        await trio.sleep(4.0)                      # let the walk print a few bars
+        q = await ctl.push(bsize=3, asize=3)
+        p0 = float(q['last'])
+        ask = float(q['ask'])
+        buy = place('buy', ask + 5 * tick, live=True)   # marketable: fills at the ask
+        await until(lambda: buy not in mode.lines and mode.positions.holdings)
+        await ctl.resume()
+        await trio.sleep(2.5)
+        q = await ctl.push(bsize=3, asize=3)
+        p1 = float(q['last'])
+        place('buy', p1 - 14.0, live=False)              # dark buy below
+        place('sell', p1 + 16.0, live=False)             # dark sell above
+        place('sell', p1 + 9.0, live=True)               # live sell resting above
+        place('alert', p1 + 22.0, live=False)
+        await until(lambda: all(not ol.line.pending for ol in mode.lines.values()))
+        await ctl.resume()
+        await trio.sleep(2.5)
+        q = await ctl.push(bsize=3, asize=3)
+        # sell half the position at the bid: a down arrow
+        held = mode.positions.holdings['paper'].size
+        mode.pane.set_sizing(slots=8)
+        sell = place('sell', float(q['bid']) - 5 * tick, live=True)
+        await until(lambda: sell not in mode.lines and mode.positions.holdings['paper'].size < held)
+        mode.pane.set_sizing(slots=4)
+        await ctl.resume()
+        await trio.sleep(2.0)
+        q = await ctl.push(bsize=3, asize=3)
+        await trio.sleep(0.3)
+        # frame the orders: manual price scale around every line
+        prices = [ol.price for ol in mode.lines.values()]
+        prices += [ln.price for ln in mode.positions.lines.values()]
+        lo, hi = min(prices + [p0]) - 6.0, max(prices + [p0]) + 6.0
+        chart.show_bars(90)
+        chart.view.auto_y = False
+        chart.view.setYRange(lo, hi, padding=0)
+        # a staged buy at the cursor, as while holding `f`
+        n = len(chart.model)
+        cursor = float(q['last']) - 6.0
+        chart.move_cursor(n - 25, cursor)
+        mode.stage('buy', live=False)
+        await trio.sleep(0.5)
+        app.save_screenshot(shot)
+        mode.unstage()
+        await mode_cancel_all(mode, until)
+    env_note.append('ok')
+
+
+async def mode_cancel_all(mode, until) -> None:
+    """Leave no orders behind in the private tree (tidy teardown)."""
+    if mode.lines:
+        mode.cancel_all()
+        await until(lambda: not mode.lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument('--bars', type=int, default=1_000_000)
+    ap.add_argument('--frames', type=int, default=50)
+    ap.add_argument('--no-cold-start', action='store_true')
+    ap.add_argument('--screenshot', metavar='PNG', help='only save a screenshot to PNG')
+    ap.add_argument('--shot-bars', type=int, default=5000, help='screenshot: bars of history')
+    ap.add_argument('--shot-show', type=int, default=240, help='screenshot: bars in view')
+    args = ap.parse_args()
+    if args.screenshot:
+        screenshot(args.screenshot, args.shot_bars, args.shot_show)
+        return
+    _Bench(args.bars).run(args.frames)
+    if not args.no_cold_start:
+        cold = measure_cold_start_first_frame()
+        print(f'cold start to first painted frame (script, 5k bars): '
+              f'min {min(cold) * 1e3:.0f} ms  runs {[round(c * 1e3) for c in cold]}')
+
+
+if __name__ == '__main__':
+    main()

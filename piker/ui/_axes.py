@@ -1,0 +1,242 @@
+"""Axes of a chart: bar-index time axis, price axis, and value tags on axes.
+
+The x coordinate of every chart item is the *bar index* (so market closes
+and gaps never show as holes); `TimeAxisItem` turns indices back into
+human-readable times through the `BarsModel`. `AxisLabel` is the filled
+tag that rides on an axis at a data value: the crosshair's price/time
+read-outs and the bid/ask/last markers use it, and order lines will too.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import math
+from collections.abc import Callable
+
+import numpy as np
+import pyqtgraph as pg
+from pyqtgraph.Qt import QtCore, QtGui, QtWidgets
+
+from ._bars import BarsModel
+from ._theme import DARK, Theme, qcolor
+
+AXIS_WIDTH = 72     # px, minimum; every pane's value axis gets the same width so x stays aligned
+AXIS_HEIGHT = 26
+
+
+def tick_font(theme: Theme = DARK) -> QtGui.QFont:
+    """Font of axis tick labels and axis tags."""
+    font = QtGui.QFont()
+    font.setPointSize(theme.font_size)
+    return font
+
+
+def axis_width_for(texts: list[str], theme: Theme = DARK) -> int:
+    """Axis width that fits the widest of `texts` as a tick label or tag."""
+    metrics = QtGui.QFontMetrics(tick_font(theme))
+    widest = max((metrics.horizontalAdvance(t) for t in texts), default=0)
+    return max(AXIS_WIDTH, widest + 18)
+
+
+def format_time(t: float, timeframe: float = 60.0) -> str:
+    """Crosshair time read-out: local date and time, seconds if bars are sub-minute."""
+    fmt = '%Y-%m-%d %H:%M:%S' if timeframe < 60 else '%Y-%m-%d %H:%M'
+    return dt.datetime.fromtimestamp(t).strftime(fmt)
+
+
+def format_price(value: float, digits: int) -> str:
+    """Fixed-point price with thousands separators."""
+    return f'{value:,.{max(0, digits)}f}'
+
+
+def digits_for(values: np.ndarray) -> int:
+    """Guess display decimals from price magnitude when no tick size is known."""
+    if not len(values):
+        return 2
+    mag = float(np.nanmedian(np.abs(values)))
+    if mag >= 1000:
+        return 2
+    if mag >= 1:
+        return max(2, 4 - int(math.floor(math.log10(mag))) - 1)
+    return 6
+
+
+class TimeAxisItem(pg.AxisItem):
+    """Bottom axis mapping bar indices to wall-clock time labels."""
+
+    def __init__(self, model: BarsModel, **kw) -> None:
+        super().__init__(orientation='bottom', **kw)
+        self.model = model
+        self.setHeight(AXIS_HEIGHT)
+
+    def tickStrings(self, values, scale, spacing):  # noqa: N802 (pyqtgraph API)
+        if not len(values):
+            return []
+        tf = self.model.timeframe
+        span = spacing * tf
+        times = np.atleast_1d(self.model.time_at(np.asarray(values, dtype=float)))
+        if span < 60:
+            fmt = '%H:%M:%S'
+        elif span < 86400:
+            fmt = '%H:%M'
+        elif span < 86400 * 60:
+            fmt = '%b %d'
+        else:
+            fmt = '%Y-%m'
+        out = []
+        prev_day = None
+        for t in times:
+            d = dt.datetime.fromtimestamp(float(t))
+            if fmt in ('%H:%M', '%H:%M:%S') and d.date() != prev_day:
+                # first tick of each day in view carries the date
+                out.append(d.strftime(f'%b %d {fmt}'))
+            else:
+                out.append(d.strftime(fmt))
+            prev_day = d.date()
+        return out
+
+
+class PriceAxisItem(pg.AxisItem):
+    """Right-hand price axis with a fixed width and fixed-decimal labels."""
+
+    def __init__(self, digits: int = 2, **kw) -> None:
+        super().__init__(orientation='right', **kw)
+        self.digits = digits
+        self.setWidth(AXIS_WIDTH)
+        self.enableAutoSIPrefix(False)
+
+    def tickStrings(self, values, scale, spacing):  # noqa: N802 (pyqtgraph API)
+        if spacing >= 1000 and self.digits <= 2:
+            return [f'{v:,.0f}' for v in values]
+        return [format_price(v, self.digits) for v in values]
+
+
+class VolumeAxisItem(pg.AxisItem):
+    """Right-hand volume axis with compact (k/M/G) labels."""
+
+    def __init__(self, **kw) -> None:
+        super().__init__(orientation='right', **kw)
+        self.setWidth(AXIS_WIDTH)
+        self.enableAutoSIPrefix(False)
+
+    def tickStrings(self, values, scale, spacing):  # noqa: N802 (pyqtgraph API)
+        return [compact_number(v) for v in values]
+
+
+def compact_number(v: float) -> str:
+    """`1234567 -> '1.23M'`: short volume labels."""
+    a = abs(v)
+    for div, suf in ((1e9, 'G'), (1e6, 'M'), (1e3, 'k')):
+        if a >= div:
+            return f'{v / div:.3g}{suf}'
+    return f'{v:.3g}'
+
+
+class AxisLabel(QtWidgets.QGraphicsObject):
+    """A filled tag on an axis at a data value (price on y axes, bar index on x).
+
+    Repositions itself when its axis' view pans, zooms or resizes; hidden
+    while its value is out of view.
+    """
+
+    def __init__(
+        self,
+        axis: pg.AxisItem,
+        formatter: Callable[[float], str],
+        bg: str,
+        fg: str | None = None,
+        theme: Theme = DARK,
+        z: float = 10,
+    ) -> None:
+        super().__init__(axis)
+        self.axis = axis
+        self.formatter = formatter
+        self._bg = qcolor(bg)
+        self._fg = qcolor(fg or theme.label_text)
+        self._value: float | None = None
+        self._text = ''
+        self._font = QtGui.QFont()
+        self._font.setPointSize(theme.font_size)
+        self._metrics = QtGui.QFontMetricsF(self._font)
+        self._rect = QtCore.QRectF()
+        self.setZValue(z)
+        self.setVisible(False)
+        self._vertical = axis.orientation in ('left', 'right')
+        view = axis.linkedView()
+        if view is not None:
+            view.sigRangeChanged.connect(self.reposition)
+            view.sigResized.connect(self.reposition)
+
+    # --- public -------------------------------------------------------------
+
+    @property
+    def value(self) -> float | None:
+        return self._value
+
+    def text(self) -> str:
+        """The text currently shown (empty when never set)."""
+        return self._text
+
+    def set_value(self, value: float | None, text: str | None = None) -> None:
+        """Show the tag at `value` (hide with None); `text` overrides the formatter."""
+        self._value = value
+        if value is None:
+            self.setVisible(False)
+            return
+        new_text = text if text is not None else self.formatter(value)
+        if new_text != self._text:
+            self.prepareGeometryChange()
+            self._text = new_text
+            w = self._metrics.horizontalAdvance(new_text) + 10
+            h = self._metrics.height() + 4
+            self._rect = QtCore.QRectF(0, -h / 2, w, h)
+        self.reposition()
+
+    def anchor(self) -> float | None:
+        """Axis-local coordinate (y for price axes, x for time) of the value."""
+        view = self.axis.linkedView()
+        if view is None or self._value is None:
+            return None
+        if self._vertical:
+            pt = view.mapViewToScene(QtCore.QPointF(0.0, self._value))
+            return self.axis.mapFromScene(pt).y()
+        pt = view.mapViewToScene(QtCore.QPointF(self._value, 0.0))
+        return self.axis.mapFromScene(pt).x()
+
+    def reposition(self, *_) -> None:
+        """Move onto the axis at the value's position; hide when off-axis."""
+        a = self.anchor()
+        if a is None:
+            return
+        geo = self.axis.geometry()
+        if self._vertical:
+            inside = 0 <= a <= geo.height()
+            self.setPos(1.0, a)
+        else:
+            inside = 0 <= a <= geo.width()
+            self.setPos(a - self._rect.width() / 2, self._rect.height() / 2 + 1)
+        self.setVisible(inside)
+
+    def set_background(self, bg: str | QtGui.QColor) -> None:
+        """Change the tag's fill colour (e.g. an order line's pending look)."""
+        self._bg = qcolor(bg) if isinstance(bg, str) else QtGui.QColor(bg)
+        self.update()
+
+    def set_offset_y(self, y: float) -> None:
+        """Place at axis-local `y` (used to unstack overlapping tags)."""
+        self.setPos(self.pos().x(), y)
+
+    def height(self) -> float:
+        return self._rect.height()
+
+    # --- QGraphicsItem ------------------------------------------------------
+
+    def boundingRect(self) -> QtCore.QRectF:  # noqa: N802
+        return QtCore.QRectF(self._rect)
+
+    def paint(self, p: QtGui.QPainter, opt=None, widget=None) -> None:
+        p.setPen(QtCore.Qt.PenStyle.NoPen)
+        p.setBrush(self._bg)
+        p.drawRoundedRect(self._rect, 2, 2)
+        p.setPen(self._fg)
+        p.setFont(self._font)
+        p.drawText(self._rect, QtCore.Qt.AlignmentFlag.AlignCenter, self._text)
