@@ -1,0 +1,1054 @@
+"""Order dialogs: the per-oid state machine at the heart of emsd.
+
+An order *dialog* is everything that happens to one client order (one
+`oid`): submission, modifies, cancels, the venue's ack, statuses and
+fills. Venues are asynchronous and sometimes disorderly - a status can
+overtake its ack, a fill can be repeated, a fill can land after a cancel
+was sent - so the rules for what each event means in each state are an
+explicit table (`TRANSITIONS`), not scattered `if`s.
+
+Everything here is pure and in-process: no actors, no IO, no clock other
+than the injected one. Each input returns a list of *effects* - `Status`
+messages for clients, `ToVenue` commands for a backend, `Arm`/`Disarm`
+actions for the dark book - and emsd's only job is to carry them out.
+
+States (`Phase`) follow the client-visible `Status.resp` values, plus the
+sub-states a venue round-trip needs:
+
+- `new` -> `dark_open` (held in the dark book) or `pending` (sent, no ack)
+- `dark_open` -trigger-> `dark_triggered` (live order sent, no ack) or
+  `alert_triggered` (terminal)
+- `pending`/`dark_triggered` -cancel-> `cancel_stashed` (sent on the ack)
+- `pending`/`dark_triggered` -ack-> `acked` (reqid known, not yet open)
+- `cancel_stashed` -ack-> `canceling` (cancel sent to the venue)
+- `acked` -open-> `open`; `acked`/`open` -cancel-> `canceling`
+- fills move towards `closed`; venue statuses/errors end in `closed`,
+  `canceled` or `error`.
+
+Venue events that arrive before the ack are buffered in the dialog and
+replayed, in arrival order, right after it. Modifies and cancels sent to
+the venue wait in a FIFO (`Dialog.outstanding`) for their verdict: a
+venue answers the requests of one order in the order they were sent, so
+an error is the verdict on the oldest, and a status after a modify's ack
+confirms it. What this assumes of a backend: every `BrokerdOrder` (a
+modify too) gets an ack before any status about it, a modify is refused
+with a `BrokerdError`, `BrokerdStatus.filled` is cumulative.
+"""
+from __future__ import annotations
+
+import itertools
+import logging
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import Callable, Iterator, Mapping
+from enum import StrEnum
+from typing import Any, NamedTuple
+
+import msgspec
+
+from ..accounting import strip_broker
+from ..log import get_logger
+from ..types import Struct
+from ._dark import Triggered
+from ._messages import (
+    TERMINAL_RESPS,
+    Action,
+    BrokerdCancel,
+    BrokerdError,
+    BrokerdFill,
+    BrokerdOrder,
+    BrokerdOrderAck,
+    BrokerdPosition,
+    BrokerdStatus,
+    Cancel,
+    MessageError,
+    Order,
+    Resp,
+    Status,
+    decode_broker_msg,
+    decode_client_msg,
+    error_status,
+)
+
+__all__ = [
+    'Arm',
+    'Dialog',
+    'DialogTable',
+    'Disarm',
+    'Effect',
+    'Event',
+    'Phase',
+    'TRANSITIONS',
+    'ToVenue',
+    'Transition',
+    'decode_history',
+    'encode_history',
+]
+
+log = get_logger(__name__)
+
+ReqId = int | str
+
+
+# ---- effects: what emsd must do after each input -------------------------
+
+class ToVenue(Struct, frozen=True):
+    """Send `msg` to the backend of `broker` (paper or live by `msg.account`)."""
+
+    broker: str
+    msg: BrokerdOrder | BrokerdCancel
+
+
+class Arm(Struct, frozen=True):
+    """Rest (or, with `rearm`, move) a dark trigger in the dark book.
+
+    emsd supplies what only it knows: the market's last price (which fixes
+    the trigger direction), price tick and padding.
+    """
+
+    oid: str
+    fqme: str
+    action: Action
+    level: float
+    size: float
+    rearm: bool = False
+
+
+class Disarm(Struct, frozen=True):
+    """Remove `oid`'s trigger from the dark book (if still resting)."""
+
+    oid: str
+
+
+Effect = Status | ToVenue | Arm | Disarm
+
+
+# ---- the state machine ---------------------------------------------------
+
+class Phase(StrEnum):
+    NEW = 'new'
+    DARK_OPEN = 'dark_open'
+    PENDING = 'pending'
+    DARK_TRIGGERED = 'dark_triggered'
+    CANCEL_STASHED = 'cancel_stashed'
+    ACKED = 'acked'
+    OPEN = 'open'
+    CANCELING = 'canceling'
+    # terminal
+    ALERT_TRIGGERED = 'alert_triggered'
+    CLOSED = 'closed'
+    CANCELED = 'canceled'
+    ERROR = 'error'
+
+
+TERMINAL_PHASES = frozenset({
+    Phase.ALERT_TRIGGERED, Phase.CLOSED, Phase.CANCELED, Phase.ERROR,
+})
+# phases where the venue has not acked the live order yet
+PRE_ACK_PHASES = frozenset({Phase.PENDING, Phase.DARK_TRIGGERED, Phase.CANCEL_STASHED})
+
+
+class Event(StrEnum):
+    SUBMIT = 'submit'                # client: a new order
+    MODIFY = 'modify'                # client: an order with a known oid
+    CANCEL = 'cancel'                # client
+    TRIGGER = 'trigger'              # dark book fired
+    ACK = 'ack'                      # BrokerdOrderAck
+    VENUE_PENDING = 'venue_pending'  # BrokerdStatus(status=...)
+    VENUE_OPEN = 'venue_open'
+    VENUE_CANCELED = 'venue_canceled'
+    VENUE_CLOSED = 'venue_closed'
+    FILL = 'fill'                    # BrokerdFill
+    VENUE_ERROR = 'venue_error'      # BrokerdError
+
+
+class Transition(NamedTuple):
+    """`handler` (a `Dialog` method) runs; the dialog ends in one of `to`."""
+
+    handler: str
+    to: frozenset[Phase]
+
+
+def _t(handler: str, *to: Phase) -> Transition:
+    return Transition(handler, frozenset(to))
+
+
+P, E = Phase, Event
+
+
+def _pre_ack(phase: Phase) -> dict[Event, Transition]:
+    """Transitions shared by the phases waiting for the venue's ack."""
+    stashing = phase is not P.CANCEL_STASHED
+    return {
+        E.MODIFY: _t('_stash_modify', phase) if stashing else _t('_refuse_modify', phase),
+        E.CANCEL: _t('_stash_cancel', P.CANCEL_STASHED) if stashing else _t('_ignore', phase),
+        E.ACK: _t('_ack', P.ACKED) if stashing else _t('_ack', P.CANCELING),
+        # anything the venue says before its ack waits for the ack
+        E.VENUE_PENDING: _t('_buffer', phase),
+        E.VENUE_OPEN: _t('_buffer', phase),
+        E.VENUE_CANCELED: _t('_buffer', phase),
+        E.VENUE_CLOSED: _t('_buffer', phase),
+        E.FILL: _t('_buffer', phase),
+        # the order itself was rejected
+        E.VENUE_ERROR: _t('_reject', P.ERROR),
+    }
+
+
+def _live(phase: Phase) -> dict[Event, Transition]:
+    """Transitions of an acked, working order (`acked` or `open`)."""
+    return {
+        E.MODIFY: _t('_modify_live', phase),
+        E.CANCEL: _t('_cancel_live', P.CANCELING),
+        # a venue acks every BrokerdOrder, modifies included
+        E.ACK: _t('_modify_ack', phase),
+        E.VENUE_PENDING: _t('_ignore', phase),
+        E.VENUE_OPEN: _t('_open', P.OPEN),
+        E.FILL: _t('_fill', P.OPEN, P.CLOSED),
+        E.VENUE_CANCELED: _t('_venue_done', P.CANCELED, P.CLOSED),
+        E.VENUE_CLOSED: _t('_venue_done', P.CLOSED),
+        # a rejected modify/cancel leaves the order working; else it died
+        E.VENUE_ERROR: _t('_venue_error', phase, P.ERROR),
+    }
+
+
+_late_fill = {E.FILL: _t('_late_fill', P.CLOSED, P.CANCELED, P.ERROR)}
+
+# (phase, event) -> transition. A pair not listed is an invalid transition:
+# logged and ignored, never raised.
+TRANSITIONS: Mapping[Phase, Mapping[Event, Transition]] = {
+    P.NEW: {
+        E.SUBMIT: _t('_submit', P.DARK_OPEN, P.PENDING),
+    },
+    P.DARK_OPEN: {
+        E.MODIFY: _t('_modify_dark', P.DARK_OPEN, P.PENDING),
+        E.CANCEL: _t('_cancel_dark', P.CANCELED),
+        E.TRIGGER: _t('_trigger', P.DARK_TRIGGERED, P.ALERT_TRIGGERED),
+    },
+    P.PENDING: _pre_ack(P.PENDING),
+    P.DARK_TRIGGERED: _pre_ack(P.DARK_TRIGGERED),
+    P.CANCEL_STASHED: _pre_ack(P.CANCEL_STASHED),
+    P.ACKED: _live(P.ACKED),
+    P.OPEN: _live(P.OPEN),
+    P.CANCELING: {
+        E.MODIFY: _t('_refuse_modify', P.CANCELING),
+        E.CANCEL: _t('_ignore', P.CANCELING),
+        E.ACK: _t('_modify_ack', P.CANCELING),
+        E.VENUE_PENDING: _t('_ignore', P.CANCELING),
+        E.VENUE_OPEN: _t('_open', P.CANCELING),
+        # a fill racing the cancel still counts
+        E.FILL: _t('_fill', P.CANCELING, P.CLOSED),
+        E.VENUE_CANCELED: _t('_venue_done', P.CANCELED, P.CLOSED),
+        E.VENUE_CLOSED: _t('_venue_done', P.CLOSED),
+        # a rejected cancel (or modify sent before it) leaves it working
+        E.VENUE_ERROR: _t('_venue_error', P.CANCELING, P.ACKED, P.OPEN, P.ERROR),
+    },
+    P.ALERT_TRIGGERED: {},
+    # a venue may report a fill after the terminal status: count it
+    P.CLOSED: _late_fill,
+    P.CANCELED: _late_fill,
+    P.ERROR: _late_fill,
+}
+
+# the resp a client sees for a dialog resting in each phase
+_STATE_RESP: dict[Phase, Resp] = {
+    P.DARK_OPEN: 'dark_open',
+    P.PENDING: 'pending',
+    P.DARK_TRIGGERED: 'dark_triggered',
+    P.ACKED: 'pending',
+    P.OPEN: 'open',
+    P.ALERT_TRIGGERED: 'alert_triggered',
+    P.CLOSED: 'closed',
+    P.CANCELED: 'canceled',
+    P.ERROR: 'error',
+}
+
+_STATUS_EVENT = {
+    'pending': E.VENUE_PENDING,
+    'open': E.VENUE_OPEN,
+    'canceled': E.VENUE_CANCELED,
+    'closed': E.VENUE_CLOSED,
+}
+
+# arrival order of buffered venue events, across dialogs and the orphan buffer
+_arrival = itertools.count()
+
+# sizes are floats: "fully filled" allows for rounding in sums of fills
+_REL_TOL = 1e-9
+
+
+class _Buffered(NamedTuple):
+    seq: int
+    event: Event
+    msg: Any
+
+
+class _Request:
+    """A modify or cancel sent to the venue whose verdict is pending.
+
+    Venues answer the requests of one order in the order they were sent,
+    so the dialog keeps them in a FIFO: a venue error is the verdict on the
+    oldest one, and a venue 'open' confirms the oldest modify once the
+    venue has acked it (an earlier 'open' describes the previous version).
+    """
+
+    __slots__ = ('kind', 'order', 'acked')
+
+    def __init__(self, kind: str, order: Order | None = None) -> None:
+        self.kind = kind  # 'modify' | 'cancel'
+        self.order = order
+        self.acked = False
+
+    def __repr__(self) -> str:
+        return f'_Request({self.kind}, acked={self.acked})'
+
+
+class Dialog:
+    """One order dialog: the latest request, venue ids, fills and history.
+
+    `req` is the order as clients should see it: the latest request that
+    can still come true (a pending modify included; one the venue refused,
+    or whose size is below what is already filled, is not). Drive a
+    dialog only through `handle()` (normally via a `DialogTable`).
+    """
+
+    def __init__(
+        self,
+        req: Order,
+        *,
+        clock: Callable[[], int] = time.time_ns,
+    ) -> None:
+        self.oid: str = req.oid
+        self.req: Order = req
+        self.fqme: str = req.symbol
+        self.broker: str = req.broker
+        self.phase: Phase = Phase.NEW
+        self.reqid: ReqId | None = None
+        self.external: bool = False
+        self.history: list[Status] = []
+        # fills: seen trade ids, their sum, and the venue's cumulative report
+        self.fill_tids: set[str] = set()
+        self.fill_sum: float = 0.0
+        self.venue_filled: float = 0.0
+        # client requests waiting for the venue's ack of the order
+        self.stashed_modify: Order | None = None
+        self.stashed_cancel: bool = False
+        # venue events that arrived before the ack
+        self.buffered: list[_Buffered] = []
+        # modifies/cancels sent to the venue, oldest first
+        self.outstanding: list[_Request] = []
+        self.venue_orders: int = 0  # new (reqid-less) venue orders ever sent
+        self._confirmed: Order = req  # the version the venue is known to work
+        self._clock = clock
+        self._pre_cancel: Phase = Phase.ACKED
+        self._terminal_sent = False
+        self._opened = False  # an 'open' Status went out
+
+    # ---- views ----------------------------------------------------------
+
+    @property
+    def _executed_size(self) -> float:
+        return max(self.fill_sum, self.venue_filled)
+
+    @property
+    def filled(self) -> float:
+        """Executed size: the larger of the fills seen and the venue's report.
+
+        Capped at the order size so `filled + remaining == size` holds even
+        if a broken venue over-fills (which is logged as an error).
+        """
+        return min(self._executed_size, self.req.size)
+
+    @property
+    def remaining(self) -> float:
+        return max(self.req.size - self.filled, 0.0)
+
+    @property
+    def fully_filled(self) -> bool:
+        """Filled up to every size the venue may be working.
+
+        While a modify is unconfirmed the venue works either the old or the
+        new size, so only the largest proves the order is done.
+        """
+        sizes = [self._confirmed.size]
+        sizes += [r.order.size for r in self.outstanding if r.order is not None]
+        size = max(sizes)
+        return size > 0 and self._executed_size >= size * (1 - _REL_TOL)
+
+    @property
+    def terminal(self) -> bool:
+        return self.phase in TERMINAL_PHASES
+
+    @property
+    def resp(self) -> Resp:
+        """The client-visible state: what a fresh subscriber should see."""
+        return self._state_resp()
+
+    @property
+    def last_status(self) -> Status | None:
+        return self.history[-1] if self.history else None
+
+    def snapshot(self) -> Status:
+        """A `Status` of the dialog's current state (for a client handshake)."""
+        return self._mk_status(self._state_resp(), src='emsd')
+
+    def history_json(self) -> bytes:
+        """The dialog's event history as JSON (for the journal)."""
+        return encode_history(self.history)
+
+    def __repr__(self) -> str:
+        return (
+            f'Dialog({self.oid!r}, {self.phase.value}, {self.req.action} '
+            f'{self.req.size}@{self.req.price} {self.fqme}, reqid={self.reqid!r}, '
+            f'filled={self.filled})'
+        )
+
+    # ---- the dispatcher -------------------------------------------------
+
+    def handle(self, event: Event, msg: Any = None) -> list[Effect]:
+        """Apply `event` (with its message) and return the effects.
+
+        An event the table does not allow in the current phase is logged
+        and ignored. Buffered pre-ack venue events are replayed as soon as
+        the dialog has left the pre-ack phases.
+        """
+        trans = TRANSITIONS[self.phase].get(event)
+        if trans is None:
+            # after the end, stragglers (a 2nd 'closed', a late error) are normal
+            level = logging.DEBUG if self.terminal else logging.WARNING
+            log.log(
+                level, 'dialog %s: ignoring %s in phase %s: %r',
+                self.oid, event.value, self.phase.value, msg,
+            )
+            return []
+        nxt, effects = getattr(self, trans.handler)(msg)
+        if nxt not in trans.to:  # a bug in a handler, not in the input
+            log.error(
+                'dialog %s: %s in %s went to %s, table allows %s',
+                self.oid, event.value, self.phase.value, nxt.value,
+                sorted(p.value for p in trans.to),
+            )
+        self.phase = nxt
+        if self.buffered and self.phase not in PRE_ACK_PHASES:
+            effects.extend(self._replay())
+        return effects
+
+    def _replay(self) -> list[Effect]:
+        buffered = sorted(self.buffered, key=lambda b: b.seq)
+        self.buffered = []
+        effects: list[Effect] = []
+        for item in buffered:
+            effects.extend(self.handle(item.event, item.msg))
+        return effects
+
+    # ---- bookkeeping ----------------------------------------------------
+
+    def _refresh_req(self) -> None:
+        """Re-derive `req`: the newest request that can still come true."""
+        executed = self._executed_size
+        newest_first = [self.stashed_modify] if self.stashed_modify else []
+        newest_first += [
+            r.order for r in reversed(self.outstanding) if r.order is not None
+        ]
+        for order in newest_first:
+            # a venue refuses a size below what is filled already
+            if order.size >= executed * (1 - _REL_TOL):
+                self.req = order
+                return
+        self.req = self._confirmed
+        if executed > self.req.size * (1 + _REL_TOL):
+            log.error('dialog %s: venue reports %s filled of size %s',
+                      self.oid, executed, self.req.size)
+
+    def _settle(self) -> None:
+        """At the end no pending request will apply: show the venue's version.
+
+        That is the confirmed one, unless fills prove the venue had taken a
+        later (bigger) modify whose confirmation had not arrived yet.
+        """
+        executed = self._executed_size
+        versions = [self._confirmed]
+        versions += [r.order for r in self.outstanding if r.order is not None]
+        self.req = next(
+            (o for o in versions if o.size >= executed * (1 - _REL_TOL)),
+            versions[-1],
+        )
+        self.outstanding.clear()
+        self.stashed_modify = None
+
+    def _executed(self, *, fill: float = 0.0, reported: float = 0.0) -> None:
+        """Account for a fill or a venue's cumulative filled report."""
+        self.fill_sum += fill
+        self.venue_filled = max(self.venue_filled, reported)
+        self._refresh_req()
+
+    def _apply_fill(self, fill: BrokerdFill) -> bool:
+        """Count `fill` once; False if its tid was seen already."""
+        if fill.tid in self.fill_tids:
+            log.info('dialog %s: dropping duplicate fill tid=%s', self.oid, fill.tid)
+            return False
+        self.fill_tids.add(fill.tid)
+        self._executed(fill=fill.size)
+        return True
+
+    # ---- status construction --------------------------------------------
+
+    def _state_resp(self) -> Resp:
+        phase = self.phase
+        if phase in (P.CANCEL_STASHED, P.CANCELING):
+            phase = self._pre_cancel
+        return _STATE_RESP.get(phase, 'pending')
+
+    def _mk_status(
+        self,
+        resp: Resp,
+        *,
+        src: str,
+        reason: str = '',
+        brokerd_msg: Mapping[str, Any] | None = None,
+    ) -> Status:
+        return Status(
+            oid=self.oid,
+            resp=resp,
+            time_ns=self._clock(),
+            req=self.req,
+            reqid=self.reqid,
+            src=src,
+            filled=self.filled,
+            remaining=self.remaining,
+            reason=reason,
+            brokerd_msg=dict(brokerd_msg or {}),
+        )
+
+    def _status(
+        self,
+        resp: Resp,
+        *,
+        src: str,
+        reason: str = '',
+        brokerd_msg: Mapping[str, Any] | None = None,
+    ) -> list[Effect]:
+        """Record and emit one Status; refuses a second terminal one."""
+        if resp in TERMINAL_RESPS:
+            if self._terminal_sent:
+                log.error('dialog %s: dropping a second terminal %r', self.oid, resp)
+                return []
+            self._terminal_sent = True
+        status = self._mk_status(resp, src=src, reason=reason, brokerd_msg=brokerd_msg)
+        self._opened = self._opened or resp == 'open'
+        self.history.append(status)
+        return [status]
+
+    def _refusal(self, reason: str) -> list[Effect]:
+        """Tell the client its request was refused; the state is unchanged."""
+        log.warning('dialog %s: %s', self.oid, reason)
+        return self._status(self._state_resp(), src='emsd', reason=reason)
+
+    # ---- venue commands ---------------------------------------------------
+
+    def _new_venue_order(self, price: float) -> ToVenue:
+        req = self.req
+        self.venue_orders += 1
+        self._confirmed = req
+        return ToVenue(broker=self.broker, msg=BrokerdOrder(
+            oid=self.oid,
+            reqid=None,
+            symbol=strip_broker(self.fqme),
+            action=req.action,  # type: ignore[arg-type]  # never 'alert' here
+            price=price,
+            size=req.size,
+            account=req.account,
+            time_ns=self._clock(),
+        ))
+
+    def _send_modify(self, new: Order) -> ToVenue:
+        self.outstanding.append(_Request('modify', new))
+        self._refresh_req()
+        return ToVenue(broker=self.broker, msg=BrokerdOrder(
+            oid=self.oid,
+            reqid=self.reqid,
+            symbol=strip_broker(self.fqme),
+            action=new.action,  # type: ignore[arg-type]
+            price=new.price,
+            size=new.size,
+            account=new.account,
+            time_ns=self._clock(),
+        ))
+
+    def _send_cancel(self) -> ToVenue:
+        assert self.reqid is not None
+        self.outstanding.append(_Request('cancel'))
+        return ToVenue(broker=self.broker, msg=BrokerdCancel(
+            oid=self.oid,
+            reqid=self.reqid,
+            account=self.req.account,
+            time_ns=self._clock(),
+        ))
+
+    def _modify_problem(self, new: Order) -> str:
+        """Why `new` cannot modify this dialog ('' if it can)."""
+        old = self.req
+        for field in ('symbol', 'action', 'account'):
+            if getattr(new, field) != getattr(old, field):
+                return (
+                    f'a modify cannot change {field} '
+                    f'({getattr(old, field)!r} -> {getattr(new, field)!r})'
+                )
+        if new.exec_mode == 'dark' and old.exec_mode == 'live':
+            return 'a live order cannot be moved into the dark book; cancel it instead'
+        if self.filled and new.size < self.filled * (1 - _REL_TOL):
+            return f'new size {new.size} is below the filled size {self.filled}'
+        return ''
+
+    # ---- handlers: each returns (next phase, effects) ------------------
+
+    def _submit(self, order: Order) -> tuple[Phase, list[Effect]]:
+        if order.exec_mode == 'dark':
+            arm = Arm(oid=self.oid, fqme=self.fqme, action=order.action,
+                      level=order.price, size=order.size)
+            return P.DARK_OPEN, [arm, *self._status('dark_open', src='emsd')]
+        cmd = self._new_venue_order(order.price)
+        return P.PENDING, [cmd, *self._status('pending', src='emsd')]
+
+    def _modify_dark(self, new: Order) -> tuple[Phase, list[Effect]]:
+        if problem := self._modify_problem(new):
+            return self.phase, self._refusal(f'modify refused: {problem}')
+        self.req = self._confirmed = new
+        if new.exec_mode == 'live':
+            # dark -> live: leave the book, go to the venue
+            cmd = self._new_venue_order(new.price)
+            return P.PENDING, [
+                Disarm(oid=self.oid), cmd, *self._status('pending', src='emsd'),
+            ]
+        arm = Arm(oid=self.oid, fqme=self.fqme, action=new.action,
+                  level=new.price, size=new.size, rearm=True)
+        return P.DARK_OPEN, [arm, *self._status('dark_open', src='emsd')]
+
+    def _cancel_dark(self, _: Any) -> tuple[Phase, list[Effect]]:
+        return P.CANCELED, [
+            Disarm(oid=self.oid), *self._status('canceled', src='emsd'),
+        ]
+
+    def _trigger(self, trig: Triggered) -> tuple[Phase, list[Effect]]:
+        details = {
+            'price': trig.price, 'level': trig.level,
+            'tick_type': trig.tick_type, 'direction': trig.direction,
+        }
+        if self.req.action == 'alert':
+            return P.ALERT_TRIGGERED, self._status(
+                'alert_triggered', src='dark', brokerd_msg=details,
+            )
+        cmd = self._new_venue_order(trig.submit_price)
+        details['submit_price'] = trig.submit_price
+        return P.DARK_TRIGGERED, [
+            cmd, *self._status('dark_triggered', src='dark', brokerd_msg=details),
+        ]
+
+    def _stash_modify(self, new: Order) -> tuple[Phase, list[Effect]]:
+        if problem := self._modify_problem(new):
+            return self.phase, self._refusal(f'modify refused: {problem}')
+        self.stashed_modify = new  # the latest wins
+        self._refresh_req()
+        return self.phase, []
+
+    def _stash_cancel(self, _: Any) -> tuple[Phase, list[Effect]]:
+        self._pre_cancel = self.phase  # what a client still sees meanwhile
+        self.stashed_cancel = True
+        self.stashed_modify = None  # the cancel wins
+        self._refresh_req()
+        return P.CANCEL_STASHED, []
+
+    def _refuse_modify(self, new: Order) -> tuple[Phase, list[Effect]]:
+        return self.phase, self._refusal('modify refused: a cancel is in progress')
+
+    def _ignore(self, msg: Any) -> tuple[Phase, list[Effect]]:
+        log.debug('dialog %s: nothing to do in %s for %r', self.oid, self.phase.value, msg)
+        return self.phase, []
+
+    def _buffer(self, msg: Any) -> tuple[Phase, list[Effect]]:
+        self.buffered.append(_Buffered(next(_arrival), _event_of(msg), msg))
+        return self.phase, []
+
+    def _ack(self, ack: BrokerdOrderAck) -> tuple[Phase, list[Effect]]:
+        self.reqid = ack.reqid
+        if self.stashed_cancel:
+            self.stashed_cancel = False
+            self._pre_cancel = P.ACKED  # where a rejected cancel leaves it
+            return P.CANCELING, [self._send_cancel()]
+        if self.stashed_modify is not None:
+            new, self.stashed_modify = self.stashed_modify, None
+            return P.ACKED, [self._send_modify(new)]
+        return P.ACKED, []
+
+    def _reject(self, err: BrokerdError) -> tuple[Phase, list[Effect]]:
+        self._settle()
+        return P.ERROR, self._status(
+            'error', src=self.broker, reason=err.reason, brokerd_msg=err.to_builtins(),
+        )
+
+    def _modify_live(self, new: Order) -> tuple[Phase, list[Effect]]:
+        if problem := self._modify_problem(new):
+            return self.phase, self._refusal(f'modify refused: {problem}')
+        return self.phase, [self._send_modify(new)]
+
+    def _cancel_live(self, _: Any) -> tuple[Phase, list[Effect]]:
+        self._pre_cancel = self.phase
+        return P.CANCELING, [self._send_cancel()]
+
+    def _modify_ack(self, ack: BrokerdOrderAck) -> tuple[Phase, list[Effect]]:
+        # the venue acks every BrokerdOrder: this one is for the oldest
+        # modify not acked yet (a repeated ack of the order itself is moot)
+        for request in self.outstanding:
+            if request.kind == 'modify' and not request.acked:
+                request.acked = True
+                break
+        return self.phase, []
+
+    def _confirm_acked(self) -> bool:
+        """A venue status after a modify's ack shows the modify applied."""
+        confirmed = False
+        while self.outstanding and self.outstanding[0].acked:
+            order = self.outstanding.pop(0).order
+            assert order is not None  # only modifies are acked
+            self._confirmed = order
+            confirmed = True
+        return confirmed
+
+    def _open(self, msg: BrokerdStatus) -> tuple[Phase, list[Effect]]:
+        before = self.filled
+        confirmed = self._confirm_acked()
+        self._executed(reported=msg.filled)
+        if self.phase is P.CANCELING:
+            return P.CANCELING, []  # a cancel is coming: no news for clients
+        # `_opened`: an order filled in part on arrival has moved on to
+        # OPEN already, but its client has not been told it works yet
+        if self.phase is P.ACKED or confirmed or self.filled != before or not self._opened:
+            return P.OPEN, self._status(
+                'open', src=self.broker, reason=msg.reason, brokerd_msg=msg.to_builtins(),
+            )
+        return P.OPEN, []
+
+    def _fill(self, fill: BrokerdFill) -> tuple[Phase, list[Effect]]:
+        stay = P.OPEN if self.phase is P.ACKED else self.phase
+        if not self._apply_fill(fill):
+            return self.phase, []
+        if self.phase is P.CANCELING and self._pre_cancel is P.ACKED:
+            self._pre_cancel = P.OPEN  # it is certainly working at the venue
+        effects = self._status('fill', src=self.broker, brokerd_msg=fill.to_builtins())
+        if self.fully_filled:
+            self._settle()
+            effects += self._status('closed', src=self.broker)
+            return P.CLOSED, effects
+        return stay, effects
+
+    def _late_fill(self, fill: BrokerdFill) -> tuple[Phase, list[Effect]]:
+        if not self._apply_fill(fill):
+            return self.phase, []
+        log.warning('dialog %s: fill after terminal %s: %r', self.oid, self.phase.value, fill)
+        return self.phase, self._status(
+            'fill', src=self.broker, reason=f'fill after {self.phase.value}',
+            brokerd_msg=fill.to_builtins(),
+        )
+
+    def _venue_done(self, msg: BrokerdStatus) -> tuple[Phase, list[Effect]]:
+        self._confirm_acked()
+        self._executed(reported=msg.filled)
+        closed = msg.status == 'closed' or self.fully_filled
+        self._settle()
+        return (P.CLOSED if closed else P.CANCELED), self._status(
+            'closed' if closed else 'canceled', src=self.broker,
+            reason=msg.reason, brokerd_msg=msg.to_builtins(),
+        )
+
+    def _venue_error(self, err: BrokerdError) -> tuple[Phase, list[Effect]]:
+        details = err.to_builtins()
+        if not self.outstanding:
+            # no request of ours pending: the order itself failed
+            self._settle()
+            return P.ERROR, self._status(
+                'error', src=self.broker, reason=err.reason, brokerd_msg=details,
+            )
+        # the verdict on our oldest request: the order keeps working
+        request = self.outstanding.pop(0)
+        if request.kind == 'cancel':
+            self.phase = self._pre_cancel
+            what = 'cancel'
+        else:
+            self._refresh_req()
+            what = 'modify'
+        return self.phase, self._status(
+            self._state_resp(), src=self.broker,
+            reason=f'{what} rejected: {err.reason}', brokerd_msg=details,
+        )
+
+
+def _event_of(msg: Any) -> Event:
+    if isinstance(msg, BrokerdStatus):
+        return _STATUS_EVENT[msg.status]
+    if isinstance(msg, BrokerdFill):
+        return E.FILL
+    if isinstance(msg, BrokerdError):
+        return E.VENUE_ERROR
+    if isinstance(msg, BrokerdOrderAck):
+        return E.ACK
+    raise TypeError(f'not a venue event: {msg!r}')
+
+
+# ---- history (de)serialisation, for the journal ------------------------
+
+_history_decoder = msgspec.json.Decoder(list[Status])
+
+
+def encode_history(statuses: list[Status]) -> bytes:
+    """Serialise a dialog's Status history to JSON bytes."""
+    return msgspec.json.encode(statuses)
+
+
+def decode_history(data: bytes | str) -> list[Status]:
+    """Inverse of `encode_history()`."""
+    return _history_decoder.decode(data)
+
+
+# ---- the table of every dialog ------------------------------------------
+
+class DialogTable:
+    """Every order dialog of an emsd: oid -> Dialog, plus routing indexes.
+
+    The single entry point for client commands, dark-book triggers and
+    venue events; each method returns the effects to carry out. Finished
+    dialogs are kept (up to `keep_finished`) so late venue events (a fill
+    after the cancel) still find them and a re-used oid is recognised.
+    Venue events for a reqid nobody knows yet are held (up to
+    `max_orphans` reqids) until the ack that names it.
+    """
+
+    def __init__(
+        self,
+        *,
+        clock: Callable[[], int] = time.time_ns,
+        keep_finished: int = 10_000,
+        max_orphans: int = 10_000,
+    ) -> None:
+        self._clock = clock
+        self._keep_finished = keep_finished
+        self._max_orphans = max_orphans
+        self._dialogs: dict[str, Dialog] = {}
+        self._finished: OrderedDict[str, None] = OrderedDict()
+        self._by_reqid: dict[tuple[str, ReqId], str] = {}
+        self._orphans: OrderedDict[tuple[str, ReqId], list[_Buffered]] = OrderedDict()
+
+    # ---- queries --------------------------------------------------------
+
+    def __len__(self) -> int:
+        return len(self._dialogs)
+
+    def __contains__(self, oid: object) -> bool:
+        return oid in self._dialogs
+
+    def __getitem__(self, oid: str) -> Dialog:
+        return self._dialogs[oid]
+
+    def __iter__(self) -> Iterator[Dialog]:
+        return iter(list(self._dialogs.values()))
+
+    def get(self, oid: str) -> Dialog | None:
+        return self._dialogs.get(oid)
+
+    def by_reqid(self, broker: str, reqid: ReqId) -> Dialog | None:
+        """The dialog the venue order `reqid` of `broker` belongs to."""
+        oid = self._by_reqid.get((broker, reqid))
+        return None if oid is None else self._dialogs.get(oid)
+
+    def active(self, fqme: str | None = None) -> list[Dialog]:
+        """Non-terminal dialogs (of `fqme`, if given), oldest first."""
+        return [
+            d for d in self._dialogs.values()
+            if not d.terminal and (fqme is None or d.fqme == fqme)
+        ]
+
+    def orphans(self) -> int:
+        """How many venue events wait for an ack naming their reqid."""
+        return sum(len(v) for v in self._orphans.values())
+
+    # ---- client side ----------------------------------------------------
+
+    def on_client_msg(self, raw: Any) -> list[Effect]:
+        """Decode and apply a client message; a bad one gets an error reply."""
+        try:
+            msg = decode_client_msg(raw)
+        except MessageError as err:
+            log.warning('bad client message: %s: %r', err.reason, raw)
+            return [error_status(raw, err.reason, time_ns=self._clock())]
+        if isinstance(msg, Order):
+            return self.on_order(msg)
+        return self.on_cancel(msg)
+
+    def on_order(self, order: Order) -> list[Effect]:
+        """A new order, or a modify if `order.oid` has an active dialog."""
+        dialog = self._dialogs.get(order.oid)
+        if dialog is None:
+            dialog = Dialog(order, clock=self._clock)
+            self._dialogs[order.oid] = dialog
+            return self._after(dialog, dialog.handle(E.SUBMIT, order))
+        if dialog.terminal:
+            log.warning(
+                'order for finished dialog %s (%s) dropped: %r',
+                order.oid, dialog.phase.value, order,
+            )
+            return []
+        return self._after(dialog, dialog.handle(E.MODIFY, order))
+
+    def on_cancel(self, cancel: Cancel | str) -> list[Effect]:
+        """Cancel a dialog; an unknown oid gets an error reply."""
+        oid = cancel if isinstance(cancel, str) else cancel.oid
+        dialog = self._dialogs.get(oid)
+        if dialog is None:
+            reason = f'cancel for unknown oid {oid!r}'
+            log.warning(reason)
+            return [Status(oid=oid, resp='error', time_ns=self._clock(),
+                           src='emsd', reason=reason)]
+        if dialog.terminal:
+            log.info('cancel for finished dialog %s (%s) ignored', oid, dialog.phase.value)
+            return []
+        return self._after(dialog, dialog.handle(E.CANCEL, cancel))
+
+    # ---- dark book side --------------------------------------------------
+
+    def on_trigger(self, trig: Triggered) -> list[Effect]:
+        """A dark-book trigger fired for `trig.oid`."""
+        dialog = self._dialogs.get(trig.oid)
+        if dialog is None:
+            log.warning('trigger for unknown oid %s ignored', trig.oid)
+            return []
+        return self._after(dialog, dialog.handle(E.TRIGGER, trig))
+
+    # ---- venue side -----------------------------------------------------
+
+    def on_broker_msg(self, msg: Any, broker: str) -> list[Effect]:
+        """Apply one backend -> emsd message from `broker`'s dialogue.
+
+        Accepts a decoded struct or the raw dict. Positions are not dialog
+        events: they are returned untouched for emsd to handle.
+        """
+        if not isinstance(msg, Struct):
+            try:
+                msg = decode_broker_msg(msg)
+            except MessageError as err:
+                log.warning('bad message from %s: %s: %r', broker, err.reason, msg)
+                return []
+        if isinstance(msg, BrokerdPosition):
+            return []
+        if isinstance(msg, BrokerdOrderAck):
+            return self._on_ack(msg, broker)
+        if isinstance(msg, BrokerdStatus | BrokerdFill):
+            return self._on_event(msg, broker)
+        if isinstance(msg, BrokerdError):
+            return self._on_error(msg, broker)
+        log.warning('unexpected message from %s ignored: %r', broker, msg)
+        return []
+
+    def _on_ack(self, ack: BrokerdOrderAck, broker: str) -> list[Effect]:
+        dialog = self._dialogs.get(ack.oid)
+        if dialog is None:
+            log.warning('ack for unknown oid %s from %s ignored', ack.oid, broker)
+            return []
+        key = (broker, ack.reqid)
+        owner = self._by_reqid.get(key)
+        if owner is not None and owner != ack.oid:
+            log.error('%s acked reqid %r for %s, already used by %s: ignored',
+                      broker, ack.reqid, ack.oid, owner)
+            return []
+        if dialog.phase in PRE_ACK_PHASES:
+            self._by_reqid[key] = ack.oid
+            dialog.buffered.extend(self._orphans.pop(key, ()))
+        return self._after(dialog, dialog.handle(E.ACK, ack))
+
+    def _on_event(self, msg: BrokerdStatus | BrokerdFill, broker: str) -> list[Effect]:
+        key = (broker, msg.reqid)
+        dialog = self.by_reqid(broker, msg.reqid)
+        if dialog is None and msg.oid:
+            dialog = self._dialogs.get(msg.oid)
+            if dialog is not None and dialog.reqid is not None:
+                # e.g. a venue that re-numbers an order on modify
+                log.warning('dialog %s: %s reports reqid %r (had %r)',
+                            dialog.oid, broker, msg.reqid, dialog.reqid)
+                self._by_reqid[key] = dialog.oid
+        if dialog is None:
+            if isinstance(msg, BrokerdStatus) and msg.req is not None:
+                return self._external(msg, broker)
+            self._hold_orphan(key, msg)
+            return []
+        return self._after(dialog, dialog.handle(_event_of(msg), msg))
+
+    def _on_error(self, err: BrokerdError, broker: str) -> list[Effect]:
+        dialog = self._dialogs.get(err.oid)
+        if dialog is None and err.reqid is not None:
+            dialog = self.by_reqid(broker, err.reqid)
+        if dialog is None:
+            log.warning('error from %s for unknown order ignored: %r', broker, err)
+            return []
+        return self._after(dialog, dialog.handle(E.VENUE_ERROR, err))
+
+    def _hold_orphan(self, key: tuple[str, ReqId], msg: Any) -> None:
+        log.info('holding %s event for unknown reqid %r until its ack', key[0], key[1])
+        self._orphans.setdefault(key, []).append(
+            _Buffered(next(_arrival), _event_of(msg), msg)
+        )
+        while len(self._orphans) > self._max_orphans:
+            dropped, events = self._orphans.popitem(last=False)
+            log.warning('dropping %d events of never-acked reqid %r', len(events), dropped)
+
+    def _external(self, msg: BrokerdStatus, broker: str) -> list[Effect]:
+        """A venue order emsd did not place: open a dialog for it."""
+        assert msg.req is not None
+        if msg.status not in ('open', 'pending'):
+            log.info('finished external order %r from %s ignored', msg.reqid, broker)
+            return []
+        vreq = msg.req
+        try:
+            order = Order(
+                oid=self._fresh_oid(vreq.oid),
+                symbol=f'{vreq.symbol}.{broker}',
+                action=vreq.action,
+                exec_mode='live',
+                price=vreq.price,
+                size=vreq.size,
+                account=msg.account or vreq.account,
+                brokers=[broker],
+            )
+        except MessageError as err:
+            log.warning('bad external order from %s: %s', broker, err.reason)
+            return []
+        dialog = Dialog(order, clock=self._clock)
+        dialog.external = True
+        dialog.reqid = msg.reqid
+        dialog.phase = P.ACKED
+        self._dialogs[order.oid] = dialog
+        self._by_reqid[(broker, msg.reqid)] = order.oid
+        dialog.buffered.extend(self._orphans.pop((broker, msg.reqid), ()))
+        effects = dialog.handle(_event_of(msg), msg)
+        if dialog.phase is P.ACKED:  # 'pending': still announce it
+            effects += dialog._status('pending', src=broker, reason='external order')
+        return self._after(dialog, effects)
+
+    def _fresh_oid(self, candidate: str) -> str:
+        """`candidate` if no dialog uses it, else a new collision-free uuid."""
+        if candidate and candidate not in self._dialogs:
+            return candidate
+        while True:
+            oid = str(uuid.uuid4())
+            if oid not in self._dialogs:
+                return oid
+
+    # ---- bookkeeping ------------------------------------------------------
+
+    def _after(self, dialog: Dialog, effects: list[Effect]) -> list[Effect]:
+        """Retire a dialog that just finished (keeping it for late events)."""
+        if dialog.terminal and dialog.oid not in self._finished:
+            self._finished[dialog.oid] = None
+            while len(self._finished) > self._keep_finished:
+                oid, _ = self._finished.popitem(last=False)
+                old = self._dialogs.pop(oid, None)
+                if old is not None and old.reqid is not None:
+                    self._by_reqid.pop((old.broker, old.reqid), None)
+        return effects

@@ -1,0 +1,443 @@
+"""The EMS message protocol (DESIGN.md section 5), as typed msgspec structs.
+
+Three conversations use these types:
+
+- client -> emsd: `Order`, `Cancel`;
+- emsd -> client: `Status`, `BrokerdPosition`;
+- emsd <-> backend (brokerd / paperboi): `BrokerdOrder`, `BrokerdCancel`
+  one way, `BrokerdOrderAck`, `BrokerdStatus`, `BrokerdFill`,
+  `BrokerdError`, `BrokerdPosition` the other.
+
+tractor delivers structs as plain dicts, so every message carries a
+msgspec *tag* in its `name` field and each receiver decodes with one of the
+`decode_*()` functions below: a tagged-union `msgspec.convert` that picks
+the right type without guessing from the field set.
+
+Validation beyond types (positive finite sizes, finite prices, non-empty
+ids, a parseable fqme) lives in each struct's `__post_init__`, so it runs
+both when a struct is built in-process and when it is decoded off the
+wire. Anything wrong surfaces as one exception type, `MessageError`, whose
+`.reason` says exactly what; a daemon replies with `error_status()` and
+carries on.
+"""
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Mapping
+from typing import Any, Literal
+
+import msgspec
+
+from ..accounting import unpack_fqme
+from ..types import Struct
+
+__all__ = [
+    'Action',
+    'BrokerdCancel',
+    'BrokerdError',
+    'BrokerdFill',
+    'BrokerdOrder',
+    'BrokerdOrderAck',
+    'BrokerdPosition',
+    'BrokerdStatus',
+    'Cancel',
+    'ExecMode',
+    'MessageError',
+    'Order',
+    'Resp',
+    'Status',
+    'TERMINAL_RESPS',
+    'decode_backend_cmd',
+    'decode_broker_msg',
+    'decode_client_msg',
+    'decode_ems_msg',
+    'error_status',
+]
+
+Action = Literal['buy', 'sell', 'alert']
+VenueAction = Literal['buy', 'sell']
+ExecMode = Literal['dark', 'live']
+ReqId = int | str
+Resp = Literal[
+    'pending',
+    'open',
+    'dark_open',
+    'dark_triggered',
+    'alert_triggered',
+    'fill',
+    'closed',
+    'canceled',
+    'error',
+]
+BrokerdStatusKind = Literal['open', 'canceled', 'closed', 'pending']
+
+# a dialog ends with exactly one Status whose resp is one of these
+TERMINAL_RESPS: frozenset[str] = frozenset(
+    {'alert_triggered', 'closed', 'canceled', 'error'}
+)
+
+
+class MessageError(msgspec.ValidationError):
+    """A message that is malformed or fails validation.
+
+    Subclasses `msgspec.ValidationError` (thus `ValueError`) so callers
+    that already catch either keep working; `.reason` is the specific,
+    human-readable cause that goes into the error reply.
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+# ---- field checks (called from __post_init__) -------------------------
+
+def _check_id(value: str, what: str) -> None:
+    if not value or not value.strip():
+        raise MessageError(f'{what} must be a non-empty string')
+
+
+def _check_size(value: float, what: str = 'size', *, allow_zero: bool = False) -> None:
+    if not math.isfinite(value):
+        raise MessageError(f'{what} must be finite, got {value!r}')
+    if value < 0 or (value == 0 and not allow_zero):
+        bound = '>= 0' if allow_zero else '> 0'
+        raise MessageError(f'{what} must be {bound}, got {value!r}')
+
+
+def _check_price(value: float, what: str = 'price') -> None:
+    if not math.isfinite(value):
+        raise MessageError(f'{what} must be finite, got {value!r}')
+    if value < 0:
+        raise MessageError(f'{what} must be >= 0, got {value!r}')
+
+
+def _normal_fqme(value: str, what: str = 'symbol') -> str:
+    """Return the lower-cased fqme or raise `MessageError` saying why not."""
+    try:
+        unpack_fqme(value)
+    except ValueError as err:
+        raise MessageError(f'{what}: {err}') from None
+    return value.lower()
+
+
+def _check_reqid(value: ReqId | None, what: str = 'reqid') -> None:
+    if isinstance(value, str) and not value.strip():
+        raise MessageError(f'{what} must not be an empty string')
+
+
+_TAG = 'name'  # the tag field every message carries on the wire
+
+
+# ---- client -> emsd ----------------------------------------------------
+
+class Order(Struct, tag='order', tag_field=_TAG):
+    """A client's order request; re-sending an existing `oid` is a modify.
+
+    `symbol` is an fqme (normalised to lower case). Alerts are always held
+    in the dark book, so their `exec_mode` is normalised to `'dark'`, and
+    their `size` may be 0 (an alert trades nothing).
+    """
+
+    oid: str
+    symbol: str
+    action: Action
+    exec_mode: ExecMode
+    price: float
+    size: float
+    account: str
+    brokers: list[str] = []
+
+    def __post_init__(self) -> None:
+        _check_id(self.oid, 'oid')
+        self.symbol = _normal_fqme(self.symbol)
+        _check_id(self.account, 'account')
+        _check_price(self.price)
+        if self.action == 'alert':
+            _check_size(self.size, allow_zero=True)
+            self.exec_mode = 'dark'
+        else:
+            _check_size(self.size)
+
+    @property
+    def broker(self) -> str:
+        """The backend this order belongs to (the fqme's last token)."""
+        return unpack_fqme(self.symbol)[0]
+
+
+class Cancel(Struct, tag='cancel', tag_field=_TAG):
+    """Cancel the dialog `oid`; `symbol` (an fqme) is optional context."""
+
+    oid: str
+    symbol: str = ''
+
+    def __post_init__(self) -> None:
+        _check_id(self.oid, 'oid')
+        if self.symbol:
+            self.symbol = _normal_fqme(self.symbol)
+
+
+# ---- emsd -> client ----------------------------------------------------
+
+class Status(Struct, tag='status', tag_field=_TAG):
+    """One event of an order dialog, as every subscribed client sees it.
+
+    `req` is the order as it currently stands (None only in the reply to
+    a client message too broken to decode into an `Order`). `filled +
+    remaining == req.size`; `remaining` defaults to that. `brokerd_msg`
+    holds the venue message behind the event (a fill's price/size/time).
+    """
+
+    oid: str
+    resp: Resp
+    time_ns: int
+    req: Order | None = None
+    reqid: ReqId | None = None
+    src: str = ''
+    filled: float = 0.0
+    remaining: float | None = None
+    reason: str = ''
+    brokerd_msg: dict[str, Any] = {}
+
+    def __post_init__(self) -> None:
+        if self.remaining is None:
+            size = self.req.size if self.req is not None else 0.0
+            self.remaining = max(size - self.filled, 0.0)
+
+    @property
+    def terminal(self) -> bool:
+        """True if this status ends its dialog."""
+        return self.resp in TERMINAL_RESPS
+
+
+class BrokerdPosition(Struct, tag='position', tag_field=_TAG):
+    """A position as a backend reports it; `size` is signed (short < 0)."""
+
+    broker: str
+    account: str
+    symbol: str
+    size: float
+    avg_price: float
+    currency: str = ''
+
+    def __post_init__(self) -> None:
+        _check_id(self.broker, 'broker')
+        _check_id(self.account, 'account')
+        self.symbol = _normal_fqme(self.symbol)
+        if not math.isfinite(self.size):
+            raise MessageError(f'size must be finite, got {self.size!r}')
+        _check_price(self.avg_price, 'avg_price')
+
+
+# ---- emsd -> backend ---------------------------------------------------
+
+class BrokerdOrder(Struct, tag='brokerd_order', tag_field=_TAG):
+    """Submit (reqid None) or modify (reqid set) an order at the venue.
+
+    `symbol` is the broker-native key (the fqme without `.<broker>`);
+    `size` is the order's total size, fills so far included.
+    """
+
+    oid: str
+    symbol: str
+    action: VenueAction
+    price: float
+    size: float
+    account: str
+    time_ns: int
+    reqid: ReqId | None = None
+
+    def __post_init__(self) -> None:
+        _check_id(self.oid, 'oid')
+        _check_id(self.symbol, 'symbol')
+        _check_id(self.account, 'account')
+        _check_reqid(self.reqid)
+        _check_price(self.price)
+        _check_size(self.size)
+
+
+class BrokerdCancel(Struct, tag='brokerd_cancel', tag_field=_TAG):
+    """Cancel the venue order `reqid` of dialog `oid`."""
+
+    oid: str
+    reqid: ReqId
+    account: str
+    time_ns: int
+
+    def __post_init__(self) -> None:
+        _check_id(self.oid, 'oid')
+        _check_reqid(self.reqid)
+        _check_id(self.account, 'account')
+
+
+# ---- backend -> emsd ---------------------------------------------------
+
+class BrokerdOrderAck(Struct, tag='ack', tag_field=_TAG):
+    """The venue's first reply to every `BrokerdOrder`: binds oid <-> reqid."""
+
+    oid: str
+    reqid: ReqId
+    account: str
+
+    def __post_init__(self) -> None:
+        _check_id(self.oid, 'oid')
+        _check_reqid(self.reqid)
+
+
+class BrokerdStatus(Struct, tag='brokerd_status', tag_field=_TAG):
+    """An order state change at the venue.
+
+    `filled`/`remaining` are the venue's cumulative view. `oid` is
+    optional (a venue may only know its own `reqid`). `req` describes an
+    order emsd did not place (an *external* order, e.g. one entered in the
+    broker's own app): emsd then opens a dialog for it.
+    """
+
+    reqid: ReqId
+    status: BrokerdStatusKind
+    account: str
+    time_ns: int
+    filled: float = 0.0
+    remaining: float = 0.0
+    reason: str = ''
+    oid: str = ''
+    req: BrokerdOrder | None = None
+    broker_details: dict[str, Any] = {}
+
+    def __post_init__(self) -> None:
+        _check_reqid(self.reqid)
+        _check_size(self.filled, 'filled', allow_zero=True)
+        _check_size(self.remaining, 'remaining', allow_zero=True)
+
+
+class BrokerdFill(Struct, tag='fill', tag_field=_TAG):
+    """One execution of venue order `reqid`; `tid` is unique per venue."""
+
+    reqid: ReqId
+    tid: str
+    action: VenueAction
+    size: float
+    price: float
+    broker_time: float
+    time_ns: int
+    cost: float = 0.0
+    oid: str = ''
+
+    def __post_init__(self) -> None:
+        _check_reqid(self.reqid)
+        _check_id(self.tid, 'tid')
+        _check_size(self.size)
+        _check_price(self.price)
+        if not math.isfinite(self.cost):
+            raise MessageError(f'cost must be finite, got {self.cost!r}')
+
+
+class BrokerdError(Struct, tag='error', tag_field=_TAG):
+    """The venue rejected or failed a request of dialog `oid`."""
+
+    oid: str
+    reason: str
+    reqid: ReqId | None = None
+    symbol: str = ''
+    broker_details: dict[str, Any] = {}
+
+    def __post_init__(self) -> None:
+        _check_id(self.oid, 'oid')
+        _check_reqid(self.reqid)
+
+
+# ---- decoding at the boundary -----------------------------------------
+
+ClientMsg = Order | Cancel
+EmsMsg = Status | BrokerdPosition
+BackendCmd = BrokerdOrder | BrokerdCancel
+BrokerMsg = BrokerdOrderAck | BrokerdStatus | BrokerdFill | BrokerdError | BrokerdPosition
+
+
+def _decode(raw: Any, union: Any, what: str) -> Any:
+    """Decode `raw` (dict, msgpack bytes or struct) into one of `union`."""
+    members = union.__args__
+    if isinstance(raw, Struct):
+        if isinstance(raw, members):
+            return raw
+        raise MessageError(f'{type(raw).__name__} is not a {what} message')
+    try:
+        if isinstance(raw, bytes | bytearray | memoryview):
+            return msgspec.msgpack.decode(raw, type=union)
+        if not isinstance(raw, Mapping):
+            raise MessageError(
+                f'{what} message must be a map, got {type(raw).__name__}'
+            )
+        return msgspec.convert(dict(raw), union)
+    except MessageError:
+        raise
+    except msgspec.MsgspecError as err:
+        tag = raw.get(_TAG) if isinstance(raw, Mapping) else None
+        kind = f' {tag!r}' if isinstance(tag, str) else ''
+        raise MessageError(f'bad {what} message{kind}: {err}') from None
+
+
+def decode_client_msg(raw: Any) -> Order | Cancel:
+    """Decode a client -> emsd message, or raise `MessageError`."""
+    return _decode(raw, ClientMsg, 'client')
+
+
+def decode_ems_msg(raw: Any) -> Status | BrokerdPosition:
+    """Decode an emsd -> client message, or raise `MessageError`."""
+    return _decode(raw, EmsMsg, 'ems')
+
+
+def decode_backend_cmd(raw: Any) -> BrokerdOrder | BrokerdCancel:
+    """Decode an emsd -> backend command, or raise `MessageError`."""
+    return _decode(raw, BackendCmd, 'backend command')
+
+
+def decode_broker_msg(
+    raw: Any,
+) -> BrokerdOrderAck | BrokerdStatus | BrokerdFill | BrokerdError | BrokerdPosition:
+    """Decode a backend -> emsd message, or raise `MessageError`."""
+    return _decode(raw, BrokerMsg, 'broker')
+
+
+def error_status(
+    raw: Any,
+    reason: str,
+    *,
+    time_ns: int | None = None,
+    src: str = 'emsd',
+) -> Status:
+    """Build the `Status(resp='error')` reply to a bad client message.
+
+    Salvages what it can from `raw` (its `oid`, and the `Order` itself if
+    it decodes) so the client can match the reply to its request.
+    """
+    req: Order | None = None
+    oid = ''
+    if isinstance(raw, Order):
+        req, oid = raw, raw.oid
+    elif isinstance(raw, Cancel):
+        oid = raw.oid
+    elif isinstance(raw, Mapping):
+        val = raw.get('oid')
+        oid = val if isinstance(val, str) else ''
+        try:
+            req = msgspec.convert(dict(raw), Order)
+        except (msgspec.MsgspecError, TypeError, ValueError):
+            req = None
+    details: dict[str, Any] = {}
+    if isinstance(raw, Mapping):
+        # keep only what is safely serialisable for the reply/journal
+        try:
+            details = msgspec.to_builtins(dict(raw))
+        except (TypeError, ValueError):
+            details = {}
+    return Status(
+        oid=oid,
+        resp='error',
+        time_ns=time.time_ns() if time_ns is None else time_ns,
+        req=req,
+        src=src,
+        reason=reason,
+        brokerd_msg=details,
+    )
