@@ -10,10 +10,15 @@ Measures (and prints) with `QT_QPA_PLATFORM=offscreen`:
   causes (target <= 2 ms), measured as the repaint the window system would
   do (process events on the shown window) and as a full offscreen render;
 - cold start to the first painted frame of a fresh process
-  (`measure_cold_start_first_frame`): today it starts a chart window from
-  a script; once the `piker chart` command exists point `cmd` at it.
+  (`measure_cold_start_first_frame`): a chart window from a script
+  (rendering only), and `piker chart btcusdt.sim` in a private environment
+  (fresh config dir, free registry port: it starts pikerd and brokerd.sim
+  itself, loads history, paints, then closes cleanly).
 
-Usage: `uv run python bench/chart.py [--bars N] [--frames N]`
+Usage: `uv run python bench/chart.py [--bars N] [--frames N]`,
+`--cold-start-only`, `--screenshot PNG` (docs/chart.png) and
+`--order-mode-screenshot PNG` (docs/order_mode.png, a real session driven
+by the sim market control).
 """
 from __future__ import annotations
 
@@ -215,30 +220,54 @@ app.exec() if hasattr(app, 'exec') else app.exec_()
 '''
 
 
-def measure_cold_start_first_frame(cmd: list[str] | None = None, runs: int = 3) -> list[float]:
+def measure_cold_start_first_frame(
+    cmd: list[str] | None = None,
+    runs: int = 3,
+    env: dict[str, str] | None = None,
+) -> list[float]:
     """Seconds from process spawn to the first painted chart frame, per run.
 
     `cmd` must print `FIRST_FRAME <seconds since the epoch time in argv[-1]>`
-    (MainWindow.sig_first_frame gives the moment). Default: a fresh Python
-    process that opens a chart window on 5,000 bars. When the `piker chart`
-    CLI exists, pass its invocation here.
+    (MainWindow.sig_first_frame gives the moment) and exit. Default: a fresh
+    Python process that opens a chart window on 5,000 bars (rendering
+    only). `env` is merged over `os.environ` (a callable is called per run
+    for a fresh private environment).
     """
     cmd = cmd or [sys.executable, '-c', _COLD_START_SCRIPT]
     out = []
-    env = dict(os.environ, QT_QPA_PLATFORM=os.environ.get('QT_QPA_PLATFORM', 'offscreen'))
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     for _ in range(runs):
+        run_env = dict(os.environ, QT_QPA_PLATFORM=os.environ.get('QT_QPA_PLATFORM', 'offscreen'))
+        run_env.update(env() if callable(env) else (env or {}))
         t0 = time.time()
         proc = subprocess.run(
-            [*cmd, repr(t0)], capture_output=True, text=True, env=env, cwd=root, timeout=60,
+            [*cmd, repr(t0)], capture_output=True, text=True, env=run_env, cwd=root, timeout=90,
         )
         for line in proc.stdout.splitlines():
             if line.startswith('FIRST_FRAME '):
                 out.append(float(line.split()[1]))
                 break
         else:
-            raise RuntimeError(f'no FIRST_FRAME from {cmd[:2]}...: {proc.stderr[-2000:]}')
+            raise RuntimeError(f'no FIRST_FRAME from {cmd[:3]}...: {proc.stderr[-2000:]}')
     return out
+
+
+def private_env() -> dict[str, str]:
+    """A fresh config dir and a free registry port: nothing shared with a user's pikerd."""
+    import tempfile
+
+    from piker.testing import free_port
+
+    return {
+        'PIKER_CONFIG_DIR': tempfile.mkdtemp(prefix='piker-bench-'),
+        'PIKER_REGISTRY_ADDR': f'127.0.0.1:{free_port()}',
+    }
+
+
+def piker_chart_cmd(fqme: str = 'btcusdt.sim') -> list[str]:
+    """`piker chart FQME` reporting its first frame (then closing cleanly)."""
+    exe = os.path.join(os.path.dirname(sys.executable), 'piker')
+    return [exe, 'chart', fqme, '--first-frame-t0']
 
 
 def screenshot(path: str, bars: int = 5000, show: int = 240) -> None:
@@ -367,23 +396,66 @@ async def mode_cancel_all(mode, until) -> None:
         await until(lambda: not mode.lines)
 
 
+def order_mode_screenshot(path: str) -> None:
+    """Render `docs/order_mode.png` from a real session in a private tree."""
+    import tempfile
+
+    from piker.testing import free_port
+    from piker.ui._app import run_chart
+
+    env = {
+        'PIKER_CONFIG_DIR': tempfile.mkdtemp(prefix='piker-shot-'),
+        'PIKER_REGISTRY_ADDR': f'127.0.0.1:{free_port()}',
+    }
+    os.environ.update(env)
+    # the sim's 1s history is flat from the minute boundary before its
+    # market starts until the walk runs: start just after a boundary
+    time.sleep((60.0 - time.time() % 60.0 + 0.2) % 60.0)
+    note: list[str] = []
+    run_chart(
+        [ORDER_MODE_FQME], driver=lambda app: _order_mode_scene(app, path, note),
+        timeframe=1, handle_signals=False, size=(W, H),
+    )
+    if note != ['ok']:
+        raise RuntimeError('order mode scene did not complete')
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument('--bars', type=int, default=1_000_000)
     ap.add_argument('--frames', type=int, default=50)
     ap.add_argument('--no-cold-start', action='store_true')
+    ap.add_argument('--cold-start-only', action='store_true',
+                    help='only measure cold start to the first painted frame')
     ap.add_argument('--screenshot', metavar='PNG', help='only save a screenshot to PNG')
+    ap.add_argument('--order-mode-screenshot', metavar='PNG',
+                    help='only save a screenshot of order mode in a real session to PNG')
     ap.add_argument('--shot-bars', type=int, default=5000, help='screenshot: bars of history')
     ap.add_argument('--shot-show', type=int, default=240, help='screenshot: bars in view')
     args = ap.parse_args()
     if args.screenshot:
         screenshot(args.screenshot, args.shot_bars, args.shot_show)
         return
+    if args.order_mode_screenshot:
+        order_mode_screenshot(args.order_mode_screenshot)
+        return
+    if args.cold_start_only:
+        cold_start_report()
+        return
     _Bench(args.bars).run(args.frames)
     if not args.no_cold_start:
-        cold = measure_cold_start_first_frame()
-        print(f'cold start to first painted frame (script, 5k bars): '
-              f'min {min(cold) * 1e3:.0f} ms  runs {[round(c * 1e3) for c in cold]}')
+        cold_start_report()
+
+
+def cold_start_report(runs: int = 3) -> None:
+    cold = measure_cold_start_first_frame(runs=runs)
+    print(f'cold start to first painted frame (script, 5k bars): '
+          f'min {min(cold) * 1e3:.0f} ms  runs {[round(c * 1e3) for c in cold]}')
+    cold = measure_cold_start_first_frame(piker_chart_cmd(), runs=runs, env=private_env)
+    print(f'cold start `piker chart btcusdt.sim` (private env: starts pikerd + '
+          f'brokerd.sim, 1,441 bars) to first painted frame: '
+          f'min {min(cold) * 1e3:.0f} ms  median {sorted(cold)[len(cold) // 2] * 1e3:.0f} ms  '
+          f'runs {[round(c * 1e3) for c in cold]}')
 
 
 if __name__ == '__main__':

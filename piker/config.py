@@ -15,10 +15,17 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import platformdirs
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+)
 
 from .atomicfile import write_atomic
 
@@ -118,8 +125,107 @@ class UIConf(_Model):
     default_slots: int = Field(4, ge=1)
 
 
+TradingStateName = Literal['active', 'reduce_only', 'halted']
+
+
+def _check_fqme_key(key: str) -> str:
+    from .accounting import unpack_fqme  # accounting imports this module
+    unpack_fqme(key)  # ValueError saying what an fqme looks like
+    return key
+
+
+def _check_account_key(key: str) -> str:
+    broker, dot, account = key.rpartition('.')
+    if not account.strip() or (dot and not broker.strip()) or key != key.strip():
+        raise ValueError(
+            f'{key!r} is not an account key: use "<account>" or "<broker>.<account>"'
+        )
+    return key
+
+
+FqmeKey = Annotated[str, AfterValidator(_check_fqme_key)]
+AccountKey = Annotated[str, AfterValidator(_check_account_key)]
+
+
+class RiskLimits(_Model):
+    """One scope's pre-trade limits; unset means "inherit the default".
+
+    A float limit of `inf` (TOML `inf`) lifts an inherited default.
+    """
+
+    max_order_size: float | None = Field(None, gt=0, description='units per order')
+    max_notional: float | None = Field(None, gt=0, description='price * size per order')
+    max_open_orders: int | None = Field(
+        None, ge=0, description='working orders (dark + live, not alerts) at once',
+    )
+
+
+def _flatten_keys(table: Any, what: str) -> Any:
+    """Turn TOML's nesting of an unquoted dotted key back into one key.
+
+    `[ems.risk.fqmes.btcusdt.sim]` parses as `{'btcusdt': {'sim': {...}}}`:
+    a table whose values are all tables and which holds no limit field is
+    such a namespace, and becomes `{'btcusdt.sim': {...}}`. Keys are lower
+    cased; two spellings of one key are an error naming it.
+    """
+    if not isinstance(table, dict):
+        return table
+    fields = set(RiskLimits.model_fields)
+    out: dict[str, Any] = {}
+
+    def walk(prefix: str, sub: dict) -> None:
+        for key, val in sub.items():
+            name = f'{prefix}.{key}' if prefix else str(key)
+            if (
+                isinstance(val, dict) and val and not (val.keys() & fields)
+                and all(isinstance(v, dict) for v in val.values())
+            ):
+                walk(name, val)
+                continue
+            low = name.lower()
+            if low in out:
+                raise ValueError(f'{what} {low!r} is given twice')
+            out[low] = val
+
+    walk('', table)
+    return out
+
+
+class RiskConf(RiskLimits):
+    """`[ems.risk]`: emsd's pre-trade checks (all off by default).
+
+    The three limits of `RiskLimits` set here are the defaults; each is
+    checked once per scope - the order's account and its market - with the
+    scope's override from `accounts` / `fqmes` taking precedence.
+    """
+
+    state: TradingStateName = Field(
+        'active', description='trading state at emsd start-up',
+    )
+    max_orders_per_sec: float = Field(
+        0.0, ge=0, allow_inf_nan=False,
+        description='new orders + modifies per client session; 0 = no throttle',
+    )
+    order_burst: int | None = Field(
+        None, ge=1, description='token bucket size (default: rate rounded up)',
+    )
+    accounts: dict[AccountKey, RiskLimits] = Field(default_factory=dict)
+    fqmes: dict[FqmeKey, RiskLimits] = Field(default_factory=dict)
+
+    @field_validator('accounts', mode='before')
+    @classmethod
+    def _flat_accounts(cls, value: Any) -> Any:
+        return _flatten_keys(value, 'account')
+
+    @field_validator('fqmes', mode='before')
+    @classmethod
+    def _flat_fqmes(cls, value: Any) -> Any:
+        return _flatten_keys(value, 'fqme')
+
+
 class EMSConf(_Model):
     dark_pad_ticks: int = Field(5, ge=0, description='price ticks added to a triggered dark order')
+    risk: RiskConf = Field(default_factory=RiskConf)
 
 
 class Conf(_Model):
@@ -155,6 +261,23 @@ _DEFAULTS: dict[str, str] = {
 #
 # [ems]
 # dark_pad_ticks = 5   # price ticks a triggered dark order is padded by
+#
+# [ems.risk]              # emsd's pre-trade checks; every limit is off unless set
+# state = "active"        # at emsd start: "active", "reduce_only" (only orders that
+#                         # shrink a position) or "halted" (no new orders or modifies;
+#                         # cancels always work). `piker ems halt|resume|reduce-only`
+#                         # switches it at runtime and the switch survives restarts.
+# max_order_size = 10.0   # units per order          } defaults, checked per account
+# max_notional = 50000.0  # price * size per order   } and per market; alerts are
+# max_open_orders = 100   # working dark+live orders } exempt from all three
+# max_orders_per_sec = 20.0   # new orders + modifies per client session, 0 = off
+# order_burst = 40        # token-bucket size (default: the rate rounded up)
+#
+# [ems.risk.accounts."sim.paper"]   # one account: "<broker>.<account>", or
+# max_notional = 10000.0            # "<account>" for that name at every broker
+#
+# [ems.risk.fqmes."btcusdt.sim"]    # one market: quote the fqme, it has dots
+# max_order_size = 5.0              # (inf lifts a default for this scope)
 ''',
 }
 
@@ -162,12 +285,21 @@ _DEFAULTS: dict[str, str] = {
 def _explain(err: ValidationError, fname: str, prefix: str = '') -> str:
     parts = []
     for e in err.errors():
-        key = '.'.join(str(p) for p in ((prefix,) if prefix else ()) + tuple(e['loc']))
+        loc = ((prefix,) if prefix else ()) + tuple(e['loc'])
+        # pydantic marks a bad dict key with a trailing '[key]'
+        is_key = bool(loc) and loc[-1] == '[key]'
+        loc = loc[:-1] if is_key else loc
+        # a key with dots is quoted, as TOML needs it: fqmes."btcusdt.sim"
+        key = '.'.join(f'"{p}"' if '.' in str(p) else str(p) for p in loc)
         got = e.get('input')
         if e['type'] == 'extra_forbidden':
             parts.append(f'unknown key {key!r}')
         elif e['type'] == 'missing':
             parts.append(f'missing key {key!r}')
+        elif is_key:
+            parts.append(f'bad key {key!r}: {e["msg"]}')
+        elif isinstance(got, dict | list):
+            parts.append(f'key {key!r}: {e["msg"]}')
         else:
             parts.append(f'key {key!r}: {e["msg"]} (got {got!r})')
     return f'invalid {fname}: ' + '; '.join(parts)

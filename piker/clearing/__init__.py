@@ -7,23 +7,37 @@ way to await one dialog's progress.
 
 The pure core underneath: `_messages` is the wire protocol (section 5),
 `_dialogs` the per-order state machine emsd runs every message through,
-`_dark` the trigger index of resting dark orders and alerts. The daemons
-(`_ems`: emsd, `_paper_engine`: paperboi) are RPC modules, not API.
+`_dark` the trigger index of resting dark orders and alerts, `_journal`
+emsd's SQLite journal of every dialog (restore and history), `_risk` the
+pre-trade limits and trading state (kill switch) emsd checks orders with.
+The daemons (`_ems`: emsd, `_ems_admin`: its `piker ems` RPC,
+`_paper_engine`: paperboi) are RPC modules, not API.
 """
+from ._client import (
+    EMSError,
+    OrderClient,
+    UnknownOrderError,
+    open_ems,
+    wait_for_status,
+)
 from ._dark import DarkBook, DarkEntry, Triggered, pad_price
 from ._dialogs import (
     TRANSITIONS,
     Arm,
     Dialog,
+    DialogChange,
+    DialogState,
     DialogTable,
     Disarm,
     Effect,
     Event,
+    PendingRequest,
     Phase,
     ToVenue,
     decode_history,
     encode_history,
 )
+from ._journal import DialogRecord, Journal, JournalEntry, JournalError, journal_path
 from ._messages import (
     TERMINAL_RESPS,
     BrokerdCancel,
@@ -43,6 +57,7 @@ from ._messages import (
     decode_ems_msg,
     error_status,
 )
+from ._risk import Refusal, RiskGate, RiskReport, TradingState
 
 __all__ = [
     'Arm',
@@ -57,18 +72,32 @@ __all__ = [
     'DarkBook',
     'DarkEntry',
     'Dialog',
+    'DialogChange',
+    'DialogRecord',
+    'DialogState',
     'DialogTable',
     'Disarm',
+    'EMSError',
     'Effect',
     'Event',
+    'Journal',
+    'JournalEntry',
+    'JournalError',
     'MessageError',
     'Order',
+    'OrderClient',
+    'PendingRequest',
     'Phase',
+    'Refusal',
+    'RiskGate',
+    'RiskReport',
     'Status',
     'TERMINAL_RESPS',
     'TRANSITIONS',
+    'TradingState',
     'ToVenue',
     'Triggered',
+    'UnknownOrderError',
     'decode_backend_cmd',
     'decode_broker_msg',
     'decode_client_msg',
@@ -76,5 +105,8 @@ __all__ = [
     'decode_history',
     'encode_history',
     'error_status',
+    'journal_path',
+    'open_ems',
     'pad_price',
+    'wait_for_status',
 ]

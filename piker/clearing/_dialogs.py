@@ -41,16 +41,16 @@ import logging
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from enum import StrEnum
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import msgspec
 
 from ..accounting import strip_broker
 from ..log import get_logger
 from ..types import Struct
-from ._dark import Triggered
+from ._dark import Direction, Triggered
 from ._messages import (
     TERMINAL_RESPS,
     Action,
@@ -74,10 +74,13 @@ from ._messages import (
 __all__ = [
     'Arm',
     'Dialog',
+    'DialogChange',
+    'DialogState',
     'DialogTable',
     'Disarm',
     'Effect',
     'Event',
+    'PendingRequest',
     'Phase',
     'TRANSITIONS',
     'ToVenue',
@@ -104,7 +107,10 @@ class Arm(Struct, frozen=True):
     """Rest (or, with `rearm`, move) a dark trigger in the dark book.
 
     emsd supplies what only it knows: the market's last price (which fixes
-    the trigger direction), price tick and padding.
+    the trigger direction), price tick and padding. `direction` is set
+    only when a restored trigger is re-armed: its direction was fixed when
+    it was first placed and must not flip because the market moved while
+    emsd was down.
     """
 
     oid: str
@@ -113,6 +119,7 @@ class Arm(Struct, frozen=True):
     level: float
     size: float
     rearm: bool = False
+    direction: Direction | None = None
 
 
 class Disarm(Struct, frozen=True):
@@ -303,6 +310,56 @@ class _Request:
         return f'_Request({self.kind}, acked={self.acked})'
 
 
+# ---- persisted form of a dialog (for the journal) ------------------------
+
+class PendingRequest(Struct, frozen=True):
+    """A `_Request` as the journal stores it."""
+
+    kind: Literal['modify', 'cancel']
+    order: Order | None = None
+    acked: bool = False
+
+
+class DialogState(Struct):
+    """Everything needed to resume a dialog exactly where it was.
+
+    The journal stores one per dialog (updated with every batch that
+    touched it) so a restarted emsd can rebuild the dialog with
+    `Dialog.from_state()`: the state machine then carries on as if it had
+    never stopped - same phase, reqid, fill tids (a replayed fill is still
+    dropped), stashed and outstanding requests. The Status history is not
+    part of it: the journal keeps that as the dialog's event timeline.
+    """
+
+    oid: str
+    req: Order
+    confirmed: Order  # the version the venue is known to work
+    phase: Phase
+    reqid: ReqId | None = None
+    external: bool = False
+    fill_tids: list[str] = []
+    fill_sum: float = 0.0
+    venue_filled: float = 0.0
+    stashed_modify: Order | None = None
+    stashed_cancel: bool = False
+    outstanding: list[PendingRequest] = []
+    # venue events waiting for the ack, in arrival order
+    buffered: list[BrokerdStatus | BrokerdFill] = []
+    venue_orders: int = 0
+    pre_cancel: Phase = Phase.ACKED
+    terminal_sent: bool = False
+    opened: bool = False
+
+    @property
+    def terminal(self) -> bool:
+        return self.phase in TERMINAL_PHASES
+
+    @property
+    def filled(self) -> float:
+        """Executed size, as `Dialog.filled` reports it."""
+        return min(max(self.fill_sum, self.venue_filled), self.req.size)
+
+
 class Dialog:
     """One order dialog: the latest request, venue ids, fills and history.
 
@@ -343,6 +400,7 @@ class Dialog:
         self._pre_cancel: Phase = Phase.ACKED
         self._terminal_sent = False
         self._opened = False  # an 'open' Status went out
+        self._drained = 0  # history entries already handed out as changes
 
     # ---- views ----------------------------------------------------------
 
@@ -395,6 +453,83 @@ class Dialog:
     def history_json(self) -> bytes:
         """The dialog's event history as JSON (for the journal)."""
         return encode_history(self.history)
+
+    # ---- persistence ------------------------------------------------------
+
+    def state(self, *, fill_tids: bool = True) -> DialogState:
+        """The dialog's resumable state (see `DialogState`).
+
+        Without `fill_tids` the seen fill ids are left out: every counted
+        fill emitted a `fill` Status naming its tid, so `from_state()`
+        recovers them from the history - and a journal need not rewrite a
+        list that grows with every fill of a big order.
+        """
+        return DialogState(
+            oid=self.oid,
+            req=self.req,
+            confirmed=self._confirmed,
+            phase=self.phase,
+            reqid=self.reqid,
+            external=self.external,
+            fill_tids=sorted(self.fill_tids) if fill_tids else [],
+            fill_sum=self.fill_sum,
+            venue_filled=self.venue_filled,
+            stashed_modify=self.stashed_modify,
+            stashed_cancel=self.stashed_cancel,
+            outstanding=[
+                PendingRequest(kind=r.kind, order=r.order, acked=r.acked)  # type: ignore[arg-type]
+                for r in self.outstanding
+            ],
+            buffered=[b.msg for b in sorted(self.buffered, key=lambda b: b.seq)],
+            venue_orders=self.venue_orders,
+            pre_cancel=self._pre_cancel,
+            terminal_sent=self._terminal_sent,
+            opened=self._opened,
+        )
+
+    @classmethod
+    def from_state(
+        cls,
+        state: DialogState,
+        history: list[Status] | None = None,
+        *,
+        clock: Callable[[], int] = time.time_ns,
+    ) -> Dialog:
+        """Rebuild a dialog from `state()` (and its Status `history`).
+
+        The history counts as already drained: a restored dialog reports
+        only the changes made after its restore. The tids of the history's
+        `fill` Statuses count as seen (see `state(fill_tids=False)`).
+        """
+        dialog = cls(state.req, clock=clock)
+        dialog.oid = state.oid
+        dialog._confirmed = state.confirmed
+        dialog.phase = state.phase
+        dialog.reqid = state.reqid
+        dialog.external = state.external
+        dialog.fill_tids = set(state.fill_tids)
+        for st in history or ():
+            tid = st.brokerd_msg.get('tid') if st.resp == 'fill' else None
+            if isinstance(tid, str):
+                dialog.fill_tids.add(tid)
+        dialog.fill_sum = state.fill_sum
+        dialog.venue_filled = state.venue_filled
+        dialog.stashed_modify = state.stashed_modify
+        dialog.stashed_cancel = state.stashed_cancel
+        for pending in state.outstanding:
+            request = _Request(pending.kind, pending.order)
+            request.acked = pending.acked
+            dialog.outstanding.append(request)
+        dialog.buffered = [
+            _Buffered(next(_arrival), _event_of(msg), msg) for msg in state.buffered
+        ]
+        dialog.venue_orders = state.venue_orders
+        dialog._pre_cancel = state.pre_cancel
+        dialog._terminal_sent = state.terminal_sent
+        dialog._opened = state.opened
+        dialog.history = list(history or [])
+        dialog._drained = len(dialog.history)
+        return dialog
 
     def __repr__(self) -> str:
         return (
@@ -811,6 +946,17 @@ def decode_history(data: bytes | str) -> list[Status]:
 
 # ---- the table of every dialog ------------------------------------------
 
+class DialogChange(NamedTuple):
+    """A dialog touched since the last `DialogTable.drain_changes()`.
+
+    `new` are the Statuses it emitted meanwhile (possibly none: an ack,
+    a stashed request or a buffered venue event changes only its state).
+    """
+
+    dialog: Dialog
+    new: list[Status]
+
+
 class DialogTable:
     """Every order dialog of an emsd: oid -> Dialog, plus routing indexes.
 
@@ -820,6 +966,10 @@ class DialogTable:
     after the cancel) still find them and a re-used oid is recognised.
     Venue events for a reqid nobody knows yet are held (up to
     `max_orphans` reqids) until the ack that names it.
+
+    With `track_changes` the table remembers which dialogs each input
+    touched, for `drain_changes()`: that is how emsd's journal learns what
+    to persist after each batch without diffing the whole table.
     """
 
     def __init__(
@@ -828,10 +978,13 @@ class DialogTable:
         clock: Callable[[], int] = time.time_ns,
         keep_finished: int = 10_000,
         max_orphans: int = 10_000,
+        track_changes: bool = False,
     ) -> None:
         self._clock = clock
         self._keep_finished = keep_finished
         self._max_orphans = max_orphans
+        # oids touched since the last drain (an ordered set); None: off
+        self._changed: dict[str, None] | None = {} if track_changes else None
         self._dialogs: dict[str, Dialog] = {}
         self._finished: OrderedDict[str, None] = OrderedDict()
         self._by_reqid: dict[tuple[str, ReqId], str] = {}
@@ -869,6 +1022,63 @@ class DialogTable:
     def orphans(self) -> int:
         """How many venue events wait for an ack naming their reqid."""
         return sum(len(v) for v in self._orphans.values())
+
+    # ---- persistence ------------------------------------------------------
+
+    def drain_changes(self) -> list[DialogChange]:
+        """Dialogs touched since the last call (oldest touch first).
+
+        Needs `track_changes=True`. A dialog evicted meanwhile (see
+        `keep_finished`) is left out.
+        """
+        if self._changed is None:
+            raise RuntimeError('this DialogTable does not track changes')
+        changed, self._changed = self._changed, {}
+        out: list[DialogChange] = []
+        for oid in changed:
+            dialog = self._dialogs.get(oid)
+            if dialog is None:
+                continue
+            new = dialog.history[dialog._drained:]
+            dialog._drained = len(dialog.history)
+            out.append(DialogChange(dialog, new))
+        return out
+
+    def restore(
+        self,
+        dialogs: Iterable[Dialog],
+        *,
+        directions: Mapping[str, Direction] | None = None,
+    ) -> list[Effect]:
+        """Adopt dialogs rebuilt from a journal (see `Dialog.from_state()`).
+
+        Returns the effects that resume them: an `Arm` for each dialog
+        resting in the dark book (with its original trigger direction from
+        `directions`, when known). A dialog whose oid is already in the
+        table is skipped (logged): restoring twice never duplicates.
+        Restored dialogs do not count as changes and take the table's clock.
+        """
+        directions = directions or {}
+        effects: list[Effect] = []
+        for dialog in dialogs:
+            if dialog.oid in self._dialogs:
+                log.warning('restore: dialog %s already known, skipped', dialog.oid)
+                continue
+            dialog._clock = self._clock  # one clock per table
+            self._dialogs[dialog.oid] = dialog
+            if dialog.reqid is not None:
+                self._by_reqid[(dialog.broker, dialog.reqid)] = dialog.oid
+            if dialog.terminal:
+                self._finished[dialog.oid] = None
+            elif dialog.phase is P.DARK_OPEN:
+                req = dialog.req
+                effects.append(Arm(
+                    oid=dialog.oid, fqme=dialog.fqme, action=req.action,
+                    level=req.price, size=req.size,
+                    direction=directions.get(dialog.oid),
+                ))
+        self._evict()
+        return effects
 
     # ---- client side ----------------------------------------------------
 
@@ -1043,12 +1253,19 @@ class DialogTable:
     # ---- bookkeeping ------------------------------------------------------
 
     def _after(self, dialog: Dialog, effects: list[Effect]) -> list[Effect]:
-        """Retire a dialog that just finished (keeping it for late events)."""
+        """Note the change; retire a dialog that just finished (keeping it
+        for late events)."""
+        if self._changed is not None:
+            self._changed[dialog.oid] = None
         if dialog.terminal and dialog.oid not in self._finished:
             self._finished[dialog.oid] = None
-            while len(self._finished) > self._keep_finished:
-                oid, _ = self._finished.popitem(last=False)
-                old = self._dialogs.pop(oid, None)
-                if old is not None and old.reqid is not None:
-                    self._by_reqid.pop((old.broker, old.reqid), None)
+            self._evict()
         return effects
+
+    def _evict(self) -> None:
+        """Forget the oldest finished dialogs beyond `keep_finished`."""
+        while len(self._finished) > self._keep_finished:
+            oid, _ = self._finished.popitem(last=False)
+            old = self._dialogs.pop(oid, None)
+            if old is not None and old.reqid is not None:
+                self._by_reqid.pop((old.broker, old.reqid), None)

@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import socket
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -33,3 +34,44 @@ def piker_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple
         'ignore:MultiError.filter() is deprecated:FutureWarning',
     )
     yield confdir, addr
+
+
+class SimRunner:
+    """What the `paper_sim` fixture returns: `run_sim()` bound to a test.
+
+    `paper_sim(async_fn, brokers=..., conf=..., timeout=...)` runs
+    `await async_fn(sim)` in a fresh, private service tree and returns its
+    result (see `piker.testing.run_sim`). Call it more than once in a test
+    to restart the whole tree on the same config dir (persistence tests).
+    """
+
+    def __init__(self, config_dir: Path, registry_addr: tuple[str, int]) -> None:
+        self.config_dir = config_dir
+        self.registry_addr = registry_addr
+
+    def __call__(
+        self,
+        async_fn: Callable[[Any], Awaitable[Any]],
+        **kwargs: Any,
+    ) -> Any:
+        from ._sim import run_sim
+        return run_sim(async_fn, **kwargs)
+
+    run = __call__
+
+
+@pytest.fixture
+def paper_sim(piker_env: tuple[Path, tuple[str, int]]) -> SimRunner:
+    """Run paper-trading simulations in an isolated service tree.
+
+    ```python
+    def test_it(paper_sim):
+        async def main(sim):
+            await sim.push('btcusdt.sim', bid=99, ask=100, bsize=5, asize=5)
+            ems = await sim.open_ems('btcusdt.sim')
+            await ems.wait(await ems.place('buy', 100, 1), 'closed')
+        paper_sim(main)
+    ```
+    """
+    confdir, addr = piker_env
+    return SimRunner(confdir, addr)

@@ -34,6 +34,10 @@ class StatusBar(QtWidgets.QStatusBar):
         self._lay.setContentsMargins(4, 0, 4, 0)
         self._lay.setSpacing(12)
         self._lay.addStretch(1)
+        # many entries clip at the right edge instead of widening the window
+        self._box.setSizePolicy(
+            QtWidgets.QSizePolicy.Policy.Ignored, QtWidgets.QSizePolicy.Policy.Preferred,
+        )
         self.addWidget(self._box, 1)
         self._labels: dict[tuple[str, str], QtWidgets.QLabel] = {}
         self._gen: dict[tuple[str, str], int] = {}

@@ -1,0 +1,339 @@
+"""The order client API: `open_ems()` and `OrderClient` (DESIGN.md section 6).
+
+```python
+async with open_ems('btcusdt.sim', mode='paper') as (
+    client, trades, positions, accounts, dialogs,
+):
+    oid = await client.send(Order(...))
+    await client.update(oid, price=...)
+    await client.cancel(oid)
+    async for msg in trades:   # Status / BrokerdPosition structs
+        ...
+```
+
+Works from any process: without a piker runtime it connects to (or
+starts) pikerd, spawns emsd on demand and opens one watched dialogue.
+Commands go out through an unbounded queue, so the `*_nowait` variants can
+be called from Qt callbacks; events come in through a drain task, so a
+script that reads `trades` slowly never stalls emsd's connection.
+"""
+from __future__ import annotations
+
+import math
+import time
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager as acm
+from typing import Any, Literal
+
+import tractor
+import trio
+
+from ..accounting import unpack_fqme
+from ..log import get_logger
+from ._messages import (
+    TERMINAL_RESPS,
+    BrokerdPosition,
+    Cancel,
+    MessageError,
+    Order,
+    Status,
+    decode_ems_msg,
+)
+
+log = get_logger(__name__)
+
+Mode = Literal['live', 'paper']
+# how long emsd may leave a heartbeat unanswered before the session is
+# declared lost (generous: a loaded machine must not look like a dead one)
+WATCHDOG_TIMEOUT = 2.0
+
+
+class EMSError(RuntimeError):
+    """The EMS refused a session or a request (reason in the message)."""
+
+
+class UnknownOrderError(KeyError):
+    """An update or cancel named an oid this client has never seen."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else 'unknown oid'
+
+
+class OrderClient:
+    """Sends orders, modifies and cancels to emsd for one session.
+
+    `dialogs` is the live table of active dialogs (oid -> latest Status),
+    shared with the caller of `open_ems()`; update/cancel accept any oid in
+    it, including orders placed by other clients or found at start-up.
+    """
+
+    def __init__(
+        self,
+        fqme: str,
+        send_ch: trio.MemorySendChannel,
+        dialogs: dict[str, Status],
+        accounts: list[str],
+    ) -> None:
+        self.fqme = fqme
+        self._send_ch = send_ch
+        self.dialogs = dialogs
+        self.accounts = accounts
+        # every order this session knows by oid, as last requested
+        self._orders: dict[str, Order] = {
+            oid: st.req for oid, st in dialogs.items() if st.req is not None
+        }
+
+    # -- new orders ---------------------------------------------------------
+
+    def send_nowait(self, order: Order) -> str:
+        """Queue `order` (new, or a modify if its oid exists); returns the oid."""
+        if not isinstance(order, Order):
+            raise TypeError(f'expected an Order, got {type(order).__name__}')
+        self._orders[order.oid] = order
+        self._send_ch.send_nowait(order)
+        return order.oid
+
+    async def send(self, order: Order) -> str:
+        """Send `order`; returns its oid."""
+        oid = self.send_nowait(order)
+        await trio.lowlevel.checkpoint()
+        return oid
+
+    def mk_order(
+        self,
+        action: Literal['buy', 'sell', 'alert'],
+        price: float,
+        size: float,
+        *,
+        symbol: str | None = None,
+        exec_mode: Literal['dark', 'live'] = 'live',
+        account: str = 'paper',
+        oid: str | None = None,
+    ) -> Order:
+        """Build a validated `Order` for this session's market (or `symbol`)."""
+        symbol = symbol or self.fqme
+        return Order(
+            oid=oid or str(uuid.uuid4()), symbol=symbol, action=action,
+            exec_mode=exec_mode, price=price, size=size, account=account,
+            brokers=[unpack_fqme(symbol)[0]],
+        )
+
+    # -- modify / cancel ----------------------------------------------------
+
+    def _known(self, oid: str) -> Order:
+        order = self._orders.get(oid)
+        if order is None:
+            st = self.dialogs.get(oid)
+            order = st.req if st is not None else None
+        if order is None:
+            raise UnknownOrderError(
+                f'unknown oid {oid!r}: not an order of this session or an '
+                'active dialog'
+            )
+        return order
+
+    def update_nowait(
+        self, oid: str, price: float | None = None, size: float | None = None,
+    ) -> Order:
+        """Modify `oid`'s price and/or size; returns the new request."""
+        old = self._known(oid)
+        changes: dict[str, Any] = {}
+        if price is not None:
+            changes['price'] = float(price)
+        if size is not None:
+            changes['size'] = float(size)
+        if not changes:
+            raise ValueError('update needs a new price and/or size')
+        try:
+            new = old.copy(changes)
+        except MessageError as err:
+            raise ValueError(f'bad update of {oid}: {err.reason}') from None
+        return self.send_nowait(new) and new
+
+    async def update(
+        self, oid: str, price: float | None = None, size: float | None = None,
+    ) -> Order:
+        new = self.update_nowait(oid, price=price, size=size)
+        await trio.lowlevel.checkpoint()
+        return new
+
+    def cancel_nowait(self, oid: str) -> None:
+        """Request cancellation of `oid`."""
+        order = self._known(oid)
+        self._send_ch.send_nowait(Cancel(oid=oid, symbol=order.symbol))
+
+    async def cancel(self, oid: str) -> None:
+        self.cancel_nowait(oid)
+        await trio.lowlevel.checkpoint()
+
+    def cancel_all_nowait(self, fqme: str | None = None) -> list[str]:
+        """Cancel every active dialog (of `fqme`); returns their oids."""
+        oids = [
+            oid for oid, st in self.dialogs.items()
+            if fqme is None or (st.req is not None and st.req.symbol == fqme)
+        ]
+        for oid in oids:
+            self.cancel_nowait(oid)
+        return oids
+
+    async def cancel_all(self, fqme: str | None = None) -> list[str]:
+        oids = self.cancel_all_nowait(fqme)
+        await trio.lowlevel.checkpoint()
+        return oids
+
+    def _seen(self, msg: Status) -> None:
+        if msg.req is not None:
+            self._orders[msg.oid] = msg.req
+
+
+def _remote_reason(err: BaseException) -> str:
+    """The last line of a remote traceback: `ErrType: message`."""
+    text = str(err.args[0] if err.args else err).strip()
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    return lines[-1].strip() if lines else repr(err)
+
+
+def _check_session(fqme: str, mode: str) -> str:
+    from ..brokers import get_brokermod
+    if mode not in ('live', 'paper'):
+        raise ValueError(f"mode must be 'live' or 'paper', got {mode!r}")
+    broker = unpack_fqme(fqme)[0]
+    get_brokermod(broker)  # unknown backend: clear error, lists the known ones
+    return fqme.lower()
+
+
+@acm
+async def open_ems(
+    fqme: str,
+    mode: Mode = 'paper',
+    loglevel: str | None = None,
+) -> AsyncIterator[tuple[
+    OrderClient,
+    trio.MemoryReceiveChannel,
+    dict[tuple[str, str], list[BrokerdPosition]],
+    list[str],
+    dict[str, Status],
+]]:
+    """Open an order session on `fqme`; see the module doc.
+
+    Yields `(client, trades, positions, accounts, dialogs)`: `positions`
+    maps `(broker, account)` to a list of `BrokerdPosition`, `dialogs` oid ->
+    latest `Status` of each active dialog; both are kept up to date as
+    messages arrive. Every call builds a fresh `OrderClient`.
+    """
+    from ..service import (
+        maybe_open_pikerd,
+        maybe_spawn_daemon,
+        open_drained_stream,
+        open_watched_context,
+    )
+    from ._ems import EMSD_NAME, open_ems_dialog
+
+    fqme = _check_session(fqme, mode)
+    started = False
+    async with maybe_open_pikerd(loglevel=loglevel):
+        async with maybe_spawn_daemon(
+            EMSD_NAME, enable_modules=['piker.clearing._ems'], loglevel=loglevel,
+        ) as portal:
+            try:
+                # emsd's endpoint returns when our stream closes, so the
+                # context ends cleanly without a cancel request (whose
+                # ContextCancelled reply tractor logs as an error)
+                cm = open_watched_context(
+                    portal, open_ems_dialog, fqme=fqme, mode=mode, loglevel=loglevel,
+                    timeout=WATCHDOG_TIMEOUT, cancel_on_exit=False,
+                )
+                async with cm as (ctx, (raw_pps, accounts, raw_dialogs)):
+                    positions: dict[tuple[str, str], list[BrokerdPosition]] = {}
+                    for key, pps in raw_pps.items():
+                        broker, _, account = key.partition('.')
+                        positions[(broker, account)] = [decode_ems_msg(p) for p in pps]
+                    dialogs: dict[str, Status] = {
+                        oid: decode_ems_msg(st) for oid, st in raw_dialogs.items()
+                    }
+                    async with (
+                        ctx.open_stream() as stream,
+                        open_drained_stream(stream, policy='never_drop', maxlen=100_000) as inbox,
+                        trio.open_nursery() as n,
+                    ):
+                        out_send, out_recv = trio.open_memory_channel(math.inf)
+                        trades_send, trades_recv = trio.open_memory_channel(math.inf)
+                        client = OrderClient(fqme, out_send, dialogs, list(accounts))
+
+                        sent_all = trio.Event()
+
+                        async def _outbox() -> None:
+                            async for cmd in out_recv:
+                                await stream.send(cmd)
+                            sent_all.set()
+
+                        async def _inbox() -> None:
+                            async with trades_send:
+                                async for raw in inbox:
+                                    try:
+                                        msg = decode_ems_msg(raw)
+                                    except MessageError as err:
+                                        log.warning('bad message from emsd: %s', err.reason)
+                                        continue
+                                    if isinstance(msg, Status):
+                                        client._seen(msg)
+                                        if msg.resp in TERMINAL_RESPS:
+                                            dialogs.pop(msg.oid, None)
+                                        elif msg.req is not None:
+                                            dialogs[msg.oid] = msg
+                                    else:
+                                        table = positions.setdefault(
+                                            (msg.broker, msg.account), [],
+                                        )
+                                        table[:] = [p for p in table if p.symbol != msg.symbol]
+                                        if msg.size:
+                                            table.append(msg)
+                                    trades_send.send_nowait(msg)
+
+                        n.start_soon(_outbox)
+                        n.start_soon(_inbox)
+                        started = True
+                        try:
+                            yield client, trades_recv, positions, client.accounts, dialogs
+                            # let queued commands (a last cancel...) leave,
+                            # the one being sent included, before tearing down
+                            out_send.close()
+                            with trio.move_on_after(2):
+                                await sent_all.wait()
+                        finally:
+                            n.cancel_scope.cancel()
+            except* tractor.RemoteActorError as eg:
+                err = eg.exceptions[0]
+                if started:
+                    raise EMSError(
+                        f'the emsd session of {fqme} failed: {_remote_reason(err)}'
+                    ) from None
+                raise EMSError(f'emsd refused the session: {_remote_reason(err)}') from None
+
+
+async def wait_for_status(
+    trades: trio.MemoryReceiveChannel,
+    oid: str,
+    resps: set[str] | str,
+    timeout: float = 10.0,
+) -> Status:
+    """Read `trades` until `oid` reports one of `resps`; return that Status.
+
+    A convenience for scripts and tests; other messages are skipped.
+    """
+    want = {resps} if isinstance(resps, str) else set(resps)
+    with trio.fail_after(timeout):
+        async for msg in trades:
+            if isinstance(msg, Status) and msg.oid == oid and msg.resp in want:
+                return msg
+    raise EMSError(f'trades stream ended before {oid} reached {want}')
+
+
+def now_ns() -> int:
+    return time.time_ns()
+
+
+__all__ = [
+    'EMSError', 'OrderClient', 'UnknownOrderError', 'open_ems', 'wait_for_status',
+]

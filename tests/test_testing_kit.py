@@ -1,0 +1,58 @@
+"""The paper-trading test kit itself (`piker.testing`): isolation guard,
+process-leak detection and session bookkeeping."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from piker.testing import LeakedProcesses, PaperSim, run_sim
+from piker.testing._sim import _teardown_rank, check_gone, descendants
+
+
+def test_run_sim_refuses_a_shared_environment(monkeypatch):
+    monkeypatch.delenv('PIKER_CONFIG_DIR')
+    with pytest.raises(RuntimeError, match='isolated piker environment'):
+        run_sim(lambda sim: None)
+
+
+def test_leaked_children_are_reported_and_killed():
+    proc = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])
+    try:
+        assert proc.pid in descendants(os.getpid())
+        with pytest.raises(LeakedProcesses, match=str(proc.pid)):
+            check_gone({proc.pid}, timeout=0.2)
+        assert proc.wait(timeout=5) != 0  # killed
+        check_gone({proc.pid}, timeout=0.2)  # gone: fine
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_teardown_order_puts_consumers_first():
+    names = ['brokerd.sim', 'paperboi.sim', 'samplerd', 'emsd', 'brokerd.ib']
+    assert sorted(names, key=_teardown_rank) == [
+        'emsd', 'paperboi.sim', 'samplerd', 'brokerd.ib', 'brokerd.sim',
+    ]
+
+
+@pytest.mark.timeout(40)
+def test_sessions_close_in_any_order_and_the_tree_goes_away(paper_sim):
+    async def main(sim: PaperSim):
+        assert sim.config_dir == paper_sim.config_dir
+        a = await sim.open_ems('btcusdt.sim')
+        b = await sim.open_ems('btcusdt.sim', record=False)
+        client, trades, positions, accounts, dialogs = b  # unpacks like open_ems()
+        await sim.push('btcusdt.sim', bid=99.0, ask=100.0, bsize=5.0, asize=5.0)
+        oid = await a.place('buy', 100.0, 1.0)
+        # b reads its raw channel itself
+        st = await sim.wait(trades, oid, 'closed')
+        assert st.filled == 1.0
+        await a.close()  # the first one opened closes first
+        await sim.wait(a, oid, 'closed')  # its record is still there
+        assert len(sim.child_pids()) >= 3  # pikerd's daemons
+        return sorted(await sim.venue_orders())
+
+    assert len(paper_sim(main, brokers={'sim': {'quote_rate': 5}})) == 1
