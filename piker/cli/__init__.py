@@ -10,6 +10,7 @@ import os
 from . import (
     _accounting,  # noqa: F401
     _chart,  # noqa: F401
+    _ems,  # noqa: F401
     _history,  # noqa: F401
     _market,  # noqa: F401
     _services,  # noqa: F401

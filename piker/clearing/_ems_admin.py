@@ -1,0 +1,80 @@
+"""emsd's admin RPC: the kill switch and risk status (`piker ems ...`).
+
+These functions run inside emsd (it is spawned with this module in its
+`enable_modules`, see `EMSD_MODULES`) and act on its one `Router`:
+
+- `set_trading_state(state, reason='', cancel_all=False)`: switch to
+  `active`, `reduce_only` or `halted`, effective for the very next order,
+  modify or dark trigger, and recorded so a restarted emsd keeps it;
+  `cancel_all=True` also cancels every working order (alerts stay: they
+  trade nothing).
+- `cancel_all_orders(fqme=None)`: cancel every working order (of `fqme`).
+- `risk_status()`: the state, limits, counts and refusals.
+
+Every client subscribed to an affected market sees the resulting
+`Status` messages as usual.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from ..log import get_logger
+from ._ems import get_router
+from ._risk_state import STATE_FILE, switch_state
+
+__all__ = [
+    'EMSD_MODULES', 'cancel_all_orders', 'risk_status', 'set_trading_state',
+]
+
+log = get_logger(__name__)
+
+# the modules emsd exposes: every spawn of emsd must pass these
+EMSD_MODULES = ['piker.clearing._ems', 'piker.clearing._ems_admin']
+
+
+async def cancel_all_orders(fqme: str | None = None) -> list[str]:
+    """RPC: cancel every working buy/sell dialog (of `fqme`); their oids."""
+    router = get_router()
+    fqme = fqme.lower() if fqme else None
+    oids: list[str] = []
+    effects: list[Any] = []
+    for dialog in router.dialogs.active(fqme):
+        if dialog.req.action == 'alert':
+            continue
+        oids.append(dialog.oid)
+        effects += router.dialogs.on_cancel(dialog.oid)
+    if effects:
+        await router.execute(effects)
+    log.warning('cancelled %d working order(s)%s', len(oids), f' of {fqme}' if fqme else '')
+    return oids
+
+
+async def set_trading_state(
+    state: str,
+    reason: str = '',
+    cancel_all: bool = False,
+) -> dict[str, Any]:
+    """RPC: switch the trading state now; see the module doc.
+
+    Returns `{'state', 'previous', 'canceled'}`. An unknown state raises
+    `ValueError` naming the valid ones.
+    """
+    router = get_router()
+    previous = switch_state(router.risk, state, reason)
+    log.warning('trading state %s -> %s%s', previous.value, router.risk.state.value,
+                f' ({reason})' if reason else '')
+    canceled = await cancel_all_orders() if cancel_all else []
+    return {
+        'state': router.risk.state.value,
+        'previous': previous.value,
+        'canceled': canceled,
+    }
+
+
+async def risk_status() -> dict[str, Any]:
+    """RPC: the gate's `RiskReport` plus where the state is recorded."""
+    router = get_router()
+    report = router.risk.report().to_builtins()
+    report['state_file'] = STATE_FILE
+    report['working'] = router.risk.working()
+    return report
