@@ -1,0 +1,677 @@
+"""The EMS journal: every order dialog, persisted in an embedded SQLite db.
+
+emsd keeps its dialogs in memory; this journal is what survives it. Two
+jobs (DESIGN.md section 8):
+
+- **resume**: a restarted emsd (crashed, SIGKILLed, upgraded) asks
+  `active_dialogs()` for every dialog that had not ended - with its full
+  resumable `DialogState`, route and dark-trigger direction - and
+  `restore_dialogs()` rebuilds them into its `DialogTable`, which returns
+  the `Arm` effects that re-arm the dark book;
+- **history**: "what happened to my order" - `history()` and `dialog()`
+  return past dialogs with their event timelines (every `Status` emsd
+  emitted), for `piker order history` / `piker order show`.
+
+Layout: `<PIKER_CONFIG_DIR>/ems/journal.sqlite`, two tables. `dialogs`
+holds one row per oid: searchable columns plus the latest `DialogState`
+as JSON (msgspec). `events` holds every Status of every dialog as JSON,
+in emission order (its integer primary key).
+
+Speed: emsd records on the hot order path, so each *batch* of effects
+(one client command, one venue message, one quote's triggers) is one
+transaction, and the db runs in WAL mode with `synchronous=NORMAL`: a
+commit appends to the WAL with a plain `write()` and no fsync (fsyncs
+happen only at checkpoints, every ~1000 pages). The durability trade-off:
+a committed batch survives any *process* crash - SIGKILL of emsd included,
+since the data is in the OS page cache - and a torn write is rolled back
+on the next open, never half-applied; only an OS crash or power loss can
+lose the last few transactions (never corrupt the file). `FULL` would
+fsync every commit (~1-10 ms on ordinary disks) for power-loss durability
+of orders that a powered-off emsd could not manage anyway.
+
+Robustness: a db that is unreadable, corrupt or of an unknown schema
+version is renamed aside (`journal.sqlite.corrupt-<time>`) with a loud
+log line and a fresh one started; a failing write is logged, never
+raised. emsd must keep trading with a broken disk, just without memory.
+"""
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal
+
+import msgspec
+
+from ..config import get_config_dir
+from ..log import get_logger
+from ..types import Struct
+from ._dark import Direction
+from ._dialogs import Dialog, DialogChange, DialogState, DialogTable, Effect, Phase
+from ._messages import Order, Status
+
+__all__ = [
+    'SCHEMA_VERSION',
+    'DialogRecord',
+    'Journal',
+    'JournalEntry',
+    'JournalError',
+    'entries_from_changes',
+    'journal_path',
+    'restore_dialogs',
+]
+
+log = get_logger(__name__)
+
+Mode = Literal['live', 'paper']
+ReqId = int | str
+
+SCHEMA_VERSION = 1
+JOURNAL_DIR = 'ems'
+JOURNAL_FILE = 'journal.sqlite'
+# SQLite's default host-parameter limit is 32766; stay well below it
+_IN_CHUNK = 500
+
+# schema_version -> the SQL that brings a db of that version to the next
+_MIGRATIONS: dict[int, str] = {
+    # Every batch rewrites one `dialogs` row and appends its events, so the
+    # schema keeps the pages a batch touches few (each one is a 4 KiB WAL
+    # frame): `dialogs` is clustered on its key (no separate pk index) and
+    # has no index on times; history queries walk `events` newest first.
+    0: """
+    CREATE TABLE dialogs (
+        oid        TEXT PRIMARY KEY,
+        fqme       TEXT NOT NULL,
+        broker     TEXT NOT NULL,
+        account    TEXT NOT NULL,
+        action     TEXT NOT NULL,
+        route      TEXT,              -- 'live' | 'paper' (NULL: never routed)
+        phase      TEXT NOT NULL,     -- piker.clearing.Phase
+        active     INTEGER NOT NULL,  -- 1 until the dialog ends
+        reqid      TEXT,              -- JSON: the venue's id (int or str)
+        filled     REAL NOT NULL,
+        direction  TEXT,              -- 'up' | 'down' while in the dark book
+        req        TEXT NOT NULL,     -- JSON Order: the order as it stands
+        state      TEXT,              -- JSON DialogState (NULL: a refused request)
+        created_ns INTEGER NOT NULL,
+        updated_ns INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX dialogs_active ON dialogs(active) WHERE active = 1;
+    CREATE TABLE events (
+        id      INTEGER PRIMARY KEY,  -- emission order, across dialogs
+        oid     TEXT NOT NULL,
+        fqme    TEXT NOT NULL,
+        time_ns INTEGER NOT NULL,
+        resp    TEXT NOT NULL,
+        status  TEXT NOT NULL         -- JSON Status
+    );
+    CREATE INDEX events_oid ON events(oid, id);
+    """,
+}
+
+_PRAGMAS = (
+    'PRAGMA journal_mode=WAL',
+    'PRAGMA synchronous=NORMAL',
+    # the WAL is truncated back to this size (bytes) after a checkpoint
+    'PRAGMA journal_size_limit=8388608',
+)
+# seconds between background checkpoints (see `_Checkpointer`)
+CHECKPOINT_INTERVAL = 1.0
+
+_COLS = (
+    'oid, fqme, broker, account, action, route, phase, active, reqid, '
+    'filled, direction, req, state, created_ns, updated_ns'
+)
+_UPSERT = f"""
+INSERT INTO dialogs ({_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT(oid) DO UPDATE SET
+    fqme = excluded.fqme, broker = excluded.broker, account = excluded.account,
+    action = excluded.action, route = COALESCE(excluded.route, dialogs.route),
+    phase = excluded.phase, active = excluded.active, reqid = excluded.reqid,
+    filled = excluded.filled, direction = excluded.direction, req = excluded.req,
+    state = excluded.state,
+    updated_ns = MAX(dialogs.updated_ns, excluded.updated_ns)
+"""
+# a refused request: a row of its own if the oid is new, else only news
+_UPSERT_REFUSAL = f"""
+INSERT INTO dialogs ({_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT(oid) DO UPDATE SET
+    updated_ns = MAX(dialogs.updated_ns, excluded.updated_ns)
+"""
+_INSERT_EVENT = 'INSERT INTO events (oid, fqme, time_ns, resp, status) VALUES (?, ?, ?, ?, ?)'
+
+_enc = msgspec.json.Encoder()
+_status_dec = msgspec.json.Decoder(Status)
+_order_dec = msgspec.json.Decoder(Order)
+_state_dec = msgspec.json.Decoder(DialogState)
+_reqid_dec = msgspec.json.Decoder(ReqId)
+
+
+class JournalError(Exception):
+    """The journal cannot be opened or read (message says why and where)."""
+
+
+class JournalEntry(Struct):
+    """What one batch changed about one dialog: the unit `record()` takes.
+
+    `events` are the Statuses it emitted in the batch, in order. `state`
+    is its state after the batch; None marks a request emsd refused
+    before any dialog existed (its events are kept, there is nothing to
+    resume). `direction` is that of its resting dark trigger, if any.
+    """
+
+    oid: str
+    events: list[Status] = []
+    state: DialogState | None = None
+    route: Mode | None = None
+    direction: Direction | None = None
+
+
+class DialogRecord(Struct):
+    """One dialog as the journal knows it.
+
+    `events` is its Status timeline, oldest first (left empty by queries
+    asked not to load it). `state` is None for a refused request.
+    """
+
+    oid: str
+    fqme: str
+    broker: str
+    account: str
+    action: str
+    route: Mode | None
+    phase: str
+    active: bool
+    reqid: ReqId | None
+    filled: float
+    direction: Direction | None
+    req: Order
+    state: DialogState | None
+    created_ns: int
+    updated_ns: int
+    events: list[Status] = []
+
+
+def journal_path(config_dir: Path | None = None) -> Path:
+    """Where the journal of `config_dir` (default: piker's) lives."""
+    base = config_dir if config_dir is not None else get_config_dir()
+    return base / JOURNAL_DIR / JOURNAL_FILE
+
+
+def _to_ns(since: int | float | datetime | None) -> int | None:
+    if since is None:
+        return None
+    if isinstance(since, datetime):
+        return int(since.timestamp() * 1e9)  # naive: local time
+    return int(since)
+
+
+def _chunks(items: Sequence[str], size: int = _IN_CHUNK) -> Iterator[Sequence[str]]:
+    for i in range(0, len(items), size):
+        yield items[i:i + size]
+
+
+class _Checkpointer(threading.Thread):
+    """Checkpoints the WAL into the db from a thread of its own.
+
+    In WAL mode with `synchronous=NORMAL` a commit does no fsync; the
+    checkpoint that copies the WAL into the db file does (twice). SQLite
+    runs it inside whichever commit crosses the WAL size threshold, which
+    put 15-100 ms stalls on emsd's order path. Here the writer's automatic
+    checkpoints are off and this thread runs a PASSIVE checkpoint (never
+    blocks the writer) every `interval` seconds on its own connection;
+    sqlite releases the GIL while it fsyncs.
+    """
+
+    def __init__(self, path: Path, interval: float) -> None:
+        super().__init__(name='ems-journal-checkpoint', daemon=True)
+        self._path = path
+        self._interval = interval
+        self._stopping = threading.Event()
+        self.runs = 0
+
+    def run(self) -> None:
+        try:
+            conn = sqlite3.connect(self._path, isolation_level=None, timeout=5.0)
+        except sqlite3.Error as err:
+            log.error('EMS journal checkpointer cannot open %s: %s', self._path, err)
+            return
+        try:
+            while not self._stopping.wait(self._interval):
+                try:
+                    conn.execute('PRAGMA wal_checkpoint(PASSIVE)').fetchone()
+                    self.runs += 1
+                except sqlite3.Error as err:
+                    log.warning('EMS journal checkpoint failed: %s', err)
+        finally:
+            conn.close()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self.join()
+
+
+class Journal:
+    """The journal db: `record()` batches, query dialogs.
+
+    Open with `Journal.open()` (emsd: read-write, repairs what it must) or
+    `Journal.open(readonly=True)` (the CLI: never writes, raises
+    `JournalError` on a db it cannot read). Not thread-safe: one owner.
+    """
+
+    def __init__(
+        self,
+        conn: sqlite3.Connection,
+        path: Path,
+        *,
+        readonly: bool,
+        checkpoint_interval: float | None = None,
+    ) -> None:
+        self._conn = conn
+        self.path = path
+        self.readonly = readonly
+        self.write_errors = 0  # failed record() batches (logged, dropped)
+        self._checkpointer: _Checkpointer | None = None
+        if checkpoint_interval is not None:
+            conn.execute('PRAGMA wal_autocheckpoint=0')
+            self._checkpointer = _Checkpointer(path, checkpoint_interval)
+            self._checkpointer.start()
+
+    # ---- opening ----------------------------------------------------------
+
+    @classmethod
+    def open(
+        cls,
+        path: Path | None = None,
+        *,
+        readonly: bool = False,
+        checkpoint_interval: float | None = CHECKPOINT_INTERVAL,
+    ) -> Journal:
+        """Open (creating or repairing unless `readonly`) the journal at `path`.
+
+        A writer checkpoints its WAL from a background thread every
+        `checkpoint_interval` seconds (None: inline, SQLite's default).
+
+        Read-write: a corrupt or unknown-version db is renamed aside with a
+        loud log line and a fresh one is created; `JournalError` only if
+        even that fails (e.g. the directory is not writable).
+        Read-only: `JournalError` if the db is missing or unreadable.
+        `Path(':memory:')` opens a private in-memory journal (for tests).
+        """
+        path = path if path is not None else journal_path()
+        if str(path) == ':memory:':
+            return cls(Journal._open_rw(path), path, readonly=False)
+        if readonly:
+            return cls(cls._open_readonly(path), path, readonly=True)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise JournalError(f'cannot create the journal dir {path.parent}: {err}') from err
+        try:
+            conn = cls._open_rw(path)
+        except (sqlite3.Error, JournalError) as err:
+            aside = _quarantine(path)
+            log.error(
+                'EMS JOURNAL %s IS UNREADABLE (%s): moved it to %s and started '
+                'an empty one; dialogs active in it are NOT restored',
+                path, err, aside,
+            )
+            try:
+                conn = cls._open_rw(path)
+            except (sqlite3.Error, JournalError) as err2:
+                raise JournalError(f'cannot create the EMS journal {path}: {err2}') from err2
+        return cls(conn, path, readonly=False, checkpoint_interval=checkpoint_interval)
+
+    @staticmethod
+    def _open_rw(path: Path) -> sqlite3.Connection:
+        # autocommit mode: transactions are explicit, one per batch
+        conn = sqlite3.connect(path, isolation_level=None, timeout=2.0)
+        try:
+            check = conn.execute('PRAGMA quick_check').fetchone()
+            if check is None or check[0] != 'ok':
+                raise JournalError(f'integrity check failed: {check}')
+            for pragma in _PRAGMAS:
+                conn.execute(pragma)
+            _migrate(conn)
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    @staticmethod
+    def _open_readonly(path: Path) -> sqlite3.Connection:
+        if not path.exists():
+            raise JournalError(
+                f'no EMS journal at {path}: emsd has not run with this config dir'
+            )
+        try:
+            conn = sqlite3.connect(f'{path.as_uri()}?mode=ro', uri=True, timeout=2.0)
+        except sqlite3.Error as err:
+            raise JournalError(f'cannot open the EMS journal {path}: {err}') from err
+        try:
+            version = conn.execute('PRAGMA user_version').fetchone()[0]
+            # probe a table: catches 'file is not a database' and friends
+            conn.execute('SELECT count(*) FROM dialogs LIMIT 1').fetchone()
+        except sqlite3.Error as err:
+            conn.close()
+            raise JournalError(f'cannot read the EMS journal {path}: {err}') from err
+        if version != SCHEMA_VERSION:
+            conn.close()
+            raise JournalError(
+                f'the EMS journal {path} has schema version {version}, this piker '
+                f'reads version {SCHEMA_VERSION}'
+            )
+        return conn
+
+    def close(self) -> None:
+        if self._checkpointer is not None:
+            self._checkpointer.stop()
+            self._checkpointer = None
+        self._conn.close()
+
+    def __enter__(self) -> Journal:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    # ---- writing ------------------------------------------------------------
+
+    def record(self, entries: Iterable[JournalEntry], *, now_ns: int | None = None) -> int:
+        """Persist one batch of dialog changes in one transaction.
+
+        Returns the number of events written. Never raises on a database
+        error: the batch is logged and dropped (`write_errors` counts them)
+        so a full or broken disk cannot stop emsd.
+        """
+        if self.readonly:
+            raise JournalError('this journal was opened read-only')
+        now = time.time_ns() if now_ns is None else now_ns
+        dialogs: list[tuple[Any, ...]] = []
+        refusals: list[tuple[Any, ...]] = []
+        events: list[tuple[Any, ...]] = []
+        for entry in entries:
+            row = _dialog_row(entry, now)
+            if row is None:
+                if entry.events:
+                    log.debug('journal: no order to file %d events of %r under',
+                              len(entry.events), entry.oid)
+                continue
+            (dialogs if entry.state is not None else refusals).append(row)
+            fqme = row[1]
+            for st in entry.events:
+                events.append((entry.oid, fqme, st.time_ns, st.resp, _enc.encode(st).decode()))
+        if not dialogs and not refusals:
+            return 0
+        conn = self._conn
+        try:
+            conn.execute('BEGIN')
+            try:
+                if dialogs:
+                    conn.executemany(_UPSERT, dialogs)
+                if refusals:
+                    conn.executemany(_UPSERT_REFUSAL, refusals)
+                if events:
+                    conn.executemany(_INSERT_EVENT, events)
+                conn.execute('COMMIT')
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute('ROLLBACK')
+                raise
+        except sqlite3.Error as err:
+            self.write_errors += 1
+            log.error('EMS journal write failed (%s): %d dialog changes not persisted',
+                      err, len(dialogs) + len(refusals))
+            return 0
+        return len(events)
+
+    # ---- queries --------------------------------------------------------------
+
+    def active_dialogs(self) -> list[DialogRecord]:
+        """Every dialog that had not ended, oldest first, with its timeline.
+
+        What a restarted emsd must restore. A row that cannot be decoded is
+        logged and left out (it cannot be resumed).
+        """
+        rows = self._conn.execute(
+            f'SELECT {_COLS} FROM dialogs WHERE active = 1 ORDER BY created_ns, oid'
+        ).fetchall()
+        records = self._records(rows, events=True)
+        return [r for r in records if r.state is not None]
+
+    def history(
+        self,
+        fqme: str | None = None,
+        since: int | float | datetime | None = None,
+        limit: int | None = 100,
+        *,
+        events: bool = True,
+    ) -> list[DialogRecord]:
+        """Dialogs (of `fqme`) with events at or after `since`, latest first.
+
+        Ordered by their latest event; `since` is a datetime or epoch
+        nanoseconds; `limit` caps the number of dialogs (None: all). With
+        `events` each comes with its timeline. Walks the events newest
+        first and stops at the first one older than `since`, so recent
+        history is cheap however long the journal.
+        """
+        since_ns = _to_ns(since)
+        sql, args = 'SELECT oid, time_ns FROM events', []
+        if fqme:
+            sql += ' WHERE fqme = ?'
+            args.append(fqme.lower())
+        sql += ' ORDER BY id DESC'
+        oids: dict[str, None] = {}
+        if limit is None or limit > 0:
+            for oid, time_ns in self._conn.execute(sql, args):
+                if since_ns is not None and time_ns < since_ns:
+                    break
+                oids[oid] = None
+                if limit is not None and len(oids) >= limit:
+                    break
+        order = {oid: i for i, oid in enumerate(oids)}
+        rows: list[tuple[Any, ...]] = []
+        for chunk in _chunks(list(oids)):
+            marks = ','.join('?' * len(chunk))
+            rows += self._conn.execute(
+                f'SELECT {_COLS} FROM dialogs WHERE oid IN ({marks})', tuple(chunk),
+            ).fetchall()
+        rows.sort(key=lambda row: order[row[0]])
+        return self._records(rows, events=events)
+
+    def dialog(self, oid: str) -> DialogRecord | None:
+        """One dialog in full (state and timeline), or None if unknown."""
+        rows = self._conn.execute(
+            f'SELECT {_COLS} FROM dialogs WHERE oid = ?', (oid,)
+        ).fetchall()
+        records = self._records(rows, events=True)
+        return records[0] if records else None
+
+    def match_oids(self, prefix: str, limit: int = 10) -> list[str]:
+        """Oids starting with `prefix` (a CLI may show oids shortened)."""
+        rows = self._conn.execute(
+            'SELECT oid FROM dialogs WHERE oid >= ? AND oid < ? ORDER BY oid LIMIT ?',
+            (prefix, prefix + '\U0010ffff', limit),
+        ).fetchall()
+        return [r[0] for r in rows]
+
+    def counts(self) -> tuple[int, int]:
+        """(dialogs, events) stored."""
+        d = self._conn.execute('SELECT count(*) FROM dialogs').fetchone()[0]
+        e = self._conn.execute('SELECT count(*) FROM events').fetchone()[0]
+        return d, e
+
+    def _records(self, rows: list[tuple[Any, ...]], *, events: bool) -> list[DialogRecord]:
+        records: list[DialogRecord] = []
+        for row in rows:
+            try:
+                records.append(_record_of(row))
+            except (msgspec.MsgspecError, ValueError, TypeError) as err:
+                log.error('EMS journal: dialog %s is unreadable, skipped: %s', row[0], err)
+        if events and records:
+            timelines = self._events([r.oid for r in records])
+            for rec in records:
+                rec.events = timelines.get(rec.oid, [])
+        return records
+
+    def _events(self, oids: Sequence[str]) -> dict[str, list[Status]]:
+        out: dict[str, list[Status]] = {}
+        for chunk in _chunks(oids):
+            marks = ','.join('?' * len(chunk))
+            rows = self._conn.execute(
+                f'SELECT oid, status FROM events WHERE oid IN ({marks}) ORDER BY id',
+                tuple(chunk),
+            )
+            for oid, raw in rows:
+                try:
+                    out.setdefault(oid, []).append(_status_dec.decode(raw))
+                except (msgspec.MsgspecError, ValueError) as err:
+                    log.error('EMS journal: an event of %s is unreadable, skipped: %s',
+                              oid, err)
+        return out
+
+
+# ---- rows <-> structs ---------------------------------------------------------
+
+def _dialog_row(entry: JournalEntry, now: int) -> tuple[Any, ...] | None:
+    """The `dialogs` row of `entry` (None: nothing to file it under)."""
+    state = entry.state
+    first = entry.events[0].time_ns if entry.events else now
+    last = entry.events[-1].time_ns if entry.events else now
+    if state is not None:
+        req = state.req
+        phase = state.phase.value
+        active = 0 if state.terminal else 1
+        reqid = None if state.reqid is None else _enc.encode(state.reqid).decode()
+        filled = state.filled
+        state_json: str | None = _enc.encode(state).decode()
+        direction = entry.direction if state.phase is Phase.DARK_OPEN else None
+    else:
+        found = next((st for st in entry.events if st.req is not None), None)
+        if found is None or not entry.oid:
+            return None
+        assert found.req is not None
+        req = found.req
+        phase, active, reqid, filled, state_json, direction = (
+            Phase.ERROR.value, 0, None, 0.0, None, None,
+        )
+    return (
+        entry.oid, req.symbol, req.broker, req.account, req.action, entry.route,
+        phase, active, reqid, filled, direction, _enc.encode(req).decode(),
+        state_json, min(first, now), max(last, first),
+    )
+
+
+def _record_of(row: tuple[Any, ...]) -> DialogRecord:
+    (oid, fqme, broker, account, action, route, phase, active, reqid, filled,
+     direction, req, state, created_ns, updated_ns) = row
+    return DialogRecord(
+        oid=oid, fqme=fqme, broker=broker, account=account, action=action,
+        route=route, phase=phase, active=bool(active),
+        reqid=None if reqid is None else _reqid_dec.decode(reqid),
+        filled=filled, direction=direction,
+        req=_order_dec.decode(req),
+        state=None if state is None else _state_dec.decode(state),
+        created_ns=created_ns, updated_ns=updated_ns,
+    )
+
+
+# ---- schema -----------------------------------------------------------------
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    """Bring the db to `SCHEMA_VERSION`, or raise JournalError if it cannot."""
+    version = conn.execute('PRAGMA user_version').fetchone()[0]
+    if version > SCHEMA_VERSION:
+        raise JournalError(
+            f'schema version {version} is newer than this piker knows ({SCHEMA_VERSION})'
+        )
+    if version == 0:
+        tables = conn.execute(
+            "SELECT count(*) FROM sqlite_master WHERE type = 'table'"
+        ).fetchone()[0]
+        if tables:
+            raise JournalError('not an EMS journal (unversioned tables present)')
+    while version < SCHEMA_VERSION:
+        conn.execute('BEGIN')
+        try:
+            for stmt in _statements(_MIGRATIONS[version]):
+                conn.execute(stmt)
+            version += 1
+            conn.execute(f'PRAGMA user_version = {version}')
+            conn.execute('COMMIT')
+        except BaseException:
+            conn.execute('ROLLBACK')
+            raise
+
+
+def _statements(script: str) -> list[str]:
+    """Split a migration script into statements (no ';' inside literals)."""
+    lines = [ln.split('--', 1)[0] for ln in script.splitlines()]
+    return [s.strip() for s in '\n'.join(lines).split(';') if s.strip()]
+
+
+def _quarantine(path: Path) -> Path:
+    """Rename a bad db (and its -wal/-shm) aside; return the new name."""
+    stamp = datetime.now().strftime('%Y%m%dT%H%M%S')
+    aside = path.with_name(f'{path.name}.corrupt-{stamp}')
+    n = 1
+    while aside.exists():
+        aside = path.with_name(f'{path.name}.corrupt-{stamp}-{n}')
+        n += 1
+    for suffix in ('', '-wal', '-shm'):
+        src = path.with_name(path.name + suffix)
+        if src.exists():
+            try:
+                src.rename(aside.with_name(aside.name + suffix))
+            except OSError as err:
+                log.error('cannot move %s aside: %s', src, err)
+    return aside
+
+
+# ---- emsd glue ------------------------------------------------------------------
+
+def entries_from_changes(
+    changes: Iterable[DialogChange],
+    *,
+    route_of: Callable[[str], Mode | None],
+    direction_of: Callable[[str], Direction | None],
+) -> list[JournalEntry]:
+    """Journal entries for `DialogTable.drain_changes()` output.
+
+    emsd supplies what only it knows: each dialog's route (the venue
+    relay it uses) and the direction its dark trigger was armed with.
+    """
+    entries: list[JournalEntry] = []
+    for dialog, new in changes:
+        entries.append(JournalEntry(
+            oid=dialog.oid,
+            events=new,
+            state=dialog.state(fill_tids=False),  # the fill events name them
+            route=route_of(dialog.oid),
+            direction=direction_of(dialog.oid) if dialog.phase is Phase.DARK_OPEN else None,
+        ))
+    return entries
+
+
+def restore_dialogs(
+    table: DialogTable,
+    records: Iterable[DialogRecord],
+) -> list[Effect]:
+    """Rebuild journal `records` into `table`; return the effects to resume.
+
+    The effects are `Arm`s (with their original trigger directions) for
+    every dialog resting in the dark book; emsd carries them out once the
+    market's feed is up.
+    """
+    dialogs: list[Dialog] = []
+    directions: dict[str, Direction] = {}
+    for rec in records:
+        if rec.state is None:
+            continue
+        dialogs.append(Dialog.from_state(rec.state, rec.events))
+        if rec.direction is not None:
+            directions[rec.oid] = rec.direction
+    return table.restore(dialogs, directions=directions)
