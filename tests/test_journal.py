@@ -164,6 +164,25 @@ def test_background_checkpoint(jpath: Path):
     assert not checkpointer.is_alive()
 
 
+def test_checkpointer_bounds_the_wal_under_sustained_writes(jpath: Path):
+    j = Journal.open(jpath, checkpoint_interval=0.01)
+    checkpointer = j._checkpointer
+    assert checkpointer is not None
+    checkpointer._max_wal_frames = 64
+    ems = Ems(j)
+    deadline = time.monotonic() + 20
+    i = 0
+    # a writer that never pauses: passive checkpoints can never catch up
+    while checkpointer.truncations == 0 and time.monotonic() < deadline:
+        ems.order(f'o{i}', exec_mode='dark')
+        i += 1
+    assert checkpointer.truncations >= 1
+    assert j.write_errors == 0
+    j.close()
+    with Journal.open(jpath) as again:
+        assert again.counts()[0] == i
+
+
 # ---- record and the queries ---------------------------------------------------
 
 def test_live_dialog_timeline(journal: Journal):

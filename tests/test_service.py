@@ -84,7 +84,14 @@ def client_cmd(mode: str) -> list[str]:
 
 
 async def read_until(proc: trio.Process, prefix: str, timeout: float = 10) -> str:
-    """Read `proc`'s stdout until a line starting with `prefix`."""
+    """Read `proc`'s stdout until a complete line starting with `prefix`.
+
+    Only newline-terminated lines count: with PYTHONUNBUFFERED=1 (common in
+    CI) `print()` writes the text and its newline in two syscalls, so a
+    partial read can end right before the newline. Taking that as the
+    line, and then closing the pipe, fails the child's next write with
+    EPIPE (the child exits 1 with a BrokenPipeError on its own print).
+    """
     buf = b''
     with trio.fail_after(timeout):
         while True:
@@ -92,7 +99,8 @@ async def read_until(proc: trio.Process, prefix: str, timeout: float = 10) -> st
             if not chunk:
                 raise AssertionError(f'process exited before {prefix!r}: {buf!r}')
             buf += chunk
-            for line in buf.decode().splitlines():
+            *lines, _partial = buf.decode().split('\n')
+            for line in lines:
                 if line.startswith(prefix):
                     return line
 
@@ -141,8 +149,9 @@ def test_pikerd_up_down_no_leak(piker_env):
 
 
 @pytest.mark.timeout(25)
-def test_concurrent_spawns_yield_one_daemon(piker_env):
+def test_concurrent_spawns_yield_one_daemon(piker_env, tmp_path):
     """In-process tasks and two client processes race: one daemon."""
+    errs: list[Path] = []
 
     async def main():
         pids = []
@@ -153,13 +162,21 @@ def test_concurrent_spawns_yield_one_daemon(piker_env):
                     pids.append(await p.run(fx.getpid))
 
             async def remote():
-                proc = await trio.lowlevel.open_process(
-                    client_cmd('spawn'), stdout=subprocess.PIPE,
-                )
-                async with proc:
-                    line = await read_until(proc, 'pid ', timeout=15)
-                    pids.append(int(line.split()[1]))
-                assert proc.returncode == 0
+                # stderr to a file: the client's traceback is the diagnosis
+                err = tmp_path / f'client-{len(errs)}.err'
+                errs.append(err)
+                with err.open('wb') as errf:
+                    proc = await trio.lowlevel.open_process(
+                        client_cmd('spawn'), stdout=subprocess.PIPE, stderr=errf,
+                    )
+                    async with proc:
+                        line = await read_until(proc, 'pid ', timeout=15)
+                        pids.append(int(line.split()[1]))
+                        # the client exits on its own: wait for that before
+                        # `async with` closes its stdout under it
+                        with trio.fail_after(15):
+                            await proc.wait()
+                assert proc.returncode == 0, err.read_text()
 
             async with trio.open_nursery() as n:
                 for task in (local, local, remote, remote):
@@ -541,6 +558,54 @@ def test_rule9_slow_consumer_does_not_stall_fast_one(piker_env):
     assert fast_took < 2.0, fast_took
     assert dropped > 1000
     assert slow_seen == sorted(slow_seen) and len(slow_seen) < 50
+
+
+@pytest.mark.timeout(15)
+def test_unregistering_an_already_dropped_entry_is_clean(piker_env):
+    """An actor whose entry pikerd already dropped still exits cleanly.
+
+    A gracefully exiting actor closes its listener before it unregisters,
+    so the pruner can drop its entry first; tractor's own unregister then
+    raised KeyError back into the exiting actor (client roots exited 1).
+    """
+
+    async def main():
+        async with open_pikerd() as services:
+            async with maybe_spawn_daemon('testd', enable_modules=FIXTURES) as p:
+                pid = await p.run(fx.getpid)
+                uid = p.channel.uid
+            assert services.drop_entry(uid)
+            assert await cancel_service('testd') is True
+            # and over RPC, for a uid the registry never had
+            async with tractor.get_arbiter(*services.registry_addr) as arb:
+                await arb.run_from_ns('self', 'unregister_actor', uid=('nobody', 'x'))
+            return pid, services.exits
+
+    pid, exits = trio.run(main)
+    assert exits == [('testd', 0, False)]
+    assert wait_dead([pid]) == []
+
+
+@pytest.mark.timeout(10)
+def test_slow_listener_is_not_pruned(piker_env, monkeypatch):
+    """Only a refused connect prunes an entry; a slow accept (load) does not."""
+    from piker.service import _registry
+
+    async def main():
+        with socket.socket() as lsock:
+            lsock.bind(('127.0.0.1', 0))
+            addr = lsock.getsockname()
+        assert await _registry.listener_gone(addr) is True  # refused
+
+        async def hang(*args, **kw):
+            await trio.sleep_forever()
+
+        monkeypatch.setattr(trio, 'open_tcp_stream', hang)
+        t0 = trio.current_time()
+        assert await _registry.listener_gone(addr, timeout=0.1) is False
+        assert trio.current_time() - t0 >= 0.1
+
+    trio.run(main)
 
 
 @pytest.mark.timeout(20)

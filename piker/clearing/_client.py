@@ -229,12 +229,13 @@ async def open_ems(
         open_watched_context,
     )
     from ._ems import EMSD_NAME, open_ems_dialog
+    from ._ems_admin import EMSD_MODULES
 
     fqme = _check_session(fqme, mode)
     started = False
     async with maybe_open_pikerd(loglevel=loglevel):
         async with maybe_spawn_daemon(
-            EMSD_NAME, enable_modules=['piker.clearing._ems'], loglevel=loglevel,
+            EMSD_NAME, enable_modules=EMSD_MODULES, loglevel=loglevel,
         ) as portal:
             try:
                 # emsd's endpoint returns when our stream closes, so the

@@ -19,6 +19,14 @@ clients and markets, started on first use.
 Everything is single-threaded trio: between a quote firing a trigger and
 its dialog moving to `dark_triggered` there is no checkpoint, so a trigger
 and a cancel can never both win.
+
+Durability: every batch of effects is written to the journal (`_journal`,
+SQLite in the config dir) before any of it leaves emsd - a client never
+sees a Status the journal could lose to a crash. A restarted emsd (pikerd
+respawns a crashed one) restores every active dialog from it before its
+first handshake: dark orders and alerts are re-armed with their original
+trigger directions once their market's feed is up, and the venue relays
+of live orders are re-opened, so their fills and cancels find them.
 """
 from __future__ import annotations
 
@@ -39,9 +47,22 @@ from ..brokers import brokerd_modules, get_brokermod
 from ..config import load_conf
 from ..data import open_feed
 from ..log import get_console_log, get_logger
-from ..service import PeerLost, maybe_spawn_daemon, open_watched_context, watch_peer
-from ._dark import DarkBook
-from ._dialogs import Arm, DialogTable, Disarm, Effect, ToVenue
+from ..service import (
+    PeerLost,
+    maybe_spawn_daemon,
+    open_drained_stream,
+    open_watched_context,
+    watch_peer,
+)
+from ._dark import DarkBook, Direction, Triggered
+from ._dialogs import Arm, DialogTable, Disarm, Effect, Phase, ToVenue
+from ._journal import (
+    Journal,
+    JournalEntry,
+    JournalError,
+    entries_from_changes,
+    restore_dialogs,
+)
 from ._messages import (
     BrokerdError,
     BrokerdPosition,
@@ -53,6 +74,7 @@ from ._messages import (
     error_status,
 )
 from ._paper_engine import leave_if_cancelled, open_trade_dialog
+from ._risk_state import open_risk_gate
 
 log = get_logger(__name__)
 
@@ -60,8 +82,16 @@ Mode = Literal['live', 'paper']
 EMSD_NAME = 'emsd'
 # per-client queue of outgoing messages; a client this far behind is cut
 CLIENT_QUEUE = 20_000
+# messages a stream's drain task holds before it applies backpressure:
+# a venue's events, and one client's commands (a bound per client, so a
+# flooding client slows itself down, not emsd's memory)
+STREAM_BUFFER = 100_000
+CLIENT_COMMANDS = 10_000
 # a venue that leaves heartbeats unanswered this long is declared lost
 VENUE_WATCHDOG_TIMEOUT = 2.0
+# a handshake waits this long at most for the restore from the journal
+# (re-arming restored dark orders needs their market feeds up)
+RESTORE_WAIT = 15.0
 
 
 class ClientConn:
@@ -88,7 +118,9 @@ class ClientConn:
                       self.id, CLIENT_QUEUE)
             self.dropped = True
             self.send_ch.close()
-        except trio.ClosedResourceError:
+        except (trio.ClosedResourceError, trio.BrokenResourceError):
+            # closed here, or its sender task ended (the client went away):
+            # never let one gone client break the fan-out to the others
             self.dropped = True
 
 
@@ -124,10 +156,16 @@ class Router:
 
     def __init__(self, nursery: trio.Nursery) -> None:
         self._n = nursery
-        self.dialogs = DialogTable()
+        self.dialogs = DialogTable(track_changes=True)
         self.book = DarkBook()
+        # the journal, once `run_journal()` opened it (None: not (yet) open)
+        self.journal: Journal | None = None
+        # set once journaled dialogs are restored (and re-armed): handshakes wait
+        self.restored = trio.Event()
         conf = load_conf()
         self.pad_ticks = conf.ems.dark_pad_ticks
+        # pre-trade checks + trading state (kill switch): see _risk.py
+        self.risk = open_risk_gate(conf.ems.risk)
         self.clients: dict[int, ClientConn] = {}
         self.relays: dict[tuple[str, Mode], Relay] = {}
         self.feeds: dict[str, DarkFeed] = {}
@@ -137,6 +175,101 @@ class Router:
         self.owners: dict[str, int] = {}
         # (broker, account) -> fqme -> latest position
         self.positions: dict[tuple[str, str], dict[str, BrokerdPosition]] = defaultdict(dict)
+
+    # -- the journal ----------------------------------------------------------
+
+    async def run_journal(self) -> None:
+        """Open the journal, restore its active dialogs, keep it till exit.
+
+        The db work runs in a worker thread: a big journal's integrity
+        check must not stall heartbeats. A journal that cannot be opened
+        leaves emsd working, without memory (logged loudly).
+        """
+        journal: Journal | None = None
+        try:
+            try:
+                journal = await trio.to_thread.run_sync(_open_journal)
+                records = await trio.to_thread.run_sync(journal.active_dialogs) if journal else []
+            except Exception:
+                log.exception('cannot read the EMS journal: nothing restored')
+                records = []
+            arms = restore_dialogs(self.dialogs, records)
+            venues: set[tuple[str, Mode]] = set()
+            for rec in records:
+                if rec.route is not None:
+                    self.routes[rec.oid] = (rec.broker, rec.route)
+                    if rec.phase != Phase.DARK_OPEN:
+                        venues.add((rec.broker, rec.route))
+                if rec.phase in ('pending', 'dark_triggered', 'cancel_stashed'):
+                    log.warning(
+                        'restored dialog %s was waiting for its venue ack when emsd '
+                        'stopped: it stays %s until %s reports on it',
+                        rec.oid, rec.phase, rec.broker,
+                    )
+            self.journal = journal
+            if records:
+                self.risk.sync(d.snapshot() for d in self.dialogs.active())
+                log.warning('restored %d active dialog(s) from the journal: %d to re-arm, '
+                            'venues %s', len(records), len(arms), sorted(venues))
+            async with trio.open_nursery() as n:
+                for broker, mode in venues:
+                    n.start_soon(self._resume_relay, broker, mode)
+                by_fqme: dict[str, list[Arm]] = defaultdict(list)
+                for eff in arms:
+                    if isinstance(eff, Arm):
+                        by_fqme[eff.fqme].append(eff)
+                for fqme, group in by_fqme.items():
+                    n.start_soon(self._resume_feed, fqme, group)
+            self.restored.set()
+            await trio.sleep_forever()
+        finally:
+            self.restored.set()
+            self.journal = None
+            if journal is not None:
+                journal.close()
+
+    async def _resume_relay(self, broker: str, mode: Mode) -> None:
+        try:
+            await self.ensure_relay(broker, mode)
+        except Exception as err:
+            log.error('restored orders at %s (%s) have no venue: %s', broker, mode, err)
+
+    async def _resume_feed(self, fqme: str, arms: list[Arm]) -> None:
+        try:
+            await self.ensure_feed(fqme)
+        except Exception as err:
+            log.error('restored dark orders of %s stay unarmed: %s', fqme, err)
+            return
+        for eff in arms:
+            dialog = self.dialogs.get(eff.oid)
+            # a cancel or modify since the restore has moved on: leave it
+            if (dialog is None or dialog.phase is not Phase.DARK_OPEN
+                    or eff.oid in self.book or dialog.req.price != eff.level):
+                continue
+            self._arm(eff)
+
+    def _journal_changes(self) -> None:
+        """Persist what the last input changed (one transaction)."""
+        changes = self.dialogs.drain_changes()
+        if changes and self.journal is not None:
+            self.journal.record(entries_from_changes(
+                changes, route_of=self._route_mode, direction_of=self._direction,
+            ))
+
+    def _journal_refusal(self, status: Status, mode: Mode) -> None:
+        """Keep a refused request in the history (it never made a dialog)."""
+        if self.journal is not None:
+            self.journal.record([JournalEntry(
+                oid=status.oid, events=[status], route=self._route_mode(status.oid) or mode,
+            )])
+
+    def _route_mode(self, oid: str) -> Mode | None:
+        route = self.routes.get(oid)
+        return route[1] if route else None
+
+    def _direction(self, oid: str) -> Direction | None:
+        entry = self.book.get(oid)
+        return entry.direction if entry else None
 
     # -- relays -------------------------------------------------------------
 
@@ -176,14 +309,19 @@ class Router:
                     async with open_watched_context(
                         portal, func, broker=relay.broker, timeout=VENUE_WATCHDOG_TIMEOUT,
                     ) as (ctx, (positions, accounts)):
-                        async with ctx.open_stream() as stream:
+                        # drained by a task of its own (TRACTOR.md rule 9):
+                        # a full stream would block the connection, and the
+                        # venue's heartbeat replies behind it time out
+                        async with ctx.open_stream() as stream, open_drained_stream(
+                            stream, policy='never_drop', maxlen=STREAM_BUFFER,
+                        ) as events:
                             relay.accounts = list(accounts)
                             for raw in positions:
                                 await self.on_venue_msg(relay, raw)
                             relay.stream = stream
                             relay.ready.set()
                             backoff = 0.1
-                            async for raw in stream:
+                            async for raw in events:
                                 await self.on_venue_msg(relay, raw)
                 log.warning('%s ended its trades dialogue; reconnecting', relay.venue)
             except PeerLost as err:
@@ -214,6 +352,7 @@ class Router:
             return
         if isinstance(msg, BrokerdPosition):
             self.positions[(msg.broker, msg.account)][msg.symbol] = msg
+            self.risk.observe(msg)
             for client in self.clients.values():
                 if msg.broker in client.brokers:
                     client.push(msg)
@@ -265,7 +404,7 @@ class Router:
                         if fired:
                             effects: list[Effect] = []
                             for trig in fired:
-                                effects += self.dialogs.on_trigger(trig)
+                                effects += self._on_trigger(trig)
                             await self.execute(effects)
             except Exception as err:
                 if not feed.ready.is_set():
@@ -281,6 +420,20 @@ class Router:
             await trio.sleep(backoff)
             backoff = min(backoff * 2, 5.0)
 
+    def _on_trigger(self, trig: Triggered) -> list[Effect]:
+        """A dark trigger fired: send it live, unless the trading state
+        forbids it now (halted, or reduce_only and it would not reduce):
+        then the dark order is cancelled, its Status saying why."""
+        refusal = self.risk.check_trigger(trig.oid)
+        if refusal is None:
+            return self.dialogs.on_trigger(trig)
+        log.warning('dark order %s not sent: %s', trig.oid, refusal.reason)
+        effects = self.dialogs.on_cancel(trig.oid)
+        for eff in effects:
+            if isinstance(eff, Status) and eff.oid == trig.oid:
+                eff.reason = refusal.reason
+        return effects
+
     # -- client commands ------------------------------------------------------
 
     async def on_client_msg(self, client: ClientConn, raw: Any) -> None:
@@ -293,22 +446,32 @@ class Router:
             return
         if isinstance(msg, Order):
             problem = await self._check_order(client, msg)
+            if not problem:
+                # last, and with no checkpoint before the dialog table:
+                # an accepted order is counted at once
+                live = self.dialogs.get(msg.oid)
+                refusal = self.risk.check(
+                    msg, existing=live.req if live is not None else None,
+                    session=client.id,
+                )
+                problem = refusal.reason if refusal is not None else ''
             if problem:
                 log.warning('order %s refused: %s', msg.oid, problem)
                 live = self.dialogs.get(msg.oid)
                 if live is not None and not live.terminal:
                     # a refused modify: the order works on as it was
-                    client.push(live.snapshot().copy({'reason': f'modify refused: {problem}'}))
+                    reply = live.snapshot().copy({'reason': f'modify refused: {problem}'})
                 else:
-                    client.push(error_status(msg, problem))
+                    reply = error_status(msg, problem)
+                self._journal_refusal(reply, client.mode)
+                client.push(reply)
                 return
             self.owners.setdefault(msg.oid, client.id)
             self.routes.setdefault(msg.oid, (msg.broker, client.mode))
         else:
             self.owners.setdefault(msg.oid, client.id)
         effects = self.dialogs.on_client_msg(msg)
-        if not effects:
-            return
+        # even with no effects: a stashed modify/cancel changed the dialog
         await self.execute(effects, origin=client)
 
     async def _check_order(self, client: ClientConn, order: Order) -> str:
@@ -344,26 +507,35 @@ class Router:
     # -- effects ----------------------------------------------------------------
 
     async def execute(self, effects: Iterable[Effect], origin: ClientConn | None = None) -> None:
-        """Carry out dialog effects in order."""
+        """Carry out dialog effects: dark book, journal, then the world.
+
+        The dark book goes first (local, no checkpoint; a dialog's
+        `Arm`/`Disarm` always precedes its other effects anyway) so the
+        journal records the direction a trigger was armed with; the
+        journal goes before anything leaves emsd.
+        """
+        effects = self._book_and_journal(effects)
         for eff in effects:
             if isinstance(eff, Status):
                 self.publish(eff, origin)
             elif isinstance(eff, ToVenue):
                 await self._to_venue(eff)
-            elif isinstance(eff, Arm):
-                self._arm(eff)
-            elif isinstance(eff, Disarm):
-                self.book.disarm(eff.oid)
 
     def execute_nowait(self, effects: Iterable[Effect]) -> None:
         """`execute()` for effects that need no venue round trip."""
-        for eff in effects:
+        for eff in self._book_and_journal(effects):
             if isinstance(eff, Status):
                 self.publish(eff)
-            elif isinstance(eff, Arm):
+
+    def _book_and_journal(self, effects: Iterable[Effect]) -> list[Effect]:
+        effects = list(effects)
+        for eff in effects:
+            if isinstance(eff, Arm):
                 self._arm(eff)
             elif isinstance(eff, Disarm):
                 self.book.disarm(eff.oid)
+        self._journal_changes()
+        return effects
 
     def _arm(self, eff: Arm) -> None:
         feed = self.feeds.get(eff.fqme)
@@ -371,6 +543,10 @@ class Router:
         last = feed.last if feed else math.nan
         if not math.isfinite(last):
             last = eff.level  # no print yet: a level at the market fires on a fall
+        if eff.direction is not None:
+            # a restored trigger keeps the direction it was placed with,
+            # whatever the market did while emsd was down
+            last = eff.level if eff.direction == 'down' else math.nextafter(eff.level, -math.inf)
         self.book.arm(
             eff.oid, eff.fqme, eff.action, eff.level, last, size=eff.size,
             price_tick=mkt.price_tick if mkt else None,
@@ -405,6 +581,7 @@ class Router:
 
     def publish(self, status: Status, origin: ClientConn | None = None) -> None:
         """Fan a Status out to every interested client."""
+        self.risk.observe(status)
         fqme = status.req.symbol if status.req is not None else ''
         owner = self.owners.get(status.oid)
         sent = False
@@ -433,6 +610,15 @@ class Router:
         return pps, accounts, dialogs
 
 
+def _open_journal() -> Journal | None:
+    """The journal in the config dir, or None (logged) if it cannot be had."""
+    try:
+        return Journal.open()
+    except JournalError as err:
+        log.error('EMS JOURNAL DISABLED, orders will not survive a restart: %s', err)
+        return None
+
+
 _router: Router | None = None
 
 
@@ -441,7 +627,9 @@ def get_router() -> Router:
     if _router is None:
         # tractor 0.1.0a5 has no public per-actor nursery; its service
         # nursery lives as long as the actor, like the router must.
-        _router = Router(tractor.current_actor()._service_n)
+        nursery = tractor.current_actor()._service_n
+        _router = Router(nursery)
+        nursery.start_soon(_router.run_journal)
     return _router
 
 
@@ -455,6 +643,12 @@ async def open_ems_dialog(
     """One order client's session: handshake, then commands in, events out."""
     get_console_log(loglevel)
     router = get_router()
+    # a restarted emsd shows restored dialogs only once they work again
+    with trio.move_on_after(RESTORE_WAIT) as cs:
+        await router.restored.wait()
+    if cs.cancelled_caught:
+        log.error('restore from the journal still running after %ss: handshake anyway',
+                  RESTORE_WAIT)
     fqme = fqme.lower()
     broker = unpack_fqme(fqme)[0]  # ValueError with help reaches the client
     if mode not in ('live', 'paper'):
@@ -467,7 +661,13 @@ async def open_ems_dialog(
     try:
         pps, _, dialogs = router.snapshot(client)
         await ctx.started((pps, relay.accounts or ['paper'], dialogs))
-        async with ctx.open_stream() as stream, watch_peer(ctx), trio.open_nursery() as n:
+        async with (
+            ctx.open_stream() as stream,
+            watch_peer(ctx),
+            # drained (rule 9): the client's heartbeats share the connection
+            open_drained_stream(stream, policy='never_drop', maxlen=CLIENT_COMMANDS) as commands,
+            trio.open_nursery() as n,
+        ):
 
             async def _sender() -> None:
                 async with client.recv_ch:
@@ -477,7 +677,7 @@ async def open_ems_dialog(
                 n.cancel_scope.cancel()
 
             n.start_soon(_sender)
-            async for raw in stream:
+            async for raw in commands:
                 try:
                     await router.on_client_msg(client, raw)
                 except Exception:

@@ -12,16 +12,21 @@ jobs (DESIGN.md section 8):
   return past dialogs with their event timelines (every `Status` emsd
   emitted), for `piker order history` / `piker order show`.
 
-Layout: `<PIKER_CONFIG_DIR>/ems/journal.sqlite`, two tables. `dialogs`
-holds one row per oid: searchable columns plus the latest `DialogState`
-as JSON (msgspec). `events` holds every Status of every dialog as JSON,
-in emission order (its integer primary key).
+Layout: `<PIKER_CONFIG_DIR>/ems/journal.sqlite`, two tables (schema
+version in `PRAGMA user_version`). `dialogs` holds one row per oid:
+searchable columns plus the latest `DialogState` as JSON (msgspec).
+`events` holds every Status of every dialog as JSON, in emission order
+(its integer primary key). A refused request (e.g. an unknown account)
+gets a `dialogs` row of its own, phase `error`, with no state.
 
 Speed: emsd records on the hot order path, so each *batch* of effects
 (one client command, one venue message, one quote's triggers) is one
 transaction, and the db runs in WAL mode with `synchronous=NORMAL`: a
 commit appends to the WAL with a plain `write()` and no fsync (fsyncs
-happen only at checkpoints, every ~1000 pages). The durability trade-off:
+happen only at checkpoints, which a background thread runs, see
+`_Checkpointer`). A batch costs ~30-60 us (`bench/journal.py`); the
+fill ids of a dialog are not rewritten with each batch (its fill events
+carry them). The durability trade-off:
 a committed batch survives any *process* crash - SIGKILL of emsd included,
 since the data is in the OS page cache - and a torn write is rolled back
 on the next open, never half-applied; only an OS crash or power loss can
@@ -118,8 +123,10 @@ _PRAGMAS = (
     # the WAL is truncated back to this size (bytes) after a checkpoint
     'PRAGMA journal_size_limit=8388608',
 )
-# seconds between background checkpoints (see `_Checkpointer`)
+# seconds between background checkpoints, and the WAL size (4 KiB frames)
+# past which one is forced even if it holds the writer (see `_Checkpointer`)
 CHECKPOINT_INTERVAL = 1.0
+MAX_WAL_FRAMES = 16_384  # 64 MiB
 
 _COLS = (
     'oid, fqme, broker, account, action, route, phase, active, reqid, '
@@ -221,33 +228,57 @@ class _Checkpointer(threading.Thread):
     checkpoint that copies the WAL into the db file does (twice). SQLite
     runs it inside whichever commit crosses the WAL size threshold, which
     put 15-100 ms stalls on emsd's order path. Here the writer's automatic
-    checkpoints are off and this thread runs a PASSIVE checkpoint (never
-    blocks the writer) every `interval` seconds on its own connection;
-    sqlite releases the GIL while it fsyncs.
+    checkpoints are off and this thread runs PASSIVE checkpoints (they
+    never block the writer) every `interval` seconds on its own
+    connection; sqlite releases the GIL while it fsyncs.
+
+    The WAL restarts from its beginning only once a checkpoint has caught
+    up with every frame, so after each pass the thread retries at once (a
+    few times) while the writer keeps adding frames. Should a writer
+    outrun it for long (the WAL passing `max_wal_frames`), a TRUNCATE
+    checkpoint resets the WAL, holding the writer for that one checkpoint:
+    a bounded file is worth a rare stall.
     """
 
-    def __init__(self, path: Path, interval: float) -> None:
+    def __init__(self, path: Path, interval: float, max_wal_frames: int) -> None:
         super().__init__(name='ems-journal-checkpoint', daemon=True)
         self._path = path
         self._interval = interval
+        self._max_wal_frames = max_wal_frames
         self._stopping = threading.Event()
         self.runs = 0
+        self.truncations = 0
 
     def run(self) -> None:
         try:
-            conn = sqlite3.connect(self._path, isolation_level=None, timeout=5.0)
+            conn = sqlite3.connect(self._path, isolation_level=None, timeout=10.0)
         except sqlite3.Error as err:
             log.error('EMS journal checkpointer cannot open %s: %s', self._path, err)
             return
         try:
             while not self._stopping.wait(self._interval):
                 try:
-                    conn.execute('PRAGMA wal_checkpoint(PASSIVE)').fetchone()
-                    self.runs += 1
+                    self._checkpoint(conn)
                 except sqlite3.Error as err:
                     log.warning('EMS journal checkpoint failed: %s', err)
         finally:
             conn.close()
+
+    def _checkpoint(self, conn: sqlite3.Connection) -> None:
+        last = -1
+        for _ in range(3):
+            # (busy, frames in the WAL, frames copied): each pass copies the
+            # frames that were there when it began
+            ((_, frames, _),) = conn.execute('PRAGMA wal_checkpoint(PASSIVE)').fetchall()
+            self.runs += 1
+            if frames == last or self._stopping.is_set():
+                break  # nothing new meanwhile: the writer restarts the WAL
+            last = frames
+        if frames > self._max_wal_frames:
+            log.warning('EMS journal WAL at %d frames: truncating it (holds writes '
+                        'for one checkpoint)', frames)
+            conn.execute('PRAGMA wal_checkpoint(TRUNCATE)').fetchall()
+            self.truncations += 1
 
     def stop(self) -> None:
         self._stopping.set()
@@ -259,7 +290,8 @@ class Journal:
 
     Open with `Journal.open()` (emsd: read-write, repairs what it must) or
     `Journal.open(readonly=True)` (the CLI: never writes, raises
-    `JournalError` on a db it cannot read). Not thread-safe: one owner.
+    `JournalError` on a db it cannot read). Not thread-safe: one owner at a
+    time (which may hand it from a worker thread to its event loop).
     """
 
     def __init__(
@@ -277,7 +309,7 @@ class Journal:
         self._checkpointer: _Checkpointer | None = None
         if checkpoint_interval is not None:
             conn.execute('PRAGMA wal_autocheckpoint=0')
-            self._checkpointer = _Checkpointer(path, checkpoint_interval)
+            self._checkpointer = _Checkpointer(path, checkpoint_interval, MAX_WAL_FRAMES)
             self._checkpointer.start()
 
     # ---- opening ----------------------------------------------------------
@@ -327,8 +359,13 @@ class Journal:
 
     @staticmethod
     def _open_rw(path: Path) -> sqlite3.Connection:
-        # autocommit mode: transactions are explicit, one per batch
-        conn = sqlite3.connect(path, isolation_level=None, timeout=2.0)
+        # autocommit mode: transactions are explicit, one per batch. One
+        # owner at a time, but it may open it in a worker thread (emsd does,
+        # so a slow integrity check never blocks its event loop)
+        conn = sqlite3.connect(
+            # a forced checkpoint (see _Checkpointer) may hold writes this long
+            path, isolation_level=None, timeout=10.0, check_same_thread=False,
+        )
         try:
             check = conn.execute('PRAGMA quick_check').fetchone()
             if check is None or check[0] != 'ok':

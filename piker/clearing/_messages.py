@@ -400,6 +400,26 @@ def decode_broker_msg(
     return _decode(raw, BrokerMsg, 'broker')
 
 
+def _echo(raw: Mapping) -> dict[str, Any]:
+    """The part of a bad message its error reply can echo back.
+
+    The reply must itself decode as a `Status` (`brokerd_msg` is a
+    `dict[str, Any]`), or the client drops it and never hears why: so only
+    string-keyed fields, as builtins, with the number keys of nested maps
+    turned into strings. A field that cannot be made so (a map keyed by
+    None or a tuple, an unknown ext type) is left out.
+    """
+    out: dict[str, Any] = {}
+    for key, val in raw.items():
+        if not isinstance(key, str):
+            continue
+        try:
+            out[key] = msgspec.to_builtins(val, str_keys=True)
+        except (TypeError, ValueError):
+            continue
+    return out
+
+
 def error_status(
     raw: Any,
     reason: str,
@@ -425,13 +445,7 @@ def error_status(
             req = msgspec.convert(dict(raw), Order)
         except (msgspec.MsgspecError, TypeError, ValueError):
             req = None
-    details: dict[str, Any] = {}
-    if isinstance(raw, Mapping):
-        # keep only what is safely serialisable for the reply/journal
-        try:
-            details = msgspec.to_builtins(dict(raw))
-        except (TypeError, ValueError):
-            details = {}
+    details = _echo(raw) if isinstance(raw, Mapping) else {}
     return Status(
         oid=oid,
         resp='error',

@@ -33,6 +33,7 @@ from ..accounting import (
 from ..config import PaperConf, load_brokers_conf
 from ..data import open_feed  # up front: no blocking import in a handler
 from ..log import get_console_log, get_logger
+from ..service import open_drained_stream
 from ._matching import Fill, PaperBook, RestingOrder
 from ._messages import (
     BrokerdCancel,
@@ -47,6 +48,9 @@ from ._messages import (
 )
 
 log = get_logger(__name__)
+
+# commands a dialogue may have queued before its sender feels backpressure
+COMMAND_BUFFER = 100_000
 
 
 def paperboi_name(broker: str) -> str:
@@ -139,6 +143,17 @@ class PaperVenue:
                 log.warning('emsd dialogue went away; dropping it')
                 self._subs.remove(stream)
 
+    async def reply(self, origin: tractor.MsgStream | None, msg: Any) -> None:
+        """Send `msg` to the dialogue `origin` only (to all if None)."""
+        if origin is None:
+            await self.emit(msg)
+            return
+        with trio.CancelScope(shield=True):
+            try:
+                await origin.send(msg)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                log.warning('dialogue went away before its reply: %r', msg)
+
     # -- market data ------------------------------------------------------
 
     async def ensure_feed(self, fqme: str) -> str | None:
@@ -200,16 +215,19 @@ class PaperVenue:
 
     # -- order entry --------------------------------------------------------
 
-    async def handle(self, raw: Any) -> None:
-        """Apply one command from emsd; never raises on a bad message."""
+    async def handle(self, raw: Any, origin: tractor.MsgStream | None = None) -> None:
+        """Apply one command from emsd; never raises on a bad message.
+
+        A command that does not decode is answered on `origin` (the
+        dialogue it came from) only: no other dialogue can match it to an
+        order, while a decoded command's events concern the venue's orders
+        and go to every dialogue (a restarted emsd must hear them).
+        """
         try:
             cmd = decode_backend_cmd(raw)
         except MessageError as err:
-            oid = raw.get('oid') if isinstance(raw, dict) else None
-            await self.emit(BrokerdError(
-                oid=oid if isinstance(oid, str) and oid else '<unknown>',
-                reason=err.reason,
-            ))
+            log.warning('bad command: %s', err.reason)
+            await self.reply(origin, BrokerdError(oid=reply_oid(raw), reason=err.reason))
             return
         if self.conf.latency_ms:
             await trio.sleep(self.conf.latency_ms / 1000)
@@ -383,6 +401,12 @@ def _as_touch_quote(quote: dict[str, Any]) -> dict[str, Any]:
     return {'ticks': ticks}
 
 
+def reply_oid(raw: Any) -> str:
+    """The oid to answer a command with: its own if usable, else a marker."""
+    oid = raw.get('oid') if isinstance(raw, dict) else None
+    return oid if isinstance(oid, str) and oid.strip() else '<unknown>'
+
+
 def _new_reqid() -> str:
     import uuid
     return uuid.uuid4().hex
@@ -424,11 +448,25 @@ async def open_trade_dialog(
         [p.to_builtins() for p in venue.positions()],
         venue.accounts,
     ))
-    async with ctx.open_stream() as stream:
+    async with (
+        ctx.open_stream() as stream,
+        # a dedicated task keeps the stream empty (TRACTOR.md rule 9): while
+        # a fill is being persisted, order entry waits, and a stream left
+        # full would block the whole connection - emsd's heartbeats to us
+        # included, so emsd would declare us lost under load
+        open_drained_stream(stream, policy='never_drop', maxlen=COMMAND_BUFFER) as commands,
+    ):
         venue._subs.append(stream)
         try:
-            async for raw in stream:
-                await venue.handle(raw)
+            async for raw in commands:
+                try:
+                    await venue.handle(raw, origin=stream)
+                except Exception:
+                    # a bug, not a bad message: answer it, keep serving
+                    log.exception('failed to handle command %r', raw)
+                    await venue.reply(stream, BrokerdError(
+                        oid=reply_oid(raw), reason='internal error handling this command',
+                    ))
         finally:
             if stream in venue._subs:
                 venue._subs.remove(stream)

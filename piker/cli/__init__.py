@@ -11,7 +11,9 @@ from . import (
     _accounting,  # noqa: F401
     _chart,  # noqa: F401
     _ems,  # noqa: F401
+    _history,  # noqa: F401
     _market,  # noqa: F401
+    _orders,  # noqa: F401
     _services,  # noqa: F401
 )
 from ._app import app

@@ -32,7 +32,7 @@ import trio
 from ..log import get_logger
 from ..types import Struct
 from . import _child_init
-from ._registry import Addr, ServiceError, check_bind_host, probe
+from ._registry import Addr, ServiceError, check_bind_host, listener_gone
 
 log = get_logger('service')
 
@@ -113,6 +113,7 @@ class Services:
         self.closing = False
         self._arbiter = tractor.current_actor()
         assert self._arbiter.is_arbiter, 'Services must run in the registry actor'
+        self._arbiter.unregister_actor = self._unregister_actor
         self._daemons: dict[str, _Daemon] = {}
         self._locks: defaultdict[str, trio.Lock] = defaultdict(trio.Lock)
         self._restarts: defaultdict[str, deque[float]] = defaultdict(deque)
@@ -125,16 +126,35 @@ class Services:
         """A copy of the tractor registry held by this (arbiter) actor."""
         return dict(self._arbiter._registry)
 
-    def drop_entry(self, uid: tuple[str, str]) -> bool:
-        """Remove a (stale) registry entry; True if there was one."""
+    def _forget(self, uid: tuple[str, str]) -> bool:
+        """Remove `uid` from the registry and its waiter list; True if found."""
         uid = (str(uid[0]), str(uid[1]))
         found = self._arbiter._registry.pop(uid, None) is not None
         waiters = self._arbiter._waiters.get(uid[0])
         if waiters:
             waiters[:] = [w for w in waiters if w != uid]
-        if found:
-            log.warning(f'dropped stale registry entry {uid[0]}@{uid[1][:8]}')
         return found
+
+    def drop_entry(self, uid: tuple[str, str]) -> bool:
+        """Remove a (stale) registry entry; True if there was one."""
+        found = self._forget(uid)
+        if found:
+            log.warning(f'dropped stale registry entry {uid[0]}@{str(uid[1])[:8]}')
+        return found
+
+    async def _unregister_actor(self, uid: tuple[str, str]) -> None:
+        """The registry's `unregister_actor` RPC, replaced on pikerd's arbiter.
+
+        tractor's own version raises `KeyError` for an unknown uid. pikerd
+        drops entries itself (`prune`, crashed daemons), and a gracefully
+        exiting actor closes its listener *before* it unregisters, so the
+        pruner can legitimately drop the entry in that window. The
+        `KeyError` would then travel back to the exiting actor as a
+        `RemoteActorError` and crash its root on the way out (a client that
+        did everything right exits 1). Unregistering an entry that is
+        already gone is the wanted end state, not an error.
+        """
+        self._forget(uid)
 
     def _live_entry(self, name: str) -> Addr | None:
         """Newest registry address of `name` not known to be dead."""
@@ -145,13 +165,17 @@ class Services:
         return found
 
     async def prune(self) -> int:
-        """Drop registry entries of unmanaged actors that stopped listening."""
+        """Drop registry entries of unmanaged actors that stopped listening.
+
+        Only a refused connection counts (`listener_gone`): a slow accept
+        on a loaded box is not a dead actor.
+        """
         managed = {d.uid for d in self._daemons.values() if d.uid}
         dropped = 0
         for uid, addr in list(self._arbiter._registry.items()):
             if uid == self._arbiter.uid or uid in managed:
                 continue
-            if not await probe(tuple(addr), timeout=0.5):
+            if await listener_gone(tuple(addr), timeout=0.5):
                 dropped += self.drop_entry(uid)
         return dropped
 
@@ -180,7 +204,7 @@ class Services:
                     # not ours: maybe some other root spawned it
                     addr = self._live_entry(spec.name)
                     if addr is not None:
-                        if await probe(tuple(addr)):
+                        if not await listener_gone(tuple(addr)):
                             return tuple(addr)  # type: ignore[return-value]
                         await self.prune()
                 d = _Daemon(spec)

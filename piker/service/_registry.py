@@ -113,6 +113,23 @@ async def handshake(addr: Addr, timeout: float = 2.0) -> tuple[str, str] | None:
     )
 
 
+async def listener_gone(addr: Addr, timeout: float = 2.0) -> bool:
+    """Return True only if `addr` definitely has no listener any more.
+
+    A refused (or otherwise failed) connect means gone. A connect that does
+    not finish within `timeout` means *unknown*, not gone: on a loaded box a
+    live actor can take longer than that to accept, and dropping its
+    registry entry would make the next caller spawn a duplicate daemon.
+    """
+    with trio.move_on_after(timeout):
+        try:
+            stream = await trio.open_tcp_stream(*addr)
+        except OSError:
+            return True
+        await stream.aclose()
+    return False
+
+
 def port_in_use(addr: Addr) -> bool:
     """Synchronously check whether `addr` can be bound (rule 8 assertion)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:

@@ -1,0 +1,453 @@
+"""EMS latency and throughput through the real actor tree (paper mode).
+
+    uv run python bench/ems.py [--orders 2000] [--fills 2000] [--profile DIR]
+
+A private service tree (its own PIKER_CONFIG_DIR and a free
+PIKER_REGISTRY_ADDR; `[sim.paper] latency_ms = 0`): this process runs
+pikerd and the order client, `emsd` and `paperboi.sim` are daemons under
+it, `brokerd.sim` feeds the paper engine. The sim market is paused with
+`open_market_control()` on a fixed book (bid 64,999 / ask 65,001, deep),
+so resting orders never fill and marketable ones always do. Measured:
+
+- echo floor: a raw tractor stream round trip to a spawned actor with a
+  trivial `@tractor.context` echo (`_ems_rpc.echo`), same run, same IPC;
+- order -> pending (client -> emsd -> client) and order -> open
+  (client -> emsd -> paperboi -> emsd -> client), one order at a time,
+  with a per-hop breakdown from the timestamps emsd and paperboi stamp
+  (one host, one clock);
+- cancel -> canceled, one at a time;
+- marketable order -> fill and -> closed (paperboi writes the ledger and
+  the positions file, fsync'd, before it reports a fill);
+- pipelined: N resting orders sent with `send_nowait()` back to back
+  (at most `--window` in flight) until every one is `open` (orders/s),
+  then cancelled the same way;
+- the paper engine's per-fill persistence alone, in-process, at the
+  ledger sizes the fill phase starts and ends with.
+
+Target: p50 order -> open <= 1.5 ms. `--profile DIR` adds a profiled
+order -> open phase (cProfile inside emsd and paperboi, via RPC into
+daemons this script pre-spawns with `_ems_rpc` enabled) and prints the
+hot spots; its figures are not the ones in the table.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import trio
+
+FQME = 'btcusdt.sim'
+BID, ASK = 64_999.0, 65_001.0
+DEPTH = 1e9          # quoted size at the touch: fills never run out
+REST = 60_000.0      # buy limit far below the bid: rests, never fills
+SIZE = 0.01
+TARGET_OPEN_P50_MS = 1.5
+WARMUP = 200
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+def pct(values: list[float], p: float) -> float:
+    """Nearest-rank percentile (p in 0..100) of a non-empty list."""
+    ordered = sorted(values)
+    k = max(0, min(len(ordered) - 1, round(p / 100 * len(ordered)) - 1))
+    return ordered[k]
+
+
+class Results:
+    """Latency samples (ms) and throughput figures, in insertion order."""
+
+    def __init__(self) -> None:
+        self.lat: dict[str, list[float]] = {}
+        self.rate: dict[str, tuple[int, float]] = {}  # name -> (n, seconds)
+        self.notes: list[str] = []
+
+    def add(self, name: str, ms: float) -> None:
+        self.lat.setdefault(name, []).append(ms)
+
+    def table(self) -> str:
+        rows = [f'{"latency (ms)":<46}{"n":>6}{"p50":>9}{"p90":>9}{"p99":>9}{"max":>9}']
+        for name, xs in self.lat.items():
+            rows.append(
+                f'{name:<46}{len(xs):>6}{pct(xs, 50):>9.3f}{pct(xs, 90):>9.3f}'
+                f'{pct(xs, 99):>9.3f}{max(xs):>9.3f}'
+            )
+        rows.append('')
+        rows.append(f'{"throughput":<46}{"n":>6}{"seconds":>9}{"per s":>12}')
+        for name, (n, secs) in self.rate.items():
+            rows.append(f'{name:<46}{n:>6}{secs:>9.3f}{n / secs:>12,.0f}')
+        return '\n'.join(rows)
+
+
+# ---- phases (inside the service tree) -----------------------------------
+
+async def echo_floor(res: Results, n: int) -> None:
+    import _ems_rpc
+
+    from piker.service import maybe_spawn_daemon
+
+    msg = {'name': 'order', 'oid': str(uuid.uuid4()), 'symbol': FQME,
+           'action': 'buy', 'exec_mode': 'live', 'price': REST, 'size': SIZE,
+           'account': 'paper', 'brokers': ['sim']}
+    async with maybe_spawn_daemon('bench_echo', enable_modules=['_ems_rpc']) as portal:
+        async with portal.open_context(_ems_rpc.echo) as (ctx, _):
+            async with ctx.open_stream() as stream:
+                for i in range(WARMUP + n):
+                    t0 = time.perf_counter()
+                    await stream.send(msg)
+                    await stream.receive()
+                    if i >= WARMUP:
+                        res.add('echo stream round trip (floor)', (time.perf_counter() - t0) * 1e3)
+
+
+async def _until(trades, oid: str, resps: set[str]):
+    """Next Status of `oid` with a resp in `resps` (an error raises)."""
+    from piker.clearing import Status
+    while True:
+        msg = await trades.receive()
+        if not isinstance(msg, Status) or msg.oid != oid:
+            continue
+        if msg.resp == 'error':
+            raise RuntimeError(f'order {oid} failed: {msg.reason}')
+        if msg.resp in resps:
+            return msg
+
+
+async def order_to_open(res: Results, client, trades, n: int, tag: str = '') -> list[str]:
+    """Resting orders one at a time; returns their oids (still resting)."""
+    oids = []
+    for i in range(WARMUP + n):
+        order = client.mk_order('buy', REST, SIZE)
+        t0_ns = time.time_ns()
+        t0 = time.perf_counter()
+        client.send_nowait(order)
+        pending = await _until(trades, order.oid, {'pending'})
+        t_pending = time.perf_counter()
+        opened = await _until(trades, order.oid, {'open'})
+        t_open = time.perf_counter()
+        t_open_ns = time.time_ns()
+        oids.append(order.oid)
+        if i < WARMUP:
+            continue
+        res.add(f'order -> pending (client-emsd-client){tag}', (t_pending - t0) * 1e3)
+        res.add(f'order -> open{tag}', (t_open - t0) * 1e3)
+        if tag:
+            continue
+        venue_ns = (opened.brokerd_msg or {}).get('time_ns')
+        if venue_ns:
+            res.add('  hop: client -> emsd (pending stamped)', (pending.time_ns - t0_ns) / 1e6)
+            res.add('  hop: emsd -> paperboi (open stamped)', (venue_ns - pending.time_ns) / 1e6)
+            res.add('  hop: paperboi -> emsd (open Status made)', (opened.time_ns - venue_ns) / 1e6)
+            res.add('  hop: emsd -> client (open received)', (t_open_ns - opened.time_ns) / 1e6)
+    return oids
+
+
+async def cancel_each(res: Results, client, trades, oids: list[str], tag: str = '') -> None:
+    for oid in oids:
+        t0 = time.perf_counter()
+        client.cancel_nowait(oid)
+        await _until(trades, oid, {'canceled'})
+        res.add(f'cancel -> canceled{tag}', (time.perf_counter() - t0) * 1e3)
+
+
+async def fills(res: Results, client, trades, n: int) -> None:
+    """Marketable orders, alternating buy at the ask / sell at the bid.
+
+    Every 10th fill is followed by a tiny fsync'd write from this process:
+    the storage's fsync latency *while* the fills run, for comparison with
+    paperboi's in-situ persistence time.
+    """
+    from piker.atomicfile import write_atomic
+
+    probe = Path(tempfile.mkdtemp(prefix='piker-bench-probe-')) / 'probe.toml'
+    for i in range(n):
+        action, price = ('buy', ASK) if i % 2 == 0 else ('sell', BID)
+        order = client.mk_order(action, price, SIZE)
+        t0 = time.perf_counter()
+        client.send_nowait(order)
+        fill = await _until(trades, order.oid, {'fill'})
+        t_fill = time.perf_counter()
+        await _until(trades, order.oid, {'closed'})
+        res.add('marketable order -> fill', (t_fill - t0) * 1e3)
+        res.add('marketable order -> closed', (time.perf_counter() - t0) * 1e3)
+        # paperboi stamps `broker_time` before persisting the fill and
+        # `time_ns` after: the in-situ cost of ledger + positions writes
+        msg = fill.brokerd_msg or {}
+        if msg.get('broker_time') and msg.get('time_ns'):
+            res.add('  of which paperboi persist (in situ)',
+                    (msg['time_ns'] - msg['broker_time'] * 1e9) / 1e6)
+        if i % 10 == 0:
+            t0 = time.perf_counter()
+            await trio.to_thread.run_sync(write_atomic, probe, f'x = {i}\n')
+            res.add("  tiny fsync'd write meanwhile (this process)",
+                    (time.perf_counter() - t0) * 1e3)
+    xs = res.lat['marketable order -> fill']
+    k = min(100, len(xs))
+    res.notes.append(
+        f'fill p50 of the first {k} fills: {pct(xs[:k], 50):.3f} ms, of the last {k}: '
+        f'{pct(xs[-k:], 50):.3f} ms (the ledger file grows by one trade per fill)'
+    )
+
+
+async def _burst(client, trades, oids: list[str], send, want: str, window: int) -> float:
+    """Send commands for `oids` back to back, keeping at most `window` in
+    flight, until each reported `want`; returns the seconds it took.
+
+    The window bounds the backlog of statuses queued towards this client:
+    heartbeats share the connection, and a backlog that takes emsd's
+    watchdog timeout to drain would read as a dead client.
+    """
+    from piker.clearing import Status
+    todo = list(reversed(oids))
+    waiting: set[str] = set()
+    t0 = time.perf_counter()
+    while todo or waiting:
+        while todo and len(waiting) < window:
+            oid = todo.pop()
+            send(oid)
+            waiting.add(oid)
+        msg = await trades.receive()
+        if isinstance(msg, Status) and msg.oid in waiting:
+            if msg.resp == 'error':
+                raise RuntimeError(f'order {msg.oid} failed: {msg.reason}')
+            if msg.resp == want:
+                waiting.discard(msg.oid)
+    return time.perf_counter() - t0
+
+
+async def pipelined(res: Results, client, trades, n: int, window: int) -> None:
+    orders = {}
+    for i in range(n):
+        order = client.mk_order('buy', REST - (i % 1000) * 0.1, SIZE)
+        orders[order.oid] = order
+    oids = list(orders)
+    secs = await _burst(client, trades, oids, lambda oid: client.send_nowait(orders[oid]),
+                        'open', window)
+    res.rate[f'pipelined orders -> open ({window} in flight)'] = (n, secs)
+    secs = await _burst(client, trades, oids, client.cancel_nowait, 'canceled', window)
+    res.rate[f'pipelined cancels -> canceled ({window} in flight)'] = (n, secs)
+
+
+async def profiled(
+    client, trades, n: int, window: int, outdir: Path, portals: dict,
+    report: list[str],
+) -> None:
+    """Re-run order -> open and the pipelined burst under cProfile.
+
+    Profiles emsd and paperboi (RPC into `_ems_rpc`), and this client for
+    order -> open only: slowed down by cProfile in a pipelined burst it
+    falls so far behind emsd's statuses that heartbeats queued behind them
+    time out. Figures of these runs include cProfile overhead. Sections are
+    appended to `report` as they complete.
+    """
+    import cProfile
+
+    import _ems_rpc
+
+    for phase in ('order -> open', 'pipelined'):
+        for portal in portals.values():
+            await portal.run(_ems_rpc.profile_start)
+        prof = cProfile.Profile()
+        if phase != 'pipelined':
+            prof.enable()
+        scratch = Results()
+        if phase == 'pipelined':
+            await pipelined(scratch, client, trades, n, window)
+            name, (count, secs) = next(iter(scratch.rate.items()))
+            figure = f'{count / secs:,.0f} orders/s'
+        else:
+            oids = await order_to_open(scratch, client, trades, n, tag=' (profiled)')
+            figure = f'p50 {pct(scratch.lat["order -> open (profiled)"], 50):.3f} ms'
+        prof.disable()
+        report.append(f'\n######## profiled phase: {phase}, {n} orders: {figure} '
+                      '(with cProfile overhead)')
+        slug = phase.split()[0]
+        for name, portal in portals.items():
+            text = await portal.run(
+                _ems_rpc.profile_stop, path=str(outdir / f'{slug}-{name}.prof'),
+            )
+            report.append(f'===== {name} =====\n{text}')
+        if phase != 'pipelined':
+            prof.dump_stats(str(outdir / f'{slug}-client.prof'))
+            report.append(f'===== client (this process) =====\n{_ems_rpc.summary(prof, 15)}')
+            await cancel_each(scratch, client, trades, oids)
+
+
+async def run_tree(args: argparse.Namespace, res: Results, report: list[str]) -> None:
+    from contextlib import AsyncExitStack
+
+    from piker.brokers.sim import open_market_control
+    from piker.clearing import open_ems
+    from piker.service import maybe_open_pikerd, maybe_spawn_daemon
+
+    async with maybe_open_pikerd(), AsyncExitStack() as stack:
+        portals = {}
+        if args.profile:
+            # spawned first, so emsd / open_ems find them with _ems_rpc enabled
+            for name, mod in (('emsd', 'piker.clearing._ems'),
+                              ('paperboi.sim', 'piker.clearing._paper_engine')):
+                portals[name] = await stack.enter_async_context(
+                    maybe_spawn_daemon(name, enable_modules=[mod, '_ems_rpc']),
+                )
+        await echo_floor(res, args.orders)
+        ctl = await stack.enter_async_context(
+            open_market_control(FQME, resume_on_exit=False),
+        )
+        await ctl.push(bid=BID, ask=ASK, last=(BID + ASK) / 2, bsize=DEPTH, asize=DEPTH)
+        client, trades, *_ = await stack.enter_async_context(open_ems(FQME, mode='paper'))
+
+        oids = await order_to_open(res, client, trades, args.orders)
+        await cancel_each(res, client, trades, oids[WARMUP:])
+        await cancel_each(Results(), client, trades, oids[:WARMUP])
+        await fills(res, client, trades, args.fills)
+        await pipelined(res, client, trades, args.orders, args.window)
+        if args.profile:
+            await profiled(client, trades, args.profile_orders, args.window,
+                           Path(args.profile), portals, report)
+
+
+# ---- persistence cost (in-process, no actors) ---------------------------
+
+def persistence(res: Results, sizes: tuple[int, ...], reps: int = 50) -> None:
+    """What paperboi's per-fill `_persist()` costs, split into its parts.
+
+    Same calls as the paper engine (ledger update + write, positions update
+    + write; each write is `write_atomic`: temp file, fsync, rename, fsync
+    of the directory), at each ledger size in `sizes`, plus the two parts:
+    TOML serialisation of the whole ledger (no disk) and one fsync'd atomic
+    write of a tiny file (the storage floor).
+    """
+    from datetime import UTC, datetime
+
+    import tomli_w
+
+    from piker.accounting import Account, Transaction, TransactionLedger
+    from piker.atomicfile import write_atomic
+    from piker.brokers.sim import MARKETS
+
+    mkt = MARKETS['btcusdt'].mkt
+    conf = Path(tempfile.mkdtemp(prefix='piker-bench-persist-'))
+    saved = os.environ.get('PIKER_CONFIG_DIR')
+    os.environ['PIKER_CONFIG_DIR'] = str(conf)
+
+    def txn(i: int) -> Transaction:
+        return Transaction(
+            fqme=mkt.fqme, tid=uuid.uuid4().hex, size=SIZE if i % 2 == 0 else -SIZE,
+            price=ASK if i % 2 == 0 else BID, cost=0.0, dt=datetime.now(UTC),
+            bs_mktid=mkt.bs_mktid,
+        )
+
+    try:
+        for i in range(2 * reps):
+            t0 = time.perf_counter()
+            write_atomic(conf / 'tiny.toml', f'x = {i}\n')
+            res.add("persist: tiny fsync'd atomic write (floor)",
+                    (time.perf_counter() - t0) * 1e3)
+        ledger = TransactionLedger.load('sim', 'paper')
+        account = Account.load('sim', 'paper')
+        mkts = {mkt.fqme: mkt}
+        done = 0
+        for size in sizes:
+            bulk = [txn(i) for i in range(done, size)]  # grow, untimed
+            if bulk:
+                ledger.update_from_txns(bulk)
+                account.update_from_txns(bulk, mkts)
+                done = size
+            for _ in range(reps):
+                t = [txn(done)]
+                done += 1
+                t0 = time.perf_counter()
+                ledger.update_from_txns(t)
+                tomli_w.dumps(ledger.to_toml())
+                t1 = time.perf_counter()
+                ledger.write()
+                account.update_from_txns(t, mkts)
+                account.write()
+                t2 = time.perf_counter()
+                res.add(f'persist: ledger to TOML, no disk @ {size:>5} trades',
+                        (t1 - t0) * 1e3)
+                res.add(f'persist: ledger+positions writes @ {size:>5} trades',
+                        (t2 - t1) * 1e3)
+    finally:
+        if saved is None:
+            os.environ.pop('PIKER_CONFIG_DIR', None)
+        else:
+            os.environ['PIKER_CONFIG_DIR'] = saved
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--orders', type=int, default=2000,
+                        help='orders per latency phase and per pipelined burst')
+    parser.add_argument('--fills', type=int, default=2000, help='marketable orders')
+    parser.add_argument('--window', type=int, default=100,
+                        help='pipelined orders in flight at once')
+    parser.add_argument('--profile', metavar='DIR', default='',
+                        help='also profile emsd/paperboi/client; .prof files go here')
+    parser.add_argument('--profile-orders', type=int, default=1000)
+    args = parser.parse_args()
+
+    os.environ.setdefault(
+        'PYTHONWARNINGS',
+        'ignore:trio.MultiError is deprecated:FutureWarning,'
+        'ignore:MultiError.filter() is deprecated:FutureWarning',
+    )
+    import warnings
+    warnings.filterwarnings('ignore', message='.*MultiError.*')
+    if args.profile:
+        Path(args.profile).mkdir(parents=True, exist_ok=True)
+
+    conf = Path(tempfile.mkdtemp(prefix='piker-bench-ems-'))
+    (conf / 'brokers.toml').write_text(
+        '[sim]\nseed = 1\nquote_rate = 20.0\n\n[sim.paper]\nlatency_ms = 0.0\n'
+    )
+    os.environ['PIKER_CONFIG_DIR'] = str(conf)
+    os.environ['PIKER_REGISTRY_ADDR'] = f'127.0.0.1:{_free_port()}'
+    print(f'piker EMS bench: {FQME}, paper, {args.orders} orders / {args.fills} fills per '
+          f'phase, python {sys.version.split()[0]}, {os.cpu_count()} cpus, '
+          f'load avg {os.getloadavg()[0]:.2f}', flush=True)
+
+    res = Results()
+    report: list[str] = []
+    t0 = time.perf_counter()
+    try:
+        trio.run(run_tree, args, res, report)
+    except BaseException as err:  # print what was measured before the failure
+        if not res.lat:
+            raise
+        done = 'complete' if res.rate else 'PARTIAL'
+        print(f'warning: the service tree failed ({type(err).__name__}: {err}); '
+              f'the figures below are {done}', file=sys.stderr)
+    elapsed = time.perf_counter() - t0
+    fills_done = len(res.lat.get('marketable order -> fill', []))
+    persistence(res, sizes=(0, fills_done) if fills_done else (0,))
+
+    print()
+    print(res.table())
+    print()
+    for note in res.notes:
+        print(note)
+    if 'order -> open' not in res.lat:
+        return
+    p50 = pct(res.lat['order -> open'], 50)
+    floor = pct(res.lat['echo stream round trip (floor)'], 50)
+    verdict = 'met' if p50 <= TARGET_OPEN_P50_MS else 'MISSED'
+    print(f'order -> open p50 {p50:.3f} ms = {p50 / floor:.1f} x the echo floor '
+          f'({floor:.3f} ms); target <= {TARGET_OPEN_P50_MS} ms: {verdict}')
+    print(f'(tree run {elapsed:.1f}s)')
+    if report:
+        print('\n'.join(report))
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,478 @@
+"""`piker order ...`: place, cancel and list orders from the shell.
+
+    piker order buy   FQME SIZE PRICE [--dark] [--account A] [--mode M]
+    piker order sell  FQME SIZE PRICE [--dark] [--account A] [--mode M]
+    piker order alert FQME PRICE
+    piker order cancel OID... | --all [--fqme F]
+    piker order ls [--fqme F]
+
+Every command talks to a **running** pikerd (`piker pikerd` in another
+terminal) and never starts one in-process: an order outlives the command
+that placed it only because emsd and the paper engine live under pikerd,
+so starting a private tree here would silently kill the order on exit.
+With no pikerd the commands say so and how to start one.
+
+`buy`/`sell`/`alert` print the dialog's statuses (stderr) until the order
+rests (`open`, `dark_open`) or ends, then print the oid alone on stdout
+(`OID=$(piker order buy ...)` works); the exit code is 1 on an `error`
+status or a timeout. The EMS handshake needs a market, so `cancel` and
+`ls` open their session on `--fqme` (default `btcusdt.sim`); the handshake
+returns every active dialog whatever its market, and `cancel` opens one
+more session per market of the dialogs it cancels so it sees their
+results.
+"""
+from __future__ import annotations
+
+import math
+import signal
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack
+from contextlib import asynccontextmanager as acm
+from typing import TYPE_CHECKING, Any, Literal
+
+import typer
+
+from ._app import app
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.table import Table
+
+    from ..clearing import Status
+
+order_app = typer.Typer(
+    name='order',
+    help='Place, cancel and list orders through emsd (needs `piker pikerd`).',
+    no_args_is_help=True,
+)
+app.add_typer(order_app, name='order')
+
+DEFAULT_FQME = 'btcusdt.sim'
+# statuses after which `buy`/`sell`/`alert` stop watching: the order rests
+RESTING = frozenset({'open', 'dark_open'})
+# a session that cannot be opened in this long means something is wrong
+# (first use spawns emsd, the paper engine and brokerd: ~2 s)
+CONNECT_TIMEOUT = 30.0
+
+_STYLE = {
+    'pending': 'yellow', 'open': 'cyan', 'dark_open': 'cyan',
+    'dark_triggered': 'magenta', 'alert_triggered': 'magenta',
+    'fill': 'green', 'closed': 'bold green', 'canceled': 'bold yellow',
+    'error': 'bold red',
+}
+
+Outcome = tuple[int, str]  # (exit code, message for stderr; '' = none)
+
+
+# ---- formatting (pure) -------------------------------------------------
+
+def fmt_num(value: float | None) -> str:
+    """A float without float noise or trailing zeros: 65000.1, 0.01, 3."""
+    if value is None or not math.isfinite(value):
+        return '-'
+    text = f'{value:,.10f}'.rstrip('0').rstrip('.')
+    return '0' if text in ('-0', '') else text
+
+
+def status_line(st: Status) -> str:
+    """One human line per `Status` (rich markup)."""
+    from rich.markup import escape
+
+    style = _STYLE.get(st.resp, 'white')
+    head = f'[{style}]{st.resp:<15}[/{style}]'
+    req = st.req
+    if st.resp == 'fill':
+        fill = st.brokerd_msg or {}
+        body = (f'{fmt_num(fill.get("size"))} @ {fmt_num(fill.get("price"))}  '
+                f'(filled {fmt_num(st.filled)}, remaining {fmt_num(st.remaining)})')
+    elif st.resp == 'error':
+        body = st.reason or 'rejected'
+    elif req is not None:
+        what = 'alert' if req.action == 'alert' else f'{req.action} {fmt_num(req.size)}'
+        body = (f'{what} {req.symbol} @ {fmt_num(req.price)} {req.exec_mode} '
+                f'[{req.account}]')
+        if st.filled:
+            body += f'  filled {fmt_num(st.filled)}'
+        if st.reason:
+            body += f'  ({st.reason})'
+    else:
+        body = st.reason
+    return f'{head} {st.oid[:8]}  {escape(body)}'
+
+
+def dialogs_table(dialogs: dict[str, Status], fqme: str | None = None) -> Table:
+    """The active dialogs (of `fqme`) as a rich table, by last update."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    title = f'active orders{f" on {fqme}" if fqme else ""}'
+    table = Table(title=title, title_justify='left')
+    table.add_column('oid', no_wrap=True, overflow='fold')
+    for col in ('fqme', 'action', 'exec', 'price', 'size', 'filled', 'status',
+                'account'):
+        justify = 'right' if col in ('price', 'size', 'filled') else 'left'
+        table.add_column(col, justify=justify)
+    for st in sorted(dialogs.values(), key=lambda s: s.time_ns):
+        req = st.req
+        if req is None or (fqme and req.symbol != fqme):
+            continue
+        style = _STYLE.get(st.resp, 'white')
+        table.add_row(
+            st.oid, req.symbol, req.action, req.exec_mode, fmt_num(req.price),
+            fmt_num(req.size), fmt_num(st.filled), f'[{style}]{st.resp}[/{style}]',
+            escape(req.account),
+        )
+    return table
+
+
+def _console(stderr: bool = False) -> Console:
+    from rich.console import Console
+    # soft_wrap: a status line is one line, however narrow the terminal
+    return Console(stderr=stderr, highlight=False, soft_wrap=True)
+
+
+# ---- running a command in a client of the running pikerd ----------------
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    from ..brokers import BrokerError
+    from ..clearing import EMSError, UnknownOrderError
+    from ..config import ConfigError
+    from ..service import ServiceError
+    return (BrokerError, ConfigError, EMSError, ServiceError, UnknownOrderError,
+            ValueError)
+
+
+def _run(body: Callable[[], Awaitable[Outcome]], loglevel: str | None) -> None:
+    """Run `body` as a client of the running pikerd; exit with its outcome.
+
+    Errors the user can act on become `error: ...` and exit 1; they are
+    caught *inside* the actor runtime so tractor does not log them as a
+    crashed root actor. Ctrl-C / SIGTERM stop the wait (exit 130); orders
+    already sent keep working in emsd. A failure while *disconnecting*, once
+    the command is done, is a warning: the user's request already happened.
+    """
+    import trio
+
+    from ..service import PikerdNotRunning, connect_pikerd
+
+    done: list[Outcome] = []
+
+    async def main() -> Outcome:
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as sigs:
+            async with connect_pikerd(loglevel=loglevel):
+                outcome: Outcome = (130, 'interrupted: orders already sent keep '
+                                    'working (`piker order ls`)')
+                async with trio.open_nursery() as n:
+
+                    async def _on_signal() -> None:
+                        async for _ in sigs:
+                            n.cancel_scope.cancel()
+                            return
+
+                    n.start_soon(_on_signal)
+                    try:
+                        outcome = await body()
+                    except _user_errors() as err:
+                        outcome = (1, f'error: {err}')
+                    except trio.TooSlowError:
+                        outcome = (1, f'error: no answer from emsd within '
+                                   f'{CONNECT_TIMEOUT:.0f}s')
+                    n.cancel_scope.cancel()
+                done.append(outcome)
+                return outcome
+
+    try:
+        code, message = trio.run(main)
+    except PikerdNotRunning as err:
+        code, message = 1, (
+            f'error: {err}.\n`piker order` needs a running pikerd so that orders '
+            'outlive this command: run `piker pikerd` in another terminal.'
+        )
+    except _user_errors() as err:
+        code, message = 1, f'error: {err}'
+    except Exception as err:
+        if not done:
+            raise
+        code, message = done[0]
+        lines = [ln for ln in str(err).splitlines() if ln.strip()]
+        typer.echo(f'warning: the command completed but disconnecting from pikerd '
+                   f'failed: {lines[-1].strip() if lines else repr(err)}', err=True)
+    if message:
+        typer.echo(message, err=True)
+    if code:
+        raise typer.Exit(code)
+
+
+def _check_mode(mode: str, fqme: str) -> None:
+    """Fail early (exit 2) on a mode the market's backend cannot serve."""
+    from ..accounting import unpack_fqme
+    from ..brokers import get_brokermod
+
+    if mode not in ('paper', 'live'):
+        typer.echo(f"error: --mode must be 'paper' or 'live', got {mode!r}", err=True)
+        raise typer.Exit(2)
+    try:
+        broker = unpack_fqme(fqme)[0]
+        mod = get_brokermod(broker)
+    except _user_errors() as err:
+        typer.echo(f'error: {err}', err=True)
+        raise typer.Exit(2) from None
+    if mode == 'live' and not hasattr(mod, 'trades_dialogue'):
+        typer.echo(f'error: backend {broker!r} has no live trading: use --mode paper',
+                   err=True)
+        raise typer.Exit(2)
+
+
+def _check_order(
+    action: str, fqme: str, size: float, price: float, dark: bool, account: str,
+    mode: str,
+) -> None:
+    """Validate the order locally, before any process is contacted."""
+    from ..clearing import MessageError, Order
+
+    _check_mode(mode, fqme)
+    try:
+        Order(
+            oid=str(uuid.uuid4()), symbol=fqme, action=action,
+            exec_mode='dark' if dark else 'live', price=price, size=size,
+            account=account,
+        )
+    except MessageError as err:
+        typer.echo(f'error: bad order: {err.reason}', err=True)
+        raise typer.Exit(2) from None
+    except _user_errors() as err:
+        typer.echo(f'error: {err}', err=True)
+        raise typer.Exit(2) from None
+
+
+def _place(
+    action: Literal['buy', 'sell', 'alert'],
+    fqme: str, size: float, price: float, dark: bool, account: str, mode: str,
+    timeout: float, loglevel: str | None,
+) -> None:
+    fqme = fqme.strip().lower()
+    _check_order(action, fqme, size, price, dark, account, mode)
+
+    async def body() -> Outcome:
+        import trio
+
+        from ..clearing import Status
+
+        err_console = _console(stderr=True)
+        async with _session(fqme, mode, loglevel) as (client, trades, *_):
+            order = client.mk_order(
+                action, price, size, exec_mode='dark' if dark else 'live',
+                account=account,
+            )
+            await client.send(order)
+            last: Status | None = None
+            with trio.move_on_after(timeout):
+                async for msg in trades:
+                    if not isinstance(msg, Status) or msg.oid != order.oid:
+                        continue
+                    last = msg
+                    err_console.print(status_line(msg))
+                    if msg.resp in RESTING or msg.terminal:
+                        break
+            print(order.oid, flush=True)
+            if last is None or not (last.resp in RESTING or last.terminal):
+                seen = last.resp if last else 'no status'
+                return 1, (f'error: order {order.oid} not resting or done after '
+                           f'{timeout:g}s (last: {seen}); it may still be working: '
+                           '`piker order ls`')
+            if last.resp == 'error':
+                return 1, f'error: order {order.oid} failed: {last.reason}'
+            return 0, ''
+
+    _run(body, loglevel)
+
+
+@acm
+async def _session(fqme: str, mode: str, loglevel: str | None) -> AsyncIterator[Any]:
+    """`open_ems()` whose *opening* must finish within `CONNECT_TIMEOUT`.
+
+    The deadline wraps the context from outside (TRACTOR.md rule 3) and is
+    lifted once the handshake is done, so it never limits the body.
+    """
+    import trio
+
+    from ..clearing import open_ems
+
+    with trio.CancelScope(deadline=trio.current_time() + CONNECT_TIMEOUT) as cs:
+        async with open_ems(fqme, mode=mode, loglevel=loglevel) as session:
+            cs.deadline = math.inf
+            yield session
+    if cs.cancelled_caught:
+        raise trio.TooSlowError
+
+
+def _dark_opt() -> Any:
+    return typer.Option(False, '--dark', help='hold in emsd\'s dark book until the '
+                        'price trades through, then send it live')
+
+
+def _account_opt() -> Any:
+    return typer.Option('paper', '--account', '-a', help='account to trade')
+
+
+def _mode_opt() -> Any:
+    return typer.Option('paper', '--mode', '-m',
+                        help="'paper' (paper engine) or 'live' (the broker)")
+
+
+def _timeout_opt() -> Any:
+    return typer.Option(10.0, '--timeout', '-t', min=0.1,
+                        help='seconds to wait for the order to rest or finish')
+
+
+def _loglevel_opt() -> Any:
+    return typer.Option(None, '--loglevel', '-l', help='piker log level')
+
+
+@order_app.command()
+def buy(
+    fqme: str = typer.Argument(..., help='market, e.g. btcusdt.sim'),
+    size: float = typer.Argument(..., help='units to buy'),
+    price: float = typer.Argument(..., help='limit price'),
+    dark: bool = _dark_opt(),
+    account: str = _account_opt(),
+    mode: str = _mode_opt(),
+    timeout: float = _timeout_opt(),
+    loglevel: str = _loglevel_opt(),
+) -> None:
+    """Buy SIZE of FQME at limit PRICE; prints the oid."""
+    _place('buy', fqme, size, price, dark, account, mode, timeout, loglevel)
+
+
+@order_app.command()
+def sell(
+    fqme: str = typer.Argument(..., help='market, e.g. btcusdt.sim'),
+    size: float = typer.Argument(..., help='units to sell'),
+    price: float = typer.Argument(..., help='limit price'),
+    dark: bool = _dark_opt(),
+    account: str = _account_opt(),
+    mode: str = _mode_opt(),
+    timeout: float = _timeout_opt(),
+    loglevel: str = _loglevel_opt(),
+) -> None:
+    """Sell SIZE of FQME at limit PRICE; prints the oid."""
+    _place('sell', fqme, size, price, dark, account, mode, timeout, loglevel)
+
+
+@order_app.command()
+def alert(
+    fqme: str = typer.Argument(..., help='market, e.g. btcusdt.sim'),
+    price: float = typer.Argument(..., help='fires when the price trades to here'),
+    mode: str = _mode_opt(),
+    timeout: float = _timeout_opt(),
+    loglevel: str = _loglevel_opt(),
+) -> None:
+    """Set a price alert on FQME (held by emsd; nothing goes to a venue)."""
+    _place('alert', fqme, 0.0, price, True, 'paper', mode, timeout, loglevel)
+
+
+@order_app.command()
+def cancel(
+    oids: list[str] = typer.Argument(None, help='oid(s) to cancel (see `piker order ls`)'),
+    cancel_all: bool = typer.Option(False, '--all', help='cancel every active order'),
+    fqme: str = typer.Option(None, '--fqme', '-f',
+                             help='with --all: only orders on this market'),
+    mode: str = _mode_opt(),
+    timeout: float = _timeout_opt(),
+    loglevel: str = _loglevel_opt(),
+) -> None:
+    """Cancel orders by oid, or all of them (`--all [--fqme F]`)."""
+    if bool(oids) == cancel_all:
+        typer.echo('error: give the oid(s) to cancel, or --all', err=True)
+        raise typer.Exit(2)
+    fqme = fqme.strip().lower() if fqme else None
+    _check_mode(mode, fqme or DEFAULT_FQME)
+
+    async def body() -> Outcome:
+        import trio
+
+        from ..clearing import Status
+
+        err_console = _console(stderr=True)
+        async with AsyncExitStack() as stack:
+            client, trades, _pps, _accts, dialogs = await stack.enter_async_context(
+                _session(fqme or DEFAULT_FQME, mode, loglevel),
+            )
+            if cancel_all:
+                targets = [oid for oid, st in dialogs.items()
+                           if st.req is not None and (not fqme or st.req.symbol == fqme)]
+                if not targets:
+                    return 0, f'no active orders{f" on {fqme}" if fqme else ""}'
+            else:
+                unknown = [oid for oid in oids if oid not in dialogs]
+                if unknown:
+                    return 1, (f'error: no active order {", ".join(unknown)} '
+                               '(already filled or cancelled? see `piker order ls`)')
+                targets = list(dict.fromkeys(oids))
+            # one session per market: each sees its own dialogs' results
+            by_fqme: dict[str, list[str]] = {}
+            for oid in targets:
+                by_fqme.setdefault(dialogs[oid].req.symbol, []).append(oid)
+            sessions = {client.fqme: (client, trades)}
+            for market in by_fqme:
+                if market not in sessions:
+                    c, t, *_ = await stack.enter_async_context(
+                        _session(market, mode, loglevel),
+                    )
+                    sessions[market] = (c, t)
+            results: dict[str, Status] = {}
+
+            async def _watch(trades: Any, want: set[str]) -> None:
+                async for msg in trades:
+                    if isinstance(msg, Status) and msg.oid in want and msg.terminal:
+                        results[msg.oid] = msg
+                        err_console.print(status_line(msg))
+                        want.discard(msg.oid)
+                        if not want:
+                            return
+
+            with trio.move_on_after(timeout):
+                async with trio.open_nursery() as n:
+                    for market, market_oids in by_fqme.items():
+                        c, t = sessions[market]
+                        n.start_soon(_watch, t, set(market_oids))
+                        for oid in market_oids:
+                            await c.cancel(oid)
+        missing = [oid for oid in targets if oid not in results]
+        failed = [st for st in results.values() if st.resp != 'canceled']
+        problems = [f'{st.oid}: {st.resp}{f" ({st.reason})" if st.reason else ""}'
+                    for st in failed]
+        problems += [f'{oid}: no result within {timeout:g}s' for oid in missing]
+        done = len(targets) - len(failed) - len(missing)
+        summary = f'cancelled {done} of {len(targets)} order(s)'
+        if problems:
+            return 1, f'error: {summary}; ' + '; '.join(problems)
+        return 0, summary
+
+    _run(body, loglevel)
+
+
+@order_app.command('ls')
+def ls(
+    fqme: str = typer.Option(None, '--fqme', '-f', help='only orders on this market'),
+    mode: str = _mode_opt(),
+    loglevel: str = _loglevel_opt(),
+) -> None:
+    """List the active orders (every client's, every market's) in a table."""
+    fqme = fqme.strip().lower() if fqme else None
+    _check_mode(mode, fqme or DEFAULT_FQME)
+
+    async def body() -> Outcome:
+        async with _session(fqme or DEFAULT_FQME, mode, loglevel) as (*_, dialogs):
+            shown = {oid: st for oid, st in dialogs.items()
+                     if st.req is not None and (not fqme or st.req.symbol == fqme)}
+        if not shown:
+            return 0, f'no active orders{f" on {fqme}" if fqme else ""}'
+        _console().print(dialogs_table(shown, fqme))
+        return 0, ''
+
+    _run(body, loglevel)
+
+
+__all__ = ['DEFAULT_FQME', 'dialogs_table', 'fmt_num', 'order_app', 'status_line']
