@@ -1,6 +1,7 @@
 """EMS latency and throughput through the real actor tree (paper mode).
 
-    uv run python bench/ems.py [--orders 2000] [--fills 2000] [--profile DIR]
+    uv run python bench/ems.py [--orders 2000] [--fills 2000] [--window 100]
+                               [--profile DIR]
 
 A private service tree (its own PIKER_CONFIG_DIR and a free
 PIKER_REGISTRY_ADDR; `[sim.paper] latency_ms = 0`): this process runs
@@ -11,33 +12,44 @@ so resting orders never fill and marketable ones always do. Measured:
 
 - echo floor: a raw tractor stream round trip to a spawned actor with a
   trivial `@tractor.context` echo (`_ems_rpc.echo`), same run, same IPC;
+  sampled alone, and again between the orders of the order -> open phase
+  (same load as the orders);
 - order -> pending (client -> emsd -> client) and order -> open
   (client -> emsd -> paperboi -> emsd -> client), one order at a time,
   with a per-hop breakdown from the timestamps emsd and paperboi stamp
   (one host, one clock);
 - cancel -> canceled, one at a time;
 - marketable order -> fill and -> closed (paperboi writes the ledger and
-  the positions file, fsync'd, before it reports a fill);
+  the positions file, fsync'd, before it reports a fill), with the fsync
+  latency of the storage sampled meanwhile;
 - pipelined: N resting orders sent with `send_nowait()` back to back
   (at most `--window` in flight) until every one is `open` (orders/s),
   then cancelled the same way;
 - the paper engine's per-fill persistence alone, in-process, at the
   ledger sizes the fill phase starts and ends with.
 
-Target: p50 order -> open <= 1.5 ms. `--profile DIR` adds a profiled
-order -> open phase (cProfile inside emsd and paperboi, via RPC into
-daemons this script pre-spawns with `_ems_rpc` enabled) and prints the
-hot spots; its figures are not the ones in the table.
+Target: p50 order -> open <= 1.5 ms. `--profile DIR` then re-runs the
+order -> open and pipelined phases under cProfile (inside emsd and
+paperboi, via RPC into daemons this script pre-spawns with `_ems_rpc`
+enabled; the client too for order -> open), prints the hot spots and
+leaves the `.prof` files in DIR; those runs are not the table's figures.
+
+The figures depend on the machine's load: every hop wakes another
+process, so on a busy 2-core box each hop waits for a CPU. The header
+prints the load average; compare runs at similar load.
 """
 from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import socket
 import sys
 import tempfile
 import time
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager as acm
 from pathlib import Path
 
 import trio
@@ -91,23 +103,33 @@ class Results:
 
 # ---- phases (inside the service tree) -----------------------------------
 
-async def echo_floor(res: Results, n: int) -> None:
+class Echo:
+    """The floor: a raw tractor stream round trip to a trivial echo actor."""
+
+    MSG = {'name': 'order', 'oid': str(uuid.uuid4()), 'symbol': FQME,
+           'action': 'buy', 'exec_mode': 'live', 'price': REST, 'size': SIZE,
+           'account': 'paper', 'brokers': ['sim']}
+
+    def __init__(self, stream) -> None:
+        self.stream = stream
+
+    async def round_trip(self) -> float:
+        t0 = time.perf_counter()
+        await self.stream.send(self.MSG)
+        await self.stream.receive()
+        return (time.perf_counter() - t0) * 1e3
+
+
+@acm
+async def open_echo() -> AsyncIterator[Echo]:
     import _ems_rpc
 
     from piker.service import maybe_spawn_daemon
 
-    msg = {'name': 'order', 'oid': str(uuid.uuid4()), 'symbol': FQME,
-           'action': 'buy', 'exec_mode': 'live', 'price': REST, 'size': SIZE,
-           'account': 'paper', 'brokers': ['sim']}
     async with maybe_spawn_daemon('bench_echo', enable_modules=['_ems_rpc']) as portal:
         async with portal.open_context(_ems_rpc.echo) as (ctx, _):
             async with ctx.open_stream() as stream:
-                for i in range(WARMUP + n):
-                    t0 = time.perf_counter()
-                    await stream.send(msg)
-                    await stream.receive()
-                    if i >= WARMUP:
-                        res.add('echo stream round trip (floor)', (time.perf_counter() - t0) * 1e3)
+                yield Echo(stream)
 
 
 async def _until(trades, oid: str, resps: set[str]):
@@ -123,10 +145,19 @@ async def _until(trades, oid: str, resps: set[str]):
             return msg
 
 
-async def order_to_open(res: Results, client, trades, n: int, tag: str = '') -> list[str]:
-    """Resting orders one at a time; returns their oids (still resting)."""
+async def order_to_open(
+    res: Results, client, trades, n: int, tag: str = '', echo: Echo | None = None,
+) -> list[str]:
+    """Resting orders one at a time; returns their oids (still resting).
+
+    With `echo`, one echo round trip precedes every order: the floor under
+    the same load (it also absorbs work the daemons do after an `open`)."""
     oids = []
     for i in range(WARMUP + n):
+        if echo is not None:
+            rtt = await echo.round_trip()
+            if i >= WARMUP:
+                res.add('echo round trip, between orders', rtt)
         order = client.mk_order('buy', REST, SIZE)
         t0_ns = time.time_ns()
         t0 = time.perf_counter()
@@ -164,28 +195,22 @@ async def fills(res: Results, client, trades, n: int) -> None:
     """Marketable orders, alternating buy at the ask / sell at the bid.
 
     Every 10th fill is followed by a tiny fsync'd write from this process:
-    the storage's fsync latency *while* the fills run, for comparison with
-    paperboi's in-situ persistence time.
+    the storage's fsync latency *while* the fills run (paperboi fsyncs the
+    ledger and the positions file before it reports a fill).
     """
     from piker.atomicfile import write_atomic
 
-    probe = Path(tempfile.mkdtemp(prefix='piker-bench-probe-')) / 'probe.toml'
+    probe = Path(os.environ['PIKER_CONFIG_DIR']) / 'fsync-probe.toml'
     for i in range(n):
         action, price = ('buy', ASK) if i % 2 == 0 else ('sell', BID)
         order = client.mk_order(action, price, SIZE)
         t0 = time.perf_counter()
         client.send_nowait(order)
-        fill = await _until(trades, order.oid, {'fill'})
+        await _until(trades, order.oid, {'fill'})
         t_fill = time.perf_counter()
         await _until(trades, order.oid, {'closed'})
         res.add('marketable order -> fill', (t_fill - t0) * 1e3)
         res.add('marketable order -> closed', (time.perf_counter() - t0) * 1e3)
-        # paperboi stamps `broker_time` before persisting the fill and
-        # `time_ns` after: the in-situ cost of ledger + positions writes
-        msg = fill.brokerd_msg or {}
-        if msg.get('broker_time') and msg.get('time_ns'):
-            res.add('  of which paperboi persist (in situ)',
-                    (msg['time_ns'] - msg['broker_time'] * 1e9) / 1e6)
         if i % 10 == 0:
             t0 = time.perf_counter()
             await trio.to_thread.run_sync(write_atomic, probe, f'x = {i}\n')
@@ -193,6 +218,12 @@ async def fills(res: Results, client, trades, n: int) -> None:
                     (time.perf_counter() - t0) * 1e3)
     xs = res.lat['marketable order -> fill']
     k = min(100, len(xs))
+    opened = res.lat.get('order -> open')
+    if opened:
+        res.notes.append(
+            f'fill p50 - open p50 = {pct(xs, 50) - pct(opened, 50):.3f} ms: what paperboi '
+            'spends persisting a fill (ledger + positions, fsync\'d) before reporting it'
+        )
     res.notes.append(
         f'fill p50 of the first {k} fills: {pct(xs[:k], 50):.3f} ms, of the last {k}: '
         f'{pct(xs[-k:], 50):.3f} ms (the ledger file grows by one trade per fill)'
@@ -299,14 +330,18 @@ async def run_tree(args: argparse.Namespace, res: Results, report: list[str]) ->
                 portals[name] = await stack.enter_async_context(
                     maybe_spawn_daemon(name, enable_modules=[mod, '_ems_rpc']),
                 )
-        await echo_floor(res, args.orders)
+        echo = await stack.enter_async_context(open_echo())
+        for i in range(WARMUP + args.orders):
+            rtt = await echo.round_trip()
+            if i >= WARMUP:
+                res.add('echo stream round trip (floor)', rtt)
         ctl = await stack.enter_async_context(
             open_market_control(FQME, resume_on_exit=False),
         )
         await ctl.push(bid=BID, ask=ASK, last=(BID + ASK) / 2, bsize=DEPTH, asize=DEPTH)
         client, trades, *_ = await stack.enter_async_context(open_ems(FQME, mode='paper'))
 
-        oids = await order_to_open(res, client, trades, args.orders)
+        oids = await order_to_open(res, client, trades, args.orders, echo=echo)
         await cancel_each(res, client, trades, oids[WARMUP:])
         await cancel_each(Results(), client, trades, oids[:WARMUP])
         await fills(res, client, trades, args.fills)
@@ -379,6 +414,7 @@ def persistence(res: Results, sizes: tuple[int, ...], reps: int = 50) -> None:
                 res.add(f'persist: ledger+positions writes @ {size:>5} trades',
                         (t2 - t1) * 1e3)
     finally:
+        shutil.rmtree(conf, ignore_errors=True)
         if saved is None:
             os.environ.pop('PIKER_CONFIG_DIR', None)
         else:
@@ -429,6 +465,7 @@ def main() -> None:
         print(f'warning: the service tree failed ({type(err).__name__}: {err}); '
               f'the figures below are {done}', file=sys.stderr)
     elapsed = time.perf_counter() - t0
+    shutil.rmtree(conf, ignore_errors=True)
     fills_done = len(res.lat.get('marketable order -> fill', []))
     persistence(res, sizes=(0, fills_done) if fills_done else (0,))
 

@@ -1,4 +1,4 @@
-"""The scripts in examples/ run, against a running `piker pikerd`.
+"""The scripts in examples/ run: against a running `piker pikerd`, and alone.
 
 The sim market quotes 10x faster than by default so a short run sees
 fills, re-centring modifies and the final cancels. Each example runs as
@@ -11,12 +11,13 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from piker.accounting import TransactionLedger
-from tests._pikerd_proc import running_pikerd
+from tests._pikerd_proc import running_pikerd, with_registry
 
 EXAMPLES = Path(__file__).resolve().parent.parent / 'examples'
 
@@ -59,3 +60,17 @@ def test_grid_bot(piker_env, tmp_path):
 
         pikerd.stop()
         assert not pikerd.leftovers()
+
+
+@pytest.mark.timeout(60)
+def test_grid_bot_standalone(piker_env):
+    """No pikerd running: the script starts the tree in-process and takes
+    it down with it, leaving no process behind."""
+    confdir, addr = piker_env
+    (confdir / 'brokers.toml').write_text('[sim]\nseed = 3\nquote_rate = 200\n')
+    out, stats = grid_bot('--seconds', '30', '--fills', '2', '--step-ticks', '10')
+    assert stats['fills'] >= 2 and stats['working'] == 0, out
+    deadline = time.monotonic() + 5
+    while with_registry(addr) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not with_registry(addr)

@@ -64,6 +64,29 @@ Optional:
     trades_dialogue   a `@tractor.context` endpoint speaking DESIGN.md
                       section 5 (live order execution). Without it the
                       backend is paper-only (the sim is).
+    REPORTS_ORDERS = True
+                      the `trades_dialogue` opens with an order report
+                      (below). Strongly recommended: without it emsd
+                      cannot tell what happened to its orders while its
+                      connection to the broker was down.
+
+Order report (recovery after a restart or a lost connection). Right after
+`ctx.started((positions, accounts))` a reporting backend sends, on the
+stream: the fills (`BrokerdFill`) and final statuses (`BrokerdStatus`
+'closed'/'canceled') of the recent past that emsd may have missed, oldest
+first (repeats are harmless: emsd drops fills by tid and a second final
+status); one `BrokerdStatus(status='open', reqid, oid, req=BrokerdOrder(...),
+filled, remaining)` per order working at the broker (set `oid` when the
+broker knows emsd's id for it, e.g. as the order's client id); then
+`BrokerdOrdersSynced(reqids=[every working reqid])`. emsd holds its own
+requests back until then and reconciles (`piker.clearing._reconcile`):
+events apply to the dialogs they name (by reqid, else oid; a dialog whose
+ack was lost takes the reqid from them), an unknown working order becomes
+an external dialog, and an emsd dialog at this venue that the broker does
+not list as working is resolved (`closed` if filled, else `canceled`,
+"not found at venue after reconnect"; `error` if it was never acked). The
+paper engine (`piker.clearing._paper_engine`) is the reference
+implementation.
     __enable_modules__: list[str]
                       extra modules brokerd must expose (e.g. the sim's
                       `_control`), appended to brokerd's `enable_modules`.

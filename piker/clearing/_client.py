@@ -229,13 +229,14 @@ async def open_ems(
         open_watched_context,
     )
     from ._ems import EMSD_NAME, open_ems_dialog
-    from ._ems_admin import EMSD_MODULES
+    from ._ems_admin import EMSD_MODULES, EMSD_STARTUP
 
     fqme = _check_session(fqme, mode)
     started = False
     async with maybe_open_pikerd(loglevel=loglevel):
         async with maybe_spawn_daemon(
             EMSD_NAME, enable_modules=EMSD_MODULES, loglevel=loglevel,
+            startup=EMSD_STARTUP,
         ) as portal:
             try:
                 # emsd's endpoint returns when our stream closes, so the

@@ -23,10 +23,19 @@ and a cancel can never both win.
 Durability: every batch of effects is written to the journal (`_journal`,
 SQLite in the config dir) before any of it leaves emsd - a client never
 sees a Status the journal could lose to a crash. A restarted emsd (pikerd
-respawns a crashed one) restores every active dialog from it before its
-first handshake: dark orders and alerts are re-armed with their original
-trigger directions once their market's feed is up, and the venue relays
-of live orders are re-opened, so their fills and cancels find them.
+respawns a crashed one and runs its start-up hook, `startup()`) restores
+every active dialog from it at once, with or without clients: dark orders
+and alerts are re-armed with their original trigger directions once their
+market's feed is up, and the venue relays of live orders are re-opened.
+
+Venue outages: a relay that (re)connects to a venue that reports its
+orders (the paper engine; live backends with `REPORTS_ORDERS`) first
+reconciles the dialogs with that report (`_reconcile`): missed fills and
+cancels are applied, lost acks recovered, orders the venue no longer has
+resolved; requests wait for it meanwhile. While a venue is down, clients
+get a notice (not an error) for each order working there, and anything
+that cannot be sent fails with an `error` saying why. A lost market feed
+gets the same kind of notice for the dark orders waiting on it.
 """
 from __future__ import annotations
 
@@ -65,6 +74,7 @@ from ._journal import (
 )
 from ._messages import (
     BrokerdError,
+    BrokerdOrdersSynced,
     BrokerdPosition,
     MessageError,
     Order,
@@ -73,7 +83,8 @@ from ._messages import (
     decode_client_msg,
     error_status,
 )
-from ._paper_engine import leave_if_cancelled, open_trade_dialog
+from ._paper_engine import PAPERBOI_STARTUP, leave_if_cancelled, open_trade_dialog
+from ._reconcile import VenueSync
 from ._risk_state import open_risk_gate
 
 log = get_logger(__name__)
@@ -89,6 +100,9 @@ STREAM_BUFFER = 100_000
 CLIENT_COMMANDS = 10_000
 # a venue that leaves heartbeats unanswered this long is declared lost
 VENUE_WATCHDOG_TIMEOUT = 2.0
+# a venue's order report (see `_reconcile`) must end within this long;
+# requests wait for it (bounded by this too) instead of failing
+SYNC_TIMEOUT = 10.0
 # a handshake waits this long at most for the restore from the journal
 # (re-arming restored dark orders needs their market feeds up)
 RESTORE_WAIT = 15.0
@@ -125,7 +139,12 @@ class ClientConn:
 
 
 class Relay:
-    """The trades dialogue with one venue: (broker, mode)."""
+    """The trades dialogue with one venue: (broker, mode).
+
+    `stream` is None while the venue is unreachable; `syncing` while a
+    (re)connected venue's order report is being reconciled (`_reconcile`):
+    requests then wait for `synced` rather than fail.
+    """
 
     def __init__(self, broker: str, mode: Mode) -> None:
         self.broker = broker
@@ -135,6 +154,12 @@ class Relay:
         self.ready = trio.Event()
         self.error: str = ''
         self.send_lock = trio.StrictFIFOLock()
+        self.syncing = False
+        self.synced = trio.Event()
+        # the reason the venue is unreachable ('' while connected)
+        self.down: str = ''
+        # whether the venue opens each dialogue with its order report
+        self.reports_orders = mode == 'paper'
 
     @property
     def venue(self) -> str:
@@ -149,6 +174,7 @@ class DarkFeed:
         self.last: float = math.nan
         self.mkt: MktPair | None = None
         self.error: str = ''
+        self.down = False  # lost after it was up; reconnecting
 
 
 class Router:
@@ -288,9 +314,12 @@ class Router:
 
     async def _run_relay(self, relay: Relay) -> None:
         func: Any
+        startup: str | None = None
         if relay.mode == 'paper':
             modules = ['piker.clearing._paper_engine']
             func = open_trade_dialog
+            # a respawned paperboi resumes its resting orders on its own
+            startup = PAPERBOI_STARTUP
         else:
             mod = get_brokermod(relay.broker)
             if not hasattr(mod, 'trades_dialogue'):
@@ -302,10 +331,14 @@ class Router:
                 return
             modules = brokerd_modules(relay.broker)
             func = mod.trades_dialogue
+            relay.reports_orders = bool(getattr(mod, 'REPORTS_ORDERS', False))
         backoff = 0.1
         while True:
+            lost = ''
             try:
-                async with maybe_spawn_daemon(relay.venue, enable_modules=modules) as portal:
+                async with maybe_spawn_daemon(
+                    relay.venue, enable_modules=modules, startup=startup,
+                ) as portal:
                     async with open_watched_context(
                         portal, func, broker=relay.broker, timeout=VENUE_WATCHDOG_TIMEOUT,
                     ) as (ctx, (positions, accounts)):
@@ -318,14 +351,20 @@ class Router:
                             relay.accounts = list(accounts)
                             for raw in positions:
                                 await self.on_venue_msg(relay, raw)
-                            relay.stream = stream
+                            if relay.reports_orders:
+                                await self._sync_relay(relay, stream, events)
+                            else:
+                                relay.stream = stream
+                            relay.down = ''
                             relay.ready.set()
                             backoff = 0.1
                             async for raw in events:
                                 await self.on_venue_msg(relay, raw)
+                lost = 'it ended the trades dialogue'
                 log.warning('%s ended its trades dialogue; reconnecting', relay.venue)
             except PeerLost as err:
                 await leave_if_cancelled()
+                lost = err.reason
                 log.error('lost %s (%s): reconnecting', relay.venue, err)
             except Exception as err:
                 if not relay.ready.is_set():
@@ -334,14 +373,103 @@ class Router:
                     relay.ready.set()
                     return
                 await leave_if_cancelled()
+                lost = f'{type(err).__name__}: {err}'
                 log.exception('trades relay with %s failed; reconnecting', relay.venue)
             except BaseException:
                 await leave_if_cancelled()
                 raise
             finally:
+                was_up = relay.stream is not None or relay.syncing
                 relay.stream = None
+                if relay.syncing:
+                    relay.syncing = False
+                    relay.synced.set()  # waiters find it down and fail
+            if was_up and lost:
+                self._venue_lost(relay, lost)
             await trio.sleep(backoff)
             backoff = min(backoff * 2, 5.0)
+
+    async def _sync_relay(
+        self,
+        relay: Relay,
+        stream: tractor.MsgStream,
+        events: Any,
+    ) -> None:
+        """Read and reconcile the venue's order report (see `_reconcile`).
+
+        New requests wait meanwhile (`_to_venue`), so every request still
+        in flight was sent before this connection; what reconciling sends
+        (a stashed cancel whose ack was lost...) goes out once it is done,
+        before those waiting.
+        """
+        relay.syncing = True
+        relay.synced = trio.Event()
+        route = (relay.broker, relay.mode)
+        sync = VenueSync(
+            self.dialogs, relay.broker, relay.venue,
+            ours=lambda d: self.routes.get(d.oid) == route,
+        )
+        deferred: list[ToVenue] = []
+        synced: BrokerdOrdersSynced | None = None
+        t0 = time.monotonic()
+        with trio.move_on_after(SYNC_TIMEOUT):
+            async for raw in events:
+                try:
+                    msg = decode_broker_msg(raw)
+                except MessageError as err:
+                    log.warning('bad message from %s: %s: %r', relay.venue, err.reason, raw)
+                    continue
+                if isinstance(msg, BrokerdOrdersSynced):
+                    synced = msg
+                    break
+                if isinstance(msg, BrokerdPosition):
+                    await self.on_venue_msg(relay, msg)
+                    continue
+                await self._apply_sync(relay, sync.on_msg(msg), deferred)
+        if synced is None:
+            log.error('%s did not finish its order report within %ss: its orders '
+                      'are not reconciled', relay.venue, SYNC_TIMEOUT)
+        else:
+            await self._apply_sync(relay, sync.finish(synced), deferred)
+        relay.stream = stream
+        relay.syncing = False
+        for eff in deferred:
+            await self._to_venue(eff)
+        relay.synced.set()
+        log.warning('%s: order report reconciled in %.0f ms', relay.venue,
+                    (time.monotonic() - t0) * 1e3)
+
+    async def _apply_sync(self, relay: Relay, effects: list[Effect],
+                          deferred: list[ToVenue]) -> None:
+        """Carry out reconciling effects; hold venue commands back."""
+        self._adopt_routes(relay, effects)
+        deferred += [e for e in effects if isinstance(e, ToVenue)]
+        await self.execute([e for e in effects if not isinstance(e, ToVenue)])
+
+    def _adopt_routes(self, relay: Relay, effects: Iterable[Effect]) -> None:
+        """An external order announced by a venue routes back to it."""
+        for eff in effects:
+            if isinstance(eff, Status) and eff.oid not in self.routes:
+                self.routes[eff.oid] = (relay.broker, relay.mode)
+
+    def _venue_lost(self, relay: Relay, reason: str) -> None:
+        """Tell clients their orders at a lost venue still work (not errors).
+
+        A venue keeps its orders while emsd reconnects; its report then
+        brings back what happened meanwhile. Orders sent while it is down
+        fail at once (`_to_venue`): they cannot proceed.
+        """
+        relay.down = f'{relay.venue} is down ({reason})'
+        route = (relay.broker, relay.mode)
+        notice = (f'{relay.down}: reconnecting; the order stays at the venue, '
+                  'its news follow on reconnect')
+        count = 0
+        for dialog in self.dialogs.active():
+            if dialog.phase is Phase.DARK_OPEN or self.routes.get(dialog.oid) != route:
+                continue
+            count += 1
+            self.publish(dialog.snapshot().copy({'reason': notice}))
+        log.error('VENUE DOWN: %s; %d working order(s) wait for it', relay.down, count)
 
     async def on_venue_msg(self, relay: Relay, raw: Any) -> None:
         """One backend -> emsd message: positions, or a dialog event."""
@@ -358,10 +486,7 @@ class Router:
                     client.push(msg)
             return
         effects = self.dialogs.on_broker_msg(msg, relay.broker)
-        # an external order announced by the venue routes back to it
-        for eff in effects:
-            if isinstance(eff, Status) and eff.oid not in self.routes:
-                self.routes[eff.oid] = (relay.broker, relay.mode)
+        self._adopt_routes(relay, effects)
         await self.execute(effects)
 
     # -- dark feeds -----------------------------------------------------------
@@ -393,6 +518,10 @@ class Router:
                         feed.last = float(last)
                     feed.ready.set()
                     backoff = 0.1
+                    if feed.down:
+                        feed.down = False
+                        self._dark_notice(fqme, f'market data for {fqme} is back: '
+                                          'the trigger watches it again')
                     async for batch in f.stream:
                         quote = batch.get(fqme)
                         if quote is None:
@@ -414,11 +543,21 @@ class Router:
                     return
                 await leave_if_cancelled()
                 log.error('dark feed of %s failed (%s); reconnecting', fqme, err)
+                if not feed.down:
+                    feed.down = True
+                    self._dark_notice(fqme, f'market data for {fqme} lost ({err}): '
+                                      'the trigger waits for it; reconnecting')
             except BaseException:
                 await leave_if_cancelled()
                 raise
             await trio.sleep(backoff)
             backoff = min(backoff * 2, 5.0)
+
+    def _dark_notice(self, fqme: str, notice: str) -> None:
+        """Tell clients about their dark orders' market data (not an error)."""
+        for dialog in self.dialogs.active(fqme):
+            if dialog.phase is Phase.DARK_OPEN:
+                self.publish(dialog.snapshot().copy({'reason': notice}))
 
     def _on_trigger(self, trig: Triggered) -> list[Effect]:
         """A dark trigger fired: send it live, unless the trading state
@@ -466,13 +605,26 @@ class Router:
                 self._journal_refusal(reply, client.mode)
                 client.push(reply)
                 return
+            self._forget_evicted()  # first: this oid may be new to the table
             self.owners.setdefault(msg.oid, client.id)
             self.routes.setdefault(msg.oid, (msg.broker, client.mode))
-        else:
+        elif msg.oid in self.dialogs:
+            # (a restored dialog has no owner: its canceller hears the end;
+            # an unknown oid's error goes to the sender anyway, and keeping
+            # it would let garbage cancels grow emsd without bound)
             self.owners.setdefault(msg.oid, client.id)
         effects = self.dialogs.on_client_msg(msg)
         # even with no effects: a stashed modify/cancel changed the dialog
         await self.execute(effects, origin=client)
+
+    def _forget_evicted(self) -> None:
+        """Drop the owner/route of dialogs the table has evicted (it keeps
+        only so many finished ones): else a long-lived emsd grows by two
+        entries per order forever. Amortised: a sweep once the maps are
+        well past the table's size."""
+        if len(self.owners) + len(self.routes) > 4 * len(self.dialogs) + 4096:
+            self.owners = {o: c for o, c in self.owners.items() if o in self.dialogs}
+            self.routes = {o: r for o, r in self.routes.items() if o in self.dialogs}
 
     async def _check_order(self, client: ClientConn, order: Order) -> str:
         broker = order.broker
@@ -512,13 +664,17 @@ class Router:
         The dark book goes first (local, no checkpoint; a dialog's
         `Arm`/`Disarm` always precedes its other effects anyway) so the
         journal records the direction a trigger was armed with; the
-        journal goes before anything leaves emsd.
+        journal goes before anything leaves emsd. The batch's Statuses go
+        out before its venue commands: a command that cannot be sent ends
+        its dialog with an `error` that must follow, not precede, the
+        `pending` of the same batch (and a send may wait for a venue).
         """
         effects = self._book_and_journal(effects)
         for eff in effects:
             if isinstance(eff, Status):
                 self.publish(eff, origin)
-            elif isinstance(eff, ToVenue):
+        for eff in effects:
+            if isinstance(eff, ToVenue):
                 await self._to_venue(eff)
 
     def execute_nowait(self, effects: Iterable[Effect]) -> None:
@@ -556,10 +712,17 @@ class Router:
     async def _to_venue(self, eff: ToVenue) -> None:
         broker, mode = self.routes.get(eff.msg.oid, (eff.broker, 'paper'))
         relay = self.relays.get((broker, mode))
+        if relay is not None and relay.syncing:
+            # just reconnected: the venue's order report comes first
+            with trio.move_on_after(SYNC_TIMEOUT):
+                await relay.synced.wait()
         stream = relay.stream if relay else None
         if stream is None:
-            reason = f'venue {relay.venue if relay else broker} is not connected'
-            self._venue_down(eff, reason)
+            if relay is None:
+                reason = f'venue {broker} ({mode}) is not connected'
+            else:
+                reason = relay.down or f'{relay.venue} is not connected'
+            self._venue_down(eff, f'{reason}: not sent (send it again once it is back)')
             return
         try:
             # shielded: this may run in a client's task, cancelled when that
@@ -569,7 +732,8 @@ class Router:
                 async with relay.send_lock:
                     await stream.send(eff.msg)
         except (trio.BrokenResourceError, trio.ClosedResourceError) as err:
-            self._venue_down(eff, f'lost {relay.venue}: {type(err).__name__}')
+            self._venue_down(eff, f'lost {relay.venue} ({type(err).__name__}): '
+                                  'not sent (send it again once it is back)')
 
     def _venue_down(self, eff: ToVenue, reason: str) -> None:
         log.error('cannot send %s for %s: %s', type(eff.msg).__name__, eff.msg.oid, reason)
@@ -689,9 +853,19 @@ async def open_ems_dialog(
         client.send_ch.close()
 
 
+async def startup() -> None:
+    """emsd's start-up hook (`DaemonSpec.startup`), run by pikerd right
+    after every (re)spawn: restore the journal now, not at the first
+    client's handshake, so a respawned emsd re-arms its dark orders and
+    alerts and reconnects the venues of its live orders with nobody
+    connected. Returns at once; the restore runs in the service nursery.
+    """
+    get_router()
+
+
 async def ems_ping() -> float:
     """RPC: the daemon's clock (liveness probe for tests and the CLI)."""
     return time.time()
 
 
-__all__ = ['EMSD_NAME', 'Router', 'get_router', 'open_ems_dialog']
+__all__ = ['EMSD_NAME', 'Router', 'get_router', 'open_ems_dialog', 'startup']

@@ -23,13 +23,16 @@ from ._ems import get_router
 from ._risk_state import STATE_FILE, switch_state
 
 __all__ = [
-    'EMSD_MODULES', 'cancel_all_orders', 'risk_status', 'set_trading_state',
+    'EMSD_MODULES', 'EMSD_STARTUP', 'cancel_all_orders', 'ems_state', 'risk_status',
+    'set_trading_state',
 ]
 
 log = get_logger(__name__)
 
 # the modules emsd exposes: every spawn of emsd must pass these
 EMSD_MODULES = ['piker.clearing._ems', 'piker.clearing._ems_admin']
+# and its start-up hook (`DaemonSpec.startup`): restore + re-arm on respawn
+EMSD_STARTUP = 'piker.clearing._ems:startup'
 
 
 async def cancel_all_orders(fqme: str | None = None) -> list[str]:
@@ -78,3 +81,34 @@ async def risk_status() -> dict[str, Any]:
     report['state_file'] = STATE_FILE
     report['working'] = router.risk.working()
     return report
+
+
+async def ems_state() -> dict[str, Any]:
+    """RPC: what emsd is doing now, for tests, benchmarks and the curious.
+
+    `restored`: the journal's dialogs are back and re-armed (set after a
+    (re)spawn without waiting for any client); `armed`: oids in the dark
+    book; `clients`: the order clients connected now (a vanished one,
+    SIGKILL included, leaves within ~0.1 s; its orders stay working);
+    `venues`: each trades relay's state ('up', 'syncing' or 'down: why').
+    """
+    router = get_router()
+    venues = {}
+    for relay in router.relays.values():
+        if relay.syncing:
+            state = 'syncing'
+        elif relay.stream is not None:
+            state = 'up'
+        else:
+            state = f'down: {relay.down or relay.error or "connecting"}'
+        venues[relay.venue] = state
+    return {
+        'restored': router.restored.is_set(),
+        'armed': sorted(e.oid for e in router.book.entries()),
+        'clients': [
+            {'id': c.id, 'mode': c.mode, 'fqmes': sorted(c.fqmes),
+             'queued': c.send_ch.statistics().current_buffer_used}
+            for c in router.clients.values()
+        ],
+        'venues': venues,
+    }

@@ -39,6 +39,7 @@ __all__ = [
     'BrokerdFill',
     'BrokerdOrder',
     'BrokerdOrderAck',
+    'BrokerdOrdersSynced',
     'BrokerdPosition',
     'BrokerdStatus',
     'Cancel',
@@ -347,12 +348,34 @@ class BrokerdError(Struct, tag='error', tag_field=_TAG):
         _check_reqid(self.reqid)
 
 
+class BrokerdOrdersSynced(Struct, tag='orders_synced', tag_field=_TAG):
+    """End of a backend's order report at the start of a trades dialogue.
+
+    A backend that knows its working orders (the paper engine does; see
+    the backend contract in `piker.brokers`) opens every dialogue with
+    the recent fills and final statuses emsd may have missed, then one
+    `BrokerdStatus(status='open', req=...)` per working order, then this:
+    `reqids` lists every order working at the venue at that moment. emsd
+    resolves each of its dialogs at the venue that is not among them.
+    """
+
+    reqids: list[ReqId] = []
+    time_ns: int = 0
+
+    def __post_init__(self) -> None:
+        for reqid in self.reqids:
+            _check_reqid(reqid)
+
+
 # ---- decoding at the boundary -----------------------------------------
 
 ClientMsg = Order | Cancel
 EmsMsg = Status | BrokerdPosition
 BackendCmd = BrokerdOrder | BrokerdCancel
-BrokerMsg = BrokerdOrderAck | BrokerdStatus | BrokerdFill | BrokerdError | BrokerdPosition
+BrokerMsg = (
+    BrokerdOrderAck | BrokerdStatus | BrokerdFill | BrokerdError | BrokerdPosition
+    | BrokerdOrdersSynced
+)
 
 
 def _decode(raw: Any, union: Any, what: str) -> Any:
@@ -395,7 +418,10 @@ def decode_backend_cmd(raw: Any) -> BrokerdOrder | BrokerdCancel:
 
 def decode_broker_msg(
     raw: Any,
-) -> BrokerdOrderAck | BrokerdStatus | BrokerdFill | BrokerdError | BrokerdPosition:
+) -> (
+    BrokerdOrderAck | BrokerdStatus | BrokerdFill | BrokerdError | BrokerdPosition
+    | BrokerdOrdersSynced
+):
     """Decode a backend -> emsd message, or raise `MessageError`."""
     return _decode(raw, BrokerMsg, 'broker')
 

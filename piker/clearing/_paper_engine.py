@@ -10,12 +10,23 @@ Fills come from the broker's live quote feed through `PaperBook` (see
 `_matching.py`); every fill is appended to the trade ledger and the
 positions table on disk (atomic writes) *before* it is reported, and a
 restarted paperboi rebuilds its positions from the ledger.
+
+A venue keeps its orders across restarts: every change to its working
+orders, and every fill and final status, is recorded (`_paper_store`)
+before it is reported. A restarted paperboi reloads its resting orders
+into their books and restarts their feeds at once (`startup`, pikerd's
+start-up hook), and puts into the ledger any fill a crash kept out of it.
+Each new trades dialogue (a reconnecting or restarted emsd) opens with
+the venue's order report: the recent fills and final statuses, one
+`BrokerdStatus(status='open', req=...)` per working order, then
+`BrokerdOrdersSynced` (see `_reconcile` for what emsd makes of it).
 """
 from __future__ import annotations
 
 import math
 import time
 from collections import defaultdict
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -41,16 +52,22 @@ from ._messages import (
     BrokerdFill,
     BrokerdOrder,
     BrokerdOrderAck,
+    BrokerdOrdersSynced,
     BrokerdPosition,
     BrokerdStatus,
     MessageError,
     decode_backend_cmd,
 )
+from ._paper_store import StoredEvent, VenueStore
 
 log = get_logger(__name__)
 
 # commands a dialogue may have queued before its sender feels backpressure
 COMMAND_BUFFER = 100_000
+# a new dialogue's report waits at most this long for commands in flight
+REPORT_SETTLE = 10.0
+# pikerd runs this in every (re)spawned paperboi (`DaemonSpec.startup`)
+PAPERBOI_STARTUP = 'piker.clearing._paper_engine:startup'
 
 
 def paperboi_name(broker: str) -> str:
@@ -97,6 +114,10 @@ class PaperVenue:
         # a modify must never show up here as a second order)
         self.created: dict[str, list[str]] = defaultdict(list)
         self._lock = trio.Lock()  # serialises order entry with quote matching
+        # the command buffers of the open dialogues, and commands being
+        # handled: a new dialogue's report waits for them (see report_orders)
+        self._inboxes: set[Any] = set()
+        self._handling = 0
         for acct in self.accounts:
             # the ledger is the source of truth: positions are rebuilt from
             # it at start-up, so a positions file a crash left behind can
@@ -108,6 +129,117 @@ class PaperVenue:
                 account.rebuild_from_ledger(ledger)
                 account.write()
             self.pps[acct] = account
+        # the venue's own memory (working orders, replay log): see _paper_store
+        self.store = VenueStore(broker)
+        self._repair_ledgers()
+        self._restore_orders()
+
+    def _repair_ledgers(self) -> None:
+        """Put the fills a crash kept out of the ledger into it.
+
+        The store records each fill before the ledger does (its write-ahead
+        log): a venue that died in between has it there only.
+        """
+        missing: dict[str, list[Transaction]] = defaultdict(list)
+        for ev in self.store.fills():
+            fill = ev.msg
+            assert isinstance(fill, BrokerdFill)
+            if ev.account not in self.ledgers:
+                self.ledgers[ev.account] = TransactionLedger.load(self.broker, ev.account)
+                self.pps[ev.account] = Account.load(self.broker, ev.account)
+            if fill.tid in self.ledgers[ev.account]:
+                continue
+            missing[ev.account].append(Transaction(
+                fqme=ev.fqme, tid=fill.tid,
+                size=fill.size if fill.action == 'buy' else -fill.size,
+                price=fill.price, cost=fill.cost,
+                dt=datetime.fromtimestamp(fill.broker_time, UTC), bs_mktid=ev.bs_mktid,
+            ))
+        for acct, txns in missing.items():
+            ledger = self.ledgers[acct]
+            ledger.update_from_txns(txns)
+            ledger.write()
+            self.pps[acct].rebuild_from_ledger(ledger)
+            self.pps[acct].write()
+            log.warning('%s/%s: %d fill(s) recorded but missing from the ledger '
+                        '(a crash before it was written) put into it: %s',
+                        self.broker, acct, len(txns), [t.tid for t in txns])
+
+    def _restore_orders(self) -> None:
+        """Rest the recorded working orders in their books again.
+
+        Books have no touch yet (NaN), so nothing matches before the feeds
+        are back (`start()`); resting orders keep their time priority.
+        """
+        restored = sorted(self.store.orders.values(), key=lambda o: (o.time_ns, o.seq))
+        for order in restored:
+            book = self.books.setdefault(order.fqme, PaperBook(order.fqme))
+            book.submit(order)
+            self.created[order.oid].append(order.reqid)
+        if restored:
+            # record the new priorities (seq) of this run
+            self.store.record(resting=[
+                o for book in self.books.values() for o in book.orders.values()
+            ])
+            log.warning('%s: restored %d working order(s) in %s', paperboi_name(self.broker),
+                        len(restored), sorted(self.books))
+
+    def start(self) -> None:
+        """Restart the feeds of the restored books: their orders work again
+        as soon as quotes flow, whether or not emsd is connected."""
+        for fqme in list(self.books):
+            self._nursery.start_soon(self._start_feed, fqme)
+
+    async def _start_feed(self, fqme: str) -> None:
+        err = await self.ensure_feed(fqme)
+        if err:
+            log.error('restored orders of %s cannot work: %s', fqme, err)
+
+    def working(self) -> list[RestingOrder]:
+        """Every working order, in time priority per book."""
+        return sorted(
+            (o for book in self.books.values() for o in book.orders.values()),
+            key=lambda o: o.seq,
+        )
+
+    async def settle(self, inbox: Any, timeout: float = REPORT_SETTLE) -> None:
+        """Wait (bounded) until every command received on other dialogues
+        is handled: an order a dead emsd sent just before it died is still
+        placed (a venue handles what it received), and a report made before
+        that would tell the new emsd it never arrived."""
+        with trio.move_on_after(timeout) as cs:
+            while self._handling or any(len(b) for b in self._inboxes if b is not inbox):
+                await trio.sleep(0.01)
+        if cs.cancelled_caught:
+            log.warning('order report made with commands still in flight after %ss', timeout)
+
+    async def report_orders(self, stream: tractor.MsgStream) -> None:
+        """Open a new dialogue with the venue's order report.
+
+        Recent fills and final statuses (emsd may have missed them), one
+        `BrokerdStatus('open', req=...)` per working order, then
+        `BrokerdOrdersSynced`. Call after `settle()`, with the venue lock
+        held, and add the stream to the subscribers before releasing it: no
+        event can fall between the report and the live stream.
+        """
+        now = time.time_ns()
+        # positions first: a fill since the handshake's may have moved them
+        msgs: list[Any] = [*self.positions(), *self.store.replay()]
+        working = self.working()
+        for o in working:
+            msgs.append(BrokerdStatus(
+                reqid=o.reqid, oid=o.oid, status='open', account=o.account,
+                time_ns=now, filled=o.filled, remaining=o.remaining,
+                req=BrokerdOrder(
+                    oid=o.oid, reqid=o.reqid, symbol=strip_broker(o.fqme),
+                    action=o.action, price=o.price, size=o.size,
+                    account=o.account, time_ns=o.time_ns,
+                ),
+            ))
+        msgs.append(BrokerdOrdersSynced(reqids=[o.reqid for o in working], time_ns=now))
+        with trio.CancelScope(shield=True):
+            for msg in msgs:
+                await stream.send(msg)
 
     # -- state for the handshake ------------------------------------------
 
@@ -275,9 +407,6 @@ class PaperVenue:
                     account=cmd.account, time_ns=cmd.time_ns,
                 )
                 self.created[cmd.oid].append(order.reqid)
-                await self.emit(BrokerdOrderAck(
-                    oid=cmd.oid, reqid=order.reqid, account=cmd.account,
-                ))
                 fills = book.submit(order)
                 reqid = order.reqid
             else:
@@ -289,16 +418,18 @@ class PaperVenue:
                         '(already filled or cancelled?)',
                     ))
                     return
-                await self.emit(BrokerdOrderAck(
-                    oid=cmd.oid, reqid=reqid, account=cmd.account,
-                ))
                 try:
                     fills = book.modify(reqid, cmd.price, cmd.size)
                 except ValueError as verr:
-                    await self.emit(self._reject(cmd, str(verr)))
+                    await self.emit(
+                        BrokerdOrderAck(oid=cmd.oid, reqid=reqid, account=cmd.account),
+                        self._reject(cmd, str(verr)),
+                    )
                     return
-            if fills:
-                await self.report_fills(fills)
+            # recorded (order and fills) before the ack leaves: see report_fills
+            await self.report_fills(fills, first=[BrokerdOrderAck(
+                oid=cmd.oid, reqid=reqid, account=cmd.account,
+            )], touched=[(fqme, reqid)])
             resting = book.orders.get(reqid)
             if resting is not None:
                 await self.emit(BrokerdStatus(
@@ -313,12 +444,15 @@ class PaperVenue:
             for book in self.books.values():
                 order = book.cancel(reqid)
                 if order is not None:
-                    await self.emit(BrokerdStatus(
+                    status = BrokerdStatus(
                         reqid=reqid, oid=order.oid, status='canceled',
                         account=order.account, time_ns=time.time_ns(),
                         filled=order.filled, remaining=order.remaining,
                         reason='cancelled by request',
-                    ))
+                    )
+                    self.store.record(gone=[reqid], events=[StoredEvent(msg=status)])
+                    await self.emit(status)
+                    await self._compact_if_due()
                     return
         await self.emit(BrokerdError(
             oid=cmd.oid, reqid=cmd.reqid,
@@ -337,41 +471,86 @@ class PaperVenue:
             account.write()
         return touched
 
-    async def report_fills(self, fills: list[Fill]) -> None:
-        """Persist `fills` (ledger, then positions), then report them."""
+    def _record(
+        self,
+        touched: Iterable[tuple[str, str]],
+        events: list[StoredEvent],
+    ) -> None:
+        """Record the state of the `(fqme, reqid)` orders, and `events`."""
+        resting: list[RestingOrder] = []
+        gone: list[str] = []
+        for fqme, reqid in dict.fromkeys(touched):
+            book = self.books.get(fqme)
+            order = book.orders.get(reqid) if book is not None else None
+            if order is not None:
+                resting.append(order)
+            elif reqid in self.store.orders:
+                gone.append(reqid)
+        self.store.record(resting=resting, gone=gone, events=events)
+
+    async def _compact_if_due(self) -> None:
+        """Compact the state file in a worker thread (it fsyncs); the
+        caller holds the lock, so no change is recorded meanwhile."""
+        if self.store.compaction_due:
+            await trio.to_thread.run_sync(self.store.compact)
+
+    async def report_fills(
+        self,
+        fills: list[Fill],
+        first: Sequence[Any] = (),
+        touched: Iterable[tuple[str, str]] = (),
+    ) -> None:
+        """Record, persist and report `fills` (and the order changes).
+
+        In this order, so that a crash at any point loses nothing: the
+        venue state (`touched` orders and the filled ones, the fills as
+        replay events) is recorded; `first` (an order's ack) is reported;
+        the fills go into the ledger, then the positions (fsync'd, off the
+        event loop); then they are reported. A fill recorded but not in
+        the ledger is put there on restart; one not reported is replayed
+        to the next emsd dialogue.
+        """
         now = datetime.now(UTC)
+        now_ns = time.time_ns()
         by_acct: dict[str, list[Transaction]] = defaultdict(list)
-        costs: dict[str, float] = {}
+        out: list[Any] = []
+        events: list[StoredEvent] = []
         for f in fills:
             cost = fee_for(self.conf, f.price, f.size)
-            costs[f.tid] = cost
             mkt = self.mkts.get(f.fqme)
+            bs_mktid = mkt.bs_mktid if mkt else ''
             by_acct[f.account].append(Transaction(
                 fqme=f.fqme, tid=f.tid,
                 size=f.size if f.action == 'buy' else -f.size,
-                price=f.price, cost=cost, dt=now,
-                bs_mktid=mkt.bs_mktid if mkt else '',
+                price=f.price, cost=cost, dt=now, bs_mktid=bs_mktid,
             ))
-        # disk first (off the event loop: fsync takes milliseconds), then
-        # the reports: a fill is never reported that a crash could lose
-        touched = await trio.to_thread.run_sync(self._persist, by_acct)
-
-        out: list[Any] = []
-        now_ns = time.time_ns()
-        for f in fills:
-            out.append(BrokerdFill(
+            fill = BrokerdFill(
                 reqid=f.reqid, oid=f.oid, tid=f.tid, action=f.action,
                 size=f.size, price=f.price, broker_time=now.timestamp(),
-                time_ns=now_ns, cost=costs[f.tid],
-            ))
+                time_ns=now_ns, cost=cost,
+            )
             order_done = f.remaining <= 0 or math.isclose(f.remaining, 0, abs_tol=1e-12)
-            out.append(BrokerdStatus(
+            status = BrokerdStatus(
                 reqid=f.reqid, oid=f.oid,
                 status='closed' if order_done else 'open',
                 account=f.account, time_ns=now_ns,
                 filled=f.filled, remaining=max(f.remaining, 0.0),
-            ))
-        for acct, pps in touched.items():
+            )
+            out += [fill, status]
+            events.append(StoredEvent(msg=fill, fqme=f.fqme, account=f.account,
+                                      bs_mktid=bs_mktid))
+            if order_done:
+                events.append(StoredEvent(msg=status))
+        self._record([*touched, *((f.fqme, f.reqid) for f in fills)], events)
+        if first:
+            await self.emit(*first)
+        await self._compact_if_due()
+        if not fills:
+            return
+        # disk first (off the event loop: fsync takes milliseconds), then
+        # the reports: a fill is never reported that a crash could lose
+        touched_pps = await trio.to_thread.run_sync(self._persist, by_acct)
+        for acct, pps in touched_pps.items():
             for fqme, pos in pps.items():
                 out.append(BrokerdPosition(
                     broker=self.broker, account=acct, symbol=fqme,
@@ -415,6 +594,29 @@ def _new_reqid() -> str:
 _venues: dict[str, PaperVenue] = {}
 
 
+def get_venue(broker: str) -> PaperVenue:
+    """This actor's paper venue of `broker`, loaded (and started) once."""
+    venue = _venues.get(broker)
+    if venue is None:
+        # tractor 0.1.0a5 has no public per-actor nursery; its service
+        # nursery lives as long as the actor does.
+        svc_n = tractor.current_actor()._service_n
+        venue = _venues[broker] = PaperVenue(broker, svc_n)
+        venue.start()
+    return venue
+
+
+async def startup() -> None:
+    """paperboi's start-up hook (`DaemonSpec.startup`), run by pikerd right
+    after every (re)spawn: reload the venue's working orders and restart
+    their feeds now, so they fill while no emsd is connected."""
+    name = tractor.current_actor().name
+    prefix = paperboi_name('')
+    if not name.startswith(prefix):
+        raise RuntimeError(f'{name!r} is not a paper venue ({prefix}<broker>)')
+    get_venue(name[len(prefix):])
+
+
 async def paper_audit(broker: str) -> dict[str, list[str]]:
     """RPC: oid -> reqids of every order the paper venue of `broker` created.
 
@@ -438,12 +640,7 @@ async def open_trade_dialog(
     run in the actor's service nursery, not in this context.
     """
     get_console_log(loglevel)
-    venue = _venues.get(broker)
-    if venue is None:
-        # tractor 0.1.0a5 has no public per-actor nursery; its service
-        # nursery lives as long as the actor does.
-        svc_n = tractor.current_actor()._service_n
-        venue = _venues[broker] = PaperVenue(broker, svc_n)
+    venue = get_venue(broker)
     await ctx.started((
         [p.to_builtins() for p in venue.positions()],
         venue.accounts,
@@ -456,23 +653,52 @@ async def open_trade_dialog(
         # included, so emsd would declare us lost under load
         open_drained_stream(stream, policy='never_drop', maxlen=COMMAND_BUFFER) as commands,
     ):
-        venue._subs.append(stream)
+        await venue.settle(commands)
+        async with venue._lock:
+            # nothing happens at the venue between its report and the live
+            # events: both hold the lock
+            await venue.report_orders(stream)
+            venue._subs.append(stream)
+        venue._inboxes.add(commands)
         try:
-            async for raw in commands:
-                try:
-                    await venue.handle(raw, origin=stream)
-                except Exception:
-                    # a bug, not a bad message: answer it, keep serving
-                    log.exception('failed to handle command %r', raw)
-                    await venue.reply(stream, BrokerdError(
-                        oid=reply_oid(raw), reason='internal error handling this command',
-                    ))
+            async with trio.open_nursery() as n:
+                n.start_soon(_close_when_gone, ctx, commands)
+                async for raw in commands:
+                    venue._handling += 1
+                    try:
+                        await venue.handle(raw, origin=stream)
+                    except Exception:
+                        # a bug, not a bad message: answer it, keep serving
+                        log.exception('failed to handle command %r', raw)
+                        await venue.reply(stream, BrokerdError(
+                            oid=reply_oid(raw), reason='internal error handling this command',
+                        ))
+                    finally:
+                        venue._handling -= 1
+                n.cancel_scope.cancel()
+            if not ctx.chan.connected() and ctx._scope_nursery is not None:
+                # emsd is gone: closing the stream or returning would fail
+                # on the dead connection; end as cancelled (see `watch_peer`)
+                ctx._scope_nursery.cancel_scope.cancel()
         finally:
+            venue._inboxes.discard(commands)
             if stream in venue._subs:
                 venue._subs.remove(stream)
 
 
+async def _close_when_gone(ctx: tractor.Context, commands: Any, poll: float = 0.05) -> None:
+    """End a dialogue whose emsd vanished (SIGKILL included: TRACTOR.md
+    rule 2) once the commands it sent are handled: a venue handles what
+    it received; then its task and subscription go."""
+    while ctx.chan.connected():
+        await trio.sleep(poll)
+    log.warning('emsd dialogue lost: handling its last %d command(s), then closing it',
+                len(commands))
+    commands.close()
+
+
 __all__ = [
-    'PaperVenue', 'fee_for', 'open_trade_dialog', 'paper_audit', 'paperboi_name',
+    'PAPERBOI_STARTUP', 'PaperVenue', 'fee_for', 'get_venue', 'open_trade_dialog',
+    'paper_audit', 'paperboi_name', 'startup',
     'strip_broker',
 ]

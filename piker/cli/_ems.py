@@ -63,6 +63,7 @@ def _call_emsd(rpc: str, **kwargs: Any) -> Any:
             with trio.fail_after(RPC_TIMEOUT):
                 async with maybe_spawn_daemon(
                     EMSD_NAME, enable_modules=_ems_admin.EMSD_MODULES,
+                    startup=_ems_admin.EMSD_STARTUP,
                 ) as portal:
                     try:
                         return await portal.run(func, **kwargs)

@@ -119,14 +119,17 @@ async def maybe_spawn_daemon(
     bind_host: str = '127.0.0.1',
     expose: bool = False,
     infect_asyncio: bool = False,
+    startup: str | None = None,
 ) -> AsyncIterator[tractor.Portal]:
     """Yield a portal to daemon `service_name`, spawning it under pikerd.
 
     Works from pikerd, from any actor in the tree, and from a client process
     that ran `maybe_open_pikerd()`. The daemon gets `enable_modules` plus
     piker's start-up hook and heartbeat. It binds `bind_host` (loopback;
-    anything else needs `expose=True`). Raises `ServiceError` when the
-    daemon cannot be started within `timeout` seconds.
+    anything else needs `expose=True`). `startup` ('module:function', see
+    `DaemonSpec.startup`) runs in it after this and every later respawn.
+    Raises `ServiceError` when the daemon cannot be started within
+    `timeout` seconds.
     """
     async with find_service(service_name) as portal:
         if portal is not None:
@@ -140,6 +143,7 @@ async def maybe_spawn_daemon(
         bind_host=bind_host,
         expose=expose,
         infect_asyncio=infect_asyncio,
+        startup=startup,
     )
     deadline = trio.current_time() + timeout
     last_err: Exception | None = None

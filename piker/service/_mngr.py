@@ -18,6 +18,9 @@ before spawning, so callers in any process get one daemon, not two.
 A pruning task also drops registry entries of actors that pikerd did not
 spawn (client roots, nested daemons) once their address stops accepting
 connections, so `find_actor` never hands out a dead address for long.
+Only a refused connection counts as gone (a slow accept on a busy box does
+not), and since pikerd drops entries itself, its registry treats
+unregistering an already-dropped entry as done rather than an error.
 """
 from __future__ import annotations
 
@@ -58,6 +61,27 @@ class DaemonSpec(Struct):
     bind_host: str = '127.0.0.1'
     expose: bool = False
     infect_asyncio: bool = False
+    # 'package.module:function': an async function (no arguments) in one of
+    # `enable_modules` that pikerd runs in the daemon right after every
+    # (re)spawn, before anyone is handed the daemon. For work a daemon must
+    # resume on its own after a crash, with nobody asking for it yet (emsd
+    # re-arming its journal's dark orders, paperboi restarting the feeds of
+    # its resting orders). Keep it quick: start tasks, do not wait on them.
+    startup: str | None = None
+
+
+async def _run_startup(spec: DaemonSpec, portal: tractor.Portal) -> None:
+    """Run `spec.startup` in the daemon; a failing hook is logged, not fatal.
+
+    The daemon still serves requests without it (each one sets up what it
+    needs on first use); what a broken hook costs is the resumption.
+    """
+    assert spec.startup is not None
+    mod, _, func = spec.startup.partition(':')
+    try:
+        await portal.run_from_ns(mod, func)
+    except Exception as err:
+        log.error(f'{spec.name}: start-up hook {spec.startup} failed: {err!r}')
 
 
 class DaemonInfo(Struct):
@@ -237,6 +261,8 @@ class Services:
                 d.pid = d.proc.pid
                 self.service_n.start_soon(self._supervise, d)
                 status = await self._await_ready(d, portal)
+                if spec.startup:
+                    await _run_startup(spec, portal)
             if not status['armed']:
                 log.warning(f'{spec.name}: parent-death signal not armed (non-Linux?)')
             addr = self._arbiter._registry.get(tuple(d.uid))

@@ -39,6 +39,7 @@ import trio
 from ..accounting import Account, TransactionLedger
 from ..clearing._client import EMSError, OrderClient, open_ems, wait_for_status
 from ..clearing._messages import BrokerdPosition, Status
+from ..service import PeerLost
 
 __all__ = ['EMSSession', 'LeakedProcesses', 'PaperSim', 'run_sim']
 
@@ -82,6 +83,7 @@ class EMSSession:
         self._closing = trio.Event()
         self._closed = trio.Event()
         self.ended = False  # the trades stream ended (emsd went away)
+        self.lost: Exception | None = None  # the session died with emsd: why
 
     def __iter__(self) -> Iterator[Any]:
         return iter((self.client, self.trades, self.positions, self.accounts, self.dialogs))
@@ -217,7 +219,11 @@ class PaperSim:
 
     Offers EMS sessions (`open_ems`), market control (`market`/`push`),
     waiting (`wait`), the paper venue's records on disk (`ledger`,
-    `account`) and its order audit (`venue_orders`).
+    `account`) and its order audit (`venue_orders`), and crash tests:
+    `kill(name)` SIGKILLs a daemon and returns once pikerd respawned it,
+    `ems_state()` / `until_ems(cond)` watch emsd recover. A market
+    control or session whose daemon died is marked broken/ended (the
+    next `market()` opens a new control) instead of failing the run.
     """
 
     def __init__(
@@ -267,9 +273,17 @@ class PaperSim:
                     task_status.started(sess)
                     await sess._closing.wait()
                     n.cancel_scope.cancel()
+        except PeerLost as err:
+            if sess is None:
+                raise
+            # emsd died under the session (a test killing it): the session
+            # is over, the simulation goes on; `sess.lost` says why
+            sess.lost = err
         finally:
             # only once open_ems() has fully exited: emsd saw the disconnect
             if sess is not None:
+                sess.ended = True
+                sess._changed.set()
                 sess._closed.set()
 
     # -- the market -----------------------------------------------------------
@@ -278,7 +292,8 @@ class PaperSim:
         """The `MarketControl` of sim market `fqme` (opened once, kept)."""
         fqme = fqme.lower()
         ctl = self._controls.get(fqme)
-        if ctl is None:
+        if ctl is None or ctl.broken:
+            # none yet, or its brokerd died (a test killed it): a new one
             ctl = self._controls[fqme] = await self._n.start(self._run_control, fqme)
         return ctl
 
@@ -291,6 +306,7 @@ class PaperSim:
         closing, done = trio.Event(), trio.Event()
         self._closers.append(closing)
         self._done.append(done)
+        ctl = None
         try:
             # leave the walk paused on exit: the tree is going down anyway
             async with open_market_control(
@@ -298,6 +314,12 @@ class PaperSim:
             ) as ctl:
                 task_status.started(ctl)
                 await closing.wait()
+        except Exception:
+            if ctl is None:
+                raise
+            # its brokerd died under it (a test killing daemons): mark it
+            # broken; the next `market()` opens a new one
+            ctl.broken = True
         finally:
             done.set()
 
@@ -347,6 +369,55 @@ class PaperSim:
             if portal is None:
                 return {}
             return await portal.run(paper_audit, broker=broker)
+
+    # -- daemons --------------------------------------------------------------
+
+    async def kill(self, name: str, timeout: float = 20.0) -> int:
+        """SIGKILL daemon `name`; return the pid pikerd respawned it with.
+
+        Returns once the new process runs (its start-up hook, if any, has
+        run); what it then resumes (emsd's restore, a venue's report) may
+        still be under way: see `ems_state()`.
+        """
+        from ..service import list_services
+        info = (await list_services()).get(name)
+        if info is None or info.pid is None:
+            raise LookupError(f'no daemon {name!r} with a known pid to kill')
+        old = info.pid
+        os.kill(old, signal.SIGKILL)
+        with trio.fail_after(timeout):
+            while True:
+                info = (await list_services()).get(name)
+                if (info is not None and info.pid not in (None, old)
+                        and info.state == 'running'):
+                    return info.pid
+                await trio.sleep(0.02)
+
+    async def ems_state(self) -> dict[str, Any]:
+        """emsd's state (`piker.clearing._ems_admin.ems_state`); {} if none."""
+        from ..clearing._ems_admin import ems_state
+        from ..service import find_service
+        async with find_service('emsd') as portal:
+            if portal is None:
+                return {}
+            return await portal.run(ems_state)
+
+    async def until_ems(
+        self,
+        cond: Callable[[dict[str, Any]], bool],
+        timeout: float = 10.0,
+        poll: float = 0.02,
+    ) -> dict[str, Any]:
+        """Poll `ems_state()` until `cond(state)` holds; return that state."""
+        with trio.fail_after(timeout):
+            while True:
+                try:
+                    state = await self.ems_state()
+                except Exception:  # emsd going down or not up yet: poll on
+                    state = {}
+                if state and cond(state):
+                    return state
+                await trio.sleep(poll)
 
     # -- processes --------------------------------------------------------------
 
