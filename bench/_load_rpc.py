@@ -50,3 +50,15 @@ async def lag_stop(over: float = 0.5) -> dict:
         'max': lags[-1],
         'stalls': [(t, lag) for t, lag in _lags if lag > over],
     }
+
+
+async def set_module_attr(module: str, name: str, value: float) -> float:
+    """What-if knob: set `module.name` in this actor (an already imported
+    piker module's tunable, e.g. emsd's venue watchdog timeout); returns
+    the previous value. For experiments only: `bench/load.py --venue-watchdog`."""
+    import importlib
+
+    mod = importlib.import_module(module)
+    old = getattr(mod, name)
+    setattr(mod, name, value)
+    return old

@@ -50,6 +50,7 @@ import json
 import math
 import os
 import random
+import re
 import signal
 import socket
 import sys
@@ -84,6 +85,8 @@ class Config(msgspec.Struct, kw_only=True):
     seed: int = 1
     mix: str = ','.join(f'{k}={v}' for k, v in KINDS.items())  # kind=weight,...
     profile: str = ''  # a directory: cProfile emsd and paperboi over the load phase
+    # what-if: emsd's venue heartbeat timeout, s (0: piker's own setting)
+    venue_watchdog: float = 0.0
 
 
 class Plan(msgspec.Struct, kw_only=True):
@@ -605,7 +608,7 @@ class Report(msgspec.Struct, kw_only=True):
                 f'{k} {a:.1f}/{b:.1f}/{c:.0f}' for k, (a, b, c) in self.ping_ms.items()),
             f'dialogs: {placed} placed, {self.journal_dialogs} in the journal, '
             f'{self.venue_orders} venue orders; {len(self.problems)} problem(s)',
-            f'load phase {self.seconds:.1f} s ({placed / self.seconds:,.0f} orders/s, '
+            f'load phase {self.seconds:.1f} s ({placed / max(self.seconds, 1e-9):,.0f} orders/s, '
             f'{self.cfg.clients} clients in {self.cfg.procs or 1} process(es))',
         ]
         errors: Counter[str] = Counter()
@@ -617,7 +620,14 @@ class Report(msgspec.Struct, kw_only=True):
             for t, lag in v.get('stalls', [])[:10]:
                 rows.append(f'STALL: {name} event loop stalled {lag:.2f} s at '
                             f'{time.strftime("%H:%M:%S", time.localtime(t))}')
-        rows += [f'PROBLEM: {p}' for p in self.problems[:20]]
+        # problems grouped by kind (ids and numbers masked), most frequent first
+        kinds: Counter[str] = Counter(
+            re.sub(r"'[^']*'|\[[^\]]*\]|[0-9a-f-]{36}|\b[0-9a-f]{8}\b|\d+(\.\d+)?",
+                   '#', p)[:150]
+            for p in self.problems
+        )
+        for kind, n in kinds.most_common(15):
+            rows.append(f'PROBLEM: {n} x {kind}')
         return '\n'.join(rows)
 
 
@@ -668,6 +678,11 @@ async def load_phase(cfg: Config, market: Market, portals: dict[str, Any]) -> Re
     from piker.clearing._paper_engine import paper_audit
     from piker.service import find_service, list_services, open_pikerd_portal, ping
 
+    if cfg.venue_watchdog:
+        old = await portals['emsd'].run(
+            _load_rpc.set_module_attr, module='piker.clearing._ems',
+            name='VENUE_WATCHDOG_TIMEOUT', value=cfg.venue_watchdog)
+        print(f'what-if: emsd venue watchdog {old} s -> {cfg.venue_watchdog} s', flush=True)
     # warm up: daemons spawned, the venue's and emsd's feeds of every
     # market up, before the clock starts
     warm: list[str] = []
@@ -730,10 +745,15 @@ async def load_phase(cfg: Config, market: Market, portals: dict[str, Any]) -> Re
                 clients_n.start_soon(local_clients)
         n.cancel_scope.cancel()
     quotes = {k: (market.quotes[k] - q0[k]) / (time.perf_counter() - t0) for k in FQMES}
-    # the load phase: from the common start to the last client's end
-    seconds = max((c.seconds for c in results), default=0.0)
+    # the load phase: from the common start to the last client's end (or,
+    # if no client got that far, to now)
+    seconds = max((c.seconds for c in results), default=0.0) or (
+        time.time() - plans[0].start_at if plans else 0.0)
     rss_end = rss_kb(emsd_pid)
-    lags = {name: await portal.run(_load_rpc.lag_stop) for name, portal in portals.items()}
+    lags: dict[str, dict] = {}
+    for name, portal in portals.items():
+        with trio.move_on_after(5):  # a daemon the load broke must not hang the report
+            lags[name] = await portal.run(_load_rpc.lag_stop)
     lags['bench'] = await _load_rpc.lag_stop()
     for c in results:
         if c.lag_max:
@@ -741,9 +761,10 @@ async def load_phase(cfg: Config, market: Market, portals: dict[str, Any]) -> Re
                                                 'max': c.lag_max})
     profiles = []
     for name, portal in profiled.items():
-        text = await portal.run(
-            _ems_rpc.profile_stop, path=str(Path(cfg.profile) / f'load-{name}.prof'))
-        profiles.append(f'===== {name} =====\n{text}')
+        with trio.move_on_after(30):
+            text = await portal.run(
+                _ems_rpc.profile_stop, path=str(Path(cfg.profile) / f'load-{name}.prof'))
+            profiles.append(f'===== {name} =====\n{text}')
     cpu = {name: cpu_s(pid) - cpu0[name] for name, pid in pids.items()}
     for c in results:
         if c.cpu_s:
@@ -775,7 +796,7 @@ async def load_phase(cfg: Config, market: Market, portals: dict[str, Any]) -> Re
         with Journal.open(readonly=True) as journal:
             return journal.history(limit=None, events=True)
 
-    records = await trio.to_thread.run_sync(read_journal)
+    records = await trio.to_thread.run_sync(read_journal, cancellable=True)
     seen = Counter(r.oid for r in records)
     if twice := [oid for oid, k in seen.items() if k > 1]:
         problems.append(f'{len(twice)} oid(s) twice in the journal: {twice[:3]}')
