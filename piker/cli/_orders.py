@@ -330,34 +330,27 @@ def _loglevel_opt() -> Any:
     return typer.Option(None, '--loglevel', '-l', help='piker log level')
 
 
-@order_app.command()
-def buy(
-    fqme: str = typer.Argument(..., help='market, e.g. btcusdt.sim'),
-    size: float = typer.Argument(..., help='units to buy'),
-    price: float = typer.Argument(..., help='limit price'),
-    dark: bool = _dark_opt(),
-    account: str = _account_opt(),
-    mode: str = _mode_opt(),
-    timeout: float = _timeout_opt(),
-    loglevel: str = _loglevel_opt(),
-) -> None:
-    """Buy SIZE of FQME at limit PRICE; prints the oid."""
-    _place('buy', fqme, size, price, dark, account, mode, timeout, loglevel)
+def _side_command(action: str) -> None:
+    """Register `piker order buy|sell`: same options, only the side differs."""
+
+    def command(
+        fqme: str = typer.Argument(..., help='market, e.g. btcusdt.sim'),
+        size: float = typer.Argument(..., help=f'units to {action}'),
+        price: float = typer.Argument(..., help='limit price'),
+        dark: bool = _dark_opt(),
+        account: str = _account_opt(),
+        mode: str = _mode_opt(),
+        timeout: float = _timeout_opt(),
+        loglevel: str = _loglevel_opt(),
+    ) -> None:
+        _place(action, fqme, size, price, dark, account, mode, timeout, loglevel)
+
+    command.__doc__ = f'{action.capitalize()} SIZE of FQME at limit PRICE; prints the oid.'
+    order_app.command(name=action)(command)
 
 
-@order_app.command()
-def sell(
-    fqme: str = typer.Argument(..., help='market, e.g. btcusdt.sim'),
-    size: float = typer.Argument(..., help='units to sell'),
-    price: float = typer.Argument(..., help='limit price'),
-    dark: bool = _dark_opt(),
-    account: str = _account_opt(),
-    mode: str = _mode_opt(),
-    timeout: float = _timeout_opt(),
-    loglevel: str = _loglevel_opt(),
-) -> None:
-    """Sell SIZE of FQME at limit PRICE; prints the oid."""
-    _place('sell', fqme, size, price, dark, account, mode, timeout, loglevel)
+_side_command('buy')
+_side_command('sell')
 
 
 @order_app.command()
