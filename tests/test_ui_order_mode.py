@@ -19,6 +19,7 @@ import trio
 
 from piker.accounting import Asset, MktPair
 from piker.clearing._messages import BrokerdPosition, Order, Status
+from tests._qt_input import hover
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -100,15 +101,6 @@ def status(order: Order, resp: str, filled: float = 0.0, **kw) -> Status:
 
 
 @pytest.fixture
-def no_mouse_rate_limit():
-    import pyqtgraph as pg
-    old = pg.getConfigOption('mouseRateLimit')
-    pg.setConfigOptions(mouseRateLimit=-1)
-    yield
-    pg.setConfigOptions(mouseRateLimit=old)
-
-
-@pytest.fixture
 def om(qtbot, no_mouse_rate_limit):
     """An `OrderMode` on a shown 1200x800 window, with a fake client."""
     from piker.ui import MainWindow, get_qapp
@@ -158,32 +150,29 @@ def pos_of(mode, price: float, bars_back: float = 10):
 
 
 def move(qtbot, mode, price: float, bars_back: float = 10) -> None:
-    qtbot.mouseMove(mode.chart.price_canvas.viewport(), pos_of(mode, price, bars_back))
+    hover(mode.chart.price_canvas.viewport(), pos_of(mode, price, bars_back))
 
 
 def click(qtbot, mode, price: float, bars_back: float = 10) -> None:
     from pyqtgraph.Qt import QtCore
     vp = mode.chart.price_canvas.viewport()
     pos = pos_of(mode, price, bars_back)
-    qtbot.mouseMove(vp, pos)
+    hover(vp, pos)
     qtbot.mouseClick(vp, QtCore.Qt.MouseButton.LeftButton, pos=pos)
 
 
 def drag(qtbot, mode, from_price: float, to_price: float, bars_back: float = 30) -> None:
     """Press on `from_price`, move in steps with the button held, release on `to_price`."""
-    from pyqtgraph.Qt import QtCore, QtGui, QtWidgets
+    from pyqtgraph.Qt import QtCore
     vp = mode.chart.price_canvas.viewport()
     L = QtCore.Qt.MouseButton.LeftButton
     a, b = pos_of(mode, from_price, bars_back), pos_of(mode, to_price, bars_back)
-    qtbot.mouseMove(vp, a)
+    hover(vp, a)
     qtbot.mousePress(vp, L, pos=a)
     steps = 8
     for i in range(1, steps + 1):
         y = a.y() + (b.y() - a.y()) * i / steps
-        QtWidgets.QApplication.sendEvent(vp, QtGui.QMouseEvent(
-            QtCore.QEvent.Type.MouseMove, QtCore.QPointF(a.x(), y), L, L,
-            QtCore.Qt.KeyboardModifier.NoModifier,
-        ))
+        hover(vp, QtCore.QPointF(a.x(), y), buttons=L)
     qtbot.mouseRelease(vp, L, pos=b)
 
 
@@ -372,7 +361,7 @@ def test_c_cancels_the_order_under_the_cursor(qtbot, om):
     # 3 px off the line still picks it; the others are far away
     from pyqtgraph.Qt import QtCore
     pos = pos_of(om, b.price)
-    qtbot.mouseMove(om.chart.price_canvas.viewport(), QtCore.QPoint(pos.x(), pos.y() + 3))
+    hover(om.chart.price_canvas.viewport(), QtCore.QPoint(pos.x(), pos.y() + 3))
     press(qtbot, om, K_C)
     release(qtbot, om, K_C)
     assert om.client.cancels == [b.oid]

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from piker.ui import OHLC_DTYPE, BarsModel, decimate_ohlc, quantize_step
 from piker.ui._decimate import STEP_DEN
+from tests._qt_input import hover
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -172,17 +173,6 @@ def chart(qtbot):
     return w
 
 
-@pytest.fixture
-def no_mouse_rate_limit():
-    """pyqtgraph drops pointer moves closer than 1/mouseRateLimit s apart:
-    synthetic events come microseconds apart, so lift the limit."""
-    import pyqtgraph as pg
-    old = pg.getConfigOption('mouseRateLimit')
-    pg.setConfigOptions(mouseRateLimit=-1)
-    yield
-    pg.setConfigOptions(mouseRateLimit=old)
-
-
 def _painted(qtbot, chart) -> None:
     """Force a synchronous repaint of both panes."""
     chart.price_canvas.viewport().repaint()
@@ -320,7 +310,7 @@ def test_crosshair_labels_show_cursor_price_and_time(qtbot, chart, no_mouse_rate
     px = int(chart.index_to_x(n - 20))
     py = int(chart.price_to_y(price))
     from pyqtgraph.Qt import QtCore
-    qtbot.mouseMove(chart.price_canvas.viewport(), QtCore.QPoint(px, py))
+    hover(chart.price_canvas.viewport(), QtCore.QPoint(px, py))
     qtbot.waitUntil(lambda: ch.index == n - 20, timeout=2000)
     assert abs(chart.cursor_price() - price) < 2 * (chart.view.y_range()[1] - chart.view.y_range()[0]) / chart.view.height()
     assert seen and seen[-1][1] == chart.model.time_at(n - 20)
@@ -541,7 +531,7 @@ def _wheel(widget, pos, dy):
 
 
 def test_mouse_wheel_and_drag(qtbot, chart, no_mouse_rate_limit):
-    from pyqtgraph.Qt import QtCore, QtGui, QtWidgets
+    from pyqtgraph.Qt import QtCore
     view, vp = chart.view, chart.price_canvas.viewport()
     chart.show_bars(300)
     # wheel over the plot zooms time about the pointer, price stays automatic
@@ -563,10 +553,7 @@ def test_mouse_wheel_and_drag(qtbot, chart, no_mouse_rate_limit):
     L = QtCore.Qt.MouseButton.LeftButton
     qtbot.mousePress(vp, L, pos=QtCore.QPoint(300, 200))
     for x in range(300, 500, 20):
-        QtWidgets.QApplication.sendEvent(vp, QtGui.QMouseEvent(
-            QtCore.QEvent.Type.MouseMove, QtCore.QPointF(x, 200), L, L,
-            QtCore.Qt.KeyboardModifier.NoModifier,
-        ))
+        hover(vp, QtCore.QPoint(x, 200), buttons=L)
     qtbot.mouseRelease(vp, L, pos=QtCore.QPoint(500, 200))
     nx0, nx1 = view.x_range()
     assert nx0 < x0 and nx1 - nx0 == pytest.approx(x1 - x0)
