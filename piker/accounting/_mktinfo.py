@@ -14,6 +14,7 @@ fqme with its `.<broker>` suffix stripped (`strip_broker()`).
 """
 from __future__ import annotations
 
+import functools
 import math
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 from typing import Any, Literal
@@ -102,6 +103,13 @@ def unpack_fqme(fqme: str) -> tuple[str, str, str, str]:
     """
     if not isinstance(fqme, str):
         raise ValueError(f'fqme must be a string, got {fqme!r}; {_FQME_HELP}')
+    return _unpack_fqme(fqme)
+
+
+@functools.lru_cache(maxsize=4096)
+def _unpack_fqme(fqme: str) -> tuple[str, str, str, str]:
+    # cached: the order path splits the same few fqmes many times per
+    # order (errors raise, so they are never cached)
     if not fqme:
         raise ValueError(f'empty fqme; {_FQME_HELP}')
     if any(c.isspace() for c in fqme):

@@ -27,6 +27,12 @@ def available_backends() -> list[str]:
     )
 
 
+# backends already loaded and checked: emsd asks on every order, and a
+# package scan costs ~50-150 us (failures are not kept: a backend
+# installed later is found)
+_loaded: dict[str, ModuleType] = {}
+
+
 def get_brokermod(name: str) -> ModuleType:
     """Import and return backend `name`.
 
@@ -34,6 +40,9 @@ def get_brokermod(name: str) -> ModuleType:
     no such backend, and when the module does not implement the contract.
     """
     key = str(name).strip().lower()
+    mod = _loaded.get(key)
+    if mod is not None:
+        return mod
     backends = available_backends()
     if not key or key not in backends:
         raise NoSuchBackend(
@@ -47,4 +56,5 @@ def get_brokermod(name: str) -> ModuleType:
             f'piker.brokers.{key} is not a complete backend: missing '
             f'{", ".join(missing)}'
         )
+    _loaded[key] = mod
     return mod

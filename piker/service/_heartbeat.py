@@ -7,10 +7,14 @@ hangs forever. Both sides therefore watch the peer themselves:
 - daemon side, `watch_peer(ctx)`: polls `ctx.chan.connected()` and cancels
   the enclosed block when the client's connection is gone (~50 ms).
 - client side, `watchdog(portal)` / `open_watched_context(portal, fn)`:
-  pings the daemon every `interval` with `trio.fail_after(timeout)`; when a
-  ping fails the watched block is cancelled **from outside** `open_context`
+  pings the daemon every `interval` with `trio.fail_after(timeout)`. A
+  closed connection (a SIGKILLed peer) is lost at once; a ping that times
+  out counts only if nothing at all was heard from the peer meanwhile (a
+  busy peer's reply queues behind its own messages: it is alive), and two
+  such in a row declare a wedged peer lost (~`interval + 2 * timeout`).
+  The watched block is then cancelled **from outside** `open_context`
   (an error raised inside it on a dead channel hangs teardown, rule 3) and
-  `PeerLost` is raised in its place (~`interval + timeout`, default < 1 s).
+  `PeerLost` is raised in its place.
 
 This module is in every piker daemon's `enable_modules`, so `ping` exists in
 every actor a client may watch.
@@ -28,11 +32,14 @@ import trio
 
 from ..log import get_logger
 from ._registry import ServiceError
+from ._tractor_fixes import last_heard
 
 log = get_logger('service')
 
 PING_INTERVAL = 0.25
 PING_TIMEOUT = 0.6
+# consecutive silent ping timeouts before a peer is declared lost
+STRIKES = 2
 
 
 class _ExpectedCancelFilter(logging.Filter):
@@ -159,19 +166,32 @@ async def _ping_forever(
     timeout: float,
 ) -> None:
     chan = portal.channel
+    strikes = 0
     while True:
         try:
             if not chan.connected():
                 raise trio.ClosedResourceError('channel closed')
             with trio.fail_after(timeout):
                 await portal.run(ping)
+            strikes = 0
         except tractor.ModuleNotExposed as err:  # pragma: no cover
             raise ServiceError(
                 f'{watch.peer} does not expose piker.service._heartbeat; '
                 'spawn it with maybe_spawn_daemon()'
             ) from err
         except trio.TooSlowError:
-            watch.reason = f'no heartbeat reply within {timeout:.2f}s'
+            quiet = last_heard(chan)
+            if quiet < timeout:
+                # the reply waits behind the peer's own traffic (or our
+                # backlog of it): a peer that talks is alive
+                continue
+            # a peer that said nothing through two whole timeouts is wedged
+            # (one may be our own loop starved of CPU)
+            strikes += 1
+            if strikes < STRIKES:
+                continue
+            watch.reason = (f'no heartbeat reply within {timeout:.2f}s, and nothing '
+                            f'heard for {min(quiet, 999):.1f}s')
             break
         except (OSError, trio.BrokenResourceError, trio.ClosedResourceError,
                 trio.EndOfChannel) as err:

@@ -1,0 +1,92 @@
+"""Fixes for tractor 0.1.0a5 failure paths that would kill a whole actor.
+
+Applied once, on import of `piker.service` (every piker actor imports it:
+daemons through their `enable_modules`, clients through `open_ems`/
+`open_feed`), so every process of the tree runs with them.
+
+`Actor._push_result` delivers a message to its local context's queue. When
+the queue is full and the context uses backpressure it awaits
+`send_chan.send(msg)`; if the context's reader goes away meanwhile (its
+task was cancelled: a watchdog gave up on the peer, a client left) that
+send raises `trio.BrokenResourceError`, which tractor only catches around
+the non-blocking send. The error escapes `_process_messages`, which takes
+the *connection's* whole message loop down and with it the actor ("Actor
+errored"), then the parent (measured: emsd and pikerd died under the load
+bench). A message for a reader that is gone has nobody to go to: drop it,
+with a log line, exactly as tractor does for the non-blocking case.
+
+`Channel.__repr__` formats the socket object (~15 us); tractor's message
+loop puts it in an eagerly formatted log line for *every* message. A
+channel's repr is now its two addresses, formatted once.
+
+Liveness: every message a channel receives stamps
+`MsgpackTCPStream.last_rx` (a monotonic time), so a heartbeat can tell a
+dead peer from one whose ping reply waits behind its own traffic
+(`last_heard()`, used by `_heartbeat`).
+"""
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+import trio
+from tractor._actor import Actor
+from tractor._ipc import Channel, MsgpackTCPStream
+
+from ..log import get_logger
+
+log = get_logger('service')
+
+_orig_push_result = Actor._push_result
+
+
+async def _push_result(self: Actor, chan: Any, cid: str, msg: dict[str, Any]) -> None:
+    try:
+        await _orig_push_result(self, chan, cid, msg)
+    except (trio.BrokenResourceError, trio.ClosedResourceError):
+        log.warning('dropped a message from %s for context %s: its reader is gone',
+                    getattr(chan, 'uid', None), cid)
+
+
+def _chan_repr(self: Channel) -> str:
+    text = self.__dict__.get('_piker_repr')
+    if text is None:
+        stream = self.msgstream
+        if stream is None:
+            return object.__repr__(self)
+        text = self.__dict__['_piker_repr'] = f'<Channel {stream.laddr} -> {stream.raddr}>'
+    return text
+
+
+_orig_stream_init = MsgpackTCPStream.__init__
+
+
+def _stream_init(self: MsgpackTCPStream, *args: Any, **kwargs: Any) -> None:
+    _orig_stream_init(self, *args, **kwargs)
+    decode = self.decode
+    self.last_rx = time.monotonic()
+
+    def _stamped(data: bytes) -> Any:
+        self.last_rx = time.monotonic()
+        return decode(data)
+
+    self.decode = _stamped
+
+
+def last_heard(chan: Channel) -> float:
+    """Seconds since `chan` last received a message (inf: never / no stream)."""
+    stream = chan.msgstream
+    last = getattr(stream, 'last_rx', None)
+    return math.inf if last is None else time.monotonic() - last
+
+
+def apply() -> None:
+    """Install the fixes (idempotent)."""
+    if Actor._push_result is not _push_result:
+        Actor._push_result = _push_result  # type: ignore[method-assign]
+        Channel.__repr__ = _chan_repr  # type: ignore[method-assign]
+        MsgpackTCPStream.__init__ = _stream_init  # type: ignore[method-assign]
+
+
+apply()

@@ -1,0 +1,120 @@
+"""piker's fixes to tractor 0.1.0a5 failure paths (`piker.service._tractor_fixes`)."""
+from __future__ import annotations
+
+import pytest
+import trio
+from tractor._actor import Actor
+
+from piker.service import _tractor_fixes
+
+pytestmark = pytest.mark.timeout(30)
+
+
+class _Ctx:
+    """The parts of a `tractor.Context` that `_push_result` touches."""
+
+    def __init__(self) -> None:
+        self._send_chan, self.recv = trio.open_memory_channel(0)
+        self._backpressure = True
+        self._stream_opened = True
+
+    async def _maybe_raise_from_remote_msg(self, msg: dict) -> None:
+        return None
+
+
+class _Chan:
+    uid = ('peer', 'uid')
+
+
+class _Actor:
+    uid = ('me', 'uid')
+
+    def __init__(self, ctx: _Ctx) -> None:
+        self._contexts = {(_Chan.uid, 'cid'): ctx}
+
+
+def _push_to_a_reader_that_leaves(push) -> None:
+    async def main() -> None:
+        ctx = _Ctx()
+        async with trio.open_nursery() as n:
+            # the queue is full (no buffer): the push waits for the reader...
+            n.start_soon(push, _Actor(ctx), _Chan(), 'cid', {'cid': 'cid', 'yield': 1})
+            await trio.testing.wait_all_tasks_blocked()
+            # ...which goes away (its task cancelled, its channel closed)
+            await ctx.recv.aclose()
+    trio.run(main)
+
+
+def test_unpatched_push_result_kills_the_message_loop():
+    """The failure the fix is for: tractor's own code raises out of the
+    connection's message loop (measured: emsd and pikerd died of it)."""
+    with pytest.raises(trio.BrokenResourceError):
+        _push_to_a_reader_that_leaves(_tractor_fixes._orig_push_result)
+
+
+def test_push_result_drops_a_message_whose_reader_is_gone(caplog):
+    assert Actor._push_result is _tractor_fixes._push_result  # installed on import
+    _push_to_a_reader_that_leaves(Actor._push_result)
+    assert 'its reader is gone' in caplog.text
+
+
+# --- heartbeat liveness: a busy peer is alive, a silent one is lost ------------
+
+class _Stream:
+    def __init__(self) -> None:
+        import time
+        self.last_rx = time.monotonic()
+
+
+class _SlowChan:
+    uid = ('busy', 'uid')
+
+    def __init__(self) -> None:
+        self.msgstream = _Stream()
+
+    def connected(self) -> bool:
+        return True
+
+
+class _SlowPortal:
+    """A peer whose ping replies never come (they wait behind its traffic)."""
+
+    def __init__(self) -> None:
+        self.channel = _SlowChan()
+
+    async def run(self, func, **kw):
+        await trio.sleep_forever()
+
+
+def test_watchdog_keeps_a_talking_peer_and_loses_a_silent_one():
+    import time
+
+    from piker.service import PeerLost, watchdog
+
+    async def main() -> tuple[float, float]:
+        portal = _SlowPortal()
+        talking = True
+
+        async def _talk() -> None:
+            while talking:
+                portal.channel.msgstream.last_rx = time.monotonic()
+                await trio.sleep(0.02)
+
+        t0 = time.monotonic()
+        silent_at = 0.0
+        async with trio.open_nursery() as n:
+            n.start_soon(_talk)
+            with pytest.raises(PeerLost) as err:
+                async with watchdog(portal, interval=0.05, timeout=0.2):
+                    # pings time out all along, but the peer talks: kept
+                    await trio.sleep(1.5)
+                    talking = False
+                    silent_at = time.monotonic()
+                    await trio.sleep(5)
+            assert 'nothing heard' in str(err.value)
+        return silent_at - t0, time.monotonic() - silent_at
+
+    kept, lost_after = trio.run(main)
+    assert kept >= 1.5
+    # two silent timeouts (+ the one in flight when it fell silent)
+    assert lost_after < 1.5
