@@ -674,6 +674,7 @@ async def load_phase(cfg: Config, market: Market, portals: dict[str, Any]) -> Re
 
     from piker.clearing import open_ems
     from piker.clearing._client import wait_for_status
+    from piker.clearing._ems_admin import flush_journal
     from piker.clearing._journal import Journal
     from piker.clearing._paper_engine import paper_audit
     from piker.service import find_service, list_services, open_pikerd_portal, ping
@@ -791,6 +792,14 @@ async def load_phase(cfg: Config, market: Market, portals: dict[str, Any]) -> Re
         problems.append(f'{len(many)} oid(s) with several venue orders: {list(many)[:3]}')
     if stray := set(audit) - expected:
         problems.append(f'{len(stray)} venue order(s) of unknown oids: {list(stray)[:3]}')
+
+    # emsd commits its journal a moment behind what it publishes
+    with trio.move_on_after(WAIT) as cs:
+        async with find_service('emsd') as emsd:
+            if emsd is not None:
+                await emsd.run(flush_journal)
+    if cs.cancelled_caught:
+        problems.append('emsd did not flush its journal')
 
     def read_journal() -> list[Any]:
         with Journal.open(readonly=True) as journal:

@@ -706,3 +706,48 @@ def test_dialog_state_round_trip_with_buffered_and_outstanding():
 def test_since_parsing_helper_types(journal: Journal):
     Ems(journal).order()
     assert journal.history(since=datetime.now() + timedelta(days=1)) == []
+
+
+# ---- group commit (JournalWriter): emsd's writes, off its event loop -------------
+
+def _entries(table: DialogTable) -> list[JournalEntry]:
+    return entries_from_changes(table.drain_changes(), route_of=lambda oid: 'paper',
+                                direction_of=lambda oid: None)
+
+
+def test_writer_group_commits_and_flushes(journal: Journal):
+    import trio
+
+    from piker.clearing._journal import JournalWriter
+
+    committed: list[int] = []
+
+    async def main() -> None:
+        writer = JournalWriter(journal, on_commit=committed.append)
+        table = DialogTable(track_changes=True)
+        async with trio.open_nursery() as n:
+            n.start_soon(writer.run)
+            # three inputs before the writer runs: one transaction for all
+            tickets = []
+            for i in range(3):
+                table.on_client_msg(mk_order(f'o{i}', exec_mode='dark'))
+                tickets.append(writer.submit(_entries(table)))
+            assert tickets == [1, 2, 3] and writer.backlog == 3
+            await writer.flush(tickets[-1])
+            assert writer.batches == 1 and committed == [3]
+            assert {r.oid for r in journal.active_dialogs()} == {'o0', 'o1', 'o2'}
+            # a flush with nothing new returns at once; `want` of a ticket
+            # with an empty batch still brings a commit for what precedes
+            await writer.flush()
+            table.on_cancel('o0')
+            writer.submit(_entries(table))
+            writer.want(writer.ticket)
+            await writer.flush()
+            assert committed[-1] == 4
+            # queued at cancellation: written before the writer returns
+            table.on_cancel('o1')
+            writer.submit(_entries(table))
+            n.cancel_scope.cancel()
+        assert {r.oid for r in journal.active_dialogs()} == {'o2'}
+
+    trio.run(main)

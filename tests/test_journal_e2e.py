@@ -46,6 +46,10 @@ def test_dark_orders_and_alerts_survive_sigkill(paper_sim):
         oids = {buy, sell, up, down, doomed}
         for oid in oids:
             await ems.wait(oid, 'dark_open')
+        # a dark order is reported `dark_open` only once the journal has it
+        # (no flush here: emsd held the Status back until its commit)
+        with Journal.open(readonly=True) as journal:
+            assert {r.oid for r in journal.active_dialogs()} == oids
         # a client that leaves, leaves its orders working
         await ems.close()
 
@@ -90,6 +94,7 @@ def test_dark_orders_and_alerts_survive_sigkill(paper_sim):
         assert sim.position_size(FQME) == 0.0  # bought 1, sold 1
 
         # the journal tells each whole story, across the restart
+        await sim.flush_journal()
         with Journal.open(readonly=True) as journal:
             assert journal.active_dialogs() == []
             rec = journal.dialog(buy)

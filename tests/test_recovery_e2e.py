@@ -209,6 +209,7 @@ def test_emsd_sigkill_venue_news_and_dark_book_come_back_once(paper_sim):
         assert {oid: len(r) for oid, r in venue.items()} == {
             fills_away: 1, stays: 1, dark: 1, unacked: 1}
         assert math.isclose(sim.position_size(FQME), 2.0)  # fills_away + dark
+        await sim.flush_journal()
         with Journal.open(readonly=True) as journal:
             assert journal.active_dialogs() == []
             for oid, end in ((fills_away, 'closed'), (alert, 'alert_triggered'),
@@ -369,6 +370,7 @@ def test_whole_tree_restart_keeps_venue_orders_and_resolves_lost_ones(paper_sim,
         await sim.push(FQME, **BASE)
         ems = await sim.open_ems(FQME)
         assert set(ems.initial_dialogs) == {keep}
+        await sim.flush_journal()
         with Journal.open(readonly=True) as journal:
             (last,) = journal.dialog(lose).events[-1:]
         assert last.resp == 'canceled' and last.reason == NOT_AT_VENUE

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import tomllib
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +71,19 @@ def read_toml(path: Path) -> dict[str, Any]:
 
 def write_toml(path: Path, data: dict[str, Any], header: str = '') -> None:
     """Atomically replace `path` with `data` as TOML, after a `#` header."""
-    body = tomli_w.dumps(data)
+    write_toml_text(path, tomli_w.dumps(data), header)
+
+
+def write_toml_text(path: Path, body: str, header: str = '') -> None:
+    """Atomically replace `path` with TOML text `body`, after a `#` header."""
     head = ''.join(f'# {line}\n' if line else '#\n' for line in header.splitlines())
     write_atomic(path, head + ('\n' if head and body else '') + body)
+
+
+def join_tables(texts: Iterable[str]) -> str:
+    """Join separately rendered top-level TOML tables exactly as
+    `tomli_w.dumps()` of their union would (a blank line between them).
+
+    The ledger and the positions file render each trade once and keep the
+    text, so a write costs a join, not a re-rendering of every trade."""
+    return '\n'.join(texts)

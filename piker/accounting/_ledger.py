@@ -8,6 +8,7 @@ reconnect and a replayed fill must never move a position twice.
 """
 from __future__ import annotations
 
+import bisect
 import math
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -16,10 +17,18 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
+import tomli_w
 
 from ..log import get_logger
 from ..types import Struct
-from ._files import AccountingError, check_name, ledger_path, read_toml, write_toml
+from ._files import (
+    AccountingError,
+    check_name,
+    join_tables,
+    ledger_path,
+    read_toml,
+    write_toml_text,
+)
 from ._mktinfo import unpack_fqme
 
 log = get_logger(__name__)
@@ -95,6 +104,10 @@ class Transaction(Struct, kw_only=True):
         return table
 
 
+def _dt(txn: Transaction) -> datetime:
+    return txn.dt
+
+
 class TransactionLedger(Mapping[str, Transaction]):
     """The fills of one broker account: a read-only mapping tid -> txn.
 
@@ -113,6 +126,10 @@ class TransactionLedger(Mapping[str, Transaction]):
         self.account = check_name(account, 'account')
         self.path = path or ledger_path(broker, account)
         self._txns: dict[str, Transaction] = {}
+        # the fills in time order (ties: insertion order), kept as they come
+        self._by_time: list[Transaction] = []
+        # tid -> its rendered TOML table: a write re-renders no old trade
+        self._text: dict[str, str] = {}
         self._dirty = False
         self.update_from_txns(txns)
 
@@ -175,6 +192,10 @@ class TransactionLedger(Mapping[str, Transaction]):
                     )
                 continue
             self._txns[txn.tid] = txn
+            if self._by_time and txn.dt < self._by_time[-1].dt:
+                bisect.insort_right(self._by_time, txn, key=_dt)
+            else:
+                self._by_time.append(txn)
             new.append(txn)
         if new:
             self._dirty = True
@@ -183,7 +204,7 @@ class TransactionLedger(Mapping[str, Transaction]):
     def iter_txns(self, fqme: str | None = None) -> Iterator[Transaction]:
         """Fills in time order (ties keep insertion order), optionally one fqme."""
         want = fqme.lower() if fqme else None
-        for txn in sorted(self._txns.values(), key=lambda t: t.dt):
+        for txn in list(self._by_time):
             if want is None or txn.fqme == want:
                 yield txn
 
@@ -191,11 +212,23 @@ class TransactionLedger(Mapping[str, Transaction]):
         """The whole file's data: one table per tid, in time order."""
         return {txn.tid: txn.to_toml() for txn in self.iter_txns()}
 
+    def render(self) -> str:
+        """The file's TOML text (`tomli_w.dumps(self.to_toml())`), from each
+        trade's table rendered once: O(new trades) per write, not O(all)."""
+        text = self._text
+        parts = []
+        for txn in self._by_time:
+            part = text.get(txn.tid)
+            if part is None:
+                part = text[txn.tid] = tomli_w.dumps({txn.tid: txn.to_toml()})
+            parts.append(part)
+        return join_tables(parts)
+
     def write(self) -> None:
         """Atomically write the ledger file (old file intact on failure)."""
-        write_toml(
+        write_toml_text(
             self.path,
-            self.to_toml(),
+            self.render(),
             header=(
                 f'piker trade ledger: broker {self.broker!r}, account '
                 f'{self.account!r}.\nOne table per trade id (tid); size is '

@@ -30,10 +30,18 @@ from pathlib import Path
 from typing import Any, Literal
 
 import msgspec
+import tomli_w
 
 from ..log import get_logger
 from ..types import Struct
-from ._files import AccountingError, account_path, check_name, read_toml, write_toml
+from ._files import (
+    AccountingError,
+    account_path,
+    check_name,
+    join_tables,
+    read_toml,
+    write_toml_text,
+)
 from ._ledger import Transaction, TransactionLedger, _to_utc
 from ._mktinfo import MktPair, to_decimal, unpack_fqme
 
@@ -91,6 +99,9 @@ class Clear(Struct, frozen=True, kw_only=True):
     @classmethod
     def from_txn(cls, txn: Transaction) -> Clear:
         return cls(size=txn.size, price=txn.price, dt=txn.dt, cost=txn.cost)
+
+    def to_toml(self) -> dict[str, Any]:
+        return {'size': self.size, 'price': self.price, 'cost': self.cost, 'dt': self.dt}
 
 
 class Position(Struct, kw_only=True):
@@ -172,8 +183,9 @@ class Position(Struct, kw_only=True):
                 start = i + 1
         return dict(items[start:])
 
-    def to_toml(self) -> dict[str, Any]:
-        """The positions-file table of this position."""
+    def to_toml(self, clears: bool = True) -> dict[str, Any]:
+        """The positions-file table of this position (`clears=False`:
+        without its `clears` sub-table)."""
         table: dict[str, Any] = {'size': self.size, 'ppu': self.ppu}
         if self.bs_mktid:
             table['bs_mktid'] = self.bs_mktid
@@ -183,10 +195,8 @@ class Position(Struct, kw_only=True):
             table['price_tick'] = str(self.price_tick)
         if self.size_tick is not None:
             table['size_tick'] = str(self.size_tick)
-        table['clears'] = {
-            tid: {'size': c.size, 'price': c.price, 'cost': c.cost, 'dt': c.dt}
-            for tid, c in self.open_clears().items()
-        }
+        if clears:
+            table['clears'] = {tid: c.to_toml() for tid, c in self.open_clears().items()}
         return table
 
 
@@ -219,6 +229,8 @@ class Account:
         self.account = check_name(account, 'account')
         self.path = path or account_path(broker, account)
         self.pps: dict[str, Position] = dict(pps or {})
+        # (fqme, tid) -> the clear's rendered TOML table: see `render()`
+        self._text: dict[tuple[str, str], str] = {}
         self._dirty = False
 
     def __repr__(self) -> str:
@@ -358,11 +370,30 @@ class Account:
         """The whole file's data: one table per open position."""
         return {fqme: p.to_toml() for fqme, p in sorted(self.open_positions().items())}
 
+    def render(self) -> str:
+        """The file's TOML text (`tomli_w.dumps(self.to_toml())`), with each
+        clear's table rendered once: a write re-renders no old fill."""
+        parts = []
+        for fqme, pos in sorted(self.open_positions().items()):
+            clears = pos.open_clears()
+            if not clears:
+                parts.append(tomli_w.dumps({fqme: pos.to_toml()}))
+                continue
+            parts.append(tomli_w.dumps({fqme: pos.to_toml(clears=False)}))
+            for tid, clear in clears.items():
+                part = self._text.get((fqme, tid))
+                if part is None:
+                    part = self._text[(fqme, tid)] = tomli_w.dumps(
+                        {fqme: {'clears': {tid: clear.to_toml()}}},
+                    )
+                parts.append(part)
+        return join_tables(parts)
+
     def write(self) -> None:
         """Atomically write the positions file (flat positions dropped)."""
-        write_toml(
+        write_toml_text(
             self.path,
-            self.to_toml(),
+            self.render(),
             header=(
                 f'piker positions: broker {self.broker!r}, account '
                 f'{self.account!r}.\nOne table per fqme: signed size, ppu '

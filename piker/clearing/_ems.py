@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Iterable
 from typing import Any, Literal
 
@@ -69,6 +69,7 @@ from ._journal import (
     Journal,
     JournalEntry,
     JournalError,
+    JournalWriter,
     entries_from_changes,
     restore_dialogs,
 )
@@ -186,6 +187,10 @@ class Router:
         self.book = DarkBook()
         # the journal, once `run_journal()` opened it (None: not (yet) open)
         self.journal: Journal | None = None
+        # its group-commit writer (None: no journal) and the Status batches
+        # held back until a commit: (ticket, statuses, origin), in order
+        self.writer: JournalWriter | None = None
+        self._held: deque[tuple[int, list[Status], ClientConn | None]] = deque()
         # set once journaled dialogs are restored (and re-armed): handshakes wait
         self.restored = trio.Event()
         conf = load_conf()
@@ -233,24 +238,32 @@ class Router:
                         rec.oid, rec.phase, rec.broker,
                     )
             self.journal = journal
+            if journal is not None:
+                self.writer = JournalWriter(journal, on_commit=self._release)
             if records:
                 self.risk.sync(d.snapshot() for d in self.dialogs.active())
                 log.warning('restored %d active dialog(s) from the journal: %d to re-arm, '
                             'venues %s', len(records), len(arms), sorted(venues))
-            async with trio.open_nursery() as n:
-                for broker, mode in venues:
-                    n.start_soon(self._resume_relay, broker, mode)
-                by_fqme: dict[str, list[Arm]] = defaultdict(list)
-                for eff in arms:
-                    if isinstance(eff, Arm):
-                        by_fqme[eff.fqme].append(eff)
-                for fqme, group in by_fqme.items():
-                    n.start_soon(self._resume_feed, fqme, group)
-            self.restored.set()
-            await trio.sleep_forever()
+            async with trio.open_nursery() as outer:
+                if self.writer is not None:
+                    outer.start_soon(self.writer.run)
+                async with trio.open_nursery() as n:
+                    for broker, mode in venues:
+                        n.start_soon(self._resume_relay, broker, mode)
+                    by_fqme: dict[str, list[Arm]] = defaultdict(list)
+                    for eff in arms:
+                        if isinstance(eff, Arm):
+                            by_fqme[eff.fqme].append(eff)
+                    for fqme, group in by_fqme.items():
+                        n.start_soon(self._resume_feed, fqme, group)
+                self.restored.set()
+                await trio.sleep_forever()
         finally:
             self.restored.set()
+            # the writer has written what was queued (its own finally)
+            self.writer = None
             self.journal = None
+            self._release(None)
             if journal is not None:
                 journal.close()
 
@@ -274,18 +287,23 @@ class Router:
                 continue
             self._arm(eff)
 
-    def _journal_changes(self) -> None:
-        """Persist what the last input changed (one transaction)."""
+    def _journal_changes(self) -> int:
+        """Queue what the last input changed for the journal (one batch);
+        returns the writer's ticket for it (0: no journal)."""
         changes = self.dialogs.drain_changes()
-        if changes and self.journal is not None:
-            self.journal.record(entries_from_changes(
+        writer = self.writer
+        if writer is None:
+            return 0
+        if changes:
+            return writer.submit(entries_from_changes(
                 changes, route_of=self._route_mode, direction_of=self._direction,
             ))
+        return writer.ticket
 
     def _journal_refusal(self, status: Status, mode: Mode) -> None:
         """Keep a refused request in the history (it never made a dialog)."""
-        if self.journal is not None:
-            self.journal.record([JournalEntry(
+        if self.writer is not None:
+            self.writer.submit([JournalEntry(
                 oid=status.oid, events=[status], route=self._route_mode(status.oid) or mode,
             )])
 
@@ -669,29 +687,60 @@ class Router:
         its dialog with an `error` that must follow, not precede, the
         `pending` of the same batch (and a send may wait for a venue).
         """
-        effects = self._book_and_journal(effects)
-        for eff in effects:
-            if isinstance(eff, Status):
-                self.publish(eff, origin)
+        effects = self._book_and_journal(effects, origin)
         for eff in effects:
             if isinstance(eff, ToVenue):
                 await self._to_venue(eff)
 
     def execute_nowait(self, effects: Iterable[Effect]) -> None:
         """`execute()` for effects that need no venue round trip."""
-        for eff in self._book_and_journal(effects):
-            if isinstance(eff, Status):
-                self.publish(eff)
+        self._book_and_journal(effects, None)
 
-    def _book_and_journal(self, effects: Iterable[Effect]) -> list[Effect]:
+    def _book_and_journal(
+        self, effects: Iterable[Effect], origin: ClientConn | None,
+    ) -> list[Effect]:
+        """Dark book, journal, then the batch's Statuses (`_emit`)."""
         effects = list(effects)
+        durable = False
         for eff in effects:
             if isinstance(eff, Arm):
                 self._arm(eff)
+                durable = True
             elif isinstance(eff, Disarm):
                 self.book.disarm(eff.oid)
-        self._journal_changes()
+        ticket = self._journal_changes()
+        statuses = [eff for eff in effects if isinstance(eff, Status)]
+        if statuses:
+            self._emit(statuses, origin, ticket, durable)
         return effects
+
+    def _emit(
+        self, statuses: list[Status], origin: ClientConn | None, ticket: int, durable: bool,
+    ) -> None:
+        """Publish a batch's Statuses, in batch order across batches.
+
+        The journal commits behind the order path (`JournalWriter`), so a
+        Status normally goes out before its batch is on disk: a crash then
+        loses at most the last milliseconds, which the venue's order report
+        restores (`_reconcile`). A batch that arms a dark trigger is the
+        exception - nothing but the journal would bring it back - so it is
+        held until committed, and every later batch queues behind it so
+        that no client sees a dialog's events out of order.
+        """
+        if self.writer is not None and (durable or self._held):
+            self._held.append((ticket, statuses, origin))
+            self.writer.want(ticket)
+            return
+        for st in statuses:
+            self.publish(st, origin)
+
+    def _release(self, committed: int | None) -> None:
+        """Publish held batches up to ticket `committed` (None: all)."""
+        held = self._held
+        while held and (committed is None or held[0][0] <= committed):
+            _, statuses, origin = held.popleft()
+            for st in statuses:
+                self.publish(st, origin)
 
     def _arm(self, eff: Arm) -> None:
         feed = self.feeds.get(eff.fqme)

@@ -10,6 +10,8 @@ These functions run inside emsd (it is spawned with this module in its
   trade nothing).
 - `cancel_all_orders(fqme=None)`: cancel every working order (of `fqme`).
 - `risk_status()`: the state, limits, counts and refusals.
+- `flush_journal()`: wait until every event so far is in the journal
+  (emsd commits it a moment after publishing, see `JournalWriter`).
 
 Every client subscribed to an affected market sees the resulting
 `Status` messages as usual.
@@ -23,8 +25,8 @@ from ._ems import get_router
 from ._risk_state import STATE_FILE, switch_state
 
 __all__ = [
-    'EMSD_MODULES', 'EMSD_STARTUP', 'cancel_all_orders', 'ems_state', 'risk_status',
-    'set_trading_state',
+    'EMSD_MODULES', 'EMSD_STARTUP', 'cancel_all_orders', 'ems_state', 'flush_journal',
+    'risk_status', 'set_trading_state',
 ]
 
 log = get_logger(__name__)
@@ -83,6 +85,16 @@ async def risk_status() -> dict[str, Any]:
     return report
 
 
+async def flush_journal() -> int:
+    """RPC: return once everything emsd published is committed to its
+    journal (readers of the db then see it all); the batches written so far."""
+    writer = get_router().writer
+    if writer is None:
+        return 0
+    await writer.flush()
+    return writer.batches
+
+
 async def ems_state() -> dict[str, Any]:
     """RPC: what emsd is doing now, for tests, benchmarks and the curious.
 
@@ -111,4 +123,5 @@ async def ems_state() -> dict[str, Any]:
             for c in router.clients.values()
         ],
         'venues': venues,
+        'journal_backlog': router.writer.backlog if router.writer is not None else 0,
     }

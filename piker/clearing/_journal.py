@@ -50,6 +50,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import msgspec
+import trio
 
 from ..config import get_config_dir
 from ..log import get_logger
@@ -569,6 +570,90 @@ class Journal:
                     log.error('EMS journal: an event of %s is unreadable, skipped: %s',
                               oid, err)
         return out
+
+
+class JournalWriter:
+    """Group commit: emsd's journal writes, off its event loop.
+
+    `submit()` queues a batch of entries (synchronous, O(1)); one task
+    (`run()`) writes everything queued so far in one transaction in a
+    worker thread, then the next lot. So the order path never waits on
+    SQLite, and under load many batches share one commit. `flush()` waits
+    until what was submitted before it is committed: emsd calls it where
+    a promise depends on the journal (a dark order is reported `dark_open`
+    only once a restarted emsd would re-arm it). Entries are snapshots
+    (`entries_from_changes`), safe to hand to the thread.
+    """
+
+    def __init__(
+        self, journal: Journal, on_commit: Callable[[int], Any] | None = None,
+    ) -> None:
+        self.journal = journal
+        # called (in the event loop) with the last committed ticket
+        self._on_commit = on_commit
+        self._pending: list[JournalEntry] = []
+        self._submitted = 0  # batches submitted ...
+        self._committed = 0  # ... and written (or failed, logged)
+        self._wake = trio.Event()
+        self._progress = trio.Event()
+        self.batches = 0  # transactions run (for benches and tests)
+
+    @property
+    def backlog(self) -> int:
+        return len(self._pending)
+
+    @property
+    def ticket(self) -> int:
+        """The ticket of the last batch submitted (committed once
+        everything before it is)."""
+        return self._submitted
+
+    def want(self, ticket: int) -> None:
+        """Make sure a commit covering `ticket` comes (even if `ticket`'s
+        own batch was empty: the batches before it are what it waits on)."""
+        if self._committed < ticket:
+            self._wake.set()
+
+    def submit(self, entries: Iterable[JournalEntry]) -> int:
+        """Queue entries for the next commit; returns a ticket for `flush()`."""
+        self._pending.extend(entries)
+        self._submitted += 1
+        self._wake.set()
+        return self._submitted
+
+    async def flush(self, ticket: int | None = None) -> None:
+        """Wait until batch `ticket` (default: all submitted) is committed."""
+        want = self._submitted if ticket is None else ticket
+        while self._committed < want:
+            await self._progress.wait()
+
+    async def run(self) -> None:
+        """The writer loop; on cancellation it writes what is queued first."""
+        try:
+            while True:
+                await self._wake.wait()
+                self._wake = trio.Event()
+                await self._write(in_thread=True)
+        finally:
+            with trio.CancelScope(shield=True):
+                await self._write(in_thread=False)
+
+    async def _write(self, *, in_thread: bool) -> None:
+        batch, self._pending = self._pending, []
+        upto = self._submitted
+        if batch:
+            if in_thread:
+                # shielded: a batch half-handed to its thread is finished
+                with trio.CancelScope(shield=True):
+                    await trio.to_thread.run_sync(self.journal.record, batch)
+            else:
+                self.journal.record(batch)
+            self.batches += 1
+        self._committed = upto
+        self._progress.set()
+        self._progress = trio.Event()
+        if self._on_commit is not None:
+            self._on_commit(upto)
 
 
 # ---- rows <-> structs ---------------------------------------------------------

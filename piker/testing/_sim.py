@@ -221,7 +221,8 @@ class PaperSim:
     waiting (`wait`), the paper venue's records on disk (`ledger`,
     `account`) and its order audit (`venue_orders`), and crash tests:
     `kill(name)` SIGKILLs a daemon and returns once pikerd respawned it,
-    `ems_state()` / `until_ems(cond)` watch emsd recover. A market
+    `ems_state()` / `until_ems(cond)` watch emsd recover, `flush_journal()`
+    waits for its journal to hold everything published. A market
     control or session whose daemon died is marked broken/ended (the
     next `market()` opens a new control) instead of failing the run.
     """
@@ -401,6 +402,15 @@ class PaperSim:
             if portal is None:
                 return {}
             return await portal.run(ems_state)
+
+    async def flush_journal(self) -> None:
+        """Wait until emsd's journal holds everything it has published
+        (it commits a moment behind, `JournalWriter`): read the db after."""
+        from ..clearing._ems_admin import flush_journal
+        from ..service import find_service
+        async with find_service('emsd') as portal:
+            if portal is not None:
+                await portal.run(flush_journal)
 
     async def until_ems(
         self,
