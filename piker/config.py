@@ -225,6 +225,10 @@ class RiskConf(RiskLimits):
 
 class EMSConf(_Model):
     dark_pad_ticks: int = Field(5, ge=0, description='price ticks added to a triggered dark order')
+    relay_idle_s: float = Field(
+        30.0, ge=0, allow_inf_nan=False,
+        description='seconds a trades relay with no client and no working order stays open',
+    )
     risk: RiskConf = Field(default_factory=RiskConf)
 
 
@@ -261,6 +265,8 @@ _DEFAULTS: dict[str, str] = {
 #
 # [ems]
 # dark_pad_ticks = 5   # price ticks a triggered dark order is padded by
+# relay_idle_s = 30.0  # a venue dialogue nobody uses (no client of that broker
+#                      # and mode, no working order there) is closed after this
 #
 # [ems.risk]              # emsd's pre-trade checks; every limit is off unless set
 # state = "active"        # at emsd start: "active", "reduce_only" (only orders that

@@ -8,8 +8,9 @@ import sys
 
 import pytest
 
+from piker.service._mngr import teardown_order
 from piker.testing import LeakedProcesses, PaperSim, run_sim
-from piker.testing._sim import _teardown_rank, check_gone, descendants
+from piker.testing._sim import check_gone, descendants
 
 
 def test_run_sim_refuses_a_shared_environment(monkeypatch):
@@ -33,7 +34,7 @@ def test_leaked_children_are_reported_and_killed():
 
 def test_teardown_order_puts_consumers_first():
     names = ['brokerd.sim', 'paperboi.sim', 'samplerd', 'emsd', 'brokerd.ib']
-    assert sorted(names, key=_teardown_rank) == [
+    assert teardown_order(names) == [
         'emsd', 'paperboi.sim', 'samplerd', 'brokerd.ib', 'brokerd.sim',
     ]
 

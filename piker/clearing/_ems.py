@@ -161,6 +161,10 @@ class Relay:
         self.down: str = ''
         # whether the venue opens each dialogue with its order report
         self.reports_orders = mode == 'paper'
+        # its task's scope (closing an unused relay cancels it) and since
+        # when nothing has used it (None: in use)
+        self.scope = trio.CancelScope()
+        self.idle_since: float | None = None
 
     @property
     def venue(self) -> str:
@@ -195,6 +199,7 @@ class Router:
         self.restored = trio.Event()
         conf = load_conf()
         self.pad_ticks = conf.ems.dark_pad_ticks
+        self.relay_idle = conf.ems.relay_idle_s
         # pre-trade checks + trading state (kill switch): see _risk.py
         self.risk = open_risk_gate(conf.ems.risk)
         self.clients: dict[int, ClientConn] = {}
@@ -331,6 +336,38 @@ class Router:
         return relay
 
     async def _run_relay(self, relay: Relay) -> None:
+        with relay.scope:
+            await self._relay_dialogue(relay)
+        if relay.scope.cancelled_caught:
+            log.info('closed the unused trades dialogue with %s', relay.venue)
+
+    def _relay_in_use(self, relay: Relay) -> bool:
+        """A client of its broker and mode, or a working order routed to it
+        (a resting dark order included: its trigger goes there)."""
+        key = (relay.broker, relay.mode)
+        if any(relay.broker in c.brokers and c.mode == relay.mode
+               for c in self.clients.values()):
+            return True
+        return any(self.routes.get(d.oid) == key for d in self.dialogs.active())
+
+    async def reap_relays(self) -> None:
+        """Close trades relays nobody has used for `relay_idle` seconds
+        (`[ems] relay_idle_s`); the next order or session opens it again."""
+        poll = min(1.0, max(self.relay_idle / 4, 0.05))
+        while True:
+            await trio.sleep(poll)
+            now = time.monotonic()
+            for key, relay in list(self.relays.items()):
+                if not relay.ready.is_set() or relay.syncing or self._relay_in_use(relay):
+                    relay.idle_since = None
+                    continue
+                if relay.idle_since is None:
+                    relay.idle_since = now
+                if now - relay.idle_since >= self.relay_idle:
+                    del self.relays[key]
+                    relay.scope.cancel()
+
+    async def _relay_dialogue(self, relay: Relay) -> None:
         func: Any
         startup: str | None = None
         if relay.mode == 'paper':
@@ -454,7 +491,7 @@ class Router:
         for eff in deferred:
             await self._to_venue(eff)
         relay.synced.set()
-        log.warning('%s: order report reconciled in %.0f ms', relay.venue,
+        log.info('%s: order report reconciled in %.0f ms', relay.venue,
                     (time.monotonic() - t0) * 1e3)
 
     async def _apply_sync(self, relay: Relay, effects: list[Effect],
@@ -843,6 +880,7 @@ def get_router() -> Router:
         nursery = tractor.current_actor()._service_n
         _router = Router(nursery)
         nursery.start_soon(_router.run_journal)
+        nursery.start_soon(_router.reap_relays)
     return _router
 
 

@@ -276,7 +276,7 @@ class _Checkpointer(threading.Thread):
                 break  # nothing new meanwhile: the writer restarts the WAL
             last = frames
         if frames > self._max_wal_frames:
-            log.warning('EMS journal WAL at %d frames: truncating it (holds writes '
+            log.info('EMS journal WAL at %d frames: truncating it (holds writes '
                         'for one checkpoint)', frames)
             conn.execute('PRAGMA wal_checkpoint(TRUNCATE)').fetchall()
             self.truncations += 1

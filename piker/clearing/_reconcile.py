@@ -216,7 +216,9 @@ class VenueSync:
                     remaining=dialog.remaining,
                     reason=NOT_AT_VENUE,
                 ), self.broker)
-        log.warning(
+        # routine at every (re)connect: loud only when it changed something
+        noteworthy = self.applied or self.dropped or self.resolved
+        (log.warning if noteworthy else log.info)(
             '%s order report: %d working, %d event(s) applied, %d of untracked orders '
             'dropped, %d dialog(s) resolved as gone%s',
             self.venue, len(working), self.applied, self.dropped, len(self.resolved),

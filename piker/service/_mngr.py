@@ -27,6 +27,7 @@ from __future__ import annotations
 import os
 import time
 from collections import defaultdict, deque
+from collections.abc import Iterable
 from typing import Any, Literal
 
 import tractor
@@ -45,6 +46,16 @@ DAEMON_MODULES: list[str] = ['piker.service._child_init', 'piker.service._heartb
 DaemonState = Literal['starting', 'running', 'cancelling', 'failed']
 
 _services: Services | None = None
+
+
+def teardown_order(names: Iterable[str]) -> list[str]:
+    """Consumers before providers: emsd, paperboi.*, others, brokerd.*."""
+    def rank(name: str) -> tuple[int, str]:
+        for i, prefix in enumerate(('emsd', 'paperboi.')):
+            if name.startswith(prefix):
+                return i, name
+        return (3 if name.startswith('brokerd.') else 2), name
+    return sorted(names, key=rank)
 
 
 def current_services() -> Services | None:
@@ -410,6 +421,16 @@ class Services:
                 d.proc.kill()
                 await d.exited.wait()
             return True
+
+    async def stop_all(self, timeout: float = 10.0) -> None:
+        """Cancel every daemon, each before the daemons it consumes
+        (`teardown_order`), so none sees its upstream vanish mid-stream
+        (cancelling all at once makes emsd and paperboi log the loss of
+        brokerd as errors). No respawns from here on; bounded by `timeout`."""
+        self.closing = True
+        with trio.CancelScope(shield=True), trio.move_on_after(timeout):
+            for name in teardown_order(self._daemons):
+                await self.cancel_daemon(name)
 
     def _set_global(self) -> None:
         global _services

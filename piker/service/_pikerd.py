@@ -154,7 +154,7 @@ async def _run_services(
                 try:
                     yield services
                 finally:
-                    services.closing = True
+                    await services.stop_all()
                     service_n.cancel_scope.cancel()
         finally:
             # rule 5: cancel the children from *inside* the actor

@@ -439,7 +439,6 @@ class PaperSim:
         """Tear down in dependency order: clients first, then each daemon
         before the daemons it consumes (emsd, paperboi, brokerd), so no
         daemon ever sees its upstream vanish under it."""
-        from ..service import cancel_service, list_services
         with trio.move_on_after(10) as cs:
             cs.shield = True
             for sess in list(self.sessions):
@@ -449,17 +448,8 @@ class PaperSim:
             for ev in self._done:
                 await ev.wait()
             if self.services is not None:
-                for name in sorted(await list_services(), key=_teardown_rank):
-                    await cancel_service(name)
+                await self.services.stop_all()
         self._n.cancel_scope.cancel()
-
-
-def _teardown_rank(name: str) -> tuple[int, str]:
-    """Consumers before providers: emsd, paperboi.*, others, brokerd.*."""
-    for rank, prefix in enumerate(('emsd', 'paperboi.')):
-        if name.startswith(prefix):
-            return rank, name
-    return (3 if name.startswith('brokerd.') else 2), name
 
 
 # -- process bookkeeping (Linux /proc; elsewhere the check is skipped) -----

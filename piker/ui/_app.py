@@ -290,26 +290,14 @@ def quiet_qt_noise() -> None:
     QtCore.qInstallMessageHandler(handler)
 
 
-def _teardown_rank(name: str) -> tuple[int, str]:
-    """Consumers before providers: emsd, paperboi.*, others, brokerd.*."""
-    for rank, prefix in enumerate(('emsd', 'paperboi.')):
-        if name.startswith(prefix):
-            return rank, name
-    return (3 if name.startswith('brokerd.') else 2), name
-
-
 async def stop_daemons(timeout: float = 10.0) -> None:
-    """Cancel pikerd's daemons one by one, each before the daemons it consumes.
+    """Stop this process's pikerd's daemons, each before the daemons it
+    consumes (`Services.stop_all`), while the window says so."""
+    from ..service import current_services
 
-    pikerd's own teardown cancels every daemon at once, so emsd and the
-    paper engine see their brokerd vanish mid-stream and log errors; in
-    dependency order every daemon leaves while its upstream still answers.
-    """
-    from ..service import cancel_service, list_services
-
-    with trio.CancelScope(shield=True), trio.move_on_after(timeout):
-        for name in sorted(await list_services(), key=_teardown_rank):
-            await cancel_service(name)
+    services = current_services()
+    if services is not None:
+        await services.stop_all(timeout)
 
 
 def run_chart(
