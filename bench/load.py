@@ -717,6 +717,7 @@ async def load_phase(cfg: Config, market: Market, portals: dict[str, Any]) -> Re
     profiled = {k: p for k, p in portals.items() if cfg.profile and k != 'brokerd.sim'}
     if profiled:
         import _ems_rpc
+        Path(cfg.profile).mkdir(parents=True, exist_ok=True)
         for portal in profiled.values():
             await portal.run(_ems_rpc.profile_start)
     for portal in portals.values():

@@ -272,26 +272,31 @@ async def open_ems(
 
                         async def _inbox() -> None:
                             async with trades_send:
-                                async for raw in inbox:
-                                    try:
-                                        msg = decode_ems_msg(raw)
-                                    except MessageError as err:
-                                        log.warning('bad message from emsd: %s', err.reason)
-                                        continue
-                                    if isinstance(msg, Status):
-                                        client._seen(msg)
-                                        if msg.resp in TERMINAL_RESPS:
-                                            dialogs.pop(msg.oid, None)
-                                        elif msg.req is not None:
-                                            dialogs[msg.oid] = msg
-                                    else:
-                                        table = positions.setdefault(
-                                            (msg.broker, msg.account), [],
-                                        )
-                                        table[:] = [p for p in table if p.symbol != msg.symbol]
-                                        if msg.size:
-                                            table.append(msg)
-                                    trades_send.send_nowait(msg)
+                                async for frame in inbox:
+                                    # emsd sends what queued up as one list
+                                    for raw in frame if isinstance(frame, list) else (frame,):
+                                        on_msg(raw)
+
+                        def on_msg(raw: Any) -> None:
+                            try:
+                                msg = decode_ems_msg(raw)
+                            except MessageError as err:
+                                log.warning('bad message from emsd: %s', err.reason)
+                                return
+                            if isinstance(msg, Status):
+                                client._seen(msg)
+                                if msg.resp in TERMINAL_RESPS:
+                                    dialogs.pop(msg.oid, None)
+                                elif msg.req is not None:
+                                    dialogs[msg.oid] = msg
+                            else:
+                                table = positions.setdefault(
+                                    (msg.broker, msg.account), [],
+                                )
+                                table[:] = [p for p in table if p.symbol != msg.symbol]
+                                if msg.size:
+                                    table.append(msg)
+                            trades_send.send_nowait(msg)
 
                         n.start_soon(_outbox)
                         n.start_soon(_inbox)
