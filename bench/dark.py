@@ -80,22 +80,22 @@ def per_quote(fn, quotes: list[dict]) -> float:
     return (time.perf_counter() - t0) / len(quotes)
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument('--orders', type=int, default=100_000)
-    ap.add_argument('--quotes', type=int, default=50_000)
-    ap.add_argument('--seed', type=int, default=7)
-    args = ap.parse_args()
-    rng = random.Random(args.seed)
+def measure(n_orders: int = 100_000, n_quotes: int = 50_000, seed: int = 7) -> list[str]:
+    """Run the three measurements; return the report lines (with verdicts).
 
+    `bench/ems.py` prints them too, so the EMS bench has every figure of
+    its issue in one run.
+    """
+    rng = random.Random(seed)
+    out = []
     t0 = time.perf_counter()
-    book, orders = fill_book(args.orders, rng)
-    arm_us = (time.perf_counter() - t0) / args.orders * 1e6
-    print(f'dark book: {args.orders:,} resting orders on {FQME} '
-          f'(arm: {arm_us:.1f} us/order)')
+    book, orders = fill_book(n_orders, rng)
+    arm_us = (time.perf_counter() - t0) / n_orders * 1e6
+    out.append(f'dark book: {n_orders:,} resting orders on {FQME} '
+               f'(arm: {arm_us:.1f} us/order), in-process')
 
     # 1. no fire
-    quotes = [mk_quote(rng, MID - 40, MID + 40) for _ in range(args.quotes)]
+    quotes = [mk_quote(rng, MID - 40, MID + 40) for _ in range(n_quotes)]
     fired = 0
 
     def index(quote: dict) -> None:
@@ -109,25 +109,25 @@ def main() -> None:
     scan_quotes = quotes[:20]
     naive = per_quote(lambda quote: naive_scan(orders, quote), scan_quotes)
     speedup = naive / idx
-    print(f'  no fire:     {idx * 1e6:8.2f} us/quote   (target <= 20 us)   '
-          f'{"OK" if idx <= 20e-6 else "SLOW"}')
-    print(f'  naive scan:  {naive * 1e6:8.0f} us/quote   -> index is {speedup:,.0f}x faster '
-          f'(target >= 500x)   {"OK" if speedup >= 500 else "SLOW"}')
+    out.append(f'  no fire:     {idx * 1e6:8.2f} us/quote   (target <= 20 us)   '
+               f'{"OK" if idx <= 20e-6 else "SLOW"}')
+    out.append(f'  naive scan:  {naive * 1e6:8.0f} us/quote   -> index is {speedup:,.0f}x '
+               f'faster (target >= 500x)   {"OK" if speedup >= 500 else "SLOW"}')
 
     # 3. with fires: a book of N triggers above the market, all 'up'; the
     # price sweeps upwards through them so each quote fires the next few
-    rng = random.Random(args.seed + 1)
+    rng = random.Random(seed + 1)
     book = DarkBook()
     levels = []
-    for i in range(args.orders):
+    for i in range(n_orders):
         level = round(MID + rng.uniform(1, 5_000), 1)
         levels.append(level)
         book.arm(f'o{i}', FQME, rng.choice(('buy', 'sell', 'alert')), level,
                  last_price=MID, size=1.0, price_tick='0.1', pad_ticks=5)
     levels.sort()
-    n_quotes = 10_000
-    step = len(levels) // n_quotes
-    sweep = [levels[min(i * step + step - 1, len(levels) - 1)] for i in range(n_quotes)]
+    sweeps = 10_000
+    step = len(levels) // sweeps
+    sweep = [levels[min(i * step + step - 1, len(levels) - 1)] for i in range(sweeps)]
     sweep.append(levels[-1] + 1)
     fired_total = 0
     t0 = time.perf_counter()
@@ -138,10 +138,20 @@ def main() -> None:
             {'type': 'bid', 'price': price - 0.5, 'size': 1.0},
         ]}))
     dt = time.perf_counter() - t0
-    assert fired_total == args.orders and len(book) == 0
-    print(f'  with fires:  {dt / len(sweep) * 1e6:8.2f} us/quote at '
-          f'{fired_total / len(sweep):.1f} fired/quote '
-          f'({dt / fired_total * 1e6:.2f} us per fired trigger, padding included)')
+    assert fired_total == n_orders and len(book) == 0
+    out.append(f'  with fires:  {dt / len(sweep) * 1e6:8.2f} us/quote at '
+               f'{fired_total / len(sweep):.1f} fired/quote '
+               f'({dt / fired_total * 1e6:.2f} us per fired trigger, padding included)')
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument('--orders', type=int, default=100_000)
+    ap.add_argument('--quotes', type=int, default=50_000)
+    ap.add_argument('--seed', type=int, default=7)
+    args = ap.parse_args()
+    print('\n'.join(measure(args.orders, args.quotes, args.seed)))
 
 
 if __name__ == '__main__':

@@ -1,7 +1,7 @@
 """EMS latency and throughput through the real actor tree (paper mode).
 
     uv run python bench/ems.py [--orders 2000] [--fills 2000] [--window 100]
-                               [--profile DIR]
+                               [--profile DIR] [--dark-orders 100000]
 
 A private service tree (its own PIKER_CONFIG_DIR and a free
 PIKER_REGISTRY_ADDR; `[sim.paper] latency_ms = 0`): this process runs
@@ -26,9 +26,12 @@ so resting orders never fill and marketable ones always do. Measured:
   (at most `--window` in flight) until every one is `open` (orders/s),
   then cancelled the same way;
 - the paper engine's per-fill persistence alone, in-process, at the
-  ledger sizes the fill phase starts and ends with.
+  ledger sizes the fill phase starts and ends with;
+- the dark book's cost per quote with `--dark-orders` resting orders on
+  one fqme against a naive scan, in-process (`bench/dark.py`).
 
-Target: p50 order -> open <= 1.5 ms. `--profile DIR` then re-runs the
+Targets: p50 order -> open <= 1.5 ms; dark book with 100k resting and
+no fire <= 20 us per quote and >= 500x faster than the naive scan. `--profile DIR` then re-runs the
 order -> open and pipelined phases under cProfile (inside emsd and
 paperboi, via RPC into daemons this script pre-spawns with `_ems_rpc`
 enabled; the client too for order -> open), prints the hot spots and
@@ -429,6 +432,8 @@ def main() -> None:
     parser.add_argument('--profile', metavar='DIR', default='',
                         help='also profile emsd/paperboi/client; .prof files go here')
     parser.add_argument('--profile-orders', type=int, default=1000)
+    parser.add_argument('--dark-orders', type=int, default=100_000,
+                        help='resting orders for the in-process dark-book figures (0: skip)')
     args = parser.parse_args()
 
     os.environ.setdefault(
@@ -482,6 +487,10 @@ def main() -> None:
     print(f'(tree run {elapsed:.1f}s)')
     if report:
         print('\n'.join(report))
+    if args.dark_orders:
+        import dark  # bench/dark.py: the same measurement, printed here too
+        print()
+        print('\n'.join(dark.measure(args.dark_orders)))
 
 
 if __name__ == '__main__':

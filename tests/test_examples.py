@@ -25,7 +25,7 @@ EXAMPLES = Path(__file__).resolve().parent.parent / 'examples'
 def grid_bot(*args: str) -> tuple[str, dict[str, int]]:
     res = subprocess.run(
         [sys.executable, str(EXAMPLES / 'grid_bot.py'), *args],
-        capture_output=True, text=True, timeout=40, env=dict(os.environ),
+        capture_output=True, text=True, timeout=50, env=dict(os.environ),
     )
     assert res.returncode == 0, res.stdout + res.stderr
     done = re.search(

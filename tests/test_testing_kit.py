@@ -59,3 +59,25 @@ def test_sessions_close_in_any_order_and_the_tree_goes_away(paper_sim):
         return sorted(await sim.venue_orders())
 
     assert len(paper_sim(main, brokers={'sim': {'quote_rate': 5}})) == 1
+
+
+def test_a_runtime_left_by_an_interrupted_test_is_reset():
+    """pytest-timeout can stop a test inside `trio.run`: the next test must
+    not inherit its tractor runtime (nor its processes)."""
+    import tractor._state as state
+
+    from piker.testing._plugin import _reset_interrupted_runtime
+
+    orphan = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])
+    state._current_actor = object()
+    try:
+        with pytest.warns(UserWarning, match='left an actor runtime behind'):
+            _reset_interrupted_runtime()
+        assert state._current_actor is None
+        assert orphan.wait(timeout=5) == -9
+    finally:
+        state._current_actor = None
+        if orphan.poll() is None:
+            orphan.kill()
+    # nothing left over: a no-op
+    _reset_interrupted_runtime()

@@ -34,6 +34,40 @@ def piker_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple
         'ignore:MultiError.filter() is deprecated:FutureWarning',
     )
     yield confdir, addr
+    _reset_interrupted_runtime()
+
+
+def _reset_interrupted_runtime() -> None:
+    """Clean up after a test interrupted inside `trio.run` (pytest-timeout).
+
+    Such a test never ran its teardown: tractor's process globals still
+    name its actor, so every later test would fail with "already runs an
+    actor runtime", and its daemons still run. Fixtures run outside trio,
+    so a runtime still set here is a leftover: reset it, SIGKILL the
+    interrupted tree's processes, and say so.
+    """
+    import os
+    import signal
+    import sys
+    import warnings
+
+    state = sys.modules.get('tractor._state')
+    if state is None or state._current_actor is None:
+        return
+    from ..service import _mngr
+    from ._sim import descendants
+
+    state._current_actor = None
+    state._runtime_vars.update(_is_root=False, _root_mailbox=(None, None), _debug_mode=False)
+    _mngr._services = None
+    killed = sorted(descendants(os.getpid()))
+    for pid in killed:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    warnings.warn(f'a test left an actor runtime behind (interrupted?): reset it, '
+                  f'killed its processes {killed}', stacklevel=1)
 
 
 class SimRunner:
