@@ -229,6 +229,10 @@ class EMSConf(_Model):
         30.0, ge=0, allow_inf_nan=False,
         description='seconds a trades relay with no client and no working order stays open',
     )
+    journal_keep_days: float = Field(
+        90.0, ge=0, allow_inf_nan=False,
+        description='days the EMS journal keeps finished dialogs (0: forever)',
+    )
     risk: RiskConf = Field(default_factory=RiskConf)
 
 
@@ -267,6 +271,8 @@ _DEFAULTS: dict[str, str] = {
 # dark_pad_ticks = 5   # price ticks a triggered dark order is padded by
 # relay_idle_s = 30.0  # a venue dialogue nobody uses (no client of that broker
 #                      # and mode, no working order there) is closed after this
+# journal_keep_days = 90.0  # finished dialogs older than this leave the EMS
+#                           # journal when emsd starts (0 = keep forever)
 #
 # [ems.risk]              # emsd's pre-trade checks; every limit is off unless set
 # state = "active"        # at emsd start: "active", "reduce_only" (only orders that

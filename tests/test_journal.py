@@ -751,3 +751,20 @@ def test_writer_group_commits_and_flushes(journal: Journal):
         assert {r.oid for r in journal.active_dialogs()} == {'o2'}
 
     trio.run(main)
+
+
+def test_prune_forgets_only_old_finished_dialogs(journal: Journal):
+    ems = Ems(journal)  # its clock: 1000, 1001, ... ns
+    ems.order('old', exec_mode='dark')
+    ems.cancel('old')
+    ems.order('working', exec_mode='dark')  # active: never pruned
+    cutoff = next(ems.now)
+    ems.order('recent', exec_mode='dark')
+    ems.cancel('recent')
+    assert journal.prune(before_ns=cutoff) == 1
+    assert journal.dialog('old') is None
+    assert {r.oid for r in journal.history(limit=None)} == {'working', 'recent'}
+    assert len(journal.dialog('recent').events) == 2
+    # nothing of 'old' is left behind, and a second prune finds nothing
+    assert journal.counts() == (2, 3)
+    assert journal.prune(before_ns=cutoff) == 0

@@ -118,3 +118,23 @@ def test_watchdog_keeps_a_talking_peer_and_loses_a_silent_one():
     assert kept >= 1.5
     # two silent timeouts (+ the one in flight when it fell silent)
     assert lost_after < 1.5
+
+
+def test_a_gone_caller_is_not_logged_as_a_crash():
+    import logging
+
+    from piker.service._tractor_fixes import _CallerGoneFilter
+
+    f = _CallerGoneFilter()
+
+    def record(msg: str, err: BaseException | None) -> logging.LogRecord:
+        exc_info = (type(err), err, None) if err is not None else None
+        return logging.LogRecord('tractor', logging.ERROR, __file__, 1, msg, (), exc_info)
+
+    gone = trio.BrokenResourceError('socket connection broken')
+    gone.__cause__ = BrokenPipeError(32, 'Broken pipe')
+    assert not f.filter(record('Actor crashed:', gone))
+    assert not f.filter(record("Failed to ship error to caller @ ('x', 'y') !?", None))
+    # a real crash still shows
+    assert f.filter(record('Actor crashed:', ValueError('bug')))
+    assert f.filter(record('something else', None))

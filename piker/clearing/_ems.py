@@ -40,6 +40,7 @@ gets the same kind of notice for the dark orders waiting on it.
 from __future__ import annotations
 
 import math
+import sqlite3
 import time
 from collections import defaultdict, deque
 from collections.abc import Iterable
@@ -103,6 +104,8 @@ CLIENT_COMMANDS = 10_000
 # of at most this many (the client unpacks it): under load the fan-out
 # costs a frame per batch instead of one per Status
 SEND_BATCH = 256
+# a Status saying one of these is published only once the journal has it
+_DURABLE_RESPS = frozenset({'pending', 'dark_open', 'dark_triggered'})
 # a venue that leaves heartbeats unanswered this long is declared lost
 VENUE_WATCHDOG_TIMEOUT = 2.0
 # a venue's order report (see `_reconcile`) must end within this long;
@@ -204,6 +207,7 @@ class Router:
         conf = load_conf()
         self.pad_ticks = conf.ems.dark_pad_ticks
         self.relay_idle = conf.ems.relay_idle_s
+        self.journal_keep_days = conf.ems.journal_keep_days
         # pre-trade checks + trading state (kill switch): see _risk.py
         self.risk = open_risk_gate(conf.ems.risk)
         self.clients: dict[int, ClientConn] = {}
@@ -228,7 +232,7 @@ class Router:
         journal: Journal | None = None
         try:
             try:
-                journal = await trio.to_thread.run_sync(_open_journal)
+                journal = await trio.to_thread.run_sync(_open_journal, self.journal_keep_days)
                 records = await trio.to_thread.run_sync(journal.active_dialogs) if journal else []
             except Exception:
                 log.exception('cannot read the EMS journal: nothing restored')
@@ -722,16 +726,21 @@ class Router:
 
         The dark book goes first (local, no checkpoint; a dialog's
         `Arm`/`Disarm` always precedes its other effects anyway) so the
-        journal records the direction a trigger was armed with; the
-        journal goes before anything leaves emsd. The batch's Statuses go
-        out before its venue commands: a command that cannot be sent ends
-        its dialog with an `error` that must follow, not precede, the
-        `pending` of the same batch (and a send may wait for a venue).
+        journal records the direction a trigger was armed with. The
+        batch's Statuses are queued before its venue commands: a command
+        that cannot be sent ends its dialog with an `error` that must
+        follow, not precede, the `pending` of the same batch (and a send
+        may wait for a venue). A batch that changed the dark book (a
+        trigger that sends its order live) is committed before its venue
+        command leaves: a restarted emsd must never re-arm a trigger whose
+        order already went to the venue.
         """
-        effects = self._book_and_journal(effects, origin)
-        for eff in effects:
-            if isinstance(eff, ToVenue):
-                await self._to_venue(eff)
+        effects, commit_first = self._book_and_journal(effects, origin)
+        venue = [eff for eff in effects if isinstance(eff, ToVenue)]
+        if venue and commit_first and self.writer is not None:
+            await self.writer.flush(commit_first)
+        for eff in venue:
+            await self._to_venue(eff)
 
     def execute_nowait(self, effects: Iterable[Effect]) -> None:
         """`execute()` for effects that need no venue round trip."""
@@ -739,34 +748,42 @@ class Router:
 
     def _book_and_journal(
         self, effects: Iterable[Effect], origin: ClientConn | None,
-    ) -> list[Effect]:
-        """Dark book, journal, then the batch's Statuses (`_emit`)."""
+    ) -> tuple[list[Effect], int]:
+        """Dark book, journal, then the batch's Statuses (`_emit`).
+
+        Returns the effects and, if the batch changed the dark book, its
+        journal ticket (else 0)."""
         effects = list(effects)
-        durable = False
+        dark_change = False
         for eff in effects:
             if isinstance(eff, Arm):
                 self._arm(eff)
-                durable = True
+                dark_change = True
             elif isinstance(eff, Disarm):
                 self.book.disarm(eff.oid)
+                dark_change = True
         ticket = self._journal_changes()
         statuses = [eff for eff in effects if isinstance(eff, Status)]
         if statuses:
+            durable = dark_change or any(st.resp in _DURABLE_RESPS for st in statuses)
             self._emit(statuses, origin, ticket, durable)
-        return effects
+        return effects, ticket if dark_change else 0
 
     def _emit(
         self, statuses: list[Status], origin: ClientConn | None, ticket: int, durable: bool,
     ) -> None:
         """Publish a batch's Statuses, in batch order across batches.
 
-        The journal commits behind the order path (`JournalWriter`), so a
-        Status normally goes out before its batch is on disk: a crash then
-        loses at most the last milliseconds, which the venue's order report
-        restores (`_reconcile`). A batch that arms a dark trigger is the
-        exception - nothing but the journal would bring it back - so it is
-        held until committed, and every later batch queues behind it so
-        that no client sees a dialog's events out of order.
+        The journal commits behind the order path (`JournalWriter`): the
+        venue already has a new order while its batch is being written.
+        What a client is *told* about a placed or re-armed order (a batch
+        that changed the dark book, or says `pending`, `dark_open` or
+        `dark_triggered`) is held until committed: a client that heard its
+        order was taken finds it again after any emsd crash. Every later
+        batch queues behind a held one, so no client sees a dialog's events
+        out of order. Other news (open, fills, ends) goes out at once: a
+        crash before its commit loses it from the journal only, and the
+        venue's order report brings it back (`_reconcile`).
         """
         if self.writer is not None and (durable or self._held):
             self._held.append((ticket, statuses, origin))
@@ -864,13 +881,24 @@ class Router:
         return pps, accounts, dialogs
 
 
-def _open_journal() -> Journal | None:
-    """The journal in the config dir, or None (logged) if it cannot be had."""
+def _open_journal(keep_days: float = 0.0) -> Journal | None:
+    """The journal in the config dir, or None (logged) if it cannot be had;
+    dialogs that ended more than `keep_days` ago are pruned (0: none)."""
     try:
-        return Journal.open()
+        journal = Journal.open()
     except JournalError as err:
         log.error('EMS JOURNAL DISABLED, orders will not survive a restart: %s', err)
         return None
+    if keep_days:
+        try:
+            gone = journal.prune(time.time_ns() - int(keep_days * 86_400e9))
+        except sqlite3.Error as err:
+            log.error('could not prune the EMS journal: %s', err)
+        else:
+            if gone:
+                log.info('EMS journal: forgot %d dialog(s) finished over %g days ago',
+                         gone, keep_days)
+    return journal
 
 
 _router: Router | None = None

@@ -466,6 +466,26 @@ class Journal:
             return 0
         return len(events)
 
+    def prune(self, before_ns: int) -> int:
+        """Forget the dialogs that ended before `before_ns` (events and
+        all) in one transaction; active dialogs are always kept. Returns
+        how many went. emsd runs it at start-up (`[ems] journal_keep_days`)."""
+        if self.readonly:
+            raise JournalError('this journal was opened read-only')
+        old = 'SELECT oid FROM dialogs WHERE active = 0 AND updated_ns < ?'
+        conn = self._conn
+        conn.execute('BEGIN')
+        try:
+            conn.execute(f'DELETE FROM events WHERE oid IN ({old})', (before_ns,))
+            gone = conn.execute('DELETE FROM dialogs WHERE active = 0 AND updated_ns < ?',
+                                (before_ns,)).rowcount
+            conn.execute('COMMIT')
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute('ROLLBACK')
+            raise
+        return gone
+
     # ---- queries --------------------------------------------------------------
 
     def active_dialogs(self) -> list[DialogRecord]:

@@ -19,6 +19,12 @@ with a log line, exactly as tractor does for the non-blocking case.
 loop puts it in an eagerly formatted log line for *every* message. A
 channel's repr is now its two addresses, formatted once.
 
+A caller that goes away while its RPC runs (a client SIGKILLed during a
+heartbeat ping) makes tractor log "Actor crashed:" with a broken-pipe
+traceback and "Failed to ship error to caller" at ERROR: nothing crashed,
+the caller is gone, and piker notices that on its own. Those two records
+are dropped when the error is a transport error.
+
 Liveness: every message a channel receives stamps
 `MsgpackTCPStream.last_rx` (a monotonic time), so a heartbeat can tell a
 dead peer from one whose ping reply waits behind its own traffic
@@ -26,6 +32,7 @@ dead peer from one whose ping reply waits behind its own traffic
 """
 from __future__ import annotations
 
+import logging
 import math
 import time
 from typing import Any
@@ -81,12 +88,28 @@ def last_heard(chan: Channel) -> float:
     return math.inf if last is None else time.monotonic() - last
 
 
+_GONE = (trio.BrokenResourceError, trio.ClosedResourceError, BrokenPipeError,
+         ConnectionResetError)
+
+
+class _CallerGoneFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        msg = str(record.msg)
+        if msg.startswith('Failed to ship error to caller'):
+            return False
+        if msg.startswith('Actor crashed') and record.exc_info:
+            err = record.exc_info[1]
+            return not (isinstance(err, _GONE) or isinstance(err.__cause__, _GONE))
+        return True
+
+
 def apply() -> None:
     """Install the fixes (idempotent)."""
     if Actor._push_result is not _push_result:
         Actor._push_result = _push_result  # type: ignore[method-assign]
         Channel.__repr__ = _chan_repr  # type: ignore[method-assign]
         MsgpackTCPStream.__init__ = _stream_init  # type: ignore[method-assign]
+        logging.getLogger('tractor').addFilter(_CallerGoneFilter())
 
 
 apply()
