@@ -768,3 +768,34 @@ def test_prune_forgets_only_old_finished_dialogs(journal: Journal):
     # nothing of 'old' is left behind, and a second prune finds nothing
     assert journal.counts() == (2, 3)
     assert journal.prune(before_ns=cutoff) == 0
+
+
+def test_writer_survives_a_failing_batch(journal: Journal, monkeypatch, caplog):
+    """A batch that cannot be written is logged and dropped: the writer
+    goes on, and whoever waits for its commit is released."""
+    import trio
+
+    from piker.clearing._journal import JournalWriter
+
+    committed: list[int] = []
+
+    def broken(entries, **kw):
+        raise TypeError('cannot encode')
+
+    async def main() -> None:
+        writer = JournalWriter(journal, on_commit=committed.append)
+        table = DialogTable(track_changes=True)
+        async with trio.open_nursery() as n:
+            n.start_soon(writer.run)
+            monkeypatch.setattr(journal, 'record', broken)
+            table.on_client_msg(mk_order('lost', exec_mode='dark'))
+            await writer.flush(writer.submit(_entries(table)))
+            assert committed == [1] and journal.write_errors == 1
+            monkeypatch.undo()
+            table.on_client_msg(mk_order('kept', exec_mode='dark'))
+            await writer.flush(writer.submit(_entries(table)))
+            n.cancel_scope.cancel()
+        assert {r.oid for r in journal.active_dialogs()} == {'kept'}
+
+    trio.run(main)
+    assert 'was not written' in caplog.text

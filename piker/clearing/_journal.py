@@ -662,12 +662,20 @@ class JournalWriter:
         batch, self._pending = self._pending, []
         upto = self._submitted
         if batch:
-            if in_thread:
-                # shielded: a batch half-handed to its thread is finished
-                with trio.CancelScope(shield=True):
-                    await trio.to_thread.run_sync(self.journal.record, batch)
-            else:
-                self.journal.record(batch)
+            try:
+                if in_thread:
+                    # shielded: a batch half-handed to its thread is finished
+                    with trio.CancelScope(shield=True):
+                        await trio.to_thread.run_sync(self.journal.record, batch)
+                else:
+                    self.journal.record(batch)
+            except Exception:
+                # (record() logs and counts database errors itself) whatever
+                # else went wrong, the batch is lost but emsd trades on, and
+                # the Statuses held for it are released below all the same
+                self.journal.write_errors += 1
+                log.exception('EMS journal: a batch of %d entries was not written',
+                              len(batch))
             self.batches += 1
         self._committed = upto
         self._progress.set()
