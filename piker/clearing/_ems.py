@@ -196,10 +196,9 @@ class Router:
         self._n = nursery
         self.dialogs = DialogTable(track_changes=True)
         self.book = DarkBook()
-        # the journal, once `run_journal()` opened it (None: not (yet) open)
-        self.journal: Journal | None = None
-        # its group-commit writer (None: no journal) and the Status batches
-        # held back until a commit: (ticket, statuses, origin), in order
+        # the journal's group-commit writer, once `run_journal()` opened it
+        # (None: not (yet) open, or no journal), and the Status batches held
+        # back until a commit: (ticket, statuses, origin), in order
         self.writer: JournalWriter | None = None
         self._held: deque[tuple[int, list[Status], ClientConn | None]] = deque()
         # set once journaled dialogs are restored (and re-armed): handshakes wait
@@ -250,7 +249,6 @@ class Router:
                         'stopped: it stays %s until %s reports on it',
                         rec.oid, rec.phase, rec.broker,
                     )
-            self.journal = journal
             if journal is not None:
                 self.writer = JournalWriter(journal, on_commit=self._release)
             if records:
@@ -275,7 +273,6 @@ class Router:
             self.restored.set()
             # the writer has written what was queued (its own finally)
             self.writer = None
-            self.journal = None
             self._release(None)
             if journal is not None:
                 journal.close()
