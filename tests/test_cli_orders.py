@@ -13,7 +13,7 @@ import subprocess
 import pytest
 
 from piker.clearing import Order, Status
-from piker.cli._orders import dialogs_table, fmt_num, status_line
+from piker.cli._orders import dialogs_table, fmt_num, resolve_oids, status_line
 from tests._pikerd_proc import PIKER, running_pikerd
 
 # ---- helpers -----------------------------------------------------------
@@ -70,8 +70,19 @@ def test_formatting():
         {'oid': 'other-oid', 'symbol': 'ethusdt.sim'})})
     console.print(dialogs_table({'a': mk_status('open'), 'b': other}, 'btcusdt.sim'))
     text = console.export_text()
-    assert '1234abcd-0000' in text and 'other-oid' not in text
+    assert '1234abcd' in text and '1234abcd-0000' not in text and 'other-o' not in text
     assert 'active orders on btcusdt.sim' in text
+    console.print(dialogs_table({'a': mk_status('open')}, full_oids=True))
+    assert '1234abcd-0000' in console.export_text()
+
+
+def test_resolve_oids_takes_unique_prefixes():
+    active = ['abc123-1', 'abc456-2', 'def789-3']
+    assert resolve_oids(['def', 'abc1', 'abc123-1'], active) == (['def789-3', 'abc123-1'], '')
+    targets, err = resolve_oids(['abc'], active)
+    assert targets == [] and 'ambiguous' in err and 'abc123-1' in err
+    targets, err = resolve_oids(['zzz'], active)
+    assert targets == [] and 'no active order zzz' in err
 
 
 # ---- without pikerd ----------------------------------------------------
@@ -140,16 +151,16 @@ def test_order_lifecycle(pikerd):
     assert 'not a multiple of the price tick 0.1' in off_tick.stderr
 
     # every active dialog of every market; --fqme filters
-    every, eth = run_all(('ls',), ('ls', '--fqme', 'ethusdt.sim'))
+    every, eth, full = run_all(('ls',), ('ls', '--fqme', 'ethusdt.sim'), ('ls', '--full'))
     assert every.returncode == 0, every.stderr
     for o in (oid, dark_oid, alert_oid):
-        assert o in every.stdout
+        assert o[:8] in every.stdout and o in full.stdout
     assert 'dark_open' in every.stdout and 'ethusdt.sim' in every.stdout
-    assert alert_oid in eth.stdout and oid not in eth.stdout
+    assert alert_oid[:8] in eth.stdout and oid[:8] not in eth.stdout
 
-    # cancel one (on another market than the session's default) while
-    # cancelling every order of btcusdt.sim
-    one, rest = run_all(('cancel', alert_oid), ('cancel', '--all', '--fqme', 'btcusdt.sim'))
+    # cancel one by its short oid (on another market than the session's
+    # default) while cancelling every order of btcusdt.sim
+    one, rest = run_all(('cancel', alert_oid[:8]), ('cancel', '--all', '--fqme', 'btcusdt.sim'))
     assert one.returncode == 0, one.stderr
     assert 'canceled' in one.stderr and 'cancelled 1 of 1' in one.stderr
     assert rest.returncode == 0, rest.stderr

@@ -3,8 +3,8 @@
     piker order buy   FQME SIZE PRICE [--dark] [--account A] [--mode M]
     piker order sell  FQME SIZE PRICE [--dark] [--account A] [--mode M]
     piker order alert FQME PRICE
-    piker order cancel OID... | --all [--fqme F]
-    piker order ls [--fqme F]
+    piker order cancel OID... | --all [--fqme F]    (OID: a unique prefix will do)
+    piker order ls [--fqme F] [--full]               (oids by 8-char prefix)
 
 Every command talks to a **running** pikerd (`piker pikerd` in another
 terminal) and never starts one in-process: an order outlives the command
@@ -26,7 +26,7 @@ from __future__ import annotations
 import math
 import signal
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import AsyncExitStack
 from contextlib import asynccontextmanager as acm
 from typing import TYPE_CHECKING, Any, Literal
@@ -101,8 +101,13 @@ def status_line(st: Status) -> str:
     return f'{head} {st.oid[:8]}  {escape(body)}'
 
 
-def dialogs_table(dialogs: dict[str, Status], fqme: str | None = None) -> Table:
-    """The active dialogs (of `fqme`) as a rich table, by last update."""
+def dialogs_table(
+    dialogs: dict[str, Status], fqme: str | None = None, full_oids: bool = False,
+) -> Table:
+    """The active dialogs (of `fqme`) as a rich table, by last update.
+
+    oids are shown by their first 8 characters (as in status lines; `cancel`
+    takes any unique prefix) unless `full_oids`."""
     from rich.markup import escape
     from rich.table import Table
 
@@ -119,11 +124,32 @@ def dialogs_table(dialogs: dict[str, Status], fqme: str | None = None) -> Table:
             continue
         style = _STYLE.get(st.resp, 'white')
         table.add_row(
-            st.oid, req.symbol, req.action, req.exec_mode, fmt_num(req.price),
+            st.oid if full_oids else st.oid[:8], req.symbol, req.action, req.exec_mode,
+            fmt_num(req.price),
             fmt_num(req.size), fmt_num(st.filled), f'[{style}]{st.resp}[/{style}]',
             escape(req.account),
         )
     return table
+
+
+def resolve_oids(given: list[str], active: Iterable[str]) -> tuple[list[str], str]:
+    """Full oids for `given` oids or unique prefixes of `active` ones;
+    `([], error)` if one matches none or several."""
+    active = list(active)
+    found: list[str] = []
+    unknown: list[str] = []
+    for oid in given:
+        matches = [oid] if oid in active else [a for a in active if a.startswith(oid)]
+        if len(matches) > 1:
+            return [], f'error: {oid!r} is ambiguous: {", ".join(m[:13] for m in matches)}...'
+        if not matches:
+            unknown.append(oid)
+        else:
+            found.append(matches[0])
+    if unknown:
+        return [], (f'error: no active order {", ".join(unknown)} '
+                    '(already filled or cancelled? see `piker order ls`)')
+    return list(dict.fromkeys(found)), ''
 
 
 def _console(stderr: bool = False) -> Console:
@@ -367,7 +393,8 @@ def alert(
 
 @order_app.command()
 def cancel(
-    oids: list[str] = typer.Argument(None, help='oid(s) to cancel (see `piker order ls`)'),
+    oids: list[str] = typer.Argument(
+        None, help='oid(s) to cancel, or unique prefixes (see `piker order ls`)'),
     cancel_all: bool = typer.Option(False, '--all', help='cancel every active order'),
     fqme: str = typer.Option(None, '--fqme', '-f',
                              help='with --all: only orders on this market'),
@@ -398,11 +425,9 @@ def cancel(
                 if not targets:
                     return 0, f'no active orders{f" on {fqme}" if fqme else ""}'
             else:
-                unknown = [oid for oid in oids if oid not in dialogs]
-                if unknown:
-                    return 1, (f'error: no active order {", ".join(unknown)} '
-                               '(already filled or cancelled? see `piker order ls`)')
-                targets = list(dict.fromkeys(oids))
+                targets, problem = resolve_oids(oids, dialogs)
+                if problem:
+                    return 1, problem
             # one session per market: each sees its own dialogs' results
             by_fqme: dict[str, list[str]] = {}
             for oid in targets:
@@ -449,6 +474,7 @@ def cancel(
 @order_app.command('ls')
 def ls(
     fqme: str = typer.Option(None, '--fqme', '-f', help='only orders on this market'),
+    full: bool = typer.Option(False, '--full', help='show whole oids (not 8-character prefixes)'),
     mode: str = _mode_opt(),
     loglevel: str = _loglevel_opt(),
 ) -> None:
@@ -462,10 +488,10 @@ def ls(
                      if st.req is not None and (not fqme or st.req.symbol == fqme)}
         if not shown:
             return 0, f'no active orders{f" on {fqme}" if fqme else ""}'
-        _console().print(dialogs_table(shown, fqme))
+        _console().print(dialogs_table(shown, fqme, full_oids=full))
         return 0, ''
 
     _run(body, loglevel)
 
 
-__all__ = ['DEFAULT_FQME', 'dialogs_table', 'fmt_num', 'order_app', 'status_line']
+__all__ = ['DEFAULT_FQME', 'dialogs_table', 'fmt_num', 'order_app', 'resolve_oids', 'status_line']
