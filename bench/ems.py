@@ -46,7 +46,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import socket
 import sys
 import tempfile
 import time
@@ -64,12 +63,6 @@ REST = 60_000.0      # buy limit far below the bid: rests, never fills
 SIZE = 0.01
 TARGET_OPEN_P50_MS = 1.5
 WARMUP = 200
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
 
 
 def pct(values: list[float], p: float) -> float:
@@ -451,7 +444,8 @@ def main() -> None:
         '[sim]\nseed = 1\nquote_rate = 20.0\n\n[sim.paper]\nlatency_ms = 0.0\n'
     )
     os.environ['PIKER_CONFIG_DIR'] = str(conf)
-    os.environ['PIKER_REGISTRY_ADDR'] = f'127.0.0.1:{_free_port()}'
+    from piker.testing import free_port
+    os.environ['PIKER_REGISTRY_ADDR'] = f'127.0.0.1:{free_port()}'
     print(f'piker EMS bench: {FQME}, paper, {args.orders} orders / {args.fills} fills per '
           f'phase, python {sys.version.split()[0]}, {os.cpu_count()} cpus, '
           f'load avg {os.getloadavg()[0]:.2f}', flush=True)

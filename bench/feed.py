@@ -24,19 +24,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import trio
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
 
 
 class Stats:
@@ -118,7 +111,8 @@ def _run(rate: float, consumers: int, seconds: float, warmup: float) -> tuple[li
     conf = Path(tempfile.mkdtemp(prefix='piker-bench-'))
     (conf / 'brokers.toml').write_text(f'[sim]\nseed = 1\nquote_rate = {rate}\n')
     os.environ['PIKER_CONFIG_DIR'] = str(conf)
-    os.environ['PIKER_REGISTRY_ADDR'] = f'127.0.0.1:{_free_port()}'
+    from piker.testing import free_port
+    os.environ['PIKER_REGISTRY_ADDR'] = f'127.0.0.1:{free_port()}'
     return trio.run(_scenario, consumers, seconds, warmup)
 
 

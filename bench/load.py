@@ -923,12 +923,6 @@ def _descendants(root: int) -> list[int]:
     return [p for p in out if _alive(p)]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
-
-
 def main() -> None:
     if len(sys.argv) > 2 and sys.argv[1] == '--worker':
         worker(sys.argv[2])
@@ -951,7 +945,8 @@ def main() -> None:
     warnings.filterwarnings('ignore', message='.*MultiError.*')
     with tempfile.TemporaryDirectory(prefix='piker-bench-load-') as conf:
         os.environ['PIKER_CONFIG_DIR'] = conf
-        os.environ['PIKER_REGISTRY_ADDR'] = f'127.0.0.1:{_free_port()}'
+        from piker.testing import free_port
+        os.environ['PIKER_REGISTRY_ADDR'] = f'127.0.0.1:{free_port()}'
         print(f'piker EMS load: {cfg.clients} clients x {cfg.orders} orders over '
               f'{cfg.duration:.0f}s on {", ".join(FQMES)} at {cfg.quote_rate:,.0f} quotes/s each; '
               f'python {sys.version.split()[0]}, {os.cpu_count()} cpus, '

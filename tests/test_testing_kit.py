@@ -81,3 +81,18 @@ def test_a_runtime_left_by_an_interrupted_test_is_reset():
             orphan.kill()
     # nothing left over: a no-op
     _reset_interrupted_runtime()
+
+
+def test_free_port_is_below_the_ephemeral_range():
+    """A registry port the kernel never hands out on its own: no outgoing
+    connection can take it between the check and pikerd's bind."""
+    import socket
+
+    from piker.testing import free_port
+    from piker.testing._plugin import _ephemeral_low
+
+    for _ in range(20):
+        port = free_port()
+        assert 1024 <= port < _ephemeral_low()
+        with socket.socket() as s:
+            s.bind(('127.0.0.1', port))  # and it is free

@@ -1,6 +1,7 @@
 """Fixtures of the piker pytest plugin."""
 from __future__ import annotations
 
+import random
 import socket
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
@@ -10,10 +11,35 @@ import pytest
 
 
 def free_port(host: str = '127.0.0.1') -> int:
-    """Return a TCP port that is free on `host` right now."""
+    """Return a TCP port that is free on `host` right now, for a registry.
+
+    Chosen below the kernel's ephemeral range: a port the kernel hands out
+    (as port 0, or as the source port of any outgoing connection) could be
+    taken by someone else between this check and pikerd's bind; one below
+    that range is only ever taken on purpose.
+    """
+    low = _ephemeral_low()
+    rng = random.Random()
+    for _ in range(50):
+        port = rng.randrange(max(1024, low - 12_000), low)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind((host, port))
+            except OSError:
+                continue
+            return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((host, 0))
         return s.getsockname()[1]
+
+
+def _ephemeral_low() -> int:
+    """The lowest port of the kernel's ephemeral range (Linux; else IANA's)."""
+    try:
+        with open('/proc/sys/net/ipv4/ip_local_port_range') as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 49152
 
 
 @pytest.fixture
