@@ -19,7 +19,7 @@ from piker.brokers.sim import (
     stream_quotes,
     symbol_search,
 )
-from piker.brokers.sim._history import HISTORY_BARS, gen_history
+from piker.brokers.sim._history import HISTORY_BARS, gen_bridge, gen_history
 from piker.data import OHLC_DTYPE, pack_array, unpack_array
 
 
@@ -290,3 +290,34 @@ def test_same_seed_same_stream(piker_env):
 
     assert trio.run(main) == trio.run(main)
     assert trio.run(main) == _walk('ethusdt', 42, 300)
+
+
+def test_bridge_fills_the_minute_before_the_walk():
+    """A market that comes to life mid-minute has no flat hole in its 1s
+    history: a bridge from the walk's start price back to it."""
+    spec = MARKETS['btcusdt']
+    br = gen_bridge(spec, 3, 65000.0, 1_700_000_040, 1_700_000_077)
+    assert np.array_equal(br, gen_bridge(spec, 3, 65000.0, 1_700_000_040, 1_700_000_077))
+    assert list(br['time']) == list(range(1_700_000_040, 1_700_000_077))
+    assert br['open'][0] == br['close'][-1] == 65000.0
+    assert np.array_equal(br['open'][1:], br['close'][:-1])
+    assert np.all(br['low'] <= np.minimum(br['open'], br['close']))
+    assert np.all(br['high'] >= np.maximum(br['open'], br['close']))
+    assert br['high'].max() > br['low'].min()  # it moves
+    assert len(gen_bridge(spec, 3, 65000.0, 1_700_000_040, 1_700_000_040)) == 0
+
+
+def test_live_minute_includes_the_bridge():
+    async def main():
+        market = get_market('btcusdt.sim')
+        return market, await open_history('btcusdt', 1), await open_history('btcusdt', 60)
+
+    market, secs, mins = trio.run(main)
+    bridge = secs[(secs['time'] >= market.first_live) & (secs['time'] < market.live_from)]
+    assert len(bridge) == market.live_from - market.first_live
+    minute = mins[mins['time'] == market.first_live]
+    assert len(minute) == 1
+    if len(bridge):
+        assert minute['high'][0] >= bridge['high'].max()
+        assert minute['low'][0] <= bridge['low'].min()
+        assert minute['volume'][0] >= bridge['volume'].sum() - 1e-9

@@ -11,9 +11,14 @@ this process (`first_live`, a minute boundary).
   lows and volumes are then the aggregates of their 1s bars, so the two
   timeframes agree wherever they overlap.
 
+Between `first_live` and the second the market came to life,
+`gen_bridge()` fills the 1s series with a short bridge from the walk's
+start price back to it (a market started mid-minute shows no flat hole),
+and the live 1m bar starts with that bridge's range and volume.
+
 The present (`LiveBars`) aggregates the live walk's trades into bars from
-`first_live` on, so `open_history()` returns one continuous series:
-generated past, then the bars the walk has printed since. Every bar opens
+then on, so `open_history()` returns one continuous series: generated
+past, then the bars the walk has printed since. Every bar opens
 at the previous close; bars with no trade repeat it with zero volume
 (charts want no holes).
 """
@@ -48,6 +53,43 @@ def first_live_time(t0: float) -> int:
     return int(t0 // MINUTE) * MINUTE
 
 
+class _Bars:
+    """Shapes generated bars onto a market's price and size grids."""
+
+    def __init__(self, spec: MarketSpec, rng: np.random.Generator) -> None:
+        self.spec = spec
+        self.rng = rng
+        self.tick = float(spec.price_tick)
+        self.stick = float(spec.size_tick)
+        self.pdigits = max(0, -spec.price_tick.normalize().as_tuple().exponent)
+        self.sdigits = max(0, -spec.size_tick.normalize().as_tuple().exponent)
+
+    def snap(self, x: np.ndarray, fn=np.round) -> np.ndarray:
+        return np.maximum(fn(x / self.tick), 1.0) * self.tick
+
+    def volumes(self, shape: tuple[int, ...] | int, seconds: int) -> np.ndarray:
+        raw = self.spec.lot * _REF_RATE * seconds * np.exp(self.rng.normal(0.0, 0.5, shape))
+        return np.maximum(np.round(raw / self.stick), 1) * self.stick
+
+    def wicks(self, o: np.ndarray, c: np.ndarray, vol: float) -> tuple[np.ndarray, np.ndarray]:
+        # wicks outward onto the grid, then low <= open, close <= high
+        snap = self.snap
+        w = np.abs(self.rng.normal(0.0, vol * 0.5, (2, *o.shape)))
+        high = np.maximum(snap(np.maximum(o, c) * (1.0 + w[0]), np.ceil), np.maximum(o, c))
+        low = np.minimum(snap(np.minimum(o, c) * (1.0 - w[1]), np.floor), np.minimum(o, c))
+        return high, low
+
+    def pack(self, tf: int, end: int, *cols: np.ndarray) -> np.ndarray:
+        """Bars of `tf` seconds, the last one starting at `end - tf`."""
+        o_, h_, l_, c_, v_ = (col.reshape(-1) for col in cols)
+        arr = np.zeros(len(o_), dtype=OHLC_DTYPE)
+        arr['time'] = end - tf * np.arange(len(o_), 0, -1, dtype=np.int64)
+        for name, col in zip(('open', 'high', 'low', 'close'), (o_, h_, l_, c_), strict=True):
+            arr[name] = np.round(col, self.pdigits)
+        arr['volume'] = np.round(v_, self.sdigits)
+        return arr
+
+
 def gen_history(
     spec: MarketSpec,
     seed: int,
@@ -62,22 +104,8 @@ def gen_history(
     if first_live % MINUTE:
         raise ValueError(f'first_live must be a minute boundary, got {first_live}')
     rng = np.random.Generator(np.random.PCG64(walk_seed(seed, f'{spec.key}/history')))
-    tick = float(spec.price_tick)
-    stick = float(spec.size_tick)
-
-    def snap(x: np.ndarray, fn=np.round) -> np.ndarray:
-        return np.maximum(fn(x / tick), 1.0) * tick
-
-    def volumes(shape: tuple[int, ...] | int, seconds: int) -> np.ndarray:
-        raw = spec.lot * _REF_RATE * seconds * np.exp(rng.normal(0.0, 0.5, shape))
-        return np.maximum(np.round(raw / stick), 1) * stick
-
-    def wicks(o: np.ndarray, c: np.ndarray, vol: float) -> tuple[np.ndarray, np.ndarray]:
-        # wicks outward onto the grid, then low <= open, close <= high
-        w = np.abs(rng.normal(0.0, vol * 0.5, (2, *o.shape)))
-        high = np.maximum(snap(np.maximum(o, c) * (1.0 + w[0]), np.ceil), np.maximum(o, c))
-        low = np.minimum(snap(np.minimum(o, c) * (1.0 - w[1]), np.floor), np.minimum(o, c))
-        return high, low
+    bars = _Bars(spec, rng)
+    snap, volumes, wicks = bars.snap, bars.volumes, bars.wicks
 
     # -- 1m: backward walk of log closes ending at `end_price`
     n = HISTORY_BARS[MINUTE]
@@ -110,28 +138,43 @@ def gen_history(
     low_m[-k:] = low_s.min(axis=1)
     volume_m[-k:] = volume_s.sum(axis=1)
 
-    pdigits = max(0, -spec.price_tick.normalize().as_tuple().exponent)
-    sdigits = max(0, -spec.size_tick.normalize().as_tuple().exponent)
-
-    def pack(tf: int, *cols: np.ndarray) -> np.ndarray:
-        o_, h_, l_, c_, v_ = (col.reshape(-1) for col in cols)
-        arr = np.zeros(len(o_), dtype=OHLC_DTYPE)
-        arr['time'] = first_live - tf * np.arange(len(o_), 0, -1, dtype=np.int64)
-        for name, col in zip(('open', 'high', 'low', 'close'), (o_, h_, l_, c_), strict=True):
-            arr[name] = np.round(col, pdigits)
-        arr['volume'] = np.round(v_, sdigits)
-        return arr
-
     return {
-        1: pack(1, open_s, high_s, low_s, close_s, volume_s),
-        MINUTE: pack(MINUTE, open_m, high_m, low_m, close_m, volume_m),
+        1: bars.pack(1, first_live, open_s, high_s, low_s, close_s, volume_s),
+        MINUTE: bars.pack(MINUTE, first_live, open_m, high_m, low_m, close_m, volume_m),
     }
+
+
+def gen_bridge(spec: MarketSpec, seed: int, price: float, start: int, stop: int) -> np.ndarray:
+    """1s bars for epoch seconds `[start, stop)`: a Brownian bridge from
+    `price` back to `price` (the walk's start price: where the generated
+    history ends and the live walk begins). Empty if `stop <= start`."""
+    n = stop - start
+    if n <= 0:
+        return np.zeros(0, dtype=OHLC_DTYPE)
+    rng = np.random.Generator(np.random.PCG64(walk_seed(seed, f'{spec.key}/bridge/{start}')))
+    bars = _Bars(spec, rng)
+    vol_s = spec.step_vol * math.sqrt(_REF_RATE)
+    walk = np.cumsum(rng.normal(0.0, vol_s, n))
+    frac = np.arange(1, n + 1) / n
+    close = bars.snap(price * np.exp(walk - frac * walk[-1]))
+    close[-1] = price
+    open_ = np.concatenate([[price], close[:-1]])
+    high, low = bars.wicks(open_, close, vol_s)
+    return bars.pack(1, stop, open_, high, low, close, bars.volumes(n, 1))
 
 
 class LiveBars:
     """Bars of one timeframe built from live trades (bounded memory)."""
 
-    def __init__(self, timeframe: int, start_price: float, start_time: float) -> None:
+    def __init__(
+        self,
+        timeframe: int,
+        start_price: float,
+        start_time: float,
+        since: np.ndarray | None = None,
+    ) -> None:
+        """`since`: bars already generated inside the first live bar (the
+        bridge): its range and volume start from theirs."""
         self.tf = check_timeframe(timeframe)
         self.max_bars = HISTORY_BARS[self.tf]
         self._rows: list[tuple[int, float, float, float, float, float]] = []
@@ -139,6 +182,10 @@ class LiveBars:
         # every bar opens at the previous close (as generated history does)
         self._cur: list = [self.bar_time(start_time), start_price, start_price,
                            start_price, start_price, 0.0]
+        if since is not None and len(since):
+            self._cur[2] = max(start_price, float(since['high'].max()))
+            self._cur[3] = min(start_price, float(since['low'].min()))
+            self._cur[5] = float(since['volume'].sum())
 
     def bar_time(self, epoch_s: float) -> int:
         return int(epoch_s // self.tf) * self.tf

@@ -30,6 +30,7 @@ from ._history import (
     LiveBars,
     check_timeframe,
     first_live_time,
+    gen_bridge,
     gen_history,
 )
 from ._markets import MarketSpec, get_spec
@@ -51,10 +52,17 @@ class SimMarket:
         self.quote_rate = quote_rate
         self.walk = Walk(spec, seed)
         self.t0 = time.time()
-        # history ends (and live bars begin) at this minute boundary
+        # history ends at this minute boundary; until the walk's first
+        # second, a generated bridge (1s), then live bars
         self.first_live = first_live_time(self.t0)
+        self.live_from = int(self.t0)
         start = self.walk.start_price
-        self.bars = {tf: LiveBars(tf, start, self.first_live) for tf in HISTORY_BARS}
+        self._bridge = gen_bridge(spec, seed, start, self.first_live, self.live_from)
+        self.bars = {
+            tf: LiveBars(tf, start, self.first_live, since=self._bridge) if tf > 1
+            else LiveBars(tf, start, self.live_from)
+            for tf in HISTORY_BARS
+        }
         self._past: dict[int, np.ndarray] | None = None
         self.sinks: list[trio.abc.SendChannel] = []
         self.paused = False
@@ -72,6 +80,8 @@ class SimMarket:
                 self.spec, self.seed, self.walk.start_price, self.first_live,
             )
         live = self.bars[timeframe].array(time.time())
+        if timeframe == 1:
+            return np.concatenate([self._past[1], self._bridge, live])
         return np.concatenate([self._past[timeframe], live])
 
     # -- quotes ------------------------------------------------------------
