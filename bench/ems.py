@@ -429,13 +429,8 @@ def main() -> None:
                         help='resting orders for the in-process dark-book figures (0: skip)')
     args = parser.parse_args()
 
-    os.environ.setdefault(
-        'PYTHONWARNINGS',
-        'ignore:trio.MultiError is deprecated:FutureWarning,'
-        'ignore:MultiError.filter() is deprecated:FutureWarning',
-    )
-    import warnings
-    warnings.filterwarnings('ignore', message='.*MultiError.*')
+    # importing piker also silences tractor's trio warnings (here and in sub-actors)
+    from piker.testing import free_port
     if args.profile:
         Path(args.profile).mkdir(parents=True, exist_ok=True)
 
@@ -444,7 +439,6 @@ def main() -> None:
         '[sim]\nseed = 1\nquote_rate = 20.0\n\n[sim.paper]\nlatency_ms = 0.0\n'
     )
     os.environ['PIKER_CONFIG_DIR'] = str(conf)
-    from piker.testing import free_port
     os.environ['PIKER_REGISTRY_ADDR'] = f'127.0.0.1:{free_port()}'
     print(f'piker EMS bench: {FQME}, paper, {args.orders} orders / {args.fills} fills per '
           f'phase, python {sys.version.split()[0]}, {os.cpu_count()} cpus, '

@@ -121,14 +121,6 @@ def main() -> None:
     parser.add_argument('--seconds', type=float, default=3.0)
     parser.add_argument('--warmup', type=float, default=0.5)
     args = parser.parse_args()
-    os.environ.setdefault(
-        'PYTHONWARNINGS',
-        'ignore:trio.MultiError is deprecated:FutureWarning,'
-        'ignore:MultiError.filter() is deprecated:FutureWarning',
-    )
-    import warnings
-    warnings.filterwarnings('ignore', message='.*MultiError.*')
-
     from piker.brokers.sim import MARKETS
     print(f'piker feed bench: {len(MARKETS)} sim markets, {args.seconds:.1f}s per scenario')
     for title, rate, n in (

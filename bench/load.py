@@ -936,16 +936,10 @@ def main() -> None:
     args = parser.parse_args()
     cfg = Config(**{f.name: getattr(args, f.name) for f in msgspec.structs.fields(Config)})
 
-    os.environ.setdefault(
-        'PYTHONWARNINGS',
-        'ignore:trio.MultiError is deprecated:FutureWarning,'
-        'ignore:MultiError.filter() is deprecated:FutureWarning',
-    )
-    import warnings
-    warnings.filterwarnings('ignore', message='.*MultiError.*')
+    # importing piker also silences tractor's trio warnings (here and in sub-actors)
+    from piker.testing import free_port
     with tempfile.TemporaryDirectory(prefix='piker-bench-load-') as conf:
         os.environ['PIKER_CONFIG_DIR'] = conf
-        from piker.testing import free_port
         os.environ['PIKER_REGISTRY_ADDR'] = f'127.0.0.1:{free_port()}'
         print(f'piker EMS load: {cfg.clients} clients x {cfg.orders} orders over '
               f'{cfg.duration:.0f}s on {", ".join(FQMES)} at {cfg.quote_rate:,.0f} quotes/s each; '

@@ -54,11 +54,6 @@ def piker_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple
     addr = ('127.0.0.1', free_port())
     monkeypatch.setenv('PIKER_CONFIG_DIR', str(confdir))
     monkeypatch.setenv('PIKER_REGISTRY_ADDR', f'{addr[0]}:{addr[1]}')
-    monkeypatch.setenv(
-        'PYTHONWARNINGS',
-        'ignore:trio.MultiError is deprecated:FutureWarning,'
-        'ignore:MultiError.filter() is deprecated:FutureWarning',
-    )
     yield confdir, addr
     _reset_interrupted_runtime()
 
