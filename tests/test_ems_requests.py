@@ -1,0 +1,77 @@
+"""Bursts and stragglers of client requests, end to end on the paper venue.
+
+- a burst of modifies does not queue up at the venue: while one is in
+  flight the newer ones wait in emsd, the newest replacing the others, and
+  a cancel overtakes them (it queues behind the one in flight at most).
+"""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from piker.clearing import Status
+from piker.testing import PaperSim
+from tests._ems_helpers import check_dialog, start
+
+pytestmark = pytest.mark.timeout(60)
+
+# the paper venue handles commands one after the other, each this late:
+# the burst reaches emsd long before the first modify's answer comes back
+LATENCY = {'sim': {'paper': {'latency_ms': 400}}}
+BURST = [round(80.0 + i * 0.1, 1) for i in range(50)]
+
+
+def venue_versions(sim: PaperSim, oid: str) -> list[float]:
+    """The prices `oid` worked at on the paper venue, in order: the venue
+    records each new or modified version of an order before acking it
+    (`piker.clearing._paper_store`)."""
+    path = sim.config_dir / 'accounting' / 'paper_orders.sim.jsonl'
+    records = [json.loads(line) for line in path.read_text().splitlines() if line]
+    return [r['order']['price'] for r in records
+            if r['op'] == 'rest' and r['order']['oid'] == oid]
+
+
+def test_cancel_overtakes_a_burst_of_modifies(paper_sim):
+    async def main(sim: PaperSim):
+        ems = await start(sim)
+        oid = await ems.place('buy', 90.0, 1.0)
+        await ems.wait(oid, 'open')
+        mark = ems.mark()
+        for price in BURST:
+            await ems.client.update(oid, price=price)
+        await ems.client.cancel(oid)
+        await ems.wait(oid, 'canceled', since=mark)
+        # the venue worked the first modify (in flight when the others
+        # came) and then took the cancel: the 49 others were superseded
+        # and dropped (a loaded machine may let one more through)
+        versions = venue_versions(sim, oid)
+        assert versions[:2] == [90.0, 80.0] and len(versions) <= 3, versions
+        sts = [m for m in ems.msgs[mark:] if isinstance(m, Status) and m.oid == oid]
+        assert [s.resp for s in sts] == ['canceled']
+        check_dialog(ems, oid)
+
+    paper_sim(main, brokers=LATENCY)
+
+
+def test_a_burst_of_modifies_ends_at_the_newest(paper_sim):
+    async def main(sim: PaperSim):
+        ems = await start(sim)
+        oid = await ems.place('buy', 90.0, 1.0)
+        await ems.wait(oid, 'open')
+        mark = ems.mark()
+        for price in BURST:
+            await ems.client.update(oid, price=price)
+        # (each 'open' shows the newest price asked: a client sees the
+        # order as it will be; the venue's record says what it worked)
+        await ems.until(lambda: venue_versions(sim, oid)[-1] == BURST[-1])
+        versions = venue_versions(sim, oid)
+        assert versions[:2] == [90.0, 80.0] and versions[-1] == BURST[-1], versions
+        assert len(versions) <= 4, versions
+        opened = [m for m in ems.msgs[mark:] if isinstance(m, Status) and m.oid == oid]
+        assert {(s.resp, s.req.price) for s in opened} == {('open', BURST[-1])}
+        await ems.client.cancel(oid)
+        await ems.wait(oid, 'canceled')
+        check_dialog(ems, oid)
+
+    paper_sim(main, brokers=LATENCY)
