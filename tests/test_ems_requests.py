@@ -2,7 +2,9 @@
 
 - a burst of modifies does not queue up at the venue: while one is in
   flight the newer ones wait in emsd, the newest replacing the others, and
-  a cancel overtakes them (it queues behind the one in flight at most).
+  a cancel overtakes them (it queues behind the one in flight at most);
+- a modify or cancel of an order that has ended is answered without a
+  second terminal status.
 """
 from __future__ import annotations
 
@@ -10,7 +12,8 @@ import json
 
 import pytest
 
-from piker.clearing import Status
+from piker.clearing import OrderFinishedError, Status
+from piker.clearing._journal import Journal
 from piker.testing import PaperSim
 from tests._ems_helpers import check_dialog, start
 
@@ -75,3 +78,35 @@ def test_a_burst_of_modifies_ends_at_the_newest(paper_sim):
         check_dialog(ems, oid)
 
     paper_sim(main, brokers=LATENCY)
+
+
+def test_requests_for_an_ended_order_get_no_second_end(paper_sim):
+    async def main(sim: PaperSim):
+        ems = await start(sim)
+        oid = await ems.place('buy', 90.0, 1.0)
+        await ems.wait(oid, 'open')
+        await ems.client.cancel(oid)
+        await ems.wait(oid, 'canceled')
+        # the client API says so at once
+        with pytest.raises(OrderFinishedError, match='already canceled: nothing to modify'):
+            await ems.client.update(oid, price=91.0)
+        with pytest.raises(OrderFinishedError, match='already canceled: nothing to cancel'):
+            await ems.client.cancel(oid)
+        assert oid not in ems.dialogs
+        # a request that raced the end (sent before the client heard it)
+        # reaches emsd: the end it is about to hear answers it
+        mark = ems.mark()
+        order = ems.client.mk_order('buy', 91.0, 1.0, oid=oid)
+        ems.send_raw(order)
+        ems.send_raw({'name': 'cancel', 'oid': oid, 'symbol': order.symbol})
+        later = await ems.place('buy', 100.0, 1.0)  # emsd handled them all
+        await ems.wait(later, 'closed', since=mark)
+        assert ems.resps(oid) == ['pending', 'open', 'canceled']
+        check_dialog(ems, oid)
+        # and its history (emsd's journal) ends once too
+        with Journal.open(readonly=True) as journal:
+            events = journal.dialog(oid).events
+        assert [st.resp for st in events] == ['pending', 'open', 'canceled']
+        assert len((await sim.venue_orders())[oid]) == 1  # not re-opened
+
+    paper_sim(main)

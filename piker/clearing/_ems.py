@@ -65,7 +65,7 @@ from ..service import (
     watch_peer,
 )
 from ._dark import DarkBook, Direction, Triggered
-from ._dialogs import Arm, DialogTable, Disarm, Effect, Phase, ToVenue
+from ._dialogs import Arm, Dialog, DialogTable, Disarm, Effect, Phase, ToVenue
 from ._journal import (
     Journal,
     JournalEntry,
@@ -78,6 +78,7 @@ from ._messages import (
     BrokerdError,
     BrokerdOrdersSynced,
     BrokerdPosition,
+    Cancel,
     MessageError,
     Order,
     Status,
@@ -643,6 +644,10 @@ class Router:
             log.warning('bad message from client %s: %s', client.id, err.reason)
             client.push(error_status(raw, err.reason))
             return
+        ended = self.dialogs.get(msg.oid)
+        if ended is not None and ended.terminal:
+            self._on_finished(client, msg, ended)
+            return
         if isinstance(msg, Order):
             problem = await self._check_order(client, msg)
             if not problem:
@@ -677,6 +682,28 @@ class Router:
         # even with no effects: a stashed modify/cancel changed the dialog
         await self.execute(effects, origin=client)
 
+    def _on_finished(self, client: ClientConn, msg: Order | Cancel, dialog: Dialog) -> None:
+        """A modify, re-send or cancel of a dialog that has ended.
+
+        Never a second terminal Status: a client that hears the dialog (it
+        placed it, or watches its market) has its answer in the dialog's
+        terminal Status, sent already or on its way (the request raced the
+        end; `OrderClient` refuses requests for orders it saw end). Any
+        other client gets an `error`: the first and only end it hears of
+        that oid, kept out of the dialog's journal history.
+        """
+        what = 'cancel' if isinstance(msg, Cancel) else 'order'
+        if self._hears(client, dialog.oid, dialog.fqme):
+            log.info('%s for finished dialog %s (%s) from client %s dropped: '
+                     'its end answers it', what, dialog.oid, dialog.phase.value, client.id)
+            return
+        log.warning('%s for finished dialog %s (%s) refused', what, dialog.oid,
+                    dialog.phase.value)
+        client.push(error_status(msg, (
+            f'order {dialog.oid} is already {dialog.phase.value}: '
+            + ('nothing to cancel' if what == 'cancel' else 'a new order needs a new oid')
+        )))
+
     def _forget_evicted(self) -> None:
         """Drop the owner/route of dialogs the table has evicted (it keeps
         only so many finished ones): else a long-lived emsd grows by two
@@ -693,10 +720,6 @@ class Router:
         except Exception as err:  # NoSuchBackend: lists the known ones
             return str(err)
         existing = self.dialogs.get(order.oid)
-        if existing is not None and existing.terminal:
-            # the dialog table would drop it silently: tell the sender
-            return (f'dialog {order.oid} is finished ({existing.phase.value}): '
-                    'a new order needs a new oid')
         if existing is not None and existing.fqme != order.symbol:
             return (f'modify of {order.oid} cannot change its market '
                     f'{existing.fqme!r} to {order.symbol!r}')
@@ -847,14 +870,17 @@ class Router:
         )
         self.execute_nowait(effects)
 
+    def _hears(self, client: ClientConn, oid: str, fqme: str) -> bool:
+        """Whether `client` gets the Statuses of dialog `oid` (on `fqme`)."""
+        return fqme in client.fqmes or client.id == self.owners.get(oid)
+
     def publish(self, status: Status, origin: ClientConn | None = None) -> None:
         """Fan a Status out to every interested client."""
         self.risk.observe(status)
         fqme = status.req.symbol if status.req is not None else ''
-        owner = self.owners.get(status.oid)
         sent = False
         for client in self.clients.values():
-            if fqme in client.fqmes or client.id == owner or client is origin:
+            if client is origin or self._hears(client, status.oid, fqme):
                 client.push(status)
                 sent = True
         if not sent:
