@@ -20,6 +20,7 @@ script that reads `trades` slowly never stalls emsd's connection.
 from __future__ import annotations
 
 import math
+import re
 import time
 import uuid
 from collections import OrderedDict
@@ -220,11 +221,18 @@ class OrderClient:
             self._orders[msg.oid] = msg.req
 
 
-def _remote_reason(err: BaseException) -> str:
-    """The last line of a remote traceback: `ErrType: message`."""
+def remote_reason(err: BaseException) -> str:
+    """The last line of a remote traceback, `ErrType: message` (the type
+    without its module path: `SymbolNotFound`, not `piker.brokers...`)."""
     text = str(err.args[0] if err.args else err).strip()
     lines = [ln for ln in text.splitlines() if ln.strip()]
-    return lines[-1].strip() if lines else repr(err)
+    if not lines:
+        return repr(err)
+    return _MODULE_PATH.sub('', lines[-1].strip(), count=1)
+
+
+# `pkg.mod.` before the error type on a traceback's last line
+_MODULE_PATH = re.compile(r'^(?:[A-Za-z_]\w*\.)+(?=[A-Za-z_]\w*:)')
 
 
 def _check_session(fqme: str, mode: str) -> str:
@@ -348,9 +356,9 @@ async def open_ems(
                 err = eg.exceptions[0]
                 if started:
                     raise EMSError(
-                        f'the emsd session of {fqme} failed: {_remote_reason(err)}'
+                        f'the emsd session of {fqme} failed: {remote_reason(err)}'
                     ) from None
-                raise EMSError(f'emsd refused the session: {_remote_reason(err)}') from None
+                raise EMSError(f'emsd refused the session: {remote_reason(err)}') from None
 
 
 async def wait_for_status(
