@@ -5,6 +5,8 @@ nothing is created or changed, so it is safe next to a running paperboi.
 """
 from __future__ import annotations
 
+from typing import NoReturn
+
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -13,8 +15,9 @@ from ..accounting import Account, AccountingError, TransactionLedger, tick_digit
 from ._app import app
 
 
-def _fail(console: Console, err: Exception) -> None:
-    console.print(f'[red]error:[/red] {err}', highlight=False)
+def _fail(err: Exception) -> NoReturn:
+    """An error goes to stderr (stdout is the table), exit 1."""
+    typer.echo(f'error: {err}', err=True)
     raise typer.Exit(1)
 
 
@@ -32,7 +35,7 @@ def ledger(
     try:
         led = TransactionLedger.load(broker, account)
     except AccountingError as err:
-        _fail(console, err)
+        _fail(err)
     if not led:
         console.print(
             f'no trades recorded for {broker}/{account} (ledger {led.path})',
@@ -66,7 +69,7 @@ def positions(
     try:
         acct = Account.load(broker, account)
     except AccountingError as err:
-        _fail(console, err)
+        _fail(err)
     pps = acct.open_positions()
     if not pps:
         console.print(
