@@ -41,11 +41,30 @@ class ConfigError(ValueError):
 
 
 def get_config_dir() -> Path:
-    """Return (and create) the piker config dir."""
+    """Return (and create) the piker config dir.
+
+    Raises `ConfigError` naming the path, where it came from and what is
+    wrong with it (a regular file, a parent that is a file, no permission).
+    """
     env = os.environ.get(ENV_CONFIG_DIR)
     path = Path(env).expanduser() if env else Path(platformdirs.user_config_dir('piker'))
-    path.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ConfigError(_config_dir_problem(path, bool(env), err)) from None
     return path
+
+
+def _config_dir_problem(path: Path, from_env: bool, err: OSError) -> str:
+    what = f'{ENV_CONFIG_DIR}={str(path)!r}' if from_env else f'the config dir {str(path)!r}'
+    fix = (f'point {ENV_CONFIG_DIR} at a directory (created if missing)' if from_env
+           else f'remove it or set {ENV_CONFIG_DIR} to a directory')
+    if path.exists() and not path.is_dir():
+        return f'{what} is a file, not a directory: {fix}'
+    blocker = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
+    if blocker is not None:
+        return f'{what} cannot be created: {str(blocker)!r} is a file, not a directory: {fix}'
+    return f'{what} cannot be created: {err.strerror or err}'
 
 
 def parse_addr(text: str, what: str = ENV_REGISTRY_ADDR) -> tuple[str, int]:
