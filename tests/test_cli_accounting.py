@@ -103,6 +103,14 @@ def test_bad_account_name(runner, cmd):
     assert res.stderr.startswith("error: invalid account name '../etc'")
 
 
+@pytest.mark.parametrize('cmd', ['ledger', 'positions'])
+def test_unknown_backend_is_an_error(runner, cmd):
+    res = runner.invoke(app, [cmd, 'nope', 'paper'])
+    assert res.exit_code == 1 and res.stdout == ''
+    assert res.stderr.startswith("error: no broker backend 'nope'; available backends: ")
+    assert 'sim' in res.stderr
+
+
 def test_corrupt_files_are_reported(runner):
     for path in (ledger_path('sim', 'paper'), account_path('sim', 'paper')):
         path.parent.mkdir(parents=True, exist_ok=True)

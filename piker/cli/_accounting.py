@@ -21,6 +21,16 @@ def _fail(err: Exception) -> NoReturn:
     raise typer.Exit(1)
 
 
+def _check_backend(broker: str) -> None:
+    """Nothing recorded: say so if that is because `broker` is no backend
+    (a typo), rather than show an empty view."""
+    from ..brokers import BrokerError, get_brokermod
+    try:
+        get_brokermod(broker)
+    except BrokerError as err:
+        _fail(err)
+
+
 def _fmt(value: float) -> str:
     return f'{value:,.10g}'
 
@@ -37,6 +47,7 @@ def ledger(
     except AccountingError as err:
         _fail(err)
     if not led:
+        _check_backend(broker)
         console.print(
             f'no trades recorded for {broker}/{account} (ledger {led.path})',
             highlight=False,
@@ -72,6 +83,7 @@ def positions(
         _fail(err)
     pps = acct.open_positions()
     if not pps:
+        _check_backend(broker)
         console.print(
             f'no open positions for {broker}/{account} (file {acct.path})',
             highlight=False,
