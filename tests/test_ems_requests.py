@@ -14,7 +14,7 @@ import pytest
 
 from piker.clearing import OrderFinishedError, Status
 from piker.clearing._journal import Journal
-from piker.testing import PaperSim
+from piker.testing import EMSSession, PaperSim
 from tests._ems_helpers import check_dialog, start
 
 pytestmark = pytest.mark.timeout(60)
@@ -35,14 +35,25 @@ def venue_versions(sim: PaperSim, oid: str) -> list[float]:
             if r['op'] == 'rest' and r['order']['oid'] == oid]
 
 
+async def burst(sim: PaperSim) -> tuple[EMSSession, str, int]:
+    """A resting buy at 90, then the `BURST` of modifies back to back;
+    returns the session, the oid and the mark before the burst."""
+    ems = await start(sim)
+    oid = await ems.place('buy', 90.0, 1.0)
+    await ems.wait(oid, 'open')
+    mark = ems.mark()
+    for price in BURST:
+        await ems.client.update(oid, price=price)
+    return ems, oid, mark
+
+
+def since(ems: EMSSession, oid: str, mark: int) -> list[Status]:
+    return [m for m in ems.msgs[mark:] if isinstance(m, Status) and m.oid == oid]
+
+
 def test_cancel_overtakes_a_burst_of_modifies(paper_sim):
     async def main(sim: PaperSim):
-        ems = await start(sim)
-        oid = await ems.place('buy', 90.0, 1.0)
-        await ems.wait(oid, 'open')
-        mark = ems.mark()
-        for price in BURST:
-            await ems.client.update(oid, price=price)
+        ems, oid, mark = await burst(sim)
         await ems.client.cancel(oid)
         await ems.wait(oid, 'canceled', since=mark)
         # the venue worked the first modify (in flight when the others
@@ -50,8 +61,7 @@ def test_cancel_overtakes_a_burst_of_modifies(paper_sim):
         # and dropped (a loaded machine may let one more through)
         versions = venue_versions(sim, oid)
         assert versions[:2] == [90.0, 80.0] and len(versions) <= 3, versions
-        sts = [m for m in ems.msgs[mark:] if isinstance(m, Status) and m.oid == oid]
-        assert [s.resp for s in sts] == ['canceled']
+        assert [s.resp for s in since(ems, oid, mark)] == ['canceled']
         check_dialog(ems, oid)
 
     paper_sim(main, brokers=LATENCY)
@@ -59,20 +69,14 @@ def test_cancel_overtakes_a_burst_of_modifies(paper_sim):
 
 def test_a_burst_of_modifies_ends_at_the_newest(paper_sim):
     async def main(sim: PaperSim):
-        ems = await start(sim)
-        oid = await ems.place('buy', 90.0, 1.0)
-        await ems.wait(oid, 'open')
-        mark = ems.mark()
-        for price in BURST:
-            await ems.client.update(oid, price=price)
+        ems, oid, mark = await burst(sim)
         # (each 'open' shows the newest price asked: a client sees the
         # order as it will be; the venue's record says what it worked)
         await ems.until(lambda: venue_versions(sim, oid)[-1] == BURST[-1])
         versions = venue_versions(sim, oid)
         assert versions[:2] == [90.0, 80.0] and versions[-1] == BURST[-1], versions
         assert len(versions) <= 4, versions
-        opened = [m for m in ems.msgs[mark:] if isinstance(m, Status) and m.oid == oid]
-        assert {(s.resp, s.req.price) for s in opened} == {('open', BURST[-1])}
+        assert {(s.resp, s.req.price) for s in since(ems, oid, mark)} == {('open', BURST[-1])}
         await ems.client.cancel(oid)
         await ems.wait(oid, 'canceled')
         check_dialog(ems, oid)
