@@ -18,7 +18,6 @@ order still working is cancelled, and the invariants are checked:
 """
 from __future__ import annotations
 
-import contextlib
 import math
 
 import pytest
@@ -97,14 +96,13 @@ async def run_program(sim: PaperSim, ems: EMSSession, program: list[tuple]) -> N
                     _, _, off, size = op
                     limits[oid].append(_price(off))
                     await client.update(oid, price=_price(off), size=size)
-            except OrderFinishedError:
-                continue  # the client heard the end before this recorder
+            except OrderFinishedError:  # an update: the client heard the
+                continue  # end before this recorder did
 
     # wind down: cancel what still works, then every dialog must end
     for oid in oids:
         if not _finished(ems, oid, mark):
-            with contextlib.suppress(OrderFinishedError):
-                await client.cancel(oid)
+            await client.cancel(oid)
     for oid in oids:
         await ems.wait(oid, TERMINAL_RESPS, timeout=10, since=mark)
 

@@ -65,7 +65,7 @@ class UnknownOrderError(KeyError):
 
 
 class OrderFinishedError(UnknownOrderError):
-    """An update, cancel or re-send named an order whose dialog has ended.
+    """An update or re-send named an order whose dialog has ended.
 
     `status` is the dialog's terminal Status. A `KeyError` like
     `UnknownOrderError`: there is no working order by that oid.
@@ -187,14 +187,26 @@ class OrderClient:
         await trio.lowlevel.checkpoint()
         return new
 
-    def cancel_nowait(self, oid: str) -> None:
-        """Request cancellation of `oid`."""
+    def cancel_nowait(self, oid: str) -> bool:
+        """Request cancellation of `oid`; False if it has ended already.
+
+        Cancelling an ended order is not an error (nothing works there any
+        more, which is what a cancel wants; scripts cancelling what they
+        think still works race the ends): nothing is sent, and its terminal
+        Status, in `trades`, says how it ended.
+        """
+        end = self._finished.get(oid)
+        if end is not None:
+            log.info('cancel of %s: nothing sent, it is already %s', oid, end.resp)
+            return False
         order = self._known(oid, 'nothing to cancel')
         self._send_ch.send_nowait(Cancel(oid=oid, symbol=order.symbol))
+        return True
 
-    async def cancel(self, oid: str) -> None:
-        self.cancel_nowait(oid)
+    async def cancel(self, oid: str) -> bool:
+        sent = self.cancel_nowait(oid)
         await trio.lowlevel.checkpoint()
+        return sent
 
     def cancel_all_nowait(self, fqme: str | None = None) -> list[str]:
         """Cancel every active dialog (of `fqme`); returns their oids."""
