@@ -688,7 +688,7 @@ class Router:
         Never a second terminal Status: a client that hears the dialog (it
         placed it, or watches its market) has its answer in the dialog's
         terminal Status, sent already or on its way (the request raced the
-        end; `OrderClient` refuses requests for orders it saw end). Any
+        end; `OrderClient` sends none for orders it saw end). Any
         other client gets an `error`: the first and only end it hears of
         that oid, kept out of the dialog's journal history.
         """
