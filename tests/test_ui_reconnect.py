@@ -12,6 +12,7 @@ so the disconnected state is held as long as the test needs it.
 from __future__ import annotations
 
 import os
+import time
 from contextlib import asynccontextmanager as acm
 
 import pytest
@@ -358,3 +359,25 @@ def test_e2e_brokerd_killed_prices_go_stale_then_the_feed_resumes(qtbot, capfd, 
 
     run_guest_sim(main)
     _one_clean_line(seen['err'], 'quote feed lost')
+
+
+def test_e2e_closing_the_window_while_reconnecting_exits_cleanly(qtbot):
+    """Both loops waiting to reconnect (emsd and brokerd killed): a close
+    request still ends the session at once, leaving no process behind."""
+    gate = Gate()
+    seen: dict = {}
+
+    async def main(sim) -> None:
+        await sim.push(FQME, bsize=5, asize=5)
+        async with running_chart(backoff=gate.backoff, stale_after=1.0) as app:
+            mode, chart = app.modes[FQME], app.win.chart(FQME)
+            await sim.kill('emsd')
+            await sim.kill('brokerd.sim')
+            await until(lambda: not mode.connected and gate.waiting == 2, timeout=20)
+            assert chart.banner.texts()[0].startswith('EMS disconnected')
+            assert chart.banner.texts()[1].startswith('quotes stale since')
+            seen['t0'] = time.monotonic()
+        seen['took'] = time.monotonic() - seen['t0']
+
+    run_guest_sim(main)
+    assert seen['took'] < 3
