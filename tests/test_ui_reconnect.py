@@ -110,6 +110,22 @@ def test_disconnected_order_mode_refuses_input_greys_lines_and_says_why(qtbot, o
     assert om.staged is not None
 
 
+def test_a_loss_is_told_in_one_line_even_inside_exception_groups():
+    from piker.service import PeerLost
+    from piker.ui._app import _lost
+
+    async def main() -> list[str]:
+        lost = PeerLost('emsd', 'connection broken (BrokenResourceError)')
+        nested = BaseExceptionGroup('x', [ExceptionGroup('y', [lost])])
+        return [await _lost(lost), await _lost(nested), await _lost(OSError())]
+
+    assert trio.run(main) == [
+        'lost emsd: connection broken (BrokenResourceError)',
+        'lost emsd: connection broken (BrokenResourceError)',
+        'OSError',
+    ]
+
+
 # --- the link watch (fake feed, mock clock) ----------------------------------------------
 
 class FakeFeed:
