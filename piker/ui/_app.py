@@ -355,7 +355,9 @@ class ChartApp:
                     if mode is None and isinstance(err, EMSError):
                         raise
                     why = await _lost(err)
-                if backoff.attempts == 0:
+                if mode is None:
+                    log.warning('cannot reach emsd for %s (%s): retrying', fqme, why)
+                elif backoff.attempts == 0:
                     log.warning('EMS session of %s lost (%s): reconnecting', fqme, why)
                 else:
                     log.info('EMS session of %s still down (%s): retrying', fqme, why)
@@ -369,7 +371,7 @@ class ChartApp:
                 await backoff.sleep()
         except EMSError as err:
             self.ems_errors[fqme] = str(err) or type(err).__name__
-            log.error('order mode of %s is off: %s', fqme, self.ems_errors[fqme])
+            log.warning('order mode of %s is off: %s', fqme, self.ems_errors[fqme])
             status.set_order_status(
                 key, f'{fqme}: order mode off: {self.ems_errors[fqme]}', final=True,
             )
@@ -431,7 +433,22 @@ async def _lost(err: BaseException) -> str:
     while isinstance(err, BaseExceptionGroup):
         real = [e for e in err.exceptions if not isinstance(e, trio.Cancelled)]
         err = (real or err.exceptions)[0]
+    if not isinstance(err, _link_errors()):
+        # not a lost connection but a bug: worth its traceback
+        log.error('unexpected %s (reconnecting anyway)', type(err).__name__, exc_info=err)
     return str(err) or type(err).__name__
+
+
+def _link_errors() -> tuple[type[BaseException], ...]:
+    """What a dead, hung or refusing daemon raises in a session or feed."""
+    from ..brokers import BrokerError
+    from ..clearing import EMSError
+    from ..service import ServiceError
+    return (
+        ServiceError, EMSError, BrokerError, OSError, trio.BrokenResourceError,
+        trio.ClosedResourceError, trio.EndOfChannel, trio.TooSlowError, trio.Cancelled,
+        tractor.RemoteActorError, tractor.ContextCancelled,
+    )
 
 
 # Qt messages that say nothing to a user (the offscreen platform has no
