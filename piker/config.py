@@ -142,6 +142,9 @@ class UIConf(_Model):
     default_size_unit: Literal['units', 'currency'] = 'currency'
     default_limit: float = Field(5000.0, gt=0)
     default_slots: int = Field(4, ge=1)
+    # the chart greys its prices after this long without a word from brokerd
+    # (quotes or its 0.25 s heartbeat); None: the chart's default (2 s)
+    stale_after_s: float | None = Field(None, gt=0)
 
 
 TradingStateName = Literal['active', 'reduce_only', 'halted']
@@ -285,6 +288,8 @@ _DEFAULTS: dict[str, str] = {
 # default_size_unit = "currency"   # or "units"
 # default_limit = 5000.0
 # default_slots = 4
+# stale_after_s = 2.0   # grey the prices after this long without a word from
+#                       # brokerd (quotes or its 0.25 s heartbeat)
 #
 # [ems]
 # dark_pad_ticks = 5   # price ticks a triggered dark order is padded by

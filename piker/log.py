@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 
 _FMT = '%(asctime)s %(levelname)-7s [%(actor)s] %(name)s: %(message)s'
 _COLOURS = {
@@ -94,6 +95,26 @@ def _filter_tractor_echoes() -> None:
             logger.addFilter(_ECHO_FILTER)
 
 
+class _StderrHandler(logging.StreamHandler):
+    """A console handler that writes to whatever `sys.stderr` is *now*.
+
+    A plain `StreamHandler()` keeps the `sys.stderr` of the moment it was
+    made: once whoever swapped it in (pytest's `capfd`, an embedding app)
+    closes it, every later log line fails with "--- Logging error ---".
+    """
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self):  # noqa: D102
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value) -> None:
+        pass
+
+
 def get_logger(name: str) -> logging.Logger:
     """Return the `piker.<name>` logger (`name` may already start with piker)."""
     if not name.startswith('piker'):
@@ -107,7 +128,7 @@ def get_console_log(level: str | None = None, tractor_level: str = 'error') -> l
     level = (level or os.environ.get('PIKER_LOGLEVEL') or 'warning').upper()
     root.setLevel(level)
     if not any(getattr(h, '_piker', False) for h in root.handlers):
-        h = logging.StreamHandler()
+        h = _StderrHandler()
         h._piker = True  # type: ignore[attr-defined]
         h.addFilter(_ActorFilter())
         h.setFormatter(_ColourFormatter(colour=h.stream.isatty()))
