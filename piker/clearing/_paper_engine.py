@@ -119,20 +119,25 @@ class PaperVenue:
         self._inboxes: set[Any] = set()
         self._handling = 0
         for acct in self.accounts:
-            # the ledger is the source of truth: positions are rebuilt from
-            # it at start-up, so a positions file a crash left behind can
-            # never disagree with the recorded fills
-            ledger = TransactionLedger.load(broker, acct)
-            self.ledgers[acct] = ledger
-            account = Account.load(broker, acct)
-            if ledger:
-                account.rebuild_from_ledger(ledger)
-                account.write()
-            self.pps[acct] = account
+            self._load_account(acct)
         # the venue's own memory (working orders, replay log): see _paper_store
         self.store = VenueStore(broker)
         self._repair_ledgers()
         self._restore_orders()
+
+    def _load_account(self, acct: str) -> None:
+        """Load the ledger and positions of `acct`.
+
+        The ledger is the source of truth: positions are rebuilt from it
+        at start-up, so a positions file a crash left behind can never
+        disagree with the recorded fills, and one that is unusable is set
+        aside and rebuilt (`Account.load_or_set_aside`).
+        """
+        ledger = self.ledgers[acct] = TransactionLedger.load(self.broker, acct)
+        account = self.pps[acct] = Account.load_or_set_aside(self.broker, acct)
+        if ledger or account.dirty:
+            account.rebuild_from_ledger(ledger)
+            account.write()
 
     def _repair_ledgers(self) -> None:
         """Put the fills a crash kept out of the ledger into it.
@@ -145,8 +150,7 @@ class PaperVenue:
             fill = ev.msg
             assert isinstance(fill, BrokerdFill)
             if ev.account not in self.ledgers:
-                self.ledgers[ev.account] = TransactionLedger.load(self.broker, ev.account)
-                self.pps[ev.account] = Account.load(self.broker, ev.account)
+                self._load_account(ev.account)
             if fill.tid in self.ledgers[ev.account]:
                 continue
             missing[ev.account].append(Transaction(
