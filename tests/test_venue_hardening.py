@@ -20,7 +20,7 @@ from piker.clearing import Status
 from piker.clearing._journal import Journal
 from piker.clearing._paper_store import store_path
 from piker.testing import PaperSim
-from tests._ems_helpers import BASE, FQME, check_dialog, start
+from tests._ems_helpers import BASE, FQME, check_dialog, raw_venue_dialogue, start
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -110,3 +110,37 @@ def test_a_corrupt_positions_file_is_rebuilt_from_the_ledger(paper_sim):
     paper_sim(reboot)
     (aside,) = path.parent.glob(f'{path.name}.corrupt-*')
     assert aside.read_bytes().startswith(b'["btcusdt.sim"]\nsize = ')
+
+
+# ---- 6: a backend order whose symbol is not the broker-native key ---------------
+
+def venue_order(oid: str, symbol: str, price: float = 101.0, size: float = 1.0,
+                action: str = 'buy') -> dict:
+    return {'name': 'brokerd_order', 'oid': oid, 'symbol': symbol, 'action': action,
+            'price': price, 'size': size, 'account': 'paper', 'time_ns': 1}
+
+
+def test_a_venue_order_must_carry_the_broker_native_key(paper_sim):
+    async def main(sim: PaperSim):
+        await sim.push('simco.sim', bid=99.0, ask=100.0, bsize=50.0, asize=50.0)
+        await sim.push(FQME, **BASE)
+        async with raw_venue_dialogue() as dlg:
+            for oid, symbol in (('fq', 'simco.sim'), ('up', 'BTCUSDT.SIM'), ('case', 'BTCUSDT')):
+                mark = len(dlg.msgs)
+                await dlg.stream.send(venue_order(oid, symbol))
+                err = await dlg.reply(lambda m, o=oid: m.get('oid') == o, since=mark)
+                assert err['name'] == 'error', err
+                assert 'not a broker-native key' in err['reason'] and symbol in err['reason']
+            # the right key still trades
+            mark = len(dlg.msgs)
+            await dlg.stream.send(venue_order('ok', 'simco'))
+            done = await dlg.reply(lambda m: m.get('oid') == 'ok' and m.get('status') == 'closed',
+                                   since=mark)
+            assert done['filled'] == 1.0
+            assert not [m for m in dlg.msgs if m.get('oid') in ('fq', 'up', 'case')
+                        and m['name'] != 'error']
+        assert set(await sim.venue_orders()) == {'ok'}
+        assert [t.fqme for t in sim.ledger().values()] == ['simco.sim']
+        assert sim.position_size('simco.sim') == 1.0
+
+    paper_sim(main)

@@ -40,6 +40,7 @@ from ..accounting import (
     Transaction,
     TransactionLedger,
     strip_broker,
+    unpack_fqme,
 )
 from ..config import PaperConf, load_brokers_conf
 from ..data import open_feed  # up front: no blocking import in a handler
@@ -312,6 +313,8 @@ class PaperVenue:
         while True:
             try:
                 async with open_feed([fqme]) as feed:
+                    if feed.mkts[fqme].fqme != fqme:
+                        raise NotAMarketKey(fqme, feed.mkts[fqme].fqme)
                     book = self.books.get(fqme) or PaperBook(fqme)
                     first = feed.first_quotes.get(fqme)
                     if first:
@@ -334,7 +337,8 @@ class PaperVenue:
                 log.warning('quote feed of %s ended; reconnecting', fqme)
             except Exception as err:  # unknown symbol, dead backend, ...
                 if not ready.is_set():
-                    reason = f'no market data for {fqme!r}: {err}'
+                    reason = (str(err) if isinstance(err, NotAMarketKey)
+                              else f'no market data for {fqme!r}: {err}')
                     log.error(reason)
                     self._feed_errors[fqme] = reason
                     self._feeds.pop(fqme, None)
@@ -378,7 +382,10 @@ class PaperVenue:
         )
 
     async def order(self, cmd: BrokerdOrder) -> None:
-        fqme = f'{cmd.symbol}.{self.broker}'.lower()
+        fqme, problem = native_fqme(cmd.symbol, self.broker)
+        if problem:
+            await self.emit(self._reject(cmd, problem))
+            return
         if cmd.account not in self.accounts:
             await self.emit(self._reject(
                 cmd, f'unknown account {cmd.account!r} for {self.broker}: '
@@ -582,6 +589,36 @@ def _as_touch_quote(quote: dict[str, Any]) -> dict[str, Any]:
         if price is not None and math.isfinite(price):
             ticks.append({'type': key, 'price': price, 'size': quote.get(size_key)})
     return {'ticks': ticks}
+
+
+class NotAMarketKey(ValueError):
+    """An order's symbol resolved to a market of another name: it was not
+    that market's broker-native key (an fqme, or a case variant)."""
+
+    def __init__(self, fqme: str, market: str) -> None:
+        super().__init__(
+            f'symbol {strip_broker(fqme)!r} is not a broker-native key: it names '
+            f'the market {market!r}, whose key is {strip_broker(market)!r}'
+        )
+
+
+def native_fqme(symbol: str, broker: str) -> tuple[str, str]:
+    """`(fqme, '')` for a well-formed broker-native key, else `('', why)`.
+
+    A venue order carries the fqme without its `.<broker>` suffix, lower
+    case (`btcusdt`), never an fqme (`btcusdt.sim`: it would be booked
+    under `btcusdt.sim.sim`) nor another spelling. Whether the key names
+    a market is the feed's to say (`NotAMarketKey`).
+    """
+    if symbol != symbol.lower():
+        return '', (f'symbol {symbol!r} is not a broker-native key: keys are '
+                    f'lower case ({symbol.lower()!r})')
+    fqme = f'{symbol}.{broker}'
+    try:
+        unpack_fqme(fqme)
+    except ValueError as err:
+        return '', f'symbol {symbol!r} is not a broker-native key of {broker}: {err}'
+    return fqme, ''
 
 
 def reply_oid(raw: Any) -> str:
