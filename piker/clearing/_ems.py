@@ -87,6 +87,7 @@ from ._messages import (
 )
 from ._paper_engine import PAPERBOI_STARTUP, leave_if_cancelled, open_trade_dialog
 from ._reconcile import VenueSync
+from ._risk import quote_mark
 from ._risk_state import open_risk_gate
 
 log = get_logger(__name__)
@@ -178,12 +179,17 @@ class Relay:
         return f'paperboi.{self.broker}' if self.mode == 'paper' else f'brokerd.{self.broker}'
 
 
+# how long a live order waits for its market's first quote (price band)
+LIVE_MARK_WAIT = 5.0
+
+
 class DarkFeed:
     """The quote feed of one market, driving the dark book."""
 
     def __init__(self) -> None:
         self.ready = trio.Event()
         self.last: float = math.nan
+        self.mark: float = math.nan  # the price band's reference: see quote_mark
         self.mkt: MktPair | None = None
         self.error: str = ''
         self.down = False  # lost after it was up; reconnecting
@@ -576,6 +582,7 @@ class Router:
                             last = (bid + ask) / 2
                     if last is not None:
                         feed.last = float(last)
+                    feed.mark = quote_mark(first, feed.mark)
                     feed.ready.set()
                     backoff = 0.1
                     if feed.down:
@@ -589,6 +596,7 @@ class Router:
                         last = quote.get('last')
                         if last is not None:
                             feed.last = last
+                        feed.mark = quote_mark(quote, feed.mark)
                         fired = self.book.process_quote(fqme, quote)
                         if fired:
                             effects: list[Effect] = []
@@ -651,7 +659,7 @@ class Router:
                 live = self.dialogs.get(msg.oid)
                 refusal = self.risk.check(
                     msg, existing=live.req if live is not None else None,
-                    session=client.id,
+                    session=client.id, mark=self.mark(msg.symbol),
                 )
                 problem = refusal.reason if refusal is not None else ''
             if problem:
@@ -714,7 +722,24 @@ class Router:
                 await self.ensure_feed(order.symbol)
             except Exception as err:
                 return str(err)
+        else:
+            # the risk gate's price band wants the market's price; without
+            # market data (or in time) the band is not checked, the venue's is
+            with trio.move_on_after(LIVE_MARK_WAIT):
+                try:
+                    await self.ensure_feed(order.symbol)
+                except Exception as err:
+                    log.warning('no market price to check order %s against: %s',
+                                order.oid, err)
         return ''
+
+    def mark(self, fqme: str) -> float | None:
+        """The market's price now if a feed has one (the price band's
+        reference)."""
+        feed = self.feeds.get(fqme)
+        if feed is None or not feed.ready.is_set() or not math.isfinite(feed.mark):
+            return None
+        return feed.mark
 
     # -- effects ----------------------------------------------------------------
 
