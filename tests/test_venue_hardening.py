@@ -12,10 +12,13 @@
 """
 from __future__ import annotations
 
+import math
+import shutil
+
 import pytest
 import trio
 
-from piker.accounting import account_path
+from piker.accounting import account_path, ledger_path
 from piker.clearing import Status
 from piker.clearing._journal import Journal
 from piker.clearing._paper_store import store_path
@@ -142,5 +145,127 @@ def test_a_venue_order_must_carry_the_broker_native_key(paper_sim):
         assert set(await sim.venue_orders()) == {'ok'}
         assert [t.fqme for t in sim.ledger().values()] == ['simco.sim']
         assert sim.position_size('simco.sim') == 1.0
+
+    paper_sim(main)
+
+
+# ---- 5: absurd prices never reach a venue; a venue's band backs emsd's up ----------
+
+ETH = 'ethusdt.sim'
+ETH_BASE = dict(bid=2999.0, ask=3000.0, last=2999.5, bsize=5.0, asize=5.0)
+
+
+def test_an_absurd_price_is_refused_before_the_venue(paper_sim):
+    async def main(sim: PaperSim):
+        ems = await start(sim, ETH, **ETH_BASE)
+        # the issue's order: its notional is not a number
+        oid = await ems.place('buy', 1e308, 10.0, symbol=ETH)
+        err = await ems.wait(oid, 'error')
+        assert 'not a finite number' in err.reason
+        # far from the market: the live price band (default 0.5)
+        oid = await ems.place('buy', 30000.0, 1.0, symbol=ETH)
+        err = await ems.wait(oid, 'error')
+        assert err.reason.startswith('price_band (default) is 0.5: order price 30000')
+        # dark orders and alerts: the wider dark band, still finite
+        oid = await ems.place('buy', 1e9, 1.0, exec_mode='dark', symbol=ETH)
+        assert 'dark_price_band' in (await ems.wait(oid, 'error')).reason
+        oid = await ems.place('alert', 1e300, 1.0, symbol=ETH)
+        assert 'dark_price_band' in (await ems.wait(oid, 'error')).reason
+        # none of them reached the venue, and a sane order still trades
+        assert await sim.venue_orders() == {}
+        oid = await ems.place('buy', 3001.0, 1.0, symbol=ETH)
+        await ems.wait(oid, 'closed')
+        check_dialog(ems, oid)
+        # a modify far away is refused and the order works on as it was
+        rest = await ems.place('buy', 2900.0, 1.0, symbol=ETH)
+        await ems.wait(rest, 'open')
+        mark = ems.mark()
+        await ems.client.update(rest, price=29000.0)
+        st = await ems.wait_for(lambda m: isinstance(m, Status) and m.oid == rest
+                                and 'modify refused' in m.reason, since=mark)
+        assert st.resp == 'open' and st.req.price == 2900.0
+        await ems.client.cancel(rest)
+        await ems.wait(rest, 'canceled')
+
+    paper_sim(main)
+
+
+def test_the_venue_has_its_own_band(paper_sim):
+    """With emsd's bands lifted, the venue's own (10x the market either
+    way) still refuses what a venue never could fill sanely; straight to
+    the venue, the issue's 1e308 order is refused there too."""
+    async def main(sim: PaperSim):
+        ems = await start(sim, ETH, **ETH_BASE)
+        oid = await ems.place('buy', 40000.0, 1.0, symbol=ETH)
+        err = await ems.wait(oid, 'error')
+        assert "outside the paper venue's band" in err.reason
+        async with raw_venue_dialogue() as dlg:
+            mark = len(dlg.msgs)
+            await dlg.stream.send(venue_order('big', 'ethusdt', price=1e308, size=10.0))
+            err = await dlg.reply(lambda m: m.get('oid') == 'big', since=mark)
+            assert err['name'] == 'error' and 'not a finite number' in err['reason']
+        assert set(await sim.venue_orders()) == set()
+
+    paper_sim(main, conf={'ems': {'risk': {'price_band': math.inf,
+                                           'dark_price_band': math.inf}}})
+
+
+# ---- 4: an unwritable accounting dir ----------------------------------------------
+
+async def venue_status(sim: PaperSim) -> dict | None:
+    from piker.clearing._paper_engine import paper_alarm, paperboi_name
+    from piker.service import find_service
+    async with find_service(paperboi_name('sim')) as portal:
+        return await portal.run(paper_alarm, broker='sim')
+
+
+def test_a_fill_is_reported_when_the_disk_refuses_it_and_recorded_once_back(paper_sim):
+    async def main(sim: PaperSim):
+        ems = await start(sim)
+        first = await ems.place('buy', 101.0, 1.0)
+        await ems.wait(first, 'closed')
+        rest = await ems.place('buy', 95.0, 1.0)
+        await ems.wait(rest, 'open')
+        # the ledgers dir becomes a regular file: every write there fails
+        # (with ENOTDIR / EEXIST, whoever we run as)
+        ledgers = ledger_path('sim', 'paper').parent
+        shutil.rmtree(ledgers)  # the venue's memory holds every fill
+        ledgers.write_text('not a directory')
+
+        await sim.push(FQME, **BASE)
+        oid = await ems.place('buy', 100.5, 7.0)  # 5 fill at the ask, 2 rest
+        # a fill, told as one (never `error`), and the alarm with it
+        opened = await ems.wait(oid, {'open', 'error'})
+        assert ems.resps(oid) == ['pending', 'fill', 'open'], ems.statuses(oid)
+        assert opened.filled == 5.0
+        assert 'cannot record fills' in opened.reason and str(ledgers) in opened.reason
+        assert 'Errno' in opened.reason
+        await ems.wait_position(FQME, 6.0)
+        tid = next(s.brokerd_msg['tid'] for s in ems.statuses(oid) if s.resp == 'fill')
+        alarm = await venue_status(sim)
+        assert alarm is not None and alarm['path'] == str(ledgers / 'trades_sim_paper.toml')
+        assert alarm['errno'] is not None and alarm['unrecorded'] == 1
+        # while it stands: new orders refused, naming path and errno;
+        # cancels work
+        refused = await ems.place('buy', 101.0, 1.0)
+        err = await ems.wait(refused, 'error')
+        assert str(ledgers) in err.reason and 'Errno' in err.reason
+        assert 'new orders and modifies are refused' in err.reason
+        for working in (rest, oid):
+            await ems.client.cancel(working)
+            await ems.wait(working, 'canceled')
+
+        # the disk is back: the fill is recorded, once, and trading resumes
+        ledgers.unlink()
+        ledgers.mkdir()
+        with trio.fail_after(15):
+            while tid not in sim.ledger():
+                await trio.sleep(0.1)
+        assert sim.ledger_size(FQME) == 6.0 and sim.position_size(FQME) == 6.0
+        assert await venue_status(sim) is None
+        again = await ems.place('sell', 98.0, 5.0)
+        await ems.wait(again, 'closed', timeout=10)
+        await ems.wait_position(FQME, 1.0)
+        assert sim.ledger_size(FQME) == 1.0 and len(sim.ledger()) == 3
 
     paper_sim(main)
