@@ -179,8 +179,10 @@ class Relay:
         return f'paperboi.{self.broker}' if self.mode == 'paper' else f'brokerd.{self.broker}'
 
 
-# how long a live order waits for its market's first quote (price band)
+# how long a live order waits for its market's first quote (price band),
+# and how long a market with none is not asked again
 LIVE_MARK_WAIT = 5.0
+NO_MARK_RETRY = 30.0
 
 
 class DarkFeed:
@@ -218,6 +220,9 @@ class Router:
         self.clients: dict[int, ClientConn] = {}
         self.relays: dict[tuple[str, Mode], Relay] = {}
         self.feeds: dict[str, DarkFeed] = {}
+        # fqme -> monotonic time until which live orders skip waiting for
+        # its market price (it had none: see `_await_mark`)
+        self._no_mark_until: dict[str, float] = {}
         # oid -> (broker, mode) of the relay its venue orders go to
         self.routes: dict[str, tuple[str, Mode]] = {}
         # oid -> id of the client that placed it (sees it whatever its subs)
@@ -723,15 +728,26 @@ class Router:
             except Exception as err:
                 return str(err)
         else:
-            # the risk gate's price band wants the market's price; without
-            # market data (or in time) the band is not checked, the venue's is
-            with trio.move_on_after(LIVE_MARK_WAIT):
-                try:
-                    await self.ensure_feed(order.symbol)
-                except Exception as err:
-                    log.warning('no market price to check order %s against: %s',
-                                order.oid, err)
+            await self._await_mark(order)
         return ''
+
+    async def _await_mark(self, order: Order) -> None:
+        """Have the market's price for the risk gate's price band.
+
+        Without market data (or not in time) the band is not checked - the
+        venue's is - and the market is not asked again for a while: a
+        backend with no feed must not slow every order down.
+        """
+        if time.monotonic() < self._no_mark_until.get(order.symbol, 0.0):
+            return
+        with trio.move_on_after(LIVE_MARK_WAIT):
+            try:
+                await self.ensure_feed(order.symbol)
+                return
+            except Exception as err:
+                log.warning('no market price for %s to check order %s against: %s',
+                            order.symbol, order.oid, err)
+        self._no_mark_until[order.symbol] = time.monotonic() + NO_MARK_RETRY
 
     def mark(self, fqme: str) -> float | None:
         """The market's price now if a feed has one (the price band's
