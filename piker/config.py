@@ -169,6 +169,10 @@ FqmeKey = Annotated[str, AfterValidator(_check_fqme_key)]
 AccountKey = Annotated[str, AfterValidator(_check_account_key)]
 
 
+DEFAULT_PRICE_BAND = 0.5
+DEFAULT_DARK_PRICE_BAND = 9.0
+
+
 class RiskLimits(_Model):
     """One scope's pre-trade limits; unset means "inherit the default".
 
@@ -179,6 +183,18 @@ class RiskLimits(_Model):
     max_notional: float | None = Field(None, gt=0, description='price * size per order')
     max_open_orders: int | None = Field(
         None, ge=0, description='working orders (dark + live, not alerts) at once',
+    )
+    price_band: float | None = Field(
+        None, gt=0, description=(
+            "a live order's price at most this fraction away from the market "
+            '(0.5: within 50% of it)'
+        ),
+    )
+    dark_price_band: float | None = Field(
+        None, gt=0, description=(
+            "a dark order's or alert's level at most this fraction away from "
+            'the market (9: up to 10 times it)'
+        ),
     )
 
 
@@ -223,6 +239,15 @@ class RiskConf(RiskLimits):
 
     state: TradingStateName = Field(
         'active', description='trading state at emsd start-up',
+    )
+    # the price bands are on by default: a price far from the market is a
+    # typo (or 1e308) that no limit above would catch when none is set
+    price_band: float | None = Field(
+        DEFAULT_PRICE_BAND, gt=0, description=RiskLimits.model_fields['price_band'].description,
+    )
+    dark_price_band: float | None = Field(
+        DEFAULT_DARK_PRICE_BAND, gt=0,
+        description=RiskLimits.model_fields['dark_price_band'].description,
     )
     max_orders_per_sec: float = Field(
         0.0, ge=0, allow_inf_nan=False,
@@ -308,6 +333,10 @@ _DEFAULTS: dict[str, str] = {
 # max_open_orders = 100   # working dark+live orders } exempt from all three
 # max_orders_per_sec = 20.0   # new orders + modifies per client session, 0 = off
 # order_burst = 40        # token-bucket size (default: the rate rounded up)
+# price_band = 0.5        # ON by default: a live order's price within 50% of the
+#                         # market (its last price); inf = off
+# dark_price_band = 9.0   # ON by default: a dark order's or alert's level within
+#                         # 900% of the market (up to 10 times it); inf = off
 #
 # [ems.risk.accounts."sim.paper"]   # one account: "<broker>.<account>", or
 # max_notional = 10000.0            # "<account>" for that name at every broker

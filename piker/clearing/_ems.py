@@ -88,6 +88,7 @@ from ._messages import (
 )
 from ._paper_engine import PAPERBOI_STARTUP, leave_if_cancelled, open_trade_dialog
 from ._reconcile import VenueSync
+from ._risk import quote_mark
 from ._risk_state import open_risk_gate
 
 log = get_logger(__name__)
@@ -179,12 +180,19 @@ class Relay:
         return f'paperboi.{self.broker}' if self.mode == 'paper' else f'brokerd.{self.broker}'
 
 
+# how long a live order waits for its market's first quote (price band),
+# and how long a market with none is not asked again
+LIVE_MARK_WAIT = 5.0
+NO_MARK_RETRY = 30.0
+
+
 class DarkFeed:
     """The quote feed of one market, driving the dark book."""
 
     def __init__(self) -> None:
         self.ready = trio.Event()
         self.last: float = math.nan
+        self.mark: float = math.nan  # the price band's reference: see quote_mark
         self.mkt: MktPair | None = None
         self.error: str = ''
         self.down = False  # lost after it was up; reconnecting
@@ -213,6 +221,9 @@ class Router:
         self.clients: dict[int, ClientConn] = {}
         self.relays: dict[tuple[str, Mode], Relay] = {}
         self.feeds: dict[str, DarkFeed] = {}
+        # fqme -> monotonic time until which live orders skip waiting for
+        # its market price (it had none: see `_await_mark`)
+        self._no_mark_until: dict[str, float] = {}
         # oid -> (broker, mode) of the relay its venue orders go to
         self.routes: dict[str, tuple[str, Mode]] = {}
         # oid -> id of the client that placed it (sees it whatever its subs)
@@ -577,6 +588,7 @@ class Router:
                             last = (bid + ask) / 2
                     if last is not None:
                         feed.last = float(last)
+                    feed.mark = quote_mark(first, feed.mark)
                     feed.ready.set()
                     backoff = 0.1
                     if feed.down:
@@ -590,6 +602,7 @@ class Router:
                         last = quote.get('last')
                         if last is not None:
                             feed.last = last
+                        feed.mark = quote_mark(quote, feed.mark)
                         fired = self.book.process_quote(fqme, quote)
                         if fired:
                             effects: list[Effect] = []
@@ -656,7 +669,7 @@ class Router:
                 live = self.dialogs.get(msg.oid)
                 refusal = self.risk.check(
                     msg, existing=live.req if live is not None else None,
-                    session=client.id,
+                    session=client.id, mark=self.mark(msg.symbol),
                 )
                 problem = refusal.reason if refusal is not None else ''
             if problem:
@@ -737,7 +750,35 @@ class Router:
                 await self.ensure_feed(order.symbol)
             except Exception as err:
                 return str(err)
+        else:
+            await self._await_mark(order)
         return ''
+
+    async def _await_mark(self, order: Order) -> None:
+        """Have the market's price for the risk gate's price band.
+
+        Without market data (or not in time) the band is not checked - the
+        venue's is - and the market is not asked again for a while: a
+        backend with no feed must not slow every order down.
+        """
+        if time.monotonic() < self._no_mark_until.get(order.symbol, 0.0):
+            return
+        with trio.move_on_after(LIVE_MARK_WAIT):
+            try:
+                await self.ensure_feed(order.symbol)
+                return
+            except Exception as err:
+                log.warning('no market price for %s to check order %s against: %s',
+                            order.symbol, order.oid, err)
+        self._no_mark_until[order.symbol] = time.monotonic() + NO_MARK_RETRY
+
+    def mark(self, fqme: str) -> float | None:
+        """The market's price now if a feed has one (the price band's
+        reference)."""
+        feed = self.feeds.get(fqme)
+        if feed is None or not feed.ready.is_set() or not math.isfinite(feed.mark):
+            return None
+        return feed.mark
 
     # -- effects ----------------------------------------------------------------
 
