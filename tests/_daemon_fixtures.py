@@ -52,6 +52,22 @@ async def echo(ctx: tractor.Context) -> None:
     _events.append('peer-lost' if watch.lost else 'stream-ended')
 
 
+async def close_listener() -> None:
+    """RPC: close this actor's listener, leaving the process (and its
+    connection to pikerd) alive: a deaf daemon (tests/test_wire.py)."""
+    tractor.current_actor().cancel_server()
+
+
+async def crash_runtime() -> None:
+    """RPC: crash this actor's runtime (not just this RPC task): an error in
+    its service nursery, which tractor ships to the parent as a crash."""
+
+    async def _boom() -> None:
+        raise RuntimeError('testd runtime crash')
+
+    tractor.current_actor()._service_n.start_soon(_boom)
+
+
 @tractor.context
 async def counter(ctx: tractor.Context, n: int, delay: float = 0.0) -> None:
     """Stream the integers 0..n-1 (as fast as possible when delay is 0)."""
