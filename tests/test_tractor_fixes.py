@@ -138,3 +138,21 @@ def test_a_gone_caller_is_not_logged_as_a_crash():
     # a real crash still shows
     assert f.filter(record('Actor crashed:', ValueError('bug')))
     assert f.filter(record('something else', None))
+
+
+def test_the_gone_caller_filter_sees_tractors_records(caplog):
+    """Installed where tractor logs them (a filter on the parent 'tractor'
+    logger never saw the records of 'tractor._actor')."""
+    import logging
+
+    from tractor.log import get_logger
+
+    gone = trio.BrokenResourceError('socket connection broken')
+    with caplog.at_level(logging.ERROR, logger='tractor'):
+        get_logger('tractor._actor').error("Failed to ship error to caller @ ('x', 'y') !?")
+        try:
+            raise gone
+        except trio.BrokenResourceError:
+            get_logger('tractor._actor').exception('Actor crashed:')
+        get_logger('tractor._actor').error('a real one')
+    assert [r.getMessage() for r in caplog.records] == ['a real one']

@@ -109,7 +109,9 @@ def apply() -> None:
         Actor._push_result = _push_result  # type: ignore[method-assign]
         Channel.__repr__ = _chan_repr  # type: ignore[method-assign]
         MsgpackTCPStream.__init__ = _stream_init  # type: ignore[method-assign]
-        logging.getLogger('tractor').addFilter(_CallerGoneFilter())
+        # a logger's filters see only records logged on it, not those
+        # propagated from children: tractor logs these on 'tractor._actor'
+        logging.getLogger('tractor._actor').addFilter(_CallerGoneFilter())
 
 
 apply()
