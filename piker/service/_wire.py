@@ -117,7 +117,8 @@ async def _iter_packets(self: MsgpackTCPStream) -> AsyncGenerator[Any, None]:
 
 
 async def _send(self: MsgpackTCPStream, msg: Any) -> None:
-    # encoding twice would cost every message: check the size on the way out
+    # tractor's send, plus the limit: a message too big for the receiver
+    # fails here, in the sender's task, instead of costing the connection
     async with self._send_lock:
         data = self.encode(msg)
         if len(data) > MAX_FRAME:
