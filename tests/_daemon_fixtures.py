@@ -60,12 +60,27 @@ async def close_listener() -> None:
 
 async def crash_runtime() -> None:
     """RPC: crash this actor's runtime (not just this RPC task): an error in
-    its service nursery, which tractor ships to the parent as a crash."""
+    its service nursery, soon after this RPC returned. tractor then tears
+    the service nursery (listener included) down, while the shielded
+    message loop with the parent keeps the process: a deaf daemon."""
 
     async def _boom() -> None:
+        await trio.sleep(0.2)
         raise RuntimeError('testd runtime crash')
 
     tractor.current_actor()._service_n.start_soon(_boom)
+
+
+async def report_crash() -> None:
+    """RPC: what a daemon does when its runtime crashes in a way tractor
+    reports at once: ship the error to its parent (tractor's
+    `try_ship_error_to_parent`), then exit 1. The reply never comes."""
+    from tractor import _actor
+
+    actor = tractor.current_actor()
+    await _actor.try_ship_error_to_parent(actor._parent_chan, RuntimeError('testd crashed'))
+    await trio.sleep(0.2)
+    os._exit(1)
 
 
 @tractor.context
