@@ -53,8 +53,9 @@ pytestmark = pytest.mark.timeout(120)
 EXAMPLES = int(os.environ.get('PIKER_FUZZ_EXAMPLES', '40'))
 DAEMONS = ('pikerd', 'emsd', 'brokerd.sim', 'paperboi.sim')
 # endpoints a *valid* peer may call to change state on purpose (tractor has
-# no authentication; loopback-only binds are the boundary): not fuzzed
-# under their real parameter names, where junk could be a valid request
+# no authentication; loopback-only binds are the boundary): only ever
+# called with a parameter they do not have (refused), as any valid call
+# (`cancel_all_orders()`) would do what it says
 STATEFUL = frozenset({
     '_ensure', '_rpc_ensure', 'cancel_service', '_rpc_cancel', 'startup',
     'cancel_all_orders', 'set_trading_state',
@@ -95,7 +96,9 @@ def rpc(draw: st.DrawFn, targets: list[tuple[str, str, list[str]]]) -> bytes:
         ns, func, params = 'self', draw(st.sampled_from(SELF)), ['uid', 'name', 'sockaddr', 'cid']
     else:
         ns, func, params = draw(st.sampled_from(targets))
-    if func in STATEFUL or draw(st.sampled_from([False, False, True])):
+    if func in STATEFUL:
+        kwargs = draw(st.dictionaries(text.map(lambda k: f'fz_{k}'), junk, min_size=1, max_size=2))
+    elif draw(st.sampled_from([False, False, True])):
         kwargs = draw(st.dictionaries(keys, junk, max_size=3))
     else:
         kwargs = {p: draw(junk) for p in params if draw(st.sampled_from([True] * 4 + [False]))}
