@@ -9,7 +9,7 @@ before these fixes, with `piker pikerd` running:
   error escaping a handler cancels the actor's whole service nursery.
 - the same on emsd's port left emsd alive but deaf: the service nursery
   (listener included) was torn down while the shielded message loop with
-  pikerd kept the process running; pikerd later crashed at shutdown.
+  pikerd kept the process running (pikerd never noticed, issue #9).
 - one frame nested 5,000 deep (`RecursionError` in msgspec) or five frames
   of invalid UTF-8 (tractor skips four decode errors, raises the fifth)
   crashed emsd; emsd shipped the error to its parent as a crash report,
@@ -35,15 +35,18 @@ ended", or confines what is left):
    an int raised out of the handler).
 3. message loop (`Channel._aiter_recv`): every message must have the shape
    `_process_messages` assumes (None, a response with a string `cid`, a
-   `cmd` of five well-typed fields, a well-formed `error`); an RPC of an
-   actor method that is not one of tractor's own remote calls is answered
-   with an error. A peer's cid-less `error` (a child's crash report to its
-   parent) is logged and ends that connection: pikerd's supervisor, not
-   the report, decides what happens next (respawn).
+   `cmd` of five well-typed fields and a fresh cid, a well-formed
+   `error`). An RPC into an actor method that is not one of tractor's own
+   remote calls (`SELF_RPC`: a peer could call `cancel_server`), or with
+   arguments that do not bind to the function, is answered with an error
+   in one log line. A peer's cid-less `error` (a child's crash report to
+   its parent) is logged and ends that connection: pikerd's supervisor,
+   not the report, decides what happens next (respawn).
 4. confinement (`Actor._stream_handler`): any other error from an inbound
-   connection (e.g. `RecursionError` from formatting a 990-deep message
-   that did decode) ends that connection with one log line, is not shipped
-   to the parent, and never reaches the listener or the other connections.
+   connection (whatever still trips tractor's loop on a message that
+   passed the checks) ends that connection with one log line, is not
+   shipped to the parent, and never reaches the listener or the other
+   connections.
 """
 from __future__ import annotations
 
