@@ -52,6 +52,16 @@ async def echo(ctx: tractor.Context) -> None:
     _events.append('peer-lost' if watch.lost else 'stream-ended')
 
 
+async def nap(seconds: float) -> None:
+    """RPC: take `seconds` to answer."""
+    await trio.sleep(seconds)
+
+
+async def context_count() -> int:
+    """RPC: how many contexts this actor's runtime holds (a leak check)."""
+    return len(tractor.current_actor()._contexts)
+
+
 async def close_listener() -> None:
     """RPC: close this actor's listener, leaving the process (and its
     connection to pikerd) alive: a deaf daemon (tests/test_wire.py)."""
