@@ -61,9 +61,11 @@ async def exchange(
     *,
     handshake: bool = False,
     wait: float = 3.0,
+    want: int | None = None,
 ) -> Reply:
     """Connect to `addr`, optionally handshake, write `data`; read until the
-    actor closes the connection or `wait` passes (then hang up ourselves)."""
+    actor closes the connection, `want` frames (its uid included) came, or
+    `wait` passes (then hang up ourselves)."""
     got = bytearray()
     closed = False
     stream = await trio.open_tcp_stream(*addr)
@@ -82,4 +84,6 @@ async def exchange(
                     closed = True
                     break
                 got += chunk
+                if want is not None and len(frames(bytes(got))) >= want:
+                    break
     return Reply(bytes(got), closed)
