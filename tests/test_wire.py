@@ -98,6 +98,23 @@ def test_http_request_or_huge_length_drops_only_that_connection(piker_env):
     _with_testd(check)
 
 
+def test_a_peer_that_never_handshakes_is_dropped(piker_env, monkeypatch):
+    """tractor waited for ever: a scanner holding connections open held
+    a socket and a task each."""
+    _, registry = piker_env
+    monkeypatch.setattr(_wire, 'HANDSHAKE_TIMEOUT', 0.3)  # pikerd is this process
+
+    async def main() -> None:
+        async with open_pikerd():
+            reply = await exchange(registry, b'', wait=3)
+            assert reply.closed and reply.msgs()[0][0] == 'pikerd'
+            # the limit is on the handshake only: a quiet peer after it stays
+            reply = await exchange(registry, b'', handshake=True, wait=0.8)
+            assert not reply.closed
+
+    trio.run(main)
+
+
 # ---- 2. a deaf daemon (listener gone, process alive) ------------------------------
 
 @pytest.mark.parametrize('how', ['close_listener', 'crash_runtime'])

@@ -32,7 +32,9 @@ ended", or confines what is left):
    sender with a clear error instead of at the receiver.
 2. handshake (`Actor._do_handshake`): the first message must be a uid, two
    short strings (tractor accepted any indexable: `'ab'` became a uid and
-   an int raised out of the handler).
+   an int raised out of the handler), and an inbound peer must send it
+   within `HANDSHAKE_TIMEOUT` (tractor waited for ever: a scanner that
+   connects and says nothing held a socket and a task).
 3. message loop (`Channel._aiter_recv`): every message must have the shape
    `_process_messages` assumes (None, a response with a string `cid`, a
    `cmd` of five well-typed fields and a fresh cid, a well-formed
@@ -52,6 +54,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import math
 import struct
 from collections.abc import AsyncGenerator
 from contextvars import ContextVar
@@ -68,6 +71,7 @@ log = get_logger('service')
 
 MAX_FRAME = 64 * 2**20
 MAX_NAME = 256  # a uid's name / uuid, a cid
+HANDSHAKE_TIMEOUT = 10.0  # an inbound peer's uid, after the connect
 _HEADER = struct.Struct('<I')
 # tractor's own RPCs into the runtime (`ns == 'self'`): nothing else is
 # callable on the actor object by a peer (e.g. `cancel_server` would close
@@ -140,7 +144,12 @@ def _is_name(value: Any) -> bool:
 
 async def _do_handshake(self: _actor.Actor, chan: Channel) -> tuple[str, str]:
     await chan.send(self.uid)
-    value = await chan.recv()
+    # an inbound peer that says nothing would hold a socket and a task for
+    # ever; a real one sends its uid right after connecting
+    with trio.move_on_after(HANDSHAKE_TIMEOUT if in_peer_handler() else math.inf) as cs:
+        value = await chan.recv()
+    if cs.cancelled_caught:
+        raise _drop(chan.raddr, f'no handshake within {HANDSHAKE_TIMEOUT:g}s', logging.INFO)
     if not (isinstance(value, list | tuple) and len(value) == 2
             and all(_is_name(v) for v in value)):
         raise _drop(chan.raddr, f'handshake is not a tractor uid: {_preview(value)}')
