@@ -141,21 +141,25 @@ def test_a_gone_caller_is_not_logged_as_a_crash():
 
 
 def test_the_gone_caller_filter_sees_tractors_records(caplog):
-    """Installed where tractor logs them (a filter on the parent 'tractor'
-    logger never saw the records of 'tractor._actor')."""
+    """Installed where tractor logs them: `tractor._actor`'s own module
+    logger (the package logger 'tractor'), and the child 'tractor._actor'
+    (a filter on a parent never sees its children's records)."""
     import logging
 
+    from tractor import _actor
     from tractor.log import get_logger
 
     gone = trio.BrokenResourceError('socket connection broken')
-    with caplog.at_level(logging.ERROR, logger='tractor'):
-        get_logger('tractor._actor').error("Failed to ship error to caller @ ('x', 'y') !?")
-        try:
-            raise gone
-        except trio.BrokenResourceError:
-            get_logger('tractor._actor').exception('Actor crashed:')
-        get_logger('tractor._actor').error('a real one')
-    assert [r.getMessage() for r in caplog.records] == ['a real one']
+    for log in (_actor.log, get_logger('tractor._actor')):
+        caplog.clear()
+        with caplog.at_level(logging.ERROR, logger='tractor'):
+            log.error("Failed to ship error to caller @ ('x', 'y') !?")
+            try:
+                raise gone
+            except trio.BrokenResourceError:
+                log.exception('Actor crashed:')
+            log.error('a real one')
+        assert [r.getMessage() for r in caplog.records] == ['a real one']
 
 
 # --- one-shot RPCs leave no context behind ------------------------------------

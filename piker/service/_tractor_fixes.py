@@ -145,8 +145,11 @@ def apply() -> None:
         Portal._return_once = _return_once  # type: ignore[method-assign]
         _actor._invoke = _invoke
         # a logger's filters see only records logged on it, not those
-        # propagated from children: tractor logs these on 'tractor._actor'
-        logging.getLogger('tractor._actor').addFilter(_CallerGoneFilter())
+        # propagated from children: `tractor._actor` logs on the package
+        # logger ('tractor'), other modules on their own child loggers
+        gone = _CallerGoneFilter()
+        for name in ('tractor', 'tractor._actor'):
+            logging.getLogger(name).addFilter(gone)
 
 
 apply()
