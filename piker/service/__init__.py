@@ -10,6 +10,7 @@ long-lived contexts run under heartbeats (`watch_peer`, `watchdog`,
 buffers (`open_drained_stream`).
 """
 from . import _tractor_fixes  # noqa: F401  (first: every actor runs with them)
+from ._backoff import Backoff, reconnecting
 from ._buffer import DrainBuffer, Policy, open_drained_stream
 from ._daemon import (
     cancel_service,
@@ -31,6 +32,7 @@ from ._pikerd import connect_pikerd, maybe_open_pikerd, open_pikerd, serve_piker
 from ._registry import PikerdNotRunning, RegistryBusy, ServiceError
 
 __all__ = [
+    'Backoff',
     'DAEMON_MODULES',
     'DaemonInfo',
     'DaemonSpec',
@@ -54,6 +56,7 @@ __all__ = [
     'open_pikerd_portal',
     'open_watched_context',
     'ping',
+    'reconnecting',
     'serve_pikerd',
     'watch_peer',
     'watchdog',

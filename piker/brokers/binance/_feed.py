@@ -1,0 +1,223 @@
+"""Live L1 quotes: `bookTicker` + `trade` on one combined websocket.
+
+`stream_quotes()` answers `started()` from a REST snapshot
+(`/api/v3/ticker/bookTicker`, and `/api/v3/ticker/price` for `last`),
+never by waiting for a first trade, so a quiet market starts at once.
+Then it streams `<symbol>@bookTicker` and `<symbol>@trade` from
+`<ws_url>/stream?streams=...` and turns each frame into a piker quote
+(see the contract in `piker.brokers`).
+
+The connection heals itself (`piker.service.reconnecting`): every
+`PING_INTERVAL` a ping must be answered within `PONG_TIMEOUT`, a
+connection is renewed before Binance's 24 h cut-off (`MAX_AGE`), and on
+any disconnect it reconnects with backoff, takes a fresh snapshot and
+resumes. Subscribers see a gap in quotes - plus one quote whose
+`feed_gap` field says what happened, which emsd relays to dark orders -
+never a dead feed.
+"""
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+import msgspec
+import trio
+from trio_websocket import ConnectionClosed, HandshakeError, open_websocket_url
+
+from ...log import get_logger
+from ...service import Backoff, reconnecting
+from ._rest import BinanceError
+from ._session import get_session
+
+log = get_logger('brokers.binance.feed')
+
+PING_INTERVAL = 10.0
+PONG_TIMEOUT = 10.0
+# Binance closes every connection after 24 h: renew it a little earlier
+MAX_AGE = 23.5 * 3600
+
+Quote = dict[str, Any]
+
+
+class _BookTicker(msgspec.Struct):
+    s: str
+    b: str
+    B: str
+    a: str
+    A: str
+    u: int = 0
+
+
+class _Trade(msgspec.Struct):
+    s: str
+    p: str
+    q: str
+    T: int = 0
+    t: int = 0
+    m: bool = False
+
+
+class _Frame(msgspec.Struct):
+    stream: str
+    data: msgspec.Raw
+
+
+_frame_decoder = msgspec.json.Decoder(_Frame)
+_book_decoder = msgspec.json.Decoder(_BookTicker)
+_trade_decoder = msgspec.json.Decoder(_Trade)
+
+
+class L1:
+    """One market's top of book, last trade and volume since start."""
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+        self.bid = self.ask = self.last = math.nan
+        self.bsize = self.asize = 0.0
+        self.volume = 0.0
+
+    def quote(self, ticks: list[dict[str, Any]], **extra: Any) -> Quote:
+        return {
+            'symbol': self.key, 'last': self.last, 'bid': self.bid, 'ask': self.ask,
+            'bsize': self.bsize, 'asize': self.asize, 'volume': self.volume,
+            'time_ns': time.time_ns(), 'ticks': ticks, **extra,
+        }
+
+    def on_book(self, b: _BookTicker) -> Quote:
+        self.bid, self.bsize = float(b.b), float(b.B)
+        self.ask, self.asize = float(b.a), float(b.A)
+        return self.quote([
+            {'type': 'bid', 'price': self.bid, 'size': self.bsize},
+            {'type': 'ask', 'price': self.ask, 'size': self.asize},
+        ])
+
+    def on_trade(self, t: _Trade) -> Quote:
+        price, size = float(t.p), float(t.q)
+        self.last = price
+        self.volume += size
+        return self.quote([{'type': 'trade', 'price': price, 'size': size}])
+
+    def on_frame(self, raw: bytes | str) -> Quote | None:
+        """The quote of one combined-stream frame; None for frames of no
+        interest (subscription replies, unknown streams). Raises
+        `msgspec.DecodeError`/`ValueError` on a malformed frame."""
+        frame = _frame_decoder.decode(raw)
+        kind = frame.stream.rpartition('@')[2]
+        if kind == 'bookTicker':
+            return self.on_book(_book_decoder.decode(frame.data))
+        if kind == 'trade':
+            return self.on_trade(_trade_decoder.decode(frame.data))
+        return None
+
+    async def snapshot(self, client: Any, symbol: str) -> Quote:
+        """Refresh from REST (bookTicker; last trade price if known)."""
+        book = await client.book_ticker(symbol)
+        self.on_book(_BookTicker(
+            s=symbol, b=book['bidPrice'], B=book['bidQty'],
+            a=book['askPrice'], A=book['askQty'],
+        ))
+        try:
+            self.last = await client.ticker_price(symbol)
+        except (BinanceError, KeyError, ValueError) as err:
+            log.info('%s: no last price (%s): using the mid', symbol, err)
+            if math.isnan(self.last):
+                self.last = (self.bid + self.ask) / 2
+        ticks = [
+            {'type': 'bid', 'price': self.bid, 'size': self.bsize},
+            {'type': 'ask', 'price': self.ask, 'size': self.asize},
+        ]
+        return self.quote(ticks)
+
+
+def stream_url(ws_url: str, symbol: str) -> str:
+    s = symbol.lower()
+    return f'{ws_url.rstrip("/")}/stream?streams={s}@bookTicker/{s}@trade'
+
+
+async def _keepalive(ws: Any, what: str) -> None:
+    """Ping every `PING_INTERVAL`; a missing pong closes the connection."""
+    while True:
+        await trio.sleep(PING_INTERVAL)
+        with trio.move_on_after(PONG_TIMEOUT) as cs:
+            await ws.ping()
+        if cs.cancelled_caught:
+            log.warning('%s: no pong within %ss: reconnecting', what, PONG_TIMEOUT)
+            await ws.aclose()
+            return
+
+
+async def _stream_once(
+    l1: L1,
+    symbol: str,
+    url: str,
+    send_chan: trio.abc.SendChannel[Quote],
+    gap: list[str],
+) -> None:
+    """One websocket connection, until it closes, fails or gets too old."""
+    client = get_session().client
+    async with open_websocket_url(url) as ws:
+        async with trio.open_nursery() as n:
+            n.start_soon(_keepalive, ws, symbol)
+            if gap:
+                # back after a disconnect: a fresh book first, saying so
+                quote = await l1.snapshot(client, symbol)
+                quote['feed_gap'] = f'{symbol} quotes were interrupted ({gap[0]}); resumed'
+                gap.clear()
+                await send_chan.send(quote)
+            with trio.move_on_after(MAX_AGE):
+                while True:
+                    try:
+                        raw = await ws.get_message()
+                    except ConnectionClosed:
+                        break
+                    try:
+                        quote = l1.on_frame(raw)
+                    except (msgspec.DecodeError, ValueError) as err:
+                        log.warning('%s: bad frame ignored (%s): %.200r', symbol, err, raw)
+                        continue
+                    if quote is not None:
+                        await send_chan.send(quote)
+            n.cancel_scope.cancel()
+
+
+async def stream_quotes(
+    send_chan: trio.abc.SendChannel[Quote],
+    bs_fqmes: list[str],
+    *,
+    task_status: trio.TaskStatus[dict[str, Quote]] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Stream L1 quotes of `bs_fqmes` until cancelled (see module doc)."""
+    sess = get_session()
+    first: dict[str, Quote] = {}
+    plans = []
+    for key in bs_fqmes:
+        market = await sess.markets.get(sess.client, key)  # SymbolNotFound
+        l1 = L1(key)
+        first[key] = await l1.snapshot(sess.client, market.symbol)
+        plans.append((l1, market.symbol))
+    async with trio.open_nursery() as n:
+        for l1, symbol in plans:
+            n.start_soon(_run_market, l1, symbol, sess.conf.ws_url, send_chan)
+        task_status.started(first)
+
+
+async def _run_market(
+    l1: L1, symbol: str, ws_url: str, send_chan: trio.abc.SendChannel[Quote],
+) -> None:
+    gap: list[str] = []
+    url = stream_url(ws_url, symbol)
+
+    def on_down(err: BaseException | None) -> None:
+        gap[:] = [f'{type(err).__name__}: {err}' if err else 'disconnected by Binance']
+
+    await reconnecting(
+        lambda: _stream_once(l1, symbol, url, send_chan, gap),
+        f'binance quotes {symbol}',
+        backoff=Backoff(first=0.1, cap=5.0),
+        retry_on=(OSError, HandshakeError, ConnectionClosed, BinanceError),
+        on_down=on_down,
+    )
+
+
+__all__ = ['L1', 'stream_quotes', 'stream_url']

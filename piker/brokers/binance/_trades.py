@@ -1,0 +1,525 @@
+"""Live trading on Binance spot: the `trades_dialogue` (DESIGN.md section 5).
+
+Orders are GTC limit orders (`POST /api/v3/order`), cancels
+`DELETE /api/v3/order`, modifies `POST /api/v3/order/cancelReplace`
+(STOP_ON_FAILURE: a failed cancel leaves the order as it was). What
+happens to them comes from the user data stream (`_userstream`) and is
+turned into emsd's messages by `_orders.Tracker`: one dialog per chain of
+Binance orders, whatever the modifies (see `_orders` for the ids, trade
+ids and fee conversion).
+
+Each dialogue opens with the order report of the backend contract:
+positions, then for every order of the last 23 h of every market this
+account trades through piker (`_state`) or has working orders in: its
+fills (`myTrades`) and final status (`allOrders`), one announcement per
+working order (`openOrders`), then `BrokerdOrdersSynced`. The user data
+stream is connected before the report is read, and its events wait
+until the report is sent, so nothing falls in between. After a user data
+stream reconnect the same report (minus what was sent) is sent again:
+events are lost while it is down.
+
+Binance's refusals become `BrokerdError`s carrying Binance's own message
+("Account has insufficient balance for requested action.", "Filter
+failure: PRICE_FILTER", ...).
+"""
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+import msgspec
+import tractor
+import trio
+
+from ...accounting import to_decimal
+from ...clearing._messages import (
+    BrokerdCancel,
+    BrokerdError,
+    BrokerdFill,
+    BrokerdOrder,
+    BrokerdOrderAck,
+    BrokerdOrdersSynced,
+    BrokerdPosition,
+    MessageError,
+    decode_backend_cmd,
+)
+from ...log import get_console_log, get_logger
+from ...service import open_drained_stream
+from ._markets import BROKER, Market
+from ._orders import (
+    WORKING,
+    ExecReport,
+    LiveOrder,
+    OrderRow,
+    Tracker,
+    TradeRow,
+    action_of,
+    client_id,
+    fee_in_quote,
+    parse_client_id,
+    tid_of,
+)
+from ._rest import BinanceError
+from ._session import Session, get_session
+from ._state import add_symbol, load_symbols
+from ._userstream import run_user_stream
+
+log = get_logger('brokers.binance.trades')
+
+REPORTS_ORDERS = True
+# how far back an order report looks (myTrades/allOrders allow 24 h spans)
+REPORT_SPAN_MS = 23 * 3600 * 1000
+# a third-asset commission price (e.g. BNBUSDT) is reused this long
+FEE_PRICE_TTL = 60.0
+
+def live_accounts(sess: Session) -> list[str]:
+    """The names live orders may use: `[binance] accounts` minus 'paper'."""
+    return [a for a in sess.conf.accounts if a != 'paper'] or ['spot']
+
+
+def _num(value: float) -> str:
+    """A float as the exact decimal its repr shows (`0.1`, not `0.1000..5`)."""
+    dec = to_decimal(value).normalize()
+    return format(dec, 'f')
+
+
+class BinanceVenue:
+    """One trades dialogue's view of the Binance account."""
+
+    def __init__(self, sess: Session, account: str) -> None:
+        self.sess = sess
+        self.client = sess.client
+        self.account = account
+        self.tracker = Tracker(account)
+        self.out_send, self.out_recv = trio.open_memory_channel[Any](math.inf)
+        self._fee_prices: dict[str, tuple[float, float]] = {}
+        self._reported = False
+        self._held: list[str | bytes] = []  # user events before the report
+        self._lock = trio.Lock()  # one REST exchange + its events at a time
+
+    def emit(self, *msgs: Any) -> None:
+        for msg in msgs:
+            self.out_send.send_nowait(msg)
+
+    async def market(self, key_or_symbol: str) -> Market:
+        return await self.sess.markets.get(self.client, key_or_symbol)
+
+    # -- fees -------------------------------------------------------------------
+
+    async def _asset_price(self, asset: str, quote: str) -> float | None:
+        key = f'{asset}{quote}'.upper()
+        hit = self._fee_prices.get(key)
+        if hit is not None and time.monotonic() - hit[1] < FEE_PRICE_TTL:
+            return hit[0]
+        try:
+            price = await self.client.ticker_price(key)
+        except (BinanceError, KeyError, ValueError):
+            return None
+        self._fee_prices[key] = (price, time.monotonic())
+        return price
+
+    async def _fee(self, market: Market, commission: str, asset: str | None,
+                   price: float) -> float | None:
+        base, quote = market.mkt.dst.name, market.mkt.src.name
+        third = None
+        if asset and asset.lower() not in (base, quote) and float(commission or 0):
+            third = await self._asset_price(asset, quote)
+        return fee_in_quote(float(commission or 0), asset, base, quote, price, third)
+
+    # -- positions ----------------------------------------------------------------
+
+    async def positions(self, ppus: dict[str, float] | None = None) -> list[BrokerdPosition]:
+        """Balances as positions: for each market this account trades
+        through piker, the base asset's total balance (free + locked)."""
+        acct = await self.client.account()
+        balances: dict[str, float] = {}
+        for bal in acct.get('balances', []):
+            try:
+                balances[str(bal['asset']).lower()] = float(bal['free']) + float(bal['locked'])
+            except (KeyError, TypeError, ValueError):
+                continue
+        out = []
+        for symbol in sorted(load_symbols()):
+            try:
+                market = await self.market(symbol)
+            except LookupError:
+                continue
+            size = balances.get(market.mkt.dst.name, 0.0)
+            out.append(BrokerdPosition(
+                broker=BROKER, account=self.account, symbol=market.mkt.fqme,
+                size=size, avg_price=(ppus or {}).get(market.symbol, 0.0),
+                currency=market.mkt.src.name,
+            ))
+        return out
+
+    # -- the order report ---------------------------------------------------------
+
+    async def report(self) -> list[Any]:
+        """The order report (see module doc); also (re)builds the tracker."""
+        since = int(time.time() * 1000) - REPORT_SPAN_MS
+        open_rows = [msgspec.convert(r, OrderRow) for r in await self.client.open_orders()]
+        symbols = set(load_symbols()) | {r.symbol for r in open_rows}
+        msgs: list[Any] = []
+        working: list[str] = []
+        ppus: dict[str, float] = {}
+        for symbol in sorted(symbols):
+            market = await self.market(symbol)
+            rows = [msgspec.convert(r, OrderRow)
+                    for r in await self.client.all_orders(symbol, since)]
+            trades = [msgspec.convert(t, TradeRow)
+                      for t in await self.client.my_trades(symbol, since)]
+            ppus[symbol] = _ppu(trades)
+            seen = {r.orderId for r in rows}
+            rows += [r for r in open_rows if r.symbol == symbol and r.orderId not in seen]
+            msgs += await self._report_market(market, rows, trades, working)
+        self._reported = True
+        return [*await self.positions(ppus), *msgs,
+                BrokerdOrdersSynced(reqids=working, time_ns=time.time_ns())]
+
+    async def _report_market(
+        self, market: Market, rows: list[OrderRow], trades: list[TradeRow],
+        working: list[str],
+    ) -> list[Any]:
+        chains: dict[str, list[OrderRow]] = {}
+        for row in sorted(rows, key=lambda r: (r.time, r.orderId)):
+            parsed = parse_client_id(row.clientOrderId)
+            reqid = parsed[1] if parsed else str(row.orderId)
+            chains.setdefault(reqid, []).append(row)
+        by_order: dict[int, list[TradeRow]] = {}
+        for t in sorted(trades, key=lambda t: (t.time, t.id)):
+            by_order.setdefault(t.orderId, []).append(t)
+        msgs: list[Any] = []
+        for reqid, chain in chains.items():
+            last = chain[-1]
+            parsed = parse_client_id(last.clientOrderId)
+            is_open = last.status in WORKING
+            if parsed is None and not is_open:
+                continue  # a finished order piker never knew
+            prior = sum(float(r.executedQty) for r in chain[:-1])
+            order = LiveOrder(
+                reqid=reqid, oid=parsed[0] if parsed else last.clientOrderId or reqid,
+                symbol=last.symbol,
+                key=market.mkt.bs_fqme, action=action_of(last.side),
+                price=float(last.price), size=float(last.origQty) + prior,
+                account=self.account, time_ns=chain[0].time * 1_000_000,
+                gen=parsed[2] if parsed else 0,
+            )
+            order.order_id = last.orderId
+            order.replaced = {r.orderId for r in chain[:-1]}
+            order.filled_before = prior
+            order.cum = float(last.executedQty)
+            order.acked = order.opened = True
+            for row in chain:
+                for t in by_order.get(row.orderId, []):
+                    tid = tid_of(t.symbol, t.id)
+                    self.tracker.tids.add(tid)
+                    cost = await self._fee(market, t.commission, t.commissionAsset,
+                                           float(t.price))
+                    msgs.append(_fill_msg(order, t, tid, cost))
+            if is_open:
+                self.tracker.add(order)
+                working.append(reqid)
+                msgs.append(order.announce())
+            else:
+                status = 'closed' if last.status == 'FILLED' else 'canceled'
+                order.done = True
+                msgs.append(order.status(status, f'{last.status.lower()} at Binance'))
+        return msgs
+
+    async def resync(self) -> None:
+        """After a user data stream reconnect: report what it missed."""
+        async with self._lock:
+            before = set(self.tracker.by_reqid)
+            msgs = await self.report()
+            # the report announced what still works; what it no longer lists
+            # ended while we were not listening (its final status is in it)
+            for reqid in before - set(self.tracker.by_reqid):
+                log.info('order %s ended while the user data stream was down', reqid)
+            self.emit(*(m for m in msgs if not isinstance(m, BrokerdOrdersSynced)))
+
+    # -- user data stream ---------------------------------------------------------
+
+    async def on_user_event(self, raw: str | bytes) -> None:
+        if not self._reported:
+            self._held.append(raw)
+            return
+        async with self._lock:
+            await self._apply(raw)
+
+    async def release_held(self) -> None:
+        async with self._lock:
+            held, self._held = self._held, []
+            for raw in held:
+                await self._apply(raw)
+
+    async def _apply(self, raw: str | bytes) -> None:
+        try:
+            head = msgspec.json.decode(raw)
+        except msgspec.DecodeError:
+            log.warning('bad user data frame ignored: %.200r', raw)
+            return
+        kind = head.get('e') if isinstance(head, dict) else None
+        if kind == 'executionReport':
+            try:
+                ev = msgspec.convert(head, ExecReport)
+            except msgspec.ValidationError as err:
+                log.warning('bad executionReport ignored (%s): %.200r', err, raw)
+                return
+            await self._on_exec(ev)
+        elif kind == 'outboundAccountPosition':
+            self.emit(*await self._positions_of(head))
+
+    async def _on_exec(self, ev: ExecReport) -> None:
+        try:
+            market = await self.market(ev.s)
+        except LookupError:
+            log.warning('executionReport for unknown market %s ignored', ev.s)
+            return
+        cost: float | None = 0.0
+        if ev.x == 'TRADE':
+            cost = await self._fee(market, ev.n, ev.N, float(ev.L))
+        self.emit(*self.tracker.on_exec(ev, market.mkt.bs_fqme, lambda _: cost))
+
+    async def _positions_of(self, event: dict[str, Any]) -> list[BrokerdPosition]:
+        tracked = load_symbols()
+        out = []
+        for bal in event.get('B', []):
+            try:
+                asset, size = str(bal['a']).lower(), float(bal['f']) + float(bal['l'])
+            except (KeyError, TypeError, ValueError):
+                continue
+            for symbol in tracked:
+                market = self.sess.markets.by_symbol(symbol)
+                if market is not None and market.mkt.dst.name == asset:
+                    out.append(BrokerdPosition(
+                        broker=BROKER, account=self.account, symbol=market.mkt.fqme,
+                        size=size, avg_price=0.0, currency=market.mkt.src.name,
+                    ))
+        return out
+
+    # -- commands -----------------------------------------------------------------
+
+    async def handle(self, raw: Any) -> None:
+        try:
+            cmd = decode_backend_cmd(raw)
+        except MessageError as err:
+            self.emit(BrokerdError(oid=_reply_oid(raw), reason=err.reason))
+            return
+        async with self._lock:
+            if isinstance(cmd, BrokerdCancel):
+                await self.cancel(cmd)
+            elif cmd.reqid is None:
+                await self.order(cmd)
+            else:
+                await self.modify(cmd)
+
+    def _error(self, cmd: BrokerdOrder | BrokerdCancel, reason: str,
+               reqid: Any = None) -> BrokerdError:
+        return BrokerdError(
+            oid=cmd.oid, reqid=reqid, reason=reason,
+            symbol=getattr(cmd, 'symbol', ''),
+        )
+
+    async def order(self, cmd: BrokerdOrder) -> None:
+        if cmd.account != self.account:
+            self.emit(self._error(cmd, f'unknown account {cmd.account!r} for binance '
+                                  f'(live): use {self.account!r}'))
+            return
+        try:
+            market = await self.market(cmd.symbol)
+        except LookupError as err:
+            self.emit(self._error(cmd, str(err)))
+            return
+        cid = client_id(cmd.oid)
+        if cid is None:
+            self.emit(self._error(cmd, f'oid {cmd.oid!r} is not a uuid: Binance client '
+                                  'order ids carry the oid, so piker needs uuid oids'))
+            return
+        order = LiveOrder(
+            reqid=cid[:-2], oid=cmd.oid, symbol=market.symbol, key=market.mkt.bs_fqme,
+            action=cmd.action, price=cmd.price, size=cmd.size, account=cmd.account,
+            time_ns=cmd.time_ns,
+        )
+        self.tracker.add(order)
+        await trio.to_thread.run_sync(add_symbol, market.symbol)
+        try:
+            resp = await self.client.new_order(
+                symbol=market.symbol, side=cmd.action.upper(), type='LIMIT',
+                timeInForce='GTC', quantity=_num(cmd.size), price=_num(cmd.price),
+                newClientOrderId=cid, newOrderRespType='RESULT',
+            )
+        except BinanceError as err:
+            self.tracker.drop(order)
+            self.emit(self._error(cmd, str(err)))
+            return
+        self._answered(order, resp)
+
+    def _answered(self, order: LiveOrder, resp: dict[str, Any]) -> None:
+        """A new order's REST answer: ack, and 'open' if the stream has not
+        said it yet (the stream may be slower than the answer)."""
+        try:
+            row = msgspec.convert(resp, OrderRow)
+        except msgspec.ValidationError:
+            log.warning('unexpected order answer: %.300r', resp)
+            return
+        if order.order_id is None:
+            self.tracker.set_order_id(order, row.orderId)
+        self.emit(*order.ack())
+        if row.status in WORKING and not order.opened:
+            order.opened = True
+            self.emit(order.status('open'))
+
+    async def cancel(self, cmd: BrokerdCancel) -> None:
+        order = self.tracker.find(cmd.reqid, cmd.oid)
+        if order is None or order.order_id is None:
+            self.emit(self._error(cmd, f'no working order {cmd.reqid!r} to cancel '
+                                  '(already filled or cancelled?)', reqid=cmd.reqid))
+            return
+        try:
+            resp = await self.client.cancel_order(order.symbol, order.order_id)
+        except BinanceError as err:
+            self.emit(self._error(cmd, f'cancel refused by Binance: {err}', reqid=order.reqid))
+            return
+        if str(resp.get('status', '')) == 'CANCELED':
+            order.cum = max(order.cum, float(resp.get('executedQty', 0) or 0))
+            self.emit(*self.tracker.finish(order, 'canceled', 'cancelled by request'))
+
+    async def modify(self, cmd: BrokerdOrder) -> None:
+        order = self.tracker.find(cmd.reqid, cmd.oid)
+        if order is None or order.order_id is None:
+            self.emit(self._error(cmd, f'no working order {cmd.reqid!r} to modify '
+                                  '(already filled or cancelled?)', reqid=cmd.reqid))
+            return
+        new_qty = to_decimal(cmd.size) - to_decimal(order.filled)
+        if new_qty <= 0:
+            self.emit(self._error(cmd, f'modify to size {cmd.size} is not above the '
+                                  f'{order.filled} already filled', reqid=order.reqid))
+            return
+        old_id = order.order_id
+        order.replacing = old_id
+        new_cid = order.next_client_id()
+        try:
+            resp = await self.client.cancel_replace(
+                symbol=order.symbol, side=order.action.upper(), type='LIMIT',
+                cancelReplaceMode='STOP_ON_FAILURE', cancelOrderId=old_id,
+                timeInForce='GTC', quantity=_num(float(new_qty)), price=_num(cmd.price),
+                newClientOrderId=new_cid, newOrderRespType='RESULT',
+            )
+        except BinanceError as err:
+            order.replacing = None
+            self._modify_failed(order, cmd, err)
+            return
+        order.replacing = None
+        new = resp.get('newOrderResponse') or {}
+        order.price, order.size = cmd.price, cmd.size
+        if 'orderId' in new and int(new['orderId']) != order.order_id:
+            self.tracker._new_generation(order, int(new['orderId']))
+        self.emit(_re_ack(order), order.status('open'))
+
+    def _modify_failed(self, order: LiveOrder, cmd: BrokerdOrder, err: BinanceError) -> None:
+        data = err.data or {}
+        cancel_ok = data.get('cancelResult') == 'SUCCESS'
+        new_resp = data.get('newOrderResponse') or {}
+        if cancel_ok:
+            # the old order is gone, its replacement was refused: the
+            # dialog ends cancelled, saying why
+            if old := data.get('cancelResponse'):
+                order.cum = max(order.cum, float(old.get('executedQty', 0) or 0))
+            reason = new_resp.get('msg') or str(err)
+            self.emit(*self.tracker.finish(
+                order, 'canceled', f'modify failed after the cancel: {reason}'))
+            return
+        cancel_resp = data.get('cancelResponse') or {}
+        reason = cancel_resp.get('msg') or str(err)
+        self.emit(_re_ack(order), self._error(cmd, f'modify refused by Binance: {reason}',
+                                              reqid=order.reqid))
+
+
+def _re_ack(order: LiveOrder) -> BrokerdOrderAck:
+    """A modify's answer: the same reqid (the dialog keeps one venue order)."""
+    return BrokerdOrderAck(oid=order.oid, reqid=order.reqid, account=order.account)
+
+
+def _fill_msg(order: LiveOrder, t: TradeRow, tid: str, cost: float | None) -> BrokerdFill:
+    return BrokerdFill(
+        reqid=order.reqid, oid=order.oid, tid=tid, action=order.action,  # type: ignore[arg-type]
+        size=float(t.qty), price=float(t.price), broker_time=t.time / 1000,
+        time_ns=time.time_ns(), cost=cost or 0.0,
+    )
+
+
+def _ppu(trades: list[TradeRow]) -> float:
+    """Average cost of what the fills (oldest first) leave held."""
+    size = ppu = 0.0
+    for t in sorted(trades, key=lambda t: (t.time, t.id)):
+        qty, price = float(t.qty), float(t.price)
+        if t.isBuyer:
+            ppu = (ppu * size + price * qty) / (size + qty) if size + qty else 0.0
+            size += qty
+        else:
+            size = max(size - qty, 0.0)
+    return ppu if size > 0 else 0.0
+
+
+def _reply_oid(raw: Any) -> str:
+    oid = raw.get('oid') if isinstance(raw, dict) else None
+    return oid if isinstance(oid, str) and oid.strip() else '<unknown>'
+
+
+async def _sender(venue: BinanceVenue, stream: tractor.MsgStream) -> None:
+    async for msg in venue.out_recv:
+        with trio.CancelScope(shield=True):
+            await stream.send(msg)
+
+
+@tractor.context
+async def trades_dialogue(
+    ctx: tractor.Context,
+    broker: str = BROKER,
+    loglevel: str | None = None,
+) -> None:
+    """The live trades dialogue (DESIGN.md section 5) for Binance spot."""
+    get_console_log(loglevel)
+    sess = get_session()
+    if not sess.conf.has_keys:
+        raise BinanceError(
+            'binance has no API keys configured, so no live trading: set api_key/'
+            'api_secret (or api_key_file/api_secret_file, or PIKER_BINANCE_API_KEY/'
+            'PIKER_BINANCE_API_SECRET) in brokers.toml [binance], or use --mode paper'
+        )
+    account = live_accounts(sess)[0]
+    venue = BinanceVenue(sess, account)
+    async with trio.open_nursery() as n:
+        # connected before the report is read: no event falls in between
+        await n.start(run_user_stream, sess.client, sess.conf.ws_url,
+                      venue.on_user_event, venue.resync)
+        report = await venue.report()
+        positions = [m for m in report if isinstance(m, BrokerdPosition)]
+        await ctx.started(([p.to_builtins() for p in positions], [account]))
+        async with (
+            ctx.open_stream() as stream,
+            open_drained_stream(stream, policy='never_drop', maxlen=100_000) as commands,
+        ):
+            venue.emit(*(m for m in report if not isinstance(m, BrokerdPosition)))
+            n.start_soon(_sender, venue, stream)
+            await venue.release_held()
+            n.start_soon(_close_when_gone, ctx, commands)
+            async for raw in commands:
+                try:
+                    await venue.handle(raw)
+                except Exception:
+                    log.exception('failed to handle command %r', raw)
+                    venue.emit(BrokerdError(oid=_reply_oid(raw),
+                                            reason='internal error handling this command'))
+            n.cancel_scope.cancel()
+
+
+async def _close_when_gone(ctx: tractor.Context, commands: Any, poll: float = 0.05) -> None:
+    """End the dialogue when emsd vanishes (TRACTOR.md rule 2)."""
+    while ctx.chan.connected():
+        await trio.sleep(poll)
+    commands.close()
+
+
+__all__ = ['REPORTS_ORDERS', 'BinanceVenue', 'live_accounts', 'trades_dialogue']
