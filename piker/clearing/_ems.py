@@ -589,6 +589,9 @@ class Router:
                         last = quote.get('last')
                         if last is not None:
                             feed.last = last
+                        for tick in quote.get('ticks') or ():
+                            if tick.get('type') == 'gap':  # the backend reconnected
+                                self._dark_notice(fqme, str(tick.get('reason', '')))
                         fired = self.book.process_quote(fqme, quote)
                         if fired:
                             effects: list[Effect] = []

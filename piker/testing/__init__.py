@@ -12,6 +12,7 @@ in every run, and most test runs never boot actors.
 """
 from typing import Any
 
+from ._binance import BinanceSimRunner, binance_sim, run_binance_sim
 from ._plugin import SimRunner, free_port, paper_sim, piker_env
 
 _LAZY = {'EMSSession', 'LeakedProcesses', 'PaperSim', 'run_sim'}
@@ -25,12 +26,15 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    'BinanceSimRunner',
     'EMSSession',
     'LeakedProcesses',
     'PaperSim',
     'SimRunner',
+    'binance_sim',
     'free_port',
     'paper_sim',
     'piker_env',
+    'run_binance_sim',
     'run_sim',
 ]

@@ -11,9 +11,9 @@ The connection heals itself (`piker.service.reconnecting`): every
 `PING_INTERVAL` a ping must be answered within `PONG_TIMEOUT`, a
 connection is renewed before Binance's 24 h cut-off (`MAX_AGE`), and on
 any disconnect it reconnects with backoff, takes a fresh snapshot and
-resumes. Subscribers see a gap in quotes - plus one quote whose
-`feed_gap` field says what happened, which emsd relays to dark orders -
-never a dead feed.
+resumes. Subscribers see a gap in quotes - framed by two `gap` ticks
+(lost / back, see the contract in `piker.brokers`) that emsd relays to
+dark orders - never a dead feed.
 """
 from __future__ import annotations
 
@@ -130,6 +130,12 @@ class L1:
         return self.quote(ticks)
 
 
+def gap_tick(reason: str) -> dict[str, Any]:
+    """The contract's notice of an upstream gap (no price: consumers of
+    prices skip it)."""
+    return {'type': 'gap', 'price': math.nan, 'size': 0.0, 'reason': reason}
+
+
 def stream_url(ws_url: str, symbol: str) -> str:
     s = symbol.lower()
     return f'{ws_url.rstrip("/")}/stream?streams={s}@bookTicker/{s}@trade'
@@ -162,7 +168,8 @@ async def _stream_once(
             if gap:
                 # back after a disconnect: a fresh book first, saying so
                 quote = await l1.snapshot(client, symbol)
-                quote['feed_gap'] = f'{symbol} quotes were interrupted ({gap[0]}); resumed'
+                quote['ticks'].append(gap_tick(
+                    f'market data for {l1.key}.binance is back after a gap ({gap[0]})'))
                 gap.clear()
                 await send_chan.send(quote)
             with trio.move_on_after(MAX_AGE):
@@ -208,16 +215,27 @@ async def _run_market(
     gap: list[str] = []
     url = stream_url(ws_url, symbol)
 
-    def on_down(err: BaseException | None) -> None:
-        gap[:] = [f'{type(err).__name__}: {err}' if err else 'disconnected by Binance']
+    async def lost(why: str) -> None:
+        if gap:
+            return  # still the same outage: said already
+        gap.append(why)
+        await send_chan.send(l1.quote([gap_tick(
+            f'market data for {l1.key}.binance lost ({why}): reconnecting')]))
+
+    async def attempt() -> None:
+        try:
+            await _stream_once(l1, symbol, url, send_chan, gap)
+        except Exception as err:
+            await lost(f'{type(err).__name__}: {err}')
+            raise
+        await lost('disconnected by Binance')
 
     await reconnecting(
-        lambda: _stream_once(l1, symbol, url, send_chan, gap),
+        attempt,
         f'binance quotes {symbol}',
         backoff=Backoff(first=0.1, cap=5.0),
         retry_on=(OSError, HandshakeError, ConnectionClosed, BinanceError),
-        on_down=on_down,
     )
 
 
-__all__ = ['L1', 'stream_quotes', 'stream_url']
+__all__ = ['L1', 'gap_tick', 'stream_quotes', 'stream_url']

@@ -254,9 +254,9 @@ class Client:
     async def open_orders(self, symbol: str | None = None) -> list[dict[str, Any]]:
         return await self.request('GET', '/api/v3/openOrders', {'symbol': symbol}, signed=True)
 
-    async def all_orders(self, symbol: str, start_ms: int) -> list[dict[str, Any]]:
-        return await self.request('GET', '/api/v3/allOrders', {
-            'symbol': symbol, 'startTime': start_ms, 'limit': 1000,
+    async def query_order(self, symbol: str, order_id: int) -> dict[str, Any]:
+        return await self.request('GET', '/api/v3/order', {
+            'symbol': symbol, 'orderId': order_id,
         }, signed=True)
 
     async def my_trades(self, symbol: str, start_ms: int) -> list[dict[str, Any]]:

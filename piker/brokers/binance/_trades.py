@@ -9,10 +9,12 @@ Binance orders, whatever the modifies (see `_orders` for the ids, trade
 ids and fee conversion).
 
 Each dialogue opens with the order report of the backend contract:
-positions, then for every order of the last 23 h of every market this
-account trades through piker (`_state`) or has working orders in: its
-fills (`myTrades`) and final status (`allOrders`), one announcement per
-working order (`openOrders`), then `BrokerdOrdersSynced`. The user data
+positions; the fills of the last 23 h (`myTrades`) of every market this
+account trades through piker (`_state`) or has working orders in, each
+order that has some with its final status (`GET /api/v3/order`); one
+announcement per working order (`openOrders`); `BrokerdOrdersSynced`.
+An order cancelled while nobody listened, without fills, is not listed:
+emsd resolves it as cancelled (not at the venue after reconnect). The user data
 stream is connected before the report is read, and its events wait
 until the report is sent, so nothing falls in between. After a user data
 stream reconnect the same report (minus what was sent) is sent again:
@@ -68,7 +70,7 @@ from ._userstream import run_user_stream
 log = get_logger('brokers.binance.trades')
 
 REPORTS_ORDERS = True
-# how far back an order report looks (myTrades/allOrders allow 24 h spans)
+# how far back an order report looks (myTrades allows a 24 h span)
 REPORT_SPAN_MS = 23 * 3600 * 1000
 # a third-asset commission price (e.g. BNBUSDT) is reused this long
 FEE_PRICE_TTL = 60.0
@@ -165,14 +167,16 @@ class BinanceVenue:
         ppus: dict[str, float] = {}
         for symbol in sorted(symbols):
             market = await self.market(symbol)
-            rows = [msgspec.convert(r, OrderRow)
-                    for r in await self.client.all_orders(symbol, since)]
             trades = [msgspec.convert(t, TradeRow)
                       for t in await self.client.my_trades(symbol, since)]
             ppus[symbol] = _ppu(trades)
-            seen = {r.orderId for r in rows}
-            rows += [r for r in open_rows if r.symbol == symbol and r.orderId not in seen]
-            msgs += await self._report_market(market, rows, trades, working)
+            rows = {r.orderId: r for r in open_rows if r.symbol == symbol}
+            # a finished order is only seen through its fills: ask for it
+            # (its client id names the dialog, its status how it ended)
+            for order_id in sorted({t.orderId for t in trades} - set(rows)):
+                rows[order_id] = msgspec.convert(
+                    await self.client.query_order(symbol, order_id), OrderRow)
+            msgs += await self._report_market(market, list(rows.values()), trades, working)
         self._reported = True
         return [*await self.positions(ppus), *msgs,
                 BrokerdOrdersSynced(reqids=working, time_ns=time.time_ns())]
