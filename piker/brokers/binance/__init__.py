@@ -23,6 +23,9 @@ from ._api import get_mkt_info, open_history, symbol_search
 from ._feed import stream_quotes
 from ._trades import REPORTS_ORDERS, trades_dialogue
 
+# brokerd.binance must expose the module the trades dialogue lives in
+__enable_modules__: list[str] = ['piker.brokers.binance._trades']
+
 
 def live_unavailable() -> str | None:
     """Why `--mode live` cannot work now (no keys), or None."""

@@ -135,11 +135,12 @@ class Client:
         *,
         signed: bool = False,
         keyed: bool = False,
+        raw: bool = False,
     ) -> Any:
         """One request; returns the decoded JSON or raises `BinanceError`.
 
         `keyed`: send the API key header (user data stream endpoints);
-        `signed`: also sign (implies keyed).
+        `signed`: also sign (implies keyed); `raw`: return the body bytes.
         """
         if self.banned_until > time.time():
             raise IPBanned(self._ban_text(), status=418)
@@ -153,6 +154,8 @@ class Client:
                 await trio.sleep(wait)
                 continue
             break
+        if raw and resp.status_code < 300:
+            return resp.content
         return self._result(resp)
 
     async def _send(
@@ -226,11 +229,7 @@ class Client:
 
     async def exchange_info(self) -> bytes:
         """`GET /api/v3/exchangeInfo` as raw JSON (parsed by `_markets`)."""
-        resp = await self._send('GET', '/api/v3/exchangeInfo', {}, False, False)
-        self._track(resp)
-        if resp.status_code >= 300:
-            self._result(resp)
-        return resp.content
+        return await self.request('GET', '/api/v3/exchangeInfo', raw=True)
 
     async def klines(
         self, symbol: str, interval: str, start_ms: int, limit: int = 1000,

@@ -332,7 +332,7 @@ class BinanceVenue:
             return
         try:
             market = await self.market(cmd.symbol)
-        except LookupError as err:
+        except (LookupError, BinanceError) as err:
             self.emit(self._error(cmd, str(err)))
             return
         cid = client_id(cmd.oid)
