@@ -7,6 +7,7 @@ from urllib.parse import urlencode
 
 import httpx
 import trio
+import trio_websocket
 
 from piker.testing.fakes.binance import open_fake_binance, sign
 from piker.testing.fakes.binance._klines import INTERVALS
@@ -166,7 +167,8 @@ def test_klines_deterministic_per_seed():
         r = await c.http.get('/api/v3/klines', params={
             'symbol': 'ETHUSDT', 'interval': '1m', 'startTime': 1_700_000_000_000, 'limit': 5})
         return r.json()
-    a, b, other = run(rows, seed=7), run(rows, seed=7), run(rows, seed=8)
+    clock = lambda: 1_800_000_000.25  # noqa: E731  (history is anchored at the start)
+    a, b, other = run(rows, seed=7, clock=clock), run(rows, seed=7, clock=clock), run(rows, seed=8, clock=clock)
     assert a == b and a != other
 
 
@@ -199,3 +201,292 @@ def test_live_trades_make_the_current_bar():
         assert Decimal(bar[2]) >= Decimal('151.5') and Decimal(bar[3]) <= Decimal('149.25')
         assert bar[4] == '149.25000000' and Decimal(bar[5]) >= 5 and bar[8] >= 2
     run(main)
+
+
+# -- market streams ----------------------------------------------------------
+
+
+def test_combined_and_raw_stream_frames_after_push():
+    async def main(fake, c):
+        url = f'{fake.ws_url}/stream?streams=btcusdt@bookTicker/btcusdt@trade'
+        async with trio_websocket.open_websocket_url(url) as comb, \
+                trio_websocket.open_websocket_url(f'{fake.ws_url}/ws/btcusdt@trade') as raw:
+            out = fake.push('BTCUSDT', bid=64000, ask=64000.01, bsize=1.5, asize=0.25,
+                            last=64000.01, size=0.1)
+            book, trade = await frames(comb, 2)
+            assert book == {'stream': 'btcusdt@bookTicker', 'data': {
+                'u': out['book']['u'], 's': 'BTCUSDT', 'b': '64000.00000000', 'B': '1.50000000',
+                'a': '64000.01000000', 'A': '0.25000000'}}
+            assert trade['stream'] == 'btcusdt@trade'
+            t = trade['data']
+            assert {k: t[k] for k in ('e', 's', 'p', 'q', 'm', 'M')} == {
+                'e': 'trade', 's': 'BTCUSDT', 'p': '64000.01000000', 'q': '0.10000000',
+                'm': False, 'M': True}
+            assert isinstance(t['t'], int) and t['E'] == t['T']
+            (raw_trade,) = await frames(raw, 1)
+            assert raw_trade == t
+            fake.push('BTCUSDT', last=63999.5, size=0.2)
+            (t2,) = await frames(raw, 1)
+            assert t2['t'] == t['t'] + 1 and t2['m'] is True  # a sell: the buyer made it
+            fake.push('ETHUSDT', bid=3000, ask=3001)
+            await no_frame(raw)
+    run(main)
+
+
+def test_subscribe_unsubscribe_and_list_on_the_socket():
+    async def main(fake, c):
+        async with trio_websocket.open_websocket_url(f'{fake.ws_url}/ws') as ws:
+            await ws.send_message(json.dumps({'method': 'SUBSCRIBE', 'params': ['ethusdt@bookTicker'], 'id': 1}))
+            assert await frames(ws, 1) == [{'result': None, 'id': 1}]
+            fake.push('ETHUSDT', bid=3000, ask=3000.01)
+            (book,) = await frames(ws, 1)
+            assert book['s'] == 'ETHUSDT' and 'stream' not in book  # raw endpoint
+            await ws.send_message(json.dumps({'method': 'LIST_SUBSCRIPTIONS', 'id': 'x'}))
+            assert await frames(ws, 1) == [{'result': ['ethusdt@bookTicker'], 'id': 'x'}]
+            await ws.send_message(json.dumps({'method': 'UNSUBSCRIBE', 'params': ['ethusdt@bookTicker'], 'id': 2}))
+            assert await frames(ws, 1) == [{'result': None, 'id': 2}]
+            fake.push('ETHUSDT', bid=3000, ask=3000.02)
+            await no_frame(ws)
+            await ws.send_message('not json')
+            assert (await frames(ws, 1))[0]['error']['code'] == 3
+            await ws.send_message(json.dumps({'method': 'SUBSCRIBE', 'params': ['bad'], 'id': 3}))
+            (err,) = await frames(ws, 1)
+            assert err['id'] == 3 and err['error']['code'] == 2
+        async with trio_websocket.open_websocket_url(f'{fake.ws_url}/stream') as ws:
+            await ws.send_message(json.dumps({'method': 'SUBSCRIBE', 'params': ['ethusdt@trade'], 'id': 9}))
+            assert await frames(ws, 1) == [{'result': None, 'id': 9}]
+            fake.push('ETHUSDT', last=3000.01)
+            (t,) = await frames(ws, 1)
+            assert t['stream'] == 'ethusdt@trade'
+    run(main)
+
+
+def test_same_seed_same_frames():
+    async def main(fake, c):
+        async with trio_websocket.open_websocket_url(
+                f'{fake.ws_url}/stream?streams=btcusdt@bookTicker/btcusdt@trade') as ws:
+            emitted = fake.step('BTCUSDT', n=30)
+            got = await frames(ws, len([e for e in emitted if e is not None]))
+            for f in got:
+                f['data'].pop('E', None)
+                f['data'].pop('T', None)
+            return got
+    a, b, c = run(main, seed=5), run(main, seed=5), run(main, seed=6)
+    assert a == b and a != c
+    assert any(f['stream'] == 'btcusdt@trade' for f in a)
+
+
+# -- signed requests -----------------------------------------------------------
+
+
+def test_signature_key_and_timestamp_checks():
+    async def main(fake, c):
+        path = '/api/v3/account'
+        ok = await c.signed('GET', path)
+        assert ok.status_code == 200 and ok.json()['accountType'] == 'SPOT'
+        # signed over the body too (form-encoded POST body, timestamp in the body)
+        body = c.signed_query({'symbol': 'BTCUSDT'})
+        r = await c.http.request('GET', '/api/v3/openOrders', content=body, headers={
+            **c.h, 'Content-Type': 'application/x-www-form-urlencoded'})
+        assert r.status_code == 200 and r.json() == []
+        # query + body concatenated
+        q = urlencode({'symbol': 'BTCUSDT'})
+        b = urlencode({'timestamp': fake.now_ms()})
+        r = await c.http.request('GET', f'/api/v3/openOrders?{q}',
+                                 content=f'{b}&signature={sign(fake.api_secret, q + b)}',
+                                 headers={**c.h, 'Content-Type': 'application/x-www-form-urlencoded'})
+        assert r.status_code == 200
+        bad = await c.http.get(f'{path}?{c.signed_query({}, secret="x" * 64)}', headers=c.h)
+        assert (bad.status_code, bad.json()) == (400, {
+            'code': -1022, 'msg': 'Signature for this request is not valid.'})
+        tampered = c.signed_query({'symbol': 'BTCUSDT'}).replace('BTCUSDT', 'ETHUSDT')
+        assert (await c.http.get(f'/api/v3/openOrders?{tampered}', headers=c.h)).json()['code'] == -1022
+        nokey = await c.http.get(f'{path}?{c.signed_query({})}')
+        assert (nokey.status_code, nokey.json()['code']) == (401, -2014)
+        wrong = await c.http.get(f'{path}?{c.signed_query({})}', headers={'X-MBX-APIKEY': 'k' * 64})
+        assert (wrong.status_code, wrong.json()) == (401, {
+            'code': -2015, 'msg': 'Invalid API-key, IP, or permissions for action.'})
+        old = await c.http.get(f'{path}?{c.signed_query({}, ts=fake.now_ms() - 6000)}', headers=c.h)
+        assert (old.status_code, old.json()['code']) == (400, -1021)
+        q = urlencode({'recvWindow': 10000, 'timestamp': fake.now_ms() - 6000})
+        wide = await c.http.get(f'{path}?{q}&signature={sign(fake.api_secret, q)}', headers=c.h)
+        assert wide.status_code == 200
+        ahead = await c.http.get(f'{path}?{c.signed_query({}, ts=fake.now_ms() + 5000)}', headers=c.h)
+        assert ahead.json()['code'] == -1021
+        unsigned = await c.http.get(f'{path}?timestamp={fake.now_ms()}', headers=c.h)
+        assert unsigned.json()['code'] == -1102
+        assert 'signature' not in json.dumps(fake.request_log())
+    run(main)
+
+
+async def open_user(fake, c, nursery):
+    key = (await c.http.post('/api/v3/userDataStream', headers=c.h)).json()['listenKey']
+    return key, await trio_websocket.connect_websocket_url(nursery, f'{fake.ws_url}/ws/{key}')
+
+
+def reports(events):
+    return [e for e in events if e['e'] == 'executionReport']
+
+
+def test_limit_order_partial_fill_then_rest_then_cross():
+    async def main(fake, c):
+        fake.push('BTCUSDT', bid=64000, ask=64000.01, bsize=1, asize=0.004)
+        async with trio.open_nursery() as n:
+            _, ws = await open_user(fake, c, n)
+            r = await c.order(side='BUY', quantity='0.01', price='64000.02', newClientOrderId='mine1')
+            body = r.json()
+            assert r.status_code == 200, body
+            assert r.headers['X-MBX-ORDER-COUNT-10S'] == '1'
+            assert (body['status'], body['executedQty'], body['clientOrderId']) == (
+                'PARTIALLY_FILLED', '0.00400000', 'mine1')
+            (fill,) = body['fills']
+            assert fill['price'] == '64000.01000000' and fill['commissionAsset'] == 'USDT'
+            assert Decimal(fill['commission']) == Decimal('0.004') * Decimal('64000.01') * Decimal('0.001')
+            new, trade, pos = await frames(ws, 3)
+            assert (new['x'], new['X'], new['c'], new['i']) == ('NEW', 'NEW', 'mine1', body['orderId'])
+            assert (trade['x'], trade['X'], trade['l'], trade['L'], trade['m']) == (
+                'TRADE', 'PARTIALLY_FILLED', '0.00400000', '64000.01000000', False)
+            assert trade['t'] == fill['tradeId'] and trade['n'] == fill['commission']
+            assert pos['e'] == 'outboundAccountPosition'
+            bal = fake.balances()
+            assert Decimal(bal['BTC']['free']) == Decimal('1.004')
+            locked = Decimal(bal['USDT']['locked'])
+            assert locked == (Decimal('0.006') * Decimal('64000.02') * Decimal('1.001')).quantize(Decimal('1e-8'))
+            # the ask comes down through the resting buy: it fills at its limit, as maker
+            fake.push('BTCUSDT', bid=63999, ask=64000.02, bsize=1, asize=0.002)
+            (t2,) = reports(await frames(ws, 2))
+            assert (t2['X'], t2['l'], t2['L'], t2['m']) == ('PARTIALLY_FILLED', '0.00200000', '64000.02000000', True)
+            # a public trade through it fills the rest
+            fake.push('BTCUSDT', last=64000.0, size=1)
+            (t3,) = reports(await frames(ws, 2))
+            assert (t3['X'], t3['z'], t3['w']) == ('FILLED', '0.01000000', False)
+            assert Decimal(t3['Z']) == Decimal('0.004') * Decimal('64000.01') + Decimal('0.006') * Decimal('64000.02')
+            assert fake.balances()['USDT']['locked'] == '0.00000000'
+            q = (await c.signed('GET', '/api/v3/order', symbol='BTCUSDT', origClientOrderId='mine1')).json()
+            assert (q['status'], q['executedQty'], q['cummulativeQuoteQty']) == ('FILLED', '0.01000000', t3['Z'])
+            mine = (await c.signed('GET', '/api/v3/myTrades', symbol='BTCUSDT')).json()
+            assert [t['qty'] for t in mine] == ['0.00400000', '0.00200000', '0.00400000']
+            assert [t['isMaker'] for t in mine] == [False, True, True]
+            assert mine[0]['id'] < mine[1]['id'] < mine[2]['id']
+            assert (await c.signed('GET', '/api/v3/myTrades', symbol='BTCUSDT', fromId=mine[1]['id'])).json() == mine[1:]
+            await ws.aclose()
+            n.cancel_scope.cancel()
+    run(main)
+
+
+def test_cancel_open_orders_and_account():
+    async def main(fake, c):
+        fake.push('ETHUSDT', bid=3000, ask=3000.5, bsize=10, asize=10)
+        async with trio.open_nursery() as n:
+            _, ws = await open_user(fake, c, n)
+            a = (await c.order(symbol='ETHUSDT', side='BUY', quantity='1', price='2900', newOrderRespType='ACK')).json()
+            assert set(a) == {'symbol', 'orderId', 'orderListId', 'clientOrderId', 'transactTime'}
+            b = (await c.order(symbol='ETHUSDT', side='SELL', quantity='2', price='3100', newOrderRespType='RESULT')).json()
+            assert b['status'] == 'NEW' and 'fills' not in b
+            await frames(ws, 4)
+            acct = (await c.signed('GET', '/api/v3/account')).json()
+            bal = {x['asset']: x for x in acct['balances']}
+            assert bal['ETH'] == {'asset': 'ETH', 'free': '8.00000000', 'locked': '2.00000000'}
+            assert bal['USDT']['locked'] == '2902.90000000'  # 2900 + its commission
+            assert acct['takerCommission'] == 10 and acct['commissionRates']['taker'] == '0.00100000'
+            opened = (await c.signed('GET', '/api/v3/openOrders', symbol='ETHUSDT')).json()
+            assert [o['orderId'] for o in opened] == [a['orderId'], b['orderId']]
+            r = await c.signed('DELETE', '/api/v3/order', symbol='ETHUSDT', orderId=a['orderId'],
+                               newClientOrderId='cxl1')
+            body = r.json()
+            assert (body['status'], body['origClientOrderId'], body['clientOrderId']) == (
+                'CANCELED', a['clientOrderId'], 'cxl1')
+            rep, pos = await frames(ws, 2)
+            assert (rep['x'], rep['X'], rep['c'], rep['C']) == ('CANCELED', 'CANCELED', 'cxl1', a['clientOrderId'])
+            assert pos['B'] == [{'a': 'USDT', 'f': '10000.00000000', 'l': '0.00000000'}]
+            again = await c.signed('DELETE', '/api/v3/order', symbol='ETHUSDT', orderId=a['orderId'])
+            assert (again.status_code, again.json()) == (400, {'code': -2011, 'msg': 'Unknown order sent.'})
+            r = await c.signed('DELETE', '/api/v3/order', symbol='ETHUSDT', origClientOrderId=b['clientOrderId'])
+            assert r.json()['status'] == 'CANCELED'
+            assert (await c.signed('GET', '/api/v3/openOrders')).json() == []
+            nope = await c.signed('GET', '/api/v3/order', symbol='ETHUSDT', orderId=999)
+            assert nope.json() == {'code': -2013, 'msg': 'Order does not exist.'}
+            assert fake.balances()['ETH'] == {'free': '10.00000000', 'locked': '0.00000000'}
+            await ws.aclose()
+            n.cancel_scope.cancel()
+    run(main)
+
+
+def test_order_rejections():
+    async def main(fake, c):
+        fake.push('BTCUSDT', bid=64000, ask=64000.01, bsize=1, asize=1)
+
+        async def code(**p):
+            r = await c.order(**p)
+            assert r.status_code == 400
+            return r.json()
+
+        assert await code(side='BUY', quantity='0.01', price='64000.005') == {
+            'code': -1013, 'msg': 'Filter failure: PRICE_FILTER'}
+        assert (await code(side='BUY', quantity='0.000015', price='64000'))['msg'] == 'Filter failure: LOT_SIZE'
+        assert (await code(side='BUY', quantity='0.00005', price='64000'))['msg'] == 'Filter failure: NOTIONAL'
+        assert await code(side='BUY', quantity='1', price='64000') == {
+            'code': -2010, 'msg': 'Account has insufficient balance for requested action.'}
+        assert (await code(side='SELL', quantity='2', price='65000'))['code'] == -2010
+        assert (await code(side='BUY', quantity='0.01'))['code'] == -1102
+        assert (await code(side='BUY', type='LIMIT_MAKER', timeInForce='', quantity='0.01',
+                           price='64000.01'))['msg'] == 'Order would immediately match and take.'
+        assert (await code(symbol='XYZ', side='BUY', quantity='1', price='1'))['code'] == -1121
+        assert fake.orders() == [] and fake.balances()['USDT']['locked'] == '0.00000000'
+    run(main)
+
+
+def test_cancel_replace():
+    async def main(fake, c):
+        fake.push('BTCUSDT', bid=64000, ask=64000.01, bsize=1, asize=1)
+        first = (await c.order(side='BUY', quantity='0.01', price='63000', newClientOrderId='a')).json()
+        r = await c.signed('POST', '/api/v3/order/cancelReplace', symbol='BTCUSDT', side='BUY',
+                           type='LIMIT', timeInForce='GTC', quantity='0.02', price='63500',
+                           cancelReplaceMode='STOP_ON_FAILURE', cancelOrderId=first['orderId'],
+                           newClientOrderId='b')
+        body = r.json()
+        assert r.status_code == 200, body
+        assert (body['cancelResult'], body['newOrderResult']) == ('SUCCESS', 'SUCCESS')
+        assert body['cancelResponse']['status'] == 'CANCELED'
+        assert body['cancelResponse']['origClientOrderId'] == 'a'
+        assert (body['newOrderResponse']['clientOrderId'], body['newOrderResponse']['origQty']) == ('b', '0.02000000')
+        assert [o['clientOrderId'] for o in fake.orders(open_only=True)] == ['b']
+        # the order to cancel is gone: nothing is placed
+        r = await c.signed('POST', '/api/v3/order/cancelReplace', symbol='BTCUSDT', side='BUY',
+                           type='LIMIT', timeInForce='GTC', quantity='0.02', price='63600',
+                           cancelReplaceMode='STOP_ON_FAILURE', cancelOrderId=first['orderId'])
+        assert r.status_code == 400
+        assert r.json() == {'code': -2022, 'msg': 'Order cancel-replace failed.', 'data': {
+            'cancelResult': 'FAILURE', 'newOrderResult': 'NOT_ATTEMPTED',
+            'cancelResponse': {'code': -2011, 'msg': 'Unknown order sent.'}, 'newOrderResponse': None}}
+        # cancelled, but the new order fails a filter
+        r = await c.signed('POST', '/api/v3/order/cancelReplace', symbol='BTCUSDT', side='BUY',
+                           type='LIMIT', timeInForce='GTC', quantity='0.02', price='63600.001',
+                           cancelReplaceMode='STOP_ON_FAILURE', cancelOrigClientOrderId='b')
+        body = r.json()
+        assert (body['code'], body['data']['cancelResult'], body['data']['newOrderResult']) == (
+            -2021, 'SUCCESS', 'FAILURE')
+        assert body['data']['newOrderResponse'] == {'code': -1013, 'msg': 'Filter failure: PRICE_FILTER'}
+        assert fake.orders(open_only=True) == []
+    run(main)
+
+
+def test_commission_in_bnb_and_in_the_received_asset():
+    async def bnb(fake, c):
+        fake.push('BNBUSDT', bid=599.99, ask=600.01, bsize=100, asize=100)
+        fake.push('BTCUSDT', bid=64000, ask=64000.01, bsize=1, asize=1)
+        fill = (await c.order(side='SELL', quantity='0.01', price='64000')).json()['fills'][0]
+        assert fill['commissionAsset'] == 'BNB'
+        expect = (Decimal('640') * Decimal('0.001') * Decimal('0.75') / Decimal('600')).quantize(Decimal('1e-8'))
+        assert Decimal(fill['commission']) == expect
+        assert Decimal(fake.balances()['BNB']['free']) == 10 - expect
+        assert Decimal(fake.balances()['USDT']['free']) == 10000 + 640
+
+    async def received(fake, c):
+        fake.push('BTCUSDT', bid=64000, ask=64000.01, bsize=1, asize=1)
+        fill = (await c.order(side='BUY', quantity='0.01', price='64000.01')).json()['fills'][0]
+        assert (fill['commissionAsset'], fill['commission']) == ('BTC', '0.00001000')
+        assert fake.balances()['BTC']['free'] == '1.00999000'
+
+    run(bnb, commission_asset='BNB')
+    run(received, commission_asset='received')

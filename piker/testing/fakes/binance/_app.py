@@ -108,9 +108,11 @@ async def _ws(websocket: WebSocket) -> None:
         return
     conn = Conn(combined, listen_key)
     conn.subs.update(names)
-    await websocket.accept()
+    # subscribed before the handshake completes: a client that sees the
+    # socket open misses no frame published after that
     fake.hub.add(conn)
     try:
+        await websocket.accept()
         async with trio.open_nursery() as n:
             n.start_soon(_read, websocket, conn, fake, n.cancel_scope)
             async for kind, obj in conn.recv:

@@ -1,9 +1,11 @@
 """Deterministic klines for any time range: `GET /api/v3/klines`.
 
-The past is a pure function of `(seed, symbol, time)`: the log price at
-epoch second t is a sum of value-noise octaves (lattice spacings from 20s
-to a week, hashed lattice values, smooth interpolation), so any bar of any
-range is computed directly, with no walk to replay from an origin. A 1s
+The past is a pure function of `(seed, symbol, t0, time)`: the log price
+at epoch second t is a sum of value-noise octaves (lattice spacings from
+20s to a week, hashed lattice values, smooth interpolation), shifted so
+that the price at `t0` is the pair's start level, where the live walk
+begins; any bar of any range is computed directly, with no walk to replay
+from an origin. (With an injected clock, `t0` is fixed too.) A 1s
 bar opens at P(t) and closes at P(t+1) (the next bar opens at this close),
 with hashed wicks outside both and hashed volume/trade counts. Longer bars
 aggregate sub-bars: exact 1s aggregates up to 15m bars (a 1m bar is
@@ -65,7 +67,7 @@ def _hash(key: int, idx: np.ndarray) -> np.ndarray:
 class PricePath:
     """The deterministic past of one symbol (see module docstring)."""
 
-    def __init__(self, spec: SymbolSpec, seed: int) -> None:
+    def __init__(self, spec: SymbolSpec, seed: int, t0: int) -> None:
         self.spec = spec
         base = zlib.crc32(f'{seed}/{spec.symbol}'.encode())
         self._keys = [(base * 1_000_003 + k) & 0xFFFFFFFFFFFF for k in range(8)]
@@ -75,11 +77,12 @@ class PricePath:
         self.sdigits = max(0, -spec.step_size.normalize().as_tuple().exponent)
         # per-second relative volatility of the walk at ~20 quotes/s
         self.vol_s = spec.step_vol * math.sqrt(20.0)
-        self.log0 = math.log(spec.start_price)
+        # anchored so that P(t0) is the pair's start level: the live walk
+        # starts there whatever the time, so frames depend on the seed only
+        self.log0 = 0.0
+        self.log0 = math.log(spec.start_price) - float(self._logp(np.array([t0]))[0])
 
-    def price(self, t: np.ndarray) -> np.ndarray:
-        """P(t) at epoch seconds `t` (int array), snapped to the tick."""
-        t = np.asarray(t, dtype=np.int64)
+    def _logp(self, t: np.ndarray) -> np.ndarray:
         logp = np.full(t.shape, self.log0)
         for k, span in enumerate(_OCTAVES):
             i = np.floor_divide(t, span)
@@ -88,6 +91,11 @@ class PricePath:
             a = _hash(self._keys[k], i) * 2 - 1
             b = _hash(self._keys[k], i + 1) * 2 - 1
             logp += 1.7 * self.vol_s * math.sqrt(span) * (a + (b - a) * f)
+        return logp
+
+    def price(self, t: np.ndarray) -> np.ndarray:
+        """P(t) at epoch seconds `t` (int array), snapped to the tick."""
+        logp = self._logp(np.asarray(t, dtype=np.int64))
         return np.maximum(np.round(np.exp(logp) / self.tick), 1.0) * self.tick
 
     def sub_bars(self, starts: np.ndarray, r: int) -> tuple[np.ndarray, ...]:
@@ -168,7 +176,7 @@ class KlineSource:
 
     def __init__(self, spec: SymbolSpec, seed: int, t0: int) -> None:
         self.spec = spec
-        self.path = PricePath(spec, seed)
+        self.path = PricePath(spec, seed, t0)
         self.t0 = t0
         self.start_price = float(self.path.price(np.array([t0]))[0])
         self.live = LiveSeconds(t0, self.start_price)
