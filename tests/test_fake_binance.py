@@ -6,6 +6,7 @@ from decimal import Decimal
 from urllib.parse import urlencode
 
 import httpx
+import pytest
 import trio
 import trio_websocket
 
@@ -490,3 +491,234 @@ def test_commission_in_bnb_and_in_the_received_asset():
 
     run(bnb, commission_asset='BNB')
     run(received, commission_asset='received')
+
+
+# -- user data stream ------------------------------------------------------------
+
+
+def test_listen_key_keepalive_close_and_expiry():
+    now = [1_800_000_000.0]
+
+    async def main(fake, c):
+        key = (await c.http.post('/api/v3/userDataStream', headers=c.h)).json()['listenKey']
+        assert len(key) == 60
+        nokey = await c.http.post('/api/v3/userDataStream')
+        assert (nokey.status_code, nokey.json()['code']) == (401, -2014)
+        # the same key while it lives
+        assert (await c.http.post('/api/v3/userDataStream', headers=c.h)).json()['listenKey'] == key
+        async with trio_websocket.open_websocket_url(f'{fake.ws_url}/ws/{key}') as ws:
+            now[0] += 50
+            r = await c.http.put('/api/v3/userDataStream', params={'listenKey': key}, headers=c.h)
+            assert (r.status_code, r.json()) == (200, {})
+            now[0] += 50  # 100 s since creation, 50 since the keepalive
+            assert fake.user_stream.is_live(key)
+            fake.deposit('USDT', '5')
+            upd, pos = await frames(ws, 2)
+            assert {k: upd[k] for k in ('e', 'a', 'd')} == {'e': 'balanceUpdate', 'a': 'USDT', 'd': '5.00000000'}
+            assert pos['B'] == [{'a': 'USDT', 'f': '10005.00000000', 'l': '0.00000000'}]
+            now[0] += 60
+            assert fake.user_stream.expire() == [key]
+            (expired,) = await frames(ws, 1)
+            assert expired == {'e': 'listenKeyExpired', 'E': int(now[0] * 1000), 'listenKey': key}
+            with pytest.raises(trio_websocket.ConnectionClosed):
+                await ws.get_message()
+        r = await c.http.put('/api/v3/userDataStream', params={'listenKey': key}, headers=c.h)
+        assert r.json() == {'code': -1125, 'msg': 'This listenKey does not exist.'}
+        key2 = (await c.http.post('/api/v3/userDataStream', headers=c.h)).json()['listenKey']
+        assert key2 != key
+        r = await c.http.delete('/api/v3/userDataStream', params={'listenKey': key2}, headers=c.h)
+        assert r.json() == {}
+        assert not fake.user_stream.is_live(key2)
+    run(main, clock=lambda: now[0], listen_key_ttl=100)
+
+
+# -- rate limits -------------------------------------------------------------------
+
+
+def test_weight_limit_429_retry_after_then_418():
+    now = [1_800_000_000.0]  # a minute boundary
+
+    async def main(fake, c):
+        for k in range(1, 4):
+            r = await c.http.get('/api/v3/klines', params={'symbol': 'BTCUSDT', 'interval': '1m', 'limit': 1})
+            assert r.headers['X-MBX-USED-WEIGHT-1M'] == str(2 * k)
+        now[0] += 15
+        r = await c.http.get('/api/v3/exchangeInfo')  # 6 + 20 > 25
+        assert r.status_code == 429
+        assert r.headers['Retry-After'] == '45'
+        assert r.json()['code'] == -1003 and 'request weight is 25 per 1 MINUTE' in r.json()['msg']
+        r = await c.http.get('/api/v3/ping')  # still limited
+        assert (r.status_code, r.headers['Retry-After']) == (429, '45')
+        r = await c.http.get('/api/v3/ping')
+        assert r.status_code == 429
+        r = await c.http.get('/api/v3/ping')  # the third while limited: banned
+        assert r.status_code == 418
+        assert r.headers['Retry-After'] == '120' and 'banned until' in r.json()['msg']
+        now[0] += 60
+        assert (await c.http.get('/api/v3/ping')).status_code == 418
+        now[0] += 61
+        r = await c.http.get('/api/v3/ping')
+        assert (r.status_code, r.headers['X-MBX-USED-WEIGHT-1M']) == (200, '1')
+    run(main, clock=lambda: now[0], weight_limit=25)
+
+
+def test_order_count_limit():
+    async def main(fake, c):
+        fake.push('BTCUSDT', bid=64000, ask=64000.01, bsize=1, asize=1)
+        for _ in range(3):
+            assert (await c.order(side='BUY', quantity='0.001', price='60000')).status_code == 200
+        r = await c.order(side='BUY', quantity='0.001', price='60000')
+        assert (r.status_code, r.json()['code']) == (429, -1015)
+        assert r.headers['X-MBX-ORDER-COUNT-10S'] == '4'
+    run(main, orders_10s=3)
+
+
+# -- faults ----------------------------------------------------------------------
+
+
+def test_fault_rate_limit_and_server_errors():
+    async def main(fake, c):
+        fake.faults.rate_limit(2, retry_after=3)
+        for _ in range(2):
+            r = await c.http.get('/api/v3/ping')
+            assert (r.status_code, r.headers['Retry-After']) == (429, '3')
+        assert (await c.http.get('/api/v3/ping')).status_code == 200
+        fake.faults.server_errors(1)
+        r = await c.http.get('/api/v3/time')
+        assert (r.status_code, r.json()['code']) == (503, -1001)
+        assert (await c.http.get('/api/v3/time')).status_code == 200
+        assert [x['status'] for x in fake.request_log('/api/v3/ping')] == [429, 429, 200]
+    run(main)
+
+
+def test_fault_disconnect_streams():
+    async def main(fake, c):
+        async with trio.open_nursery() as n:
+            _, user = await open_user(fake, c, n)
+            market = await trio_websocket.connect_websocket_url(n, f'{fake.ws_url}/ws/btcusdt@trade')
+            assert fake.faults.disconnect_streams('market') == 1
+            with pytest.raises(trio_websocket.ConnectionClosed) as info:
+                await market.get_message()
+            assert info.value.reason.code == 1001
+            fake.deposit('BTC', 1)
+            assert len(await frames(user, 2)) == 2  # the user stream is still up
+            assert fake.faults.disconnect_streams('user') == 1
+            with pytest.raises(trio_websocket.ConnectionClosed):
+                await user.get_message()
+            # clients reconnect and get frames again
+            async with trio_websocket.open_websocket_url(f'{fake.ws_url}/ws/btcusdt@trade') as again:
+                fake.push('BTCUSDT', last=64000)
+                assert (await frames(again, 1))[0]['e'] == 'trade'
+            n.cancel_scope.cancel()
+    run(main)
+
+
+def test_fault_delayed_ack_report_comes_first():
+    async def main(fake, c):
+        fake.push('BTCUSDT', bid=64000, ask=64000.01, bsize=1, asize=1)
+        fake.faults.delay_acks(0.3)
+        seen: list[str] = []
+        async with trio.open_nursery() as n:
+            _, ws = await open_user(fake, c, n)
+
+            async def place():
+                r = await c.order(side='BUY', quantity='0.001', price='60000')
+                seen.append('ack:' + r.json()['status'])
+
+            n.start_soon(place)
+            (new,) = reports(await frames(ws, 2))
+            seen.append('report:' + new['x'])
+            await trio.sleep(0.5)
+            assert seen == ['report:NEW', 'ack:NEW']
+            n.cancel_scope.cancel()
+    run(main)
+
+
+def test_fault_duplicate_and_reordered_reports():
+    async def main(fake, c):
+        fake.push('BTCUSDT', bid=64000, ask=64000.01, bsize=1, asize=0.001)
+        async with trio.open_nursery() as n:
+            _, ws = await open_user(fake, c, n)
+            fake.faults.duplicate_reports(1)
+            await c.order(side='BUY', quantity='0.001', price='60000')
+            got = reports(await frames(ws, 3))
+            assert [r['x'] for r in got] == ['NEW', 'NEW'] and got[0] == got[1]
+            fake.faults.reorder_reports(1)
+            r = (await c.order(side='BUY', quantity='0.002', price='64000.01')).json()
+            assert r['status'] == 'PARTIALLY_FILLED'
+            got = reports(await frames(ws, 3))
+            assert [(x['x'], x['X']) for x in got] == [('TRADE', 'PARTIALLY_FILLED'), ('NEW', 'NEW')]
+            n.cancel_scope.cancel()
+    run(main)
+
+
+def test_fill_while_away_is_only_seen_over_rest():
+    async def main(fake, c):
+        fake.push('BTCUSDT', bid=64000, ask=64000.01, bsize=1, asize=1)
+        async with trio.open_nursery() as n:
+            key, ws = await open_user(fake, c, n)
+            oid = (await c.order(side='BUY', quantity='0.001', price='60000')).json()['orderId']
+            await frames(ws, 2)
+            fills = fake.fill_while_away(oid)
+            assert [f['qty'] for f in fills] == ['0.00100000']
+            with pytest.raises(trio_websocket.ConnectionClosed):
+                while True:  # nothing after the fill reaches the old socket
+                    msg = json.loads(await ws.get_message())
+                    assert msg['e'] != 'executionReport', msg
+            again = await trio_websocket.connect_websocket_url(n, f'{fake.ws_url}/ws/{key}')
+            await no_frame(again)
+            q = (await c.signed('GET', '/api/v3/order', symbol='BTCUSDT', orderId=oid)).json()
+            assert q['status'] == 'FILLED'
+            n.cancel_scope.cancel()
+    run(main)
+
+
+# -- thread runner, control API, CLI ----------------------------------------------
+
+
+def test_thread_runner_and_http_control(fake_binance):
+    from piker.testing import ControlClient
+    fake = fake_binance
+    toml = fake.config_toml()
+    assert f'rest_url = "{fake.rest_url}"' in toml and 'accounts = ["paper", "spot"]' in toml
+    assert fake.api_secret not in repr(fake)
+    out = fake.push('BTCUSDT', bid=64000, ask=64000.01, bsize=1, asize=1)
+    assert out['book']['b'] == '64000.00000000'
+    fake.faults.delay_acks(0.01)
+    with ControlClient(fake.rest_url) as ctl:
+        ctl.push('BTCUSDT', bid=63000, ask=63000.01)
+        r = httpx.get(f'{fake.rest_url}/api/v3/ticker/bookTicker', params={'symbol': 'BTCUSDT'})
+        assert r.json()['bidPrice'] == '63000.00000000'
+        assert ctl.fault('state')['ack_delay'] == 0.01
+        ctl.fault('server_errors', n=1)
+        assert httpx.get(f'{fake.rest_url}/api/v3/ping').status_code == 503
+        assert ctl.get('orders') == [] and ctl.get('balances')['USDT']['free'] == '10000.00000000'
+        with pytest.raises(ValueError, match='bid must be a finite number'):
+            ctl.push('BTCUSDT', bid=-1)
+        with pytest.raises(ValueError, match='Invalid symbol'):
+            ctl.push('NOPE', bid=1)
+        with pytest.raises(ValueError, match='no control'):
+            ctl.call('api_secret')
+
+
+def test_cli_prints_the_brokers_toml_lines():
+    import signal
+    import subprocess
+    import sys
+    proc = subprocess.Popen(
+        [sys.executable, '-c', 'from piker.cli import main; main()', 'fake', 'binance',
+         '--port', '0', '--quote-rate', '0'],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        lines = []
+        while len(lines) < 8:
+            line = proc.stdout.readline()
+            assert line, proc.stderr.read()
+            lines.append(line)
+        text = ''.join(lines)
+        assert '[binance]' in text and 'api_secret = "' in text
+        rest = text.split('rest_url = "', 1)[1].split('"', 1)[0]
+        assert httpx.get(f'{rest}/api/v3/ping').json() == {}
+    finally:
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(10) == 0
