@@ -722,3 +722,19 @@ def test_cli_prints_the_brokers_toml_lines():
     finally:
         proc.send_signal(signal.SIGINT)
         assert proc.wait(10) == 0
+
+
+def test_walk_runs_at_quote_rate_and_push_pauses_it():
+    async def main(fake, c):
+        async with trio_websocket.open_websocket_url(f'{fake.ws_url}/ws/btcusdt@bookTicker') as ws:
+            got = await frames(ws, 3)
+            assert [f['u'] for f in got] == sorted({f['u'] for f in got})
+            fake.push('BTCUSDT', bid=64000, ask=64000.01)
+            with trio.move_on_after(0.3):
+                while (await frames(ws, 1))[0]['b'] != '64000.00000000':
+                    pass
+            await no_frame(ws, 0.2)  # paused
+            fake.resume('BTCUSDT')
+            (moved,) = await frames(ws, 1)
+            assert abs(Decimal(moved['b']) - 64000) < 100  # resumed from the pushed prices
+    run(main, quote_rate=50, symbols=['BTCUSDT'])
