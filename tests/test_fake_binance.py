@@ -738,3 +738,34 @@ def test_walk_runs_at_quote_rate_and_push_pauses_it():
             (moved,) = await frames(ws, 1)
             assert abs(Decimal(moved['b']) - 64000) < 100  # resumed from the pushed prices
     run(main, quote_rate=50, symbols=['BTCUSDT'])
+
+
+def test_an_emptied_touch_shows_the_next_level():
+    async def main(fake, c):
+        fake.push('BTCUSDT', bid=64000, ask=64000.01, bsize=1, asize=0.003)
+        async with trio_websocket.open_websocket_url(f'{fake.ws_url}/ws/btcusdt@bookTicker') as ws:
+            r = (await c.order(side='BUY', quantity='0.005', price='64000.01')).json()
+            assert (r['status'], r['executedQty']) == ('PARTIALLY_FILLED', '0.00300000')
+            (book,) = await frames(ws, 1)
+            assert (book['a'], book['A']) == ('64000.02000000', '0.80000000')
+            # the rest waits at its limit, below the new ask
+            assert fake.orders(open_only=True)[0]['executedQty'] == '0.00300000'
+    run(main)
+
+
+def test_server_sends_ping_frames():
+    import wsproto
+    from wsproto.events import AcceptConnection, Ping, Request
+
+    async def main(fake, c):
+        stream = await trio.open_tcp_stream(fake.host, fake.port)
+        ws = wsproto.WSConnection(wsproto.ConnectionType.CLIENT)
+        await stream.send_all(ws.send(Request(host='localhost', target='/ws/btcusdt@trade')))
+        events = []
+        with trio.fail_after(3):
+            while not any(isinstance(e, Ping) for e in events):
+                ws.receive_data(await stream.receive_some(4096))
+                events += list(ws.events())
+        assert isinstance(events[0], AcceptConnection)
+        await stream.aclose()
+    run(main, ping_interval=0.1)

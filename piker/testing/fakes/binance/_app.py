@@ -60,7 +60,7 @@ def endpoint(fn: Handler, weight: int | Callable[[dict[str, str]], int],
         fake: FakeBinance = request.app.state.fake
         query = request.url.query
         body = (await request.body()).decode('utf-8', 'replace')
-        headers: dict[str, str] = {}
+        headers = fake.limiter.headers()
         params: dict[str, str] = {}
         status = 200
         try:

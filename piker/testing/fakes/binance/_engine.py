@@ -433,6 +433,7 @@ class Engine:
             mkt.consume('sell', qty)
             touched += self._fill(o, qty, o.price, now, maker=True)
         if touched:
+            self.fake.hub.publish(f'{mkt.symbol.lower()}@bookTicker', mkt.book_frame())
             self._position(touched, now)
 
     def on_trade(self, mkt: SymbolMarket, side: str, price: Decimal, qty: Decimal) -> None:

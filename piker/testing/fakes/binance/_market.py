@@ -113,12 +113,19 @@ class SymbolMarket:
         self.paused = False
 
     def consume(self, side: str, qty: Decimal) -> None:
-        """Our own taker fill took `qty` off the touch (`side` is the
-        aggressor's: a buy takes from the ask)."""
+        """Our own fill took `qty` off the touch (`side` is the aggressor's:
+        a buy takes from the ask). An emptied touch shows the next level:
+        one tick further, with the market's typical size."""
+        tick = self.spec.tick_size
+        fresh = dec(self.spec.book_size, max(self.sdigits, 8))
         if side == 'buy':
-            self.asize = max(self.asize - qty, Decimal(0))
+            self.asize -= min(qty, self.asize)
+            if self.asize <= 0:
+                self.ask, self.asize = self.ask + tick, fresh
         else:
-            self.bsize = max(self.bsize - qty, Decimal(0))
+            self.bsize -= min(qty, self.bsize)
+            if self.bsize <= 0:
+                self.bid, self.bsize = max(self.bid - tick, tick), fresh
         self.update_id += 1
 
     def print_trade(self, price: Decimal, qty: Decimal, time_ms: int, buyer_maker: bool) -> Trade:
