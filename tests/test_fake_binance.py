@@ -769,3 +769,28 @@ def test_server_sends_ping_frames():
         assert isinstance(events[0], AcceptConnection)
         await stream.aclose()
     run(main, ping_interval=0.1)
+
+
+def test_slow_consumer_is_disconnected(monkeypatch):
+    from piker.testing.fakes.binance import _streams
+    monkeypatch.setattr(_streams, 'OUTBOX', 5)
+
+    async def main(fake, c):
+        async with trio_websocket.open_websocket_url(f'{fake.ws_url}/ws/btcusdt@trade') as ws:
+            for k in range(20):  # no await in between: the outbox overflows
+                fake.push('BTCUSDT', last=64000 + k)
+            got = []
+            with pytest.raises(trio_websocket.ConnectionClosed) as info:
+                while True:
+                    got.append(await ws.get_message())
+            assert 5 <= len(got) <= 6 and info.value.reason.code == 1008  # + one in hand
+    run(main)
+
+
+def test_unknown_stream_or_listen_key_is_refused():
+    async def main(fake, c):
+        for path in ('/ws/notakey', '/stream?streams=btcusdt@nope'):
+            with pytest.raises(trio_websocket.HandshakeError):
+                async with trio_websocket.open_websocket_url(fake.ws_url + path):
+                    pass
+    run(main)

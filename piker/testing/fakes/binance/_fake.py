@@ -23,6 +23,7 @@ import trio
 
 from .._harness import serve_asgi
 from . import _auth
+from ._engine import Engine
 from ._errors import invalid_symbol
 from ._faults import Faults
 from ._limits import Limiter
@@ -79,7 +80,6 @@ class FakeBinance:
         self.faults = Faults(self)
         self.user_stream = UserStreams(self.hub, clock, listen_key_ttl)
         self.requests: deque[dict] = deque(maxlen=REQUEST_LOG)
-        from ._engine import Engine
         self.engine = Engine(self, balances, Decimal(str(commission)), commission_asset)
 
     def __repr__(self) -> str:  # never the secret
