@@ -18,7 +18,7 @@ def test_live_fill_partial_and_cancel(binance_sim):
         oid = await ems.place('buy', 101.0, 0.5, account='spot')
         fill = await ems.wait(oid, 'fill')
         assert fill.brokerd_msg['price'] == 101.0 and fill.brokerd_msg['size'] == 0.3
-        assert (await ems.wait(oid, 'open')).filled == pytest.approx(0.3)
+        assert fill.filled == pytest.approx(0.3) and fill.remaining == pytest.approx(0.2)
         sim.push(FQME, bid=100, ask=101, bsize=1, asize=1)
         await ems.wait(oid, 'closed')
         resps = ems.resps(oid)

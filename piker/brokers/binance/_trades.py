@@ -99,6 +99,10 @@ class BinanceVenue:
         self._reported = False
         self._held: list[str | bytes] = []  # user events before the report
         self._lock = trio.Lock()  # one REST exchange + its events at a time
+        # per symbol: the average price of what is held and its size, from
+        # the fills piker knows (Binance spot reports balances, not costs)
+        self.ppus: dict[str, float] = {}
+        self.sizes: dict[str, float] = {}
 
     def emit(self, *msgs: Any) -> None:
         for msg in msgs:
@@ -131,7 +135,7 @@ class BinanceVenue:
 
     # -- positions ----------------------------------------------------------------
 
-    async def positions(self, ppus: dict[str, float] | None = None) -> list[BrokerdPosition]:
+    async def positions(self) -> list[BrokerdPosition]:
         """Balances as positions: for each market this account trades
         through piker, the base asset's total balance (free + locked)."""
         acct = await self.client.account()
@@ -147,13 +151,24 @@ class BinanceVenue:
                 market = await self.market(symbol)
             except LookupError:
                 continue
-            size = balances.get(market.mkt.dst.name, 0.0)
-            out.append(BrokerdPosition(
-                broker=BROKER, account=self.account, symbol=market.mkt.fqme,
-                size=size, avg_price=(ppus or {}).get(market.symbol, 0.0),
-                currency=market.mkt.src.name,
-            ))
+            size = self.sizes[market.symbol] = balances.get(market.mkt.dst.name, 0.0)
+            out.append(self._position(market, size))
         return out
+
+    def _position(self, market: Market, size: float) -> BrokerdPosition:
+        return BrokerdPosition(
+            broker=BROKER, account=self.account, symbol=market.mkt.fqme,
+            size=size, avg_price=self.ppus.get(market.symbol, 0.0),
+            currency=market.mkt.src.name,
+        )
+
+    def _on_own_fill(self, symbol: str, action: str, price: float, qty: float) -> None:
+        """Move the average price with a buy (a sell leaves it)."""
+        if action != 'buy':
+            return
+        held = max(self.sizes.get(symbol, 0.0), 0.0)
+        ppu = self.ppus.get(symbol, 0.0) if held else 0.0
+        self.ppus[symbol] = (ppu * held + price * qty) / (held + qty)
 
     # -- the order report ---------------------------------------------------------
 
@@ -164,12 +179,11 @@ class BinanceVenue:
         symbols = set(load_symbols()) | {r.symbol for r in open_rows}
         msgs: list[Any] = []
         working: list[str] = []
-        ppus: dict[str, float] = {}
         for symbol in sorted(symbols):
             market = await self.market(symbol)
             trades = [msgspec.convert(t, TradeRow)
                       for t in await self.client.my_trades(symbol, since)]
-            ppus[symbol] = _ppu(trades)
+            self.ppus[symbol] = _ppu(trades)
             rows = {r.orderId: r for r in open_rows if r.symbol == symbol}
             # a finished order is only seen through its fills: ask for it
             # (its client id names the dialog, its status how it ended)
@@ -178,7 +192,7 @@ class BinanceVenue:
                     await self.client.query_order(symbol, order_id), OrderRow)
             msgs += await self._report_market(market, list(rows.values()), trades, working)
         self._reported = True
-        return [*await self.positions(ppus), *msgs,
+        return [*await self.positions(), *msgs,
                 BrokerdOrdersSynced(reqids=working, time_ns=time.time_ns())]
 
     async def _report_market(
@@ -283,7 +297,11 @@ class BinanceVenue:
         cost: float | None = 0.0
         if ev.x == 'TRADE':
             cost = await self._fee(market, ev.n, ev.N, float(ev.L))
-        self.emit(*self.tracker.on_exec(ev, market.mkt.bs_fqme, lambda _: cost))
+        msgs = self.tracker.on_exec(ev, market.mkt.bs_fqme, lambda _: cost)
+        for msg in msgs:
+            if isinstance(msg, BrokerdFill):
+                self._on_own_fill(market.symbol, msg.action, msg.price, msg.size)
+        self.emit(*msgs)
 
     async def _positions_of(self, event: dict[str, Any]) -> list[BrokerdPosition]:
         tracked = load_symbols()
@@ -296,10 +314,8 @@ class BinanceVenue:
             for symbol in tracked:
                 market = self.sess.markets.by_symbol(symbol)
                 if market is not None and market.mkt.dst.name == asset:
-                    out.append(BrokerdPosition(
-                        broker=BROKER, account=self.account, symbol=market.mkt.fqme,
-                        size=size, avg_price=0.0, currency=market.mkt.src.name,
-                    ))
+                    self.sizes[market.symbol] = size
+                    out.append(self._position(market, size))
         return out
 
     # -- commands -----------------------------------------------------------------
