@@ -138,13 +138,7 @@ class BinanceVenue:
     async def positions(self) -> list[BrokerdPosition]:
         """Balances as positions: for each market this account trades
         through piker, the base asset's total balance (free + locked)."""
-        acct = await self.client.account()
-        balances: dict[str, float] = {}
-        for bal in acct.get('balances', []):
-            try:
-                balances[str(bal['asset']).lower()] = float(bal['free']) + float(bal['locked'])
-            except (KeyError, TypeError, ValueError):
-                continue
+        balances = await self._balances()
         out = []
         for symbol in sorted(load_symbols()):
             try:
@@ -362,7 +356,9 @@ class BinanceVenue:
             time_ns=cmd.time_ns,
         )
         self.tracker.add(order)
-        await trio.to_thread.run_sync(add_symbol, market.symbol)
+        first_order = market.symbol not in load_symbols()
+        if first_order:
+            await trio.to_thread.run_sync(add_symbol, market.symbol)
         try:
             resp = await self.client.new_order(
                 symbol=market.symbol, side=cmd.action.upper(), type='LIMIT',
@@ -374,6 +370,30 @@ class BinanceVenue:
             self.emit(self._error(cmd, str(err)))
             return
         self._answered(order, resp)
+        if first_order:
+            # a market new to this account: its position (what it holds
+            # already) was not in the handshake
+            await self._emit_position(market)
+
+    async def _emit_position(self, market: Market) -> None:
+        try:
+            balances = await self._balances()
+        except BinanceError as err:
+            log.warning('no balances for %s: %s', market.symbol, err)
+            return
+        size = self.sizes[market.symbol] = balances.get(market.mkt.dst.name, 0.0)
+        self.emit(self._position(market, size))
+
+    async def _balances(self) -> dict[str, float]:
+        """`{asset: free + locked}` from `GET /api/v3/account`."""
+        acct = await self.client.account()
+        balances: dict[str, float] = {}
+        for bal in acct.get('balances', []):
+            try:
+                balances[str(bal['asset']).lower()] = float(bal['free']) + float(bal['locked'])
+            except (KeyError, TypeError, ValueError):
+                continue
+        return balances
 
     def _answered(self, order: LiveOrder, resp: dict[str, Any]) -> None:
         """A new order's REST answer: ack, and 'open' if the stream has not
