@@ -429,3 +429,21 @@ def test_config_errors_name_the_key(piker_env, monkeypatch):
                                           'api_secret = "s"\n')
     with pytest.raises(ConfigError, match='cannot read secret file'):
         load_brokers_conf()
+
+
+# -- CLI ---------------------------------------------------------------------------------------
+
+def test_live_mode_without_keys_says_so(piker_env, monkeypatch):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    monkeypatch.delenv('PIKER_BINANCE_API_KEY', raising=False)
+    monkeypatch.delenv('PIKER_BINANCE_API_SECRET', raising=False)
+    piker = str(Path(sys.executable).parent / 'piker')
+    for args in (['order', 'buy', 'btcusdt.binance', '0.001', '60000', '--mode', 'live'],
+                 ['chart', 'btcusdt.binance', '--mode', 'live']):
+        proc = subprocess.run([piker, *args], capture_output=True, text=True, timeout=30)
+        assert proc.returncode == 2, proc.stderr
+        assert 'binance has no API keys configured' in proc.stderr
+        assert 'market data and paper trading only' in proc.stderr
