@@ -447,3 +447,29 @@ def test_live_mode_without_keys_says_so(piker_env, monkeypatch):
         assert proc.returncode == 2, proc.stderr
         assert 'binance has no API keys configured' in proc.stderr
         assert 'market data and paper trading only' in proc.stderr
+
+
+def test_exec_reports_reordered_and_repeated_after_the_end():
+    oid = str(uuid.uuid4())
+    tr, order, cid = _tracked(oid)
+    # the fill overtakes the NEW report; then NEW and the fill come again
+    fill = _ev(11, cid, 'TRADE', 'FILLED', l='1.0', z='1.0', L='100', t=9)
+    out = tr.on_exec(fill, 'btcusdt', _free)
+    assert [type(m).__name__ for m in out] == ['BrokerdOrderAck', 'BrokerdFill', 'BrokerdStatus']
+    assert out[-1].status == 'closed'
+    assert tr.on_exec(_ev(11, cid, 'NEW', 'NEW'), 'btcusdt', _free) == []
+    assert tr.on_exec(fill, 'btcusdt', _free) == []
+    assert not tr.by_reqid  # nothing came back as an "external" order
+
+
+def test_exec_reports_a_fill_overtaken_by_the_final_one_still_counts():
+    oid = str(uuid.uuid4())
+    tr, order, cid = _tracked(oid)
+    tr.on_exec(_ev(11, cid, 'NEW', 'NEW'), 'btcusdt', _free)
+    out = tr.on_exec(_ev(11, cid, 'TRADE', 'FILLED', l='0.7', z='1.0', L='100', t=2),
+                     'btcusdt', _free)
+    assert out[-1].status == 'closed' and out[-1].filled == 1.0
+    (late,) = tr.on_exec(_ev(11, cid, 'TRADE', 'PARTIALLY_FILLED', l='0.3', z='0.3',
+                             L='100', t=1), 'btcusdt', _free)
+    assert isinstance(late, BrokerdFill) and late.tid == 'BTCUSDT:1' and late.size == 0.3
+    assert late.reqid == order.reqid
