@@ -294,3 +294,23 @@ def test_cli_search_and_quote_on_the_fake(fake_binance, piker_env, monkeypatch):
     assert quote.returncode == 0, quote.stderr
     assert '64000.5' in quote.stdout
     assert fake_binance.api_key not in quote.stderr + found.stderr
+
+
+@pytest.mark.parametrize('asset', ['BNB', 'received'])
+def test_fill_cost_is_the_commission_in_the_quote_asset(binance_sim, asset):
+    async def main(sim):
+        sim.push('bnbusdt.binance', bid=599.0, ask=601.0, bsize=100, asize=100)
+        sim.push(FQME, bid=100, ask=101, bsize=1, asize=1)
+        ems = await sim.open_ems(FQME)
+        oid = await ems.place('buy', 101.0, 0.5, account='spot')
+        fill = await ems.wait(oid, 'fill', timeout=10)
+        (trade,) = sim.fake.trades('BTCUSDT')
+        charged = float(trade['commission'])
+        assert trade['commissionAsset'] == ('BNB' if asset == 'BNB' else 'BTC')
+        # in USDT: BNB at its mid (600), BTC at the fill price (101)
+        price = 600.0 if asset == 'BNB' else 101.0
+        assert fill.brokerd_msg['cost'] == pytest.approx(charged * price)
+        assert fill.brokerd_msg['cost'] > 0
+
+    binance_sim(main, fake={'balances': {'USDT': 10_000, 'BNB': 10},
+                            'commission_asset': asset})

@@ -21,9 +21,10 @@ Trade ids: Binance numbers trades per symbol, so a fill's `tid` is
 
 Fees: `cost` is the commission in the market's quote asset. Binance
 charges the quote asset (as is), the base asset (converted at the fill
-price) or a third asset such as BNB (converted at that asset's last
-price in the quote asset, given by the caller; 0 and a note in
-`broker_details` if no price is known).
+price) or a third asset such as BNB (converted at that asset's mid price
+in the quote asset - the `<asset><quote>` bookTicker when the fill is
+reported - given by the caller; 0 and a note in `broker_details` if
+Binance lists no such market).
 """
 from __future__ import annotations
 

@@ -114,13 +114,16 @@ class BinanceVenue:
     # -- fees -------------------------------------------------------------------
 
     async def _asset_price(self, asset: str, quote: str) -> float | None:
+        """`asset`'s mid price in `quote` (bookTicker of `<asset><quote>`),
+        cached `FEE_PRICE_TTL`; None if Binance lists no such market."""
         key = f'{asset}{quote}'.upper()
         hit = self._fee_prices.get(key)
         if hit is not None and time.monotonic() - hit[1] < FEE_PRICE_TTL:
             return hit[0]
         try:
-            price = await self.client.ticker_price(key)
-        except (BinanceError, KeyError, ValueError):
+            book = await self.client.book_ticker(key)
+            price = (float(book['bidPrice']) + float(book['askPrice'])) / 2
+        except (BinanceError, KeyError, ValueError, TypeError):
             return None
         self._fee_prices[key] = (price, time.monotonic())
         return price
