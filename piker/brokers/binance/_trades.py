@@ -47,7 +47,7 @@ from ...clearing._messages import (
     decode_backend_cmd,
 )
 from ...log import get_console_log, get_logger
-from ...service import open_drained_stream
+from ...service import open_drained_stream, watch_peer
 from ._markets import BROKER, Market
 from ._orders import (
     WORKING,
@@ -74,6 +74,7 @@ REPORTS_ORDERS = True
 REPORT_SPAN_MS = 23 * 3600 * 1000
 # a third-asset commission price (e.g. BNBUSDT) is reused this long
 FEE_PRICE_TTL = 60.0
+
 
 def live_accounts(sess: Session) -> list[str]:
     """The names live orders may use: `[binance] accounts` minus 'paper'."""
@@ -188,7 +189,6 @@ class BinanceVenue:
                 rows[order_id] = msgspec.convert(
                     await self.client.query_order(symbol, order_id), OrderRow)
             msgs += await self._report_market(market, list(rows.values()), trades, working)
-        self._reported = True
         return [*await self.positions(), *msgs,
                 BrokerdOrdersSynced(reqids=working, time_ns=time.time_ns())]
 
@@ -256,17 +256,20 @@ class BinanceVenue:
     # -- user data stream ---------------------------------------------------------
 
     async def on_user_event(self, raw: str | bytes) -> None:
-        if not self._reported:
-            self._held.append(raw)
-            return
         async with self._lock:
+            if not self._reported:
+                self._held.append(raw)  # after the report, in order
+                return
             await self._apply(raw)
 
     async def release_held(self) -> None:
+        """The report is out: apply the events that waited for it, then
+        every event as it comes."""
         async with self._lock:
-            held, self._held = self._held, []
-            for raw in held:
+            for raw in self._held:
                 await self._apply(raw)
+            self._held.clear()
+            self._reported = True
 
     async def _apply(self, raw: str | bytes) -> None:
         try:
@@ -540,14 +543,16 @@ async def trades_dialogue(
         report = await venue.report()
         positions = [m for m in report if isinstance(m, BrokerdPosition)]
         await ctx.started(([p.to_builtins() for p in positions], [account]))
+        # emsd gone (SIGKILL included, TRACTOR.md rule 2): the dialogue ends;
+        # whatever it sent last is in the next dialogue's order report
         async with (
+            watch_peer(ctx),
             ctx.open_stream() as stream,
             open_drained_stream(stream, policy='never_drop', maxlen=100_000) as commands,
         ):
             venue.emit(*(m for m in report if not isinstance(m, BrokerdPosition)))
-            n.start_soon(_sender, venue, stream)
             await venue.release_held()
-            n.start_soon(_close_when_gone, ctx, commands)
+            n.start_soon(_sender, venue, stream)
             async for raw in commands:
                 try:
                     await venue.handle(raw)
@@ -555,14 +560,7 @@ async def trades_dialogue(
                     log.exception('failed to handle command %r', raw)
                     venue.emit(BrokerdError(oid=_reply_oid(raw),
                                             reason='internal error handling this command'))
-            n.cancel_scope.cancel()
-
-
-async def _close_when_gone(ctx: tractor.Context, commands: Any, poll: float = 0.05) -> None:
-    """End the dialogue when emsd vanishes (TRACTOR.md rule 2)."""
-    while ctx.chan.connected():
-        await trio.sleep(poll)
-    commands.close()
+        n.cancel_scope.cancel()
 
 
 __all__ = ['REPORTS_ORDERS', 'BinanceVenue', 'live_accounts', 'trades_dialogue']
