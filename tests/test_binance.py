@@ -314,3 +314,28 @@ def test_fill_cost_is_the_commission_in_the_quote_asset(binance_sim, asset):
 
     binance_sim(main, fake={'balances': {'USDT': 10_000, 'BNB': 10},
                             'commission_asset': asset})
+
+
+def test_emsd_sigkill_keeps_live_orders(binance_sim):
+    async def main(sim):
+        sim.push(FQME, bid=100, ask=101, bsize=1, asize=1)
+        ems = await sim.open_ems(FQME)
+        oid = await ems.place('buy', 90.0, 0.1, account='spot')
+        await ems.wait(oid, 'open')
+        await sim.kill('emsd')
+        (order,) = _chain(sim, oid)
+        sim.fake.fill(order['orderId'], qty='0.04')  # while emsd restarts
+        await sim.until_ems(lambda st: st['venues'].get('brokerd.binance') == 'up')
+        again = await sim.open_ems(FQME)
+
+        def seen_fill() -> bool:  # in the handshake, or told since
+            sts = [again.dialogs.get(oid), *again.statuses(oid)]
+            return any(s is not None and s.filled == pytest.approx(0.04) for s in sts)
+
+        await again.until(seen_fill, timeout=15)
+        assert again.dialogs[oid].resp in ('open', 'fill')
+        await again.client.cancel(oid)
+        await again.wait(oid, 'canceled', timeout=10)
+        assert len(_chain(sim, oid)) == 1  # never a second venue order
+
+    binance_sim(main, fake={'balances': {'USDT': 10_000}})

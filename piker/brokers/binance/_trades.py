@@ -514,9 +514,17 @@ def _reply_oid(raw: Any) -> str:
 
 
 async def _sender(venue: BinanceVenue, stream: tractor.MsgStream) -> None:
+    """The one task that writes to emsd, in order. Shielded per message (a
+    send cut half-way would corrupt the connection's framing); a dead emsd
+    ends it: what it missed is in the next dialogue's report."""
     async for msg in venue.out_recv:
-        with trio.CancelScope(shield=True):
-            await stream.send(msg)
+        try:
+            with trio.CancelScope(shield=True):
+                await stream.send(msg)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            log.warning('emsd went away: %r and what follows go to the next '
+                        "dialogue's order report", type(msg).__name__)
+            return
 
 
 @tractor.context
