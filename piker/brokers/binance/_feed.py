@@ -1,7 +1,7 @@
 """Live L1 quotes: `bookTicker` + `trade` on one combined websocket.
 
 `stream_quotes()` answers `started()` from a REST snapshot
-(`/api/v3/ticker/bookTicker`, and `/api/v3/ticker/price` for `last`)
+(`/api/v3/ticker/bookTicker`, and the latest 1 s kline's close for `last`)
 taken once the websocket is open, never by waiting for a first trade, so
 a quiet market starts at once and no update is lost in between. It streams `<symbol>@bookTicker` and `<symbol>@trade` from
 `<ws_url>/stream?streams=...` and turns each frame into a piker quote
@@ -113,16 +113,18 @@ class L1:
         return None
 
     async def snapshot(self, client: Any, symbol: str) -> Quote:
-        """Refresh from REST (bookTicker; last trade price if known)."""
+        """Refresh from REST: the book, and the last trade price."""
         book = await client.book_ticker(symbol)
         self.on_book(_BookTicker(
             s=symbol, b=book['bidPrice'], B=book['bidQty'],
             a=book['askPrice'], A=book['askQty'],
         ))
         try:
-            self.last = await client.ticker_price(symbol)
-        except (BinanceError, KeyError, ValueError) as err:
-            log.info('%s: no last price (%s): using the mid', symbol, err)
+            # the close of the latest 1 s kline is the last trade's price
+            (row,) = await client.klines(symbol, '1s', None, limit=1) or [[]]
+            self.last = float(row[4])
+        except (BinanceError, IndexError, TypeError, ValueError) as err:
+            log.info('%s: no last trade (%s): using the mid', symbol, err)
             if math.isnan(self.last):
                 self.last = (self.bid + self.ask) / 2
         ticks = [
