@@ -498,3 +498,57 @@ def test_used_weight_near_the_limit_is_warned_once(caplog):
         trio.run(main)
     warned = [r for r in caplog.records if 'request weight used' in r.getMessage()]
     assert len(warned) == 1 and '4900 of 6000' in warned[0].getMessage()
+
+
+# -- reconnect helpers ------------------------------------------------------------------------
+
+def test_backoff_doubles_caps_and_resets_after_a_healthy_connection():
+    from piker.service import Backoff
+    b = Backoff(first=0.1, cap=0.5, healthy_after=10.0, jitter=0.0)
+    assert [b.next_delay(0.0) for _ in range(5)] == [0.1, 0.2, 0.4, 0.5, 0.5]
+    assert b.next_delay(up_for=11.0) == 0.1  # it stayed up: start over
+
+
+def test_connection_is_renewed_before_binance_cuts_it(monkeypatch):
+    from piker.brokers.binance import _feed
+
+    class QuietWs:
+        def __init__(self):
+            self.sent = ['a', 'b']
+
+        async def get_message(self):
+            if self.sent:
+                return self.sent.pop(0)
+            await trio.sleep_forever()
+
+    monkeypatch.setattr(_feed, 'MAX_AGE', 0.2)
+
+    async def main():
+        t0 = trio.current_time()
+        got = [raw async for raw in _feed.messages(QuietWs())]
+        assert got == ['a', 'b'] and 0.2 <= trio.current_time() - t0 < 1.0
+
+    trio.run(main)
+
+
+def test_reconnecting_retries_until_a_permanent_error():
+    from piker.service import Backoff, reconnecting
+    calls: list[int] = []
+    downs: list = []
+
+    async def connect():
+        calls.append(1)
+        if len(calls) < 3:
+            raise ConnectionRefusedError('refused')
+        if len(calls) == 3:
+            return  # the peer closed it: reconnect too
+        raise PermissionError('banned')  # not in retry_on: it propagates
+
+    async def main():
+        with pytest.raises(PermissionError):
+            await reconnecting(connect, 'test', backoff=Backoff(first=0.01, jitter=0),
+                               retry_on=(ConnectionRefusedError,), on_down=downs.append)
+
+    trio.run(main)
+    assert len(calls) == 4
+    assert [type(d).__name__ for d in downs] == ['ConnectionRefusedError'] * 2 + ['NoneType']

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 import msgspec
@@ -145,6 +146,21 @@ def stream_url(ws_url: str, symbol: str) -> str:
     return f'{ws_url.rstrip("/")}/stream?streams={s}@bookTicker/{s}@trade'
 
 
+async def messages(ws: Any) -> AsyncIterator[str | bytes]:
+    """A connection's messages until it closes or reaches `MAX_AGE` (then
+    the caller reconnects: Binance would cut it at 24 h anyway)."""
+    deadline = trio.current_time() + MAX_AGE
+    while True:
+        with trio.move_on_at(deadline):
+            try:
+                raw = await ws.get_message()
+            except ConnectionClosed:
+                return
+        if trio.current_time() >= deadline:
+            return
+        yield raw
+
+
 async def _keepalive(ws: Any, what: str) -> None:
     """Ping every `PING_INTERVAL`; a missing pong closes the connection."""
     while True:
@@ -216,19 +232,14 @@ class MarketStream:
                         f'({self.gap[0]})'))
                     self.gap.clear()
                     await send_chan.send(quote)
-                with trio.move_on_after(MAX_AGE):
-                    while True:
-                        try:
-                            raw = await ws.get_message()
-                        except ConnectionClosed:
-                            break
-                        try:
-                            quote = l1.on_frame(raw)
-                        except (msgspec.DecodeError, ValueError) as err:
-                            log.warning('%s: bad frame ignored (%s): %.200r', symbol, err, raw)
-                            continue
-                        if quote is not None:
-                            await send_chan.send(quote)
+                async for raw in messages(ws):
+                    try:
+                        quote = l1.on_frame(raw)
+                    except (msgspec.DecodeError, ValueError) as err:
+                        log.warning('%s: bad frame ignored (%s): %.200r', symbol, err, raw)
+                        continue
+                    if quote is not None:
+                        await send_chan.send(quote)
                 n.cancel_scope.cancel()
 
 
