@@ -226,6 +226,18 @@ def test_bad_signature_or_key_is_a_clear_error(binance_sim, key, why):
     binance_sim(main, brokers={'binance': {key: 'not-the-right-one'}})
 
 
+def test_live_without_keys_is_refused_with_the_reason(binance_sim):
+    async def main(sim):
+        from piker.clearing import EMSError
+        with pytest.raises(EMSError, match='binance has no API keys configured'):
+            ems = await sim.open_ems(FQME)
+            await ems.place('buy', 90.0, 0.1, account='spot')
+        paper = await sim.open_ems(FQME, mode='paper')  # paper still works
+        assert 'paper' in paper.accounts
+
+    binance_sim(main, keys=False)
+
+
 def test_user_stream_loss_is_made_up_for(binance_sim):
     async def main(sim):
         sim.push(FQME, bid=100, ask=101, bsize=1, asize=1)

@@ -46,6 +46,7 @@ from ...clearing._messages import (
     MessageError,
     decode_backend_cmd,
 )
+from ...clearing._paper_engine import reply_oid
 from ...log import get_console_log, get_logger
 from ...service import open_drained_stream, watch_peer
 from ._markets import BROKER, Market
@@ -324,7 +325,7 @@ class BinanceVenue:
         try:
             cmd = decode_backend_cmd(raw)
         except MessageError as err:
-            self.emit(BrokerdError(oid=_reply_oid(raw), reason=err.reason))
+            self.emit(BrokerdError(oid=reply_oid(raw), reason=err.reason))
             return
         async with self._lock:
             if isinstance(cmd, BrokerdCancel):
@@ -508,11 +509,6 @@ def _ppu(trades: list[TradeRow]) -> float:
     return ppu if size > 0 else 0.0
 
 
-def _reply_oid(raw: Any) -> str:
-    oid = raw.get('oid') if isinstance(raw, dict) else None
-    return oid if isinstance(oid, str) and oid.strip() else '<unknown>'
-
-
 async def _sender(venue: BinanceVenue, stream: tractor.MsgStream) -> None:
     """The one task that writes to emsd, in order. Shielded per message (a
     send cut half-way would corrupt the connection's framing); a dead emsd
@@ -566,7 +562,7 @@ async def trades_dialogue(
                     await venue.handle(raw)
                 except Exception:
                     log.exception('failed to handle command %r', raw)
-                    venue.emit(BrokerdError(oid=_reply_oid(raw),
+                    venue.emit(BrokerdError(oid=reply_oid(raw),
                                             reason='internal error handling this command'))
         n.cancel_scope.cancel()
 
