@@ -43,6 +43,7 @@ from ...clearing._messages import (
     BrokerdOrderAck,
     BrokerdOrdersSynced,
     BrokerdPosition,
+    BrokerdStatus,
     MessageError,
     decode_backend_cmd,
 )
@@ -246,13 +247,31 @@ class BinanceVenue:
     async def resync(self) -> None:
         """After a user data stream reconnect: report what it missed."""
         async with self._lock:
-            before = set(self.tracker.by_reqid)
+            before = dict(self.tracker.by_reqid)
+            seen = set(self.tracker.tids)
             msgs = await self.report()
-            # the report announced what still works; what it no longer lists
-            # ended while we were not listening (its final status is in it)
-            for reqid in before - set(self.tracker.by_reqid):
-                log.info('order %s ended while the user data stream was down', reqid)
-            self.emit(*(m for m in msgs if not isinstance(m, BrokerdOrdersSynced)))
+            synced = msgs[-1]
+            assert isinstance(synced, BrokerdOrdersSynced)
+            working = {str(r) for r in synced.reqids}
+            ended = {m.reqid for m in msgs if isinstance(m, BrokerdStatus)
+                     and m.status in ('closed', 'canceled')}
+            # news only: fills not reported yet, final statuses of orders
+            # this dialogue still tracked
+            out = [m for m in msgs[:-1] if not (
+                (isinstance(m, BrokerdFill) and m.tid in seen)
+                or (isinstance(m, BrokerdStatus) and m.reqid in ended
+                    and m.reqid not in before))]
+            # a tracked order no longer working ended while nobody listened
+            for reqid, order in before.items():
+                if reqid in working:
+                    continue
+                if reqid in ended:
+                    self.tracker.drop(order)
+                else:  # cancelled without fills (none in the report)
+                    out += self.tracker.finish(
+                        order, 'closed' if not order.remaining else 'canceled',
+                        'not working at Binance after the user data stream came back')
+            self.emit(*out)
 
     # -- user data stream ---------------------------------------------------------
 
