@@ -5,6 +5,7 @@ a brokerd crash, rate limits, bad keys, and paper trading on its quotes."""
 from __future__ import annotations
 
 import pytest
+import trio
 
 FQME = 'btcusdt.binance'
 
@@ -23,6 +24,12 @@ def test_live_fill_partial_and_cancel(binance_sim):
         await ems.wait(oid, 'closed')
         resps = ems.resps(oid)
         assert resps[0] == 'pending' and resps.count('fill') == 2, resps
+        # both fills in piker's ledger, by Binance trade id
+        tids = {t['id'] for t in sim.fake.trades('BTCUSDT')}
+        with trio.fail_after(5):  # written just after the fills are reported
+            while len(sim.ledger('binance', 'spot')) < 2:
+                await trio.sleep(0.02)
+        assert set(sim.ledger('binance', 'spot')) == {f'BTCUSDT:{t}' for t in tids}
         # resting, then cancelled
         rest = await ems.place('buy', 90.0, 0.1, account='spot')
         await ems.wait(rest, 'open')

@@ -50,6 +50,7 @@ from ...clearing._messages import (
 from ...clearing._paper_engine import reply_oid
 from ...log import get_console_log, get_logger
 from ...service import open_drained_stream, watch_peer
+from ._ledger import LedgerSink
 from ._markets import BROKER, Market
 from ._orders import (
     WORKING,
@@ -106,6 +107,7 @@ class BinanceVenue:
         # the fills piker knows (Binance spot reports balances, not costs)
         self.ppus: dict[str, float] = {}
         self.sizes: dict[str, float] = {}
+        self.ledger = LedgerSink(account)
 
     def emit(self, *msgs: Any) -> None:
         for msg in msgs:
@@ -233,7 +235,9 @@ class BinanceVenue:
                     self.tracker.tids.add(tid)
                     cost = await self._fee(market, t.commission, t.commissionAsset,
                                            float(t.price))
-                    msgs.append(_fill_msg(order, t, tid, cost))
+                    fill = _fill_msg(order, t, tid, cost)
+                    self.ledger.add(fill, market)
+                    msgs.append(fill)
             if is_open:
                 self.tracker.add(order)
                 working.append(reqid)
@@ -318,10 +322,11 @@ class BinanceVenue:
         if ev.x == 'TRADE':
             cost = await self._fee(market, ev.n, ev.N, float(ev.L))
         msgs = self.tracker.on_exec(ev, market.mkt.bs_fqme, lambda _: cost)
+        self.emit(*msgs)
         for msg in msgs:
             if isinstance(msg, BrokerdFill):
                 self._on_own_fill(market.symbol, msg.action, msg.price, msg.size)
-        self.emit(*msgs)
+                self.ledger.add(msg, market)
 
     async def _positions_of(self, event: dict[str, Any]) -> list[BrokerdPosition]:
         tracked = load_symbols()
@@ -576,6 +581,7 @@ async def trades_dialogue(
             venue.emit(*(m for m in report if not isinstance(m, BrokerdPosition)))
             await venue.release_held()
             n.start_soon(_sender, venue, stream)
+            n.start_soon(venue.ledger.run)
             async for raw in commands:
                 try:
                     await venue.handle(raw)
