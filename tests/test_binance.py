@@ -233,14 +233,19 @@ def test_bad_signature_or_key_is_a_clear_error(binance_sim, key, why):
     binance_sim(main, brokers={'binance': {key: 'not-the-right-one'}})
 
 
-def test_live_without_keys_is_refused_with_the_reason(binance_sim):
+def test_without_keys_live_is_refused_and_paper_fills_at_binance_touch(binance_sim):
     async def main(sim):
         from piker.clearing import EMSError
         with pytest.raises(EMSError, match='binance has no API keys configured'):
             ems = await sim.open_ems(FQME)
             await ems.place('buy', 90.0, 0.1, account='spot')
-        paper = await sim.open_ems(FQME, mode='paper')  # paper still works
-        assert 'paper' in paper.accounts
+        sim.push(FQME, bid=100.5, ask=101.25, bsize=1, asize=1)
+        ems = await sim.open_ems(FQME, mode='paper')
+        oid = await ems.place('buy', 102.0, 0.1)
+        fill = await ems.wait(oid, 'fill', timeout=10)
+        assert fill.brokerd_msg['price'] == 101.25  # Binance's ask, not the limit
+        await ems.wait(oid, 'closed')
+        assert not sim.orders(FQME)  # paper: nothing reached Binance
 
     binance_sim(main, keys=False)
 
@@ -274,19 +279,6 @@ def test_user_stream_loss_is_made_up_for(binance_sim):
         await ems.wait(again, 'closed', timeout=10)
 
     binance_sim(main, fake={'balances': {'USDT': 10_000}})
-
-
-def test_paper_fills_at_binance_touch(binance_sim):
-    async def main(sim):
-        sim.push(FQME, bid=100.5, ask=101.25, bsize=1, asize=1)
-        ems = await sim.open_ems(FQME, mode='paper')
-        oid = await ems.place('buy', 102.0, 0.1)
-        fill = await ems.wait(oid, 'fill', timeout=10)
-        assert fill.brokerd_msg['price'] == 101.25
-        await ems.wait(oid, 'closed')
-        assert not sim.orders(FQME)  # paper: nothing reached Binance
-
-    binance_sim(main, keys=False)
 
 
 @pytest.mark.timeout(90)
