@@ -68,6 +68,15 @@ def test_live_modify_keeps_one_venue_order_and_cancel_before_ack(binance_sim):
         await ems.wait(oid, 'closed')
         assert ems.resps(oid).count('closed') == 1
 
+        # a modify Binance refuses after cancelling the old order (the new
+        # one is too big for the balance): the dialog ends, saying why
+        big = await ems.place('buy', 90.0, 0.1, account='spot')
+        await ems.wait(big, 'open')
+        await ems.client.update(big, size=1000.0)
+        gone = await ems.wait(big, 'canceled', timeout=10)
+        assert 'insufficient balance' in gone.reason, gone.reason
+        assert [o['status'] for o in _chain(sim, big)] == ['CANCELED']
+
         # a cancel sent before Binance answered the order is honoured
         sim.fake.faults.delay_acks(0.5)
         late = await ems.place('buy', 80.0, 0.1, account='spot')

@@ -498,7 +498,7 @@ class BinanceVenue:
             if old := data.get('cancelResponse'):
                 order.cum = max(order.cum, float(old.get('executedQty', 0) or 0))
             reason = new_resp.get('msg') or str(err)
-            self.emit(*self.tracker.finish(
+            self.emit(_re_ack(order), *self.tracker.finish(
                 order, 'canceled', f'modify failed after the cancel: {reason}'))
             return
         cancel_resp = data.get('cancelResponse') or {}
