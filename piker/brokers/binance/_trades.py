@@ -108,6 +108,8 @@ class BinanceVenue:
         self.ppus: dict[str, float] = {}
         self.sizes: dict[str, float] = {}
         self.ledger = LedgerSink(account)
+        # the markets this account trades through piker (see `_state`)
+        self.symbols: set[str] = load_symbols()
 
     def emit(self, *msgs: Any) -> None:
         for msg in msgs:
@@ -148,7 +150,7 @@ class BinanceVenue:
         through piker, the base asset's total balance (free + locked)."""
         balances = await self._balances()
         out = []
-        for symbol in sorted(load_symbols()):
+        for symbol in sorted(self.symbols):
             try:
                 market = await self.market(symbol)
             except LookupError:
@@ -178,7 +180,7 @@ class BinanceVenue:
         """The order report (see module doc); also (re)builds the tracker."""
         since = int(time.time() * 1000) - REPORT_SPAN_MS
         open_rows = [msgspec.convert(r, OrderRow) for r in await self.client.open_orders()]
-        symbols = set(load_symbols()) | {r.symbol for r in open_rows}
+        symbols = self.symbols | {r.symbol for r in open_rows}
         msgs: list[Any] = []
         working: list[str] = []
         for symbol in sorted(symbols):
@@ -329,7 +331,7 @@ class BinanceVenue:
                 self.ledger.add(msg, market)
 
     async def _positions_of(self, event: dict[str, Any]) -> list[BrokerdPosition]:
-        tracked = load_symbols()
+        tracked = self.symbols
         out = []
         for bal in event.get('B', []):
             try:
@@ -387,8 +389,9 @@ class BinanceVenue:
             time_ns=cmd.time_ns,
         )
         self.tracker.add(order)
-        first_order = market.symbol not in load_symbols()
+        first_order = market.symbol not in self.symbols
         if first_order:
+            self.symbols.add(market.symbol)
             await trio.to_thread.run_sync(add_symbol, market.symbol)
         try:
             resp = await self.client.new_order(
