@@ -584,6 +584,13 @@ def test_resync_reports_what_ended_while_nobody_listened(piker_env):
             venue = BinanceVenue(sess, 'spot')  # no user data stream: nothing heard
             await venue.report()
             await venue.release_held()
+            # bad user data events are dropped, never fatal
+            for bad in ('{not json', '{"e": "executionReport", "s": 3}',
+                        json.dumps({'e': 'executionReport', 's': 'NOPEUSDT', 'c': 'x',
+                                    'S': 'BUY', 'q': '1', 'p': '1', 'x': 'NEW',
+                                    'X': 'NEW', 'i': 1})):
+                await venue.on_user_event(bad)
+            assert drain(venue) == []
             gone, filled, kept = order(90.0), order(91.0), order(92.0)
             for cmd in (gone, filled, kept):
                 await venue.handle(cmd)

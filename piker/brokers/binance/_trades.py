@@ -278,6 +278,15 @@ class BinanceVenue:
             self._reported = True
 
     async def _apply(self, raw: str | bytes) -> None:
+        """One user data event; a bad one is logged, never fatal."""
+        try:
+            await self._apply_event(raw)
+        except BinanceError as err:  # a REST call it needed (fee price...)
+            log.warning('user data event not applied (%s): %.200r', err, raw)
+        except Exception:
+            log.exception('failed to apply user data event %.200r', raw)
+
+    async def _apply_event(self, raw: str | bytes) -> None:
         try:
             head = msgspec.json.decode(raw)
         except msgspec.DecodeError:
