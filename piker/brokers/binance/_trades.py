@@ -374,9 +374,11 @@ class BinanceVenue:
                 newClientOrderId=cid, newOrderRespType='RESULT',
             )
         except BinanceError as err:
-            self.tracker.drop(order)
-            self.emit(self._error(cmd, str(err)))
-            return
+            resp = await self._placed_anyway(market, cid, err)
+            if resp is None:
+                self.tracker.drop(order)
+                self.emit(self._error(cmd, str(err)))
+                return
         self._answered(order, resp)
         if first_order:
             # a market new to this account: its position (what it holds
@@ -390,6 +392,19 @@ class BinanceVenue:
             log.warning('no balances for %s: %s', market.symbol, err)
             return
         self.emit(*self.pos.of_balances([market], balances))
+
+    async def _placed_anyway(
+        self, market: Market, cid: str, err: BinanceError,
+    ) -> dict[str, Any] | None:
+        """After a 5XX (or a lost answer) Binance says the order's fate is
+        unknown: look it up by its client id; None if it does not exist."""
+        if err.code is not None and err.status < 500:
+            return None  # a definite refusal
+        try:
+            return await self.client.query_order(market.symbol, client_id=cid)
+        except BinanceError as lookup:
+            log.warning('order %s not placed (%s; lookup: %s)', cid, err, lookup)
+            return None
 
     def _answered(self, order: LiveOrder, resp: dict[str, Any]) -> None:
         """A new order's REST answer: ack, and 'open' if the stream has not
