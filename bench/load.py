@@ -245,6 +245,11 @@ class Track:
         self.changed = trio.Event()
 
 
+def _finished_error() -> type[Exception]:
+    from piker.clearing import OrderFinishedError
+    return OrderFinishedError
+
+
 class LoadClient:
     """One `open_ems()` session running its plan."""
 
@@ -308,7 +313,10 @@ class LoadClient:
         """Modify and wait until the dialog reports the new version; False
         if it ended meanwhile."""
         mark = len(self.tracks[oid].statuses)
-        new = await self.client.update(oid, price=price, size=size)
+        try:
+            new = await self.client.update(oid, price=price, size=size)
+        except _finished_error():   # it ended (e.g. filled) before the modify went out
+            return False
         self.stats.modifies += 1
         got = await self.until(oid, lambda st: st.resp == resp and st.req is not None
                                and st.req.price == new.price and st.req.size == new.size,

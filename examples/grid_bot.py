@@ -32,7 +32,13 @@ from dataclasses import dataclass
 import trio
 
 from piker.accounting import MktPair
-from piker.clearing import BrokerdPosition, OrderClient, Status, open_ems
+from piker.clearing import (
+    BrokerdPosition,
+    OrderClient,
+    OrderFinishedError,
+    Status,
+    open_ems,
+)
 from piker.data import open_feed
 
 
@@ -119,7 +125,10 @@ class GridBot:
                 if price == go.price:
                     continue
                 go.price, go.state = price, 'pending'  # until the venue confirms
-                await self.client.update(go.oid, price=price)
+                try:
+                    await self.client.update(go.oid, price=price)
+                except OrderFinishedError:
+                    continue  # it ended meanwhile: its status is on its way
                 moved += 1
         self.stats.modified += moved
         self.log(f'market moved to {mid:.1f}: grid recentred on {self.center} '

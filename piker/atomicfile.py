@@ -1,13 +1,21 @@
 """Crash-safe file writes: temp file in the same dir + fsync + rename.
 
 A reader (or a process restarted after a crash) only ever sees the old
-file or the complete new one, never a torn write.
+file or the complete new one, never a torn write. A file found damaged
+is `quarantine()`d: renamed aside with its bytes intact, so whatever
+replaces it never destroys the evidence.
 """
 from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Iterable
+from datetime import datetime
 from pathlib import Path
+
+from .log import get_logger
+
+log = get_logger(__name__)
 
 
 def write_atomic(path: str | os.PathLike, data: str | bytes) -> None:
@@ -37,3 +45,28 @@ def write_atomic(path: str | os.PathLike, data: str | bytes) -> None:
         os.fsync(dfd)
     finally:
         os.close(dfd)
+
+
+def quarantine(path: str | os.PathLike, companions: Iterable[str] = ()) -> Path:
+    """Rename a damaged `path` aside, bytes intact; return the new name.
+
+    The new name is `<name>.corrupt-<local time>[-n]`, never an existing
+    file. `companions` are suffixes of files that belong with it (a
+    SQLite db's `-wal`, `-shm`): each moves along with the same stamp.
+    A rename that fails is logged; the caller decides what to do next.
+    """
+    path = Path(path)
+    stamp = datetime.now().strftime('%Y%m%dT%H%M%S')
+    aside = path.with_name(f'{path.name}.corrupt-{stamp}')
+    n = 1
+    while aside.exists():
+        aside = path.with_name(f'{path.name}.corrupt-{stamp}-{n}')
+        n += 1
+    for suffix in ('', *companions):
+        src = path.with_name(path.name + suffix)
+        if src.exists():
+            try:
+                src.rename(aside.with_name(aside.name + suffix))
+            except OSError as err:
+                log.error('cannot move %s aside: %s', src, err)
+    return aside

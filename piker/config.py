@@ -43,11 +43,30 @@ class ConfigError(ValueError):
 
 
 def get_config_dir() -> Path:
-    """Return (and create) the piker config dir."""
+    """Return (and create) the piker config dir.
+
+    Raises `ConfigError` naming the path, where it came from and what is
+    wrong with it (a regular file, a parent that is a file, no permission).
+    """
     env = os.environ.get(ENV_CONFIG_DIR)
     path = Path(env).expanduser() if env else Path(platformdirs.user_config_dir('piker'))
-    path.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ConfigError(_config_dir_problem(path, bool(env), err)) from None
     return path
+
+
+def _config_dir_problem(path: Path, from_env: bool, err: OSError) -> str:
+    what = f'{ENV_CONFIG_DIR}={str(path)!r}' if from_env else f'the config dir {str(path)!r}'
+    fix = (f'point {ENV_CONFIG_DIR} at a directory (created if missing)' if from_env
+           else f'remove it or set {ENV_CONFIG_DIR} to a directory')
+    if path.exists() and not path.is_dir():
+        return f'{what} is a file, not a directory: {fix}'
+    blocker = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
+    if blocker is not None:
+        return f'{what} cannot be created: {str(blocker)!r} is a file, not a directory: {fix}'
+    return f'{what} cannot be created: {err.strerror or err}'
 
 
 def parse_addr(text: str, what: str = ENV_REGISTRY_ADDR) -> tuple[str, int]:
@@ -208,6 +227,9 @@ class UIConf(_Model):
     default_size_unit: Literal['units', 'currency'] = 'currency'
     default_limit: float = Field(5000.0, gt=0)
     default_slots: int = Field(4, ge=1)
+    # the chart greys its prices after this long without a word from brokerd
+    # (quotes or its 0.25 s heartbeat); None: the chart's default (2 s)
+    stale_after_s: float | None = Field(None, gt=0)
 
 
 TradingStateName = Literal['active', 'reduce_only', 'halted']
@@ -232,6 +254,10 @@ FqmeKey = Annotated[str, AfterValidator(_check_fqme_key)]
 AccountKey = Annotated[str, AfterValidator(_check_account_key)]
 
 
+DEFAULT_PRICE_BAND = 0.5
+DEFAULT_DARK_PRICE_BAND = 9.0
+
+
 class RiskLimits(_Model):
     """One scope's pre-trade limits; unset means "inherit the default".
 
@@ -242,6 +268,18 @@ class RiskLimits(_Model):
     max_notional: float | None = Field(None, gt=0, description='price * size per order')
     max_open_orders: int | None = Field(
         None, ge=0, description='working orders (dark + live, not alerts) at once',
+    )
+    price_band: float | None = Field(
+        None, gt=0, description=(
+            "a live order's price at most this fraction away from the market "
+            '(0.5: within 50% of it)'
+        ),
+    )
+    dark_price_band: float | None = Field(
+        None, gt=0, description=(
+            "a dark order's or alert's level at most this fraction away from "
+            'the market (9: up to 10 times it)'
+        ),
     )
 
 
@@ -286,6 +324,15 @@ class RiskConf(RiskLimits):
 
     state: TradingStateName = Field(
         'active', description='trading state at emsd start-up',
+    )
+    # the price bands are on by default: a price far from the market is a
+    # typo (or 1e308) that no limit above would catch when none is set
+    price_band: float | None = Field(
+        DEFAULT_PRICE_BAND, gt=0, description=RiskLimits.model_fields['price_band'].description,
+    )
+    dark_price_band: float | None = Field(
+        DEFAULT_DARK_PRICE_BAND, gt=0,
+        description=RiskLimits.model_fields['dark_price_band'].description,
     )
     max_orders_per_sec: float = Field(
         0.0, ge=0, allow_inf_nan=False,
@@ -362,6 +409,8 @@ _DEFAULTS: dict[str, str] = {
 # default_size_unit = "currency"   # or "units"
 # default_limit = 5000.0
 # default_slots = 4
+# stale_after_s = 2.0   # grey the prices after this long without a word from
+#                       # brokerd (quotes or its 0.25 s heartbeat)
 #
 # [ems]
 # dark_pad_ticks = 5   # price ticks a triggered dark order is padded by
@@ -380,6 +429,10 @@ _DEFAULTS: dict[str, str] = {
 # max_open_orders = 100   # working dark+live orders } exempt from all three
 # max_orders_per_sec = 20.0   # new orders + modifies per client session, 0 = off
 # order_burst = 40        # token-bucket size (default: the rate rounded up)
+# price_band = 0.5        # ON by default: a live order's price within 50% of the
+#                         # market (its last price); inf = off
+# dark_price_band = 9.0   # ON by default: a dark order's or alert's level within
+#                         # 900% of the market (up to 10 times it); inf = off
 #
 # [ems.risk.accounts."sim.paper"]   # one account: "<broker>.<account>", or
 # max_notional = 10000.0            # "<account>" for that name at every broker

@@ -2,6 +2,11 @@
 from __future__ import annotations
 
 import math
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import trio
 
 from piker.clearing import TERMINAL_RESPS, Status
 from piker.testing import EMSSession, PaperSim
@@ -40,3 +45,58 @@ def check_dialog(sess: EMSSession, oid: str) -> list[Status]:
 
 def fill_prices(sess: EMSSession, oid: str) -> list[float]:
     return [st.brokerd_msg['price'] for st in sess.statuses(oid) if st.resp == 'fill']
+
+
+class RawDialogue:
+    """A second trades dialogue with paperboi, recording what it gets
+    (plain dicts: what is on the wire)."""
+
+    def __init__(self, stream: Any) -> None:
+        self.stream = stream
+        self.msgs: list[dict] = []
+        self.changed = trio.Event()
+
+    async def record(self) -> None:
+        async for msg in self.stream:
+            self.msgs.append(msg)
+            self.changed.set()
+            self.changed = trio.Event()
+
+    async def until(self, cond: Callable[[], bool], timeout: float = 10.0) -> None:
+        with trio.fail_after(timeout):
+            while not cond():
+                await self.changed.wait()
+
+    async def reply(self, pred: Callable[[dict], bool], since: int = 0,
+                    timeout: float = 10.0) -> dict:
+        """The first message from `since` on that satisfies `pred`."""
+        found: list[dict] = []
+
+        def seen() -> bool:
+            found[:] = [m for m in self.msgs[since:] if pred(m)][:1]
+            return bool(found)
+
+        await self.until(seen, timeout)
+        return found[0]
+
+
+@asynccontextmanager
+async def raw_venue_dialogue(broker: str = 'sim') -> AsyncIterator[RawDialogue]:
+    """Open a trades dialogue of our own with `paperboi.<broker>` (beside
+    emsd's), speaking the backend protocol directly."""
+    from piker.clearing._paper_engine import open_trade_dialog
+    from piker.service import maybe_spawn_daemon, open_watched_context
+    async with (
+        maybe_spawn_daemon(
+            f'paperboi.{broker}', enable_modules=['piker.clearing._paper_engine'],
+        ) as portal,
+        open_watched_context(portal, open_trade_dialog, broker=broker, timeout=2.0) as (
+            ctx, _,
+        ),
+        ctx.open_stream() as stream,
+        trio.open_nursery() as n,
+    ):
+        dlg = RawDialogue(stream)
+        n.start_soon(dlg.record)
+        yield dlg
+        n.cancel_scope.cancel()

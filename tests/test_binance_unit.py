@@ -502,11 +502,29 @@ def test_used_weight_near_the_limit_is_warned_once(caplog):
 
 # -- reconnect helpers ------------------------------------------------------------------------
 
-def test_backoff_doubles_caps_and_resets_after_a_healthy_connection():
-    from piker.service import Backoff
-    b = Backoff(first=0.1, cap=0.5, healthy_after=10.0, jitter=0.0)
-    assert [b.next_delay(0.0) for _ in range(5)] == [0.1, 0.2, 0.4, 0.5, 0.5]
-    assert b.next_delay(up_for=11.0) == 0.1  # it stayed up: start over
+def test_reconnecting_resets_the_backoff_after_a_healthy_connection():
+    from piker.service import Backoff, reconnecting
+    backoff = Backoff(first=0.01, cap=0.04)
+    delays: list[float] = []
+    up = iter([0.0, 0.0, 0.0, 0.3, 0.0])  # how long each connection lasts
+
+    async def connect():
+        delays.append(backoff.delay)
+        try:
+            await trio.sleep(next(up))
+        except StopIteration:
+            raise PermissionError('done') from None
+        raise ConnectionResetError('dropped')
+
+    async def main():
+        with pytest.raises(PermissionError):
+            await reconnecting(connect, 'test', backoff=backoff, healthy_after=0.2,
+                               retry_on=(ConnectionResetError,))
+
+    trio.run(main)
+    # the next wait as each attempt starts: doubling, capped; after the
+    # long-lived 4th connection it waited `first` again (without: 0.04s)
+    assert delays == [0.01, 0.02, 0.04, 0.04, 0.02, 0.04]
 
 
 def test_connection_is_renewed_before_binance_cuts_it(monkeypatch):
@@ -546,7 +564,7 @@ def test_reconnecting_retries_until_a_permanent_error():
 
     async def main():
         with pytest.raises(PermissionError):
-            await reconnecting(connect, 'test', backoff=Backoff(first=0.01, jitter=0),
+            await reconnecting(connect, 'test', backoff=Backoff(first=0.01),
                                retry_on=(ConnectionRefusedError,), on_down=downs.append)
 
     trio.run(main)

@@ -95,7 +95,8 @@ def test_search(piker_env, pikerd_proc):
     assert 'simco.sim' in table.stdout and 'stock' in table.stdout
 
     none = run('search', 'zzzzqqq')
-    assert none.returncode == 1 and 'no market matches' in none.stdout
+    assert none.returncode == 1 and 'no market matches' in none.stderr
+    assert none.stdout == ''  # errors go to stderr
 
     bad = run('search', 'btc', '--broker', 'nope')
     assert bad.returncode == 1 and "no broker backend 'nope'" in bad.stderr

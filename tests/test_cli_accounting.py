@@ -98,7 +98,17 @@ def test_positions_table(runner):
 def test_bad_account_name(runner, cmd):
     res = runner.invoke(app, [cmd, 'sim', '../etc'])
     assert res.exit_code == 1
-    assert "invalid account name '../etc'" in res.output
+    # errors go to stderr: stdout is for the table
+    assert res.stdout == ''
+    assert res.stderr.startswith("error: invalid account name '../etc'")
+
+
+@pytest.mark.parametrize('cmd', ['ledger', 'positions'])
+def test_unknown_backend_is_an_error(runner, cmd):
+    res = runner.invoke(app, [cmd, 'nope', 'paper'])
+    assert res.exit_code == 1 and res.stdout == ''
+    assert res.stderr.startswith("error: no broker backend 'nope'; available backends: ")
+    assert 'sim' in res.stderr
 
 
 def test_corrupt_files_are_reported(runner):
@@ -108,7 +118,7 @@ def test_corrupt_files_are_reported(runner):
     for cmd in ('ledger', 'positions'):
         res = runner.invoke(app, [cmd, 'sim', 'paper'])
         assert res.exit_code == 1
-        assert 'not valid TOML' in res.output
+        assert res.stdout == '' and 'not valid TOML' in res.stderr
 
 
 def test_missing_args_is_usage_error(runner):

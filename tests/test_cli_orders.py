@@ -18,11 +18,13 @@ from tests._pikerd_proc import PIKER, running_pikerd
 
 # ---- helpers -----------------------------------------------------------
 
-def run_all(*cmds: tuple[str, ...], timeout: float = 30) -> list[subprocess.CompletedProcess]:
-    """Run `piker order` commands concurrently; results in order."""
+def run_all(
+    *cmds: tuple[str, ...], timeout: float = 30, root_opts: tuple[str, ...] = (),
+) -> list[subprocess.CompletedProcess]:
+    """Run `piker [root_opts] order` commands concurrently; results in order."""
     env = {**os.environ, 'COLUMNS': '200'}
     procs = [
-        subprocess.Popen([PIKER, 'order', *args], stdout=subprocess.PIPE,
+        subprocess.Popen([PIKER, *root_opts, 'order', *args], stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, text=True, env=env)
         for args in cmds
     ]
@@ -168,3 +170,36 @@ def test_order_lifecycle(pikerd):
     again, empty = run_all(('cancel', alert_oid), ('ls',))
     assert again.returncode == 1 and 'no active order' in again.stderr
     assert empty.returncode == 0 and 'no active orders' in empty.stderr
+
+
+@pytest.mark.timeout(60)
+def test_errors_are_one_line_tracebacks_only_at_debug(pikerd):
+    """A refused request prints its one clear line, not tractor's echo of
+    the remote traceback; `-l debug` shows the traceback too. The daemon
+    that refused it logs one line as well."""
+    buy, ls = run_all(('buy', 'foousdt.sim', '1', '1'), ('ls', '--fqme', 'foousdt.sim'))
+    for res in (buy, ls):
+        assert res.returncode == 1
+        assert res.stderr.splitlines() == [
+            "error: emsd refused the session: SymbolNotFound: no sim market "
+            "'foousdt.sim'; did you mean solusdt.sim, ethusdt.sim, btcusdt.sim? "
+            'sim markets: btcusdt.sim, ethusdt.sim, solusdt.sim, simco.sim'
+        ], res.stderr
+    log = pikerd.log.read_text()
+    assert log.count('refused a request: SymbolNotFound') == 2 and 'Traceback' not in log, log
+    # the chart (Qt offscreen): a market its backend does not have
+    env = {**os.environ, 'QT_QPA_PLATFORM': 'offscreen'}
+    chart = subprocess.run([PIKER, 'chart', 'foousdt.sim'], capture_output=True,
+                           text=True, env=env, timeout=45)
+    assert chart.returncode == 1
+    assert chart.stderr.splitlines() == [
+        "error: no sim market 'foousdt'; did you mean solusdt.sim, ethusdt.sim, "
+        'btcusdt.sim? sim markets: btcusdt.sim, ethusdt.sim, solusdt.sim, simco.sim'
+    ], chart.stderr
+    # (last: a debug session turns emsd's log level to debug too)
+    (debug,) = run_all(('buy', 'foousdt.sim', '1', '1', '-l', 'debug'))
+    (root_debug,) = run_all(('buy', 'foousdt.sim', '1', '1'), root_opts=('-l', 'debug'))
+    for res in (debug, root_debug):
+        assert res.returncode == 1
+        assert 'Traceback' in res.stderr and 'raise SymbolNotFound' in res.stderr
+        assert res.stderr.rstrip().endswith('simco.sim')

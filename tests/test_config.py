@@ -47,6 +47,71 @@ def test_config_dir_default_is_platform_dir(tmp_path, monkeypatch):
     assert seen == ['piker']
 
 
+@pytest.mark.parametrize('sub', ['', 'sub/piker'])
+def test_config_dir_on_a_file_is_a_clear_error(tmp_path, monkeypatch, sub):
+    afile = tmp_path / 'afile'
+    afile.write_text('mine')
+    path = afile / sub if sub else afile
+    monkeypatch.setenv('PIKER_CONFIG_DIR', str(path))
+    with pytest.raises(ConfigError) as exc:
+        get_config_dir()
+    msg = str(exc.value)
+    assert msg.startswith(f'PIKER_CONFIG_DIR={str(path)!r} ')
+    if sub:
+        assert f'cannot be created: {str(afile)!r} is a file, not a directory' in msg
+    else:
+        assert 'is a file, not a directory' in msg
+    assert msg.endswith('point PIKER_CONFIG_DIR at a directory (created if missing)')
+    assert afile.read_text() == 'mine'  # nothing lost
+
+
+def test_default_config_dir_on_a_file_names_it(tmp_path, monkeypatch):
+    monkeypatch.delenv('PIKER_CONFIG_DIR')
+    (tmp_path / 'piker').write_text('')
+    monkeypatch.setattr(config.platformdirs, 'user_config_dir',
+                        lambda appname: str(tmp_path / appname))
+    with pytest.raises(ConfigError, match=(
+        rf"the config dir '{tmp_path}/piker' is a file, not a directory: "
+        'remove it or set PIKER_CONFIG_DIR to a directory'
+    )):
+        get_config_dir()
+
+
+# every command that needs the config dir, and a few that do not (they
+# talk to a pikerd, which has its own): none may crash with a traceback
+COMMANDS = [
+    ('ledger', 'sim', 'paper'), ('positions', 'sim', 'paper'), ('search', 'btc'),
+    ('quote', 'btcusdt.sim'), ('ems', 'status'), ('ems', 'halt'),
+    ('order', 'history'), ('order', 'show', 'abc'), ('pikerd',),
+    ('chart', 'btcusdt.sim'), ('services',), ('order', 'ls'),
+]
+
+
+@pytest.mark.timeout(90)
+def test_every_command_reports_a_config_dir_on_a_file(tmp_path, monkeypatch):
+    import os
+    import subprocess
+
+    from tests._pikerd_proc import PIKER
+
+    afile = tmp_path / 'afile'
+    afile.write_text('')
+    env = {**os.environ, 'PIKER_CONFIG_DIR': str(afile), 'QT_QPA_PLATFORM': 'offscreen'}
+    procs = [subprocess.Popen([PIKER, *cmd], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True, env=env) for cmd in COMMANDS]
+    for cmd, proc in zip(COMMANDS, procs, strict=True):
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 1, (cmd, out, err)
+        assert 'Traceback' not in err and out == '', (cmd, out, err)
+        last = err.splitlines()[-1]
+        if cmd in (('services',), ('order', 'ls')):
+            assert last.startswith('`piker order` needs') or 'no pikerd' in last, (cmd, err)
+        else:
+            assert last == (f"error: PIKER_CONFIG_DIR={str(afile)!r} is a file, not a "
+                            'directory: point PIKER_CONFIG_DIR at a directory (created '
+                            'if missing)'), (cmd, err)
+
+
 # --- registry address ------------------------------------------------------
 
 def test_registry_addr_from_env(piker_env):

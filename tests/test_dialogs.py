@@ -422,6 +422,65 @@ def test_modifies_in_flight_resolve_in_order():
     assert statuses(eff)[0].req.price == 102.0  # back to B
 
 
+def test_a_burst_of_modifies_is_coalesced_behind_the_one_in_flight():
+    h = Harness()
+    h.order(price=100.0)
+    h.ack()
+    h.status('open')
+    (first,) = venue(h.order(price=80.0))         # in flight
+    for i in range(1, 50):                          # wait; the newest wins
+        assert venue(h.order(price=80.0 + i)) == []
+    assert h.d().req.price == 129.0 and h.d().stashed_modify.price == 129.0
+    (nxt,) = venue(h.ack())                         # the answer: the newest goes
+    assert (first.price, nxt.price, nxt.reqid) == (80.0, 129.0, 'r1')
+    assert h.d().stashed_modify is None
+    assert resps(h.status('open')) == ['open']      # confirms 80 (acked) only
+    assert h.d().req.price == 129.0                 # 129 still pending
+    assert venue(h.order(price=130.0)) == []        # 129 in flight: waits
+    assert [m.price for m in venue(h.ack())] == [130.0]
+    h.status('open')
+    h.ack()
+    h.status('open')
+    assert h.d().req.price == 130.0 and h.d().outstanding == []
+    sent = [m.price for m in venue(h.log) if isinstance(m, BrokerdOrder)]
+    assert sent == [100.0, 80.0, 129.0, 130.0]
+
+
+def test_a_cancel_overtakes_waiting_modifies():
+    h = Harness()
+    h.order(price=100.0)
+    h.ack()
+    h.status('open')
+    h.order(price=101.0)                            # in flight
+    for i in range(2, 50):
+        h.order(price=100.0 + i)                    # waiting
+    (cmd,) = venue(h.cancel())                      # sent at once
+    assert isinstance(cmd, BrokerdCancel)
+    assert h.d().stashed_modify is None and h.d().req.price == 101.0
+    assert venue(h.ack()) == []                     # the modify's ack sends nothing
+    assert resps(h.status('canceled')) == ['canceled']
+    sent = venue(h.log)
+    assert [type(m).__name__ for m in sent] == ['BrokerdOrder', 'BrokerdOrder', 'BrokerdCancel']
+
+
+def test_a_refused_modify_in_flight_sends_the_waiting_one():
+    h = Harness()
+    h.order(price=100.0, size=3.0)
+    h.ack()
+    h.status('open')
+    h.order(price=100.05, size=3.0)                 # off tick, in flight
+    h.order(price=101.0, size=3.0)                  # waits
+    eff = h.error(reason='off tick')
+    assert statuses(eff)[0].reason == 'modify rejected: off tick'
+    assert [m.price for m in venue(eff)] == [101.0]
+    # a waiting modify the fills made impossible is refused when its turn comes
+    h.order(price=102.0, size=1.0)                  # 101 in flight: waits
+    h.fill(2.0)
+    eff = h.ack()
+    assert venue(eff) == [] and 'below the filled size' in statuses(eff)[0].reason
+    assert h.d().req.price == 101.0 and h.d().stashed_modify is None
+
+
 def test_modify_during_cancel_refused():
     h = Harness()
     h.order()

@@ -8,6 +8,7 @@ import math
 
 import pytest
 
+from piker.clearing import OrderFinishedError
 from piker.testing import PaperSim
 from tests._ems_helpers import BASE, FQME, check_dialog, fill_prices, start
 
@@ -286,16 +287,22 @@ def test_repeated_and_late_requests_end_each_dialog_once(paper_sim):
         ems.client.cancel_nowait(oid)
         ems.client.cancel_nowait(oid)
         await ems.wait(oid, 'canceled')
-        # a re-used oid of a finished dialog is refused, not re-opened
-        mark = ems.mark()
+        # a re-used oid of a finished dialog is not re-opened, and gets no
+        # second end: the client refuses it, emsd drops it from this client
+        # (which heard the end); a client that did not gets an error
         order = ems.client.mk_order('buy', 95.0, 1.0, oid=oid)
+        with pytest.raises(OrderFinishedError, match='already canceled'):
+            await ems.client.send(order)
+        other = await sim.open_ems('ethusdt.sim')
+        mark = ems.mark()
         ems.send_raw(order)
+        other.send_raw(order)
+        refused = await other.wait(oid, 'error')
+        assert 'already canceled: a new order needs a new oid' in refused.reason
         # an order placed afterwards completes: emsd handled both in order
         after = await ems.place('buy', 100.0, 1.0)
         await ems.wait(after, 'closed', since=mark)
-        refused = [s for s in ems.statuses(oid)[3:]]
-        assert [s.resp for s in refused] == ['error']
-        assert 'finished' in refused[0].reason
+        assert ems.resps(oid) == ['pending', 'open', 'canceled']
         check_dialog(ems, after)
         assert len((await sim.venue_orders())[oid]) == 1
         assert math.isclose(sim.ledger_size(FQME), 1.0)

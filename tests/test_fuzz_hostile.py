@@ -40,7 +40,7 @@ from hypothesis import strategies as st
 
 from piker.clearing import TERMINAL_RESPS, Status
 from piker.testing import EMSSession, PaperSim
-from tests._ems_helpers import BASE, FQME, check_dialog, start
+from tests._ems_helpers import BASE, FQME, RawDialogue, check_dialog, start
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -393,26 +393,6 @@ def test_emsd_survives_hostile_clients(paper_sim):
 
 # ---- paperboi -----------------------------------------------------------------
 
-class RawDialogue:
-    """A second trades dialogue with paperboi, recording what it gets."""
-
-    def __init__(self, stream: Any) -> None:
-        self.stream = stream
-        self.msgs: list[dict] = []
-        self.changed = trio.Event()
-
-    async def record(self) -> None:
-        async for msg in self.stream:
-            self.msgs.append(msg)
-            self.changed.set()
-            self.changed = trio.Event()
-
-    async def until(self, cond: Any, timeout: float = REPLY_TIMEOUT) -> None:
-        with trio.fail_after(timeout):
-            while not cond():
-                await self.changed.wait()
-
-
 async def paperboi_example(
     dlg: RawDialogue,
     good: EMSSession,
@@ -435,7 +415,7 @@ async def paperboi_example(
             expect.add(reply_key(raw), *also)
             await dlg.stream.send(raw)
 
-        await dlg.until(lambda: expect.met([
+        await dlg.until(timeout=REPLY_TIMEOUT, cond=lambda: expect.met([
             (m.get('oid'), m.get('reqid'), m.get('name') == 'error') for m in dlg.msgs[mark:]
         ]))
 
@@ -449,7 +429,7 @@ async def paperboi_example(
     for reqid in todo:
         await dlg.stream.send({'name': 'brokerd_cancel', 'oid': 'fz-cleanup', 'reqid': reqid,
                                'account': 'paper', 'time_ns': 1})
-    await dlg.until(lambda: todo <= {m.get('reqid') for m in dlg.msgs[cmark:]})
+    await dlg.until(timeout=REPLY_TIMEOUT, cond=lambda: todo <= {m.get('reqid') for m in dlg.msgs[cmark:]})
 
 
 def test_paperboi_survives_hostile_dialogues(paper_sim):
@@ -492,7 +472,7 @@ def test_paperboi_survives_hostile_dialogues(paper_sim):
                 await stream.send({'name': 'brokerd_order', 'oid': ' '})  # blank: '<unknown>'
                 for i in range(BURST):
                     await stream.send([i] if i % 2 else {'name': 'brokerd_cancel', 'oid': None})
-            await dlg.until(lambda: sum(
+            await dlg.until(timeout=REPLY_TIMEOUT, cond=lambda: sum(
                 m.get('name') == 'error' and m.get('oid') in ('<unknown>', 'fz-big')
                 for m in dlg.msgs[mark:]
             ) >= BURST + 2)

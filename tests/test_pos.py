@@ -412,3 +412,33 @@ def test_hand_written_position_without_clears_loads():
     path.write_text('["simco.sim"]\nsize = 100\nppu = 12.5\nsize_tick = "1"\n')
     pos = Account.load('sim', 'paper').get('simco.sim')
     assert (pos.size, pos.ppu, pos.size_tick) == (100.0, 12.5, Decimal(1))
+
+
+@pytest.mark.parametrize('body', [
+    b'[btcusdt.sim\nsize = ',                      # torn TOML
+    b'["btcusdt.sim"]\nsize = "lots"\nppu = 1.0\n',  # valid TOML, invalid position
+])
+def test_an_unusable_positions_file_is_set_aside_for_a_rebuild(body, caplog):
+    """Issue #9, item 9: the paper venue rebuilds positions from the ledger,
+    so a bad positions file must not stop it: set aside (bytes intact),
+    said loudly, an empty dirty account returned to be rebuilt."""
+    path = account_path('sim', 'paper')
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(body)
+    with pytest.raises(AccountingError):
+        Account.load('sim', 'paper')  # a plain reader still sees the error
+    acct = Account.load_or_set_aside('sim', 'paper')
+    assert acct.dirty and not acct.pps and not path.exists()
+    (aside,) = path.parent.glob(f'{path.name}.corrupt-*')
+    assert aside.read_bytes() == body
+    assert 'POSITIONS FILE' in caplog.text and str(aside) in caplog.text
+    acct.rebuild_from_ledger(TransactionLedger('sim', 'paper', [txn('t1', 2.0, 10.0)]))
+    acct.write()
+    assert Account.load('sim', 'paper').get(FQME).size == 2.0
+
+
+def test_a_good_positions_file_is_loaded_as_is():
+    with open_account('sim', 'paper') as acct:
+        acct.apply(txn('t1', 1.0, 10.0))
+    again = Account.load_or_set_aside('sim', 'paper')
+    assert not again.dirty and again.get(FQME).size == 1.0

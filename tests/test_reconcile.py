@@ -231,3 +231,22 @@ def test_a_cancel_the_venue_did_apply_is_confirmed_by_its_replay():
     done = BrokerdStatus(reqid='r-a', oid='a', status='canceled', account='paper', time_ns=1)
     assert [s.resp for s in statuses(sync.on_msg(done))] == ['canceled']
     assert sync.finish(BrokerdOrdersSynced()) == []
+
+
+def test_a_modify_waiting_behind_one_in_flight_goes_out_after_the_report():
+    """The modify in flight when the connection dropped is settled by the
+    report (applied or lost); the one waiting behind it is sent then."""
+    for venue_price, in_flight_ok in ((101.0, True), (100.0, False)):
+        w = World()
+        w.open('a', 'r-a')
+        w.table.on_order(mk_order('a', price=101.0))      # in flight
+        assert [e for e in w.table.on_order(mk_order('a', price=102.0))
+                if isinstance(e, ToVenue)] == []           # waits behind it
+        effects = w.sync().on_msg(announce('r-a', 'a', price=venue_price))
+        cmds = [e.msg for e in effects if isinstance(e, ToVenue)]
+        assert [(c.reqid, c.price) for c in cmds] == [('r-a', 102.0)], in_flight_ok
+        if not in_flight_ok:
+            assert any('modify rejected' in s.reason for s in statuses(effects))
+        dialog = w.table['a']
+        assert dialog.stashed_modify is None and dialog.req.price == 102.0
+        assert [r.order.price for r in dialog.outstanding] == [102.0]

@@ -2,13 +2,14 @@
 persisted trading state: pure, no actors."""
 from __future__ import annotations
 
+import math
 import tomllib
 import uuid
 
 import pytest
 
 from piker.clearing._messages import BrokerdPosition, Order, Status
-from piker.clearing._risk import RiskGate, TokenBucket, TradingState
+from piker.clearing._risk import RiskGate, TokenBucket, TradingState, quote_mark
 from piker.clearing._risk_state import (
     STATE_FILE,
     SavedState,
@@ -458,7 +459,9 @@ def test_report():
     assert rep.state == 'reduce_only' and rep.reason == 'calm down' and rep.since > 0
     assert rep.limits['max_order_size'] == 5
     assert rep.limits['fqmes'] == {'btcusdt.sim': {
-        'max_order_size': None, 'max_notional': 100.0, 'max_open_orders': None}}
+        'max_order_size': None, 'max_notional': 100.0, 'max_open_orders': None,
+        'price_band': None, 'dark_price_band': None}}
+    assert (rep.limits['price_band'], rep.limits['dark_price_band']) == (0.5, 9.0)
     assert rep.open_by_account == {'sim.paper': 1}
     assert rep.positions == {'sim.paper:btcusdt.sim': 3.0}
     assert rep.refused == {'max_order_size': 1}
@@ -554,3 +557,77 @@ def test_render_status():
     for want in ('halted', 'why [not]', '2/s per session, burst 2', 'default',
                  'account sim.paper', 'btcusdt.sim', 'no limit', 'max_order_size'):
         assert want in text, want
+
+
+# ---- price sanity (issue #9, item 5) ------------------------------------------
+
+def test_a_non_finite_notional_is_refused_even_with_no_limits_and_no_market():
+    g = gate()
+    refusal = g.check(mk(size=10.0, price=1e308), session=1)
+    assert refusal is not None and refusal.limit == 'max_notional'
+    assert refusal.reason == 'order notional 1e+308 * 10 is not a finite number'
+    # an alert too: 1e308 is a typo, not a level
+    refusal = g.check(mk('alert', size=1e10, price=1e300), session=1)
+    assert refusal is not None and refusal.limit == 'max_notional'
+    assert g.working() == 0 and g.refused['max_notional'] == 2
+
+
+def test_the_live_price_band_is_on_by_default():
+    g = gate()
+    assert g.check(mk(price=149.0), session=1, mark=100.0) is None
+    assert g.check(mk('sell', price=51.0), session=1, mark=100.0) is None
+    refusal = g.check(mk(price=1e6), session=1, mark=100.0)
+    assert refusal is not None and refusal.limit == 'price_band'
+    assert refusal.reason == (
+        'price_band (default) is 0.5: order price 1000000 is 999900% away from '
+        'the market 100 (allowed 50 to 150)'
+    )
+    refusal = g.check(mk('sell', price=49.0), session=1, mark=100.0)
+    assert refusal is not None and '51% away' in refusal.reason
+    # no market price known: the band cannot be checked, the notional is
+    assert g.check(mk(price=1e6), session=1) is None
+    assert g.check(mk(price=1e6), session=1, mark=math.nan) is None
+
+
+def test_dark_orders_and_alerts_have_the_wider_dark_band():
+    g = gate()
+    assert g.check(mk(price=900.0, exec_mode='dark'), session=1, mark=100.0) is None
+    assert g.check(mk('alert', price=1000.0), session=1, mark=100.0) is None
+    for order in (mk(price=1001.0, exec_mode='dark'), mk('alert', price=1e5)):
+        refusal = g.check(order, session=1, mark=100.0)
+        assert refusal is not None and refusal.limit == 'dark_price_band', order
+        assert 'allowed 0 to 1000' in refusal.reason
+
+
+def test_price_bands_are_scoped_and_inf_lifts_them():
+    g = gate(price_band=0.1, fqmes={'ethusdt.sim': {'price_band': math.inf}},
+             accounts={'sim.wide': {'price_band': 0.3}})
+    assert g.check(mk(price=111.0), session=1, mark=100.0).limit == 'price_band'
+    assert g.check(mk(price=1e4, symbol='ethusdt.sim'), session=1, mark=100.0) is None
+    # the most specific setting wins: the market's, then the account's
+    assert g.check(mk(price=1e4, symbol='ethusdt.sim', account='wide'),
+                   session=1, mark=100.0) is None
+    refusal = g.check(mk(price=140.0, account='wide'), session=1, mark=100.0)
+    assert refusal.reason.startswith('price_band for account sim.wide is 0.3')
+    assert g.check(mk(price=129.0, account='wide'), session=1, mark=100.0) is None
+    # modifies are checked too
+    order = mk(price=100.0)
+    assert g.check(order, session=1, mark=100.0) is None
+    moved = order.copy({'price': 200.0})
+    assert 'modify price 200' in g.check(moved, existing=order, session=1, mark=100.0).reason
+
+
+def test_price_bands_in_the_config():
+    risk = Conf().ems.risk
+    assert (risk.price_band, risk.dark_price_band) == (0.5, 9.0)
+    with pytest.raises(Exception, match='price_band'):
+        RiskConf.model_validate({'price_band': -1})
+    text = _DEFAULTS['conf.toml']
+    assert 'price_band = 0.5' in text and 'dark_price_band = 9.0' in text
+
+
+def test_quote_mark_prefers_the_touch():
+    assert quote_mark({'bid': 99.0, 'ask': 100.0, 'last': 65000.0}) == 99.5
+    assert quote_mark({'last': 101.0, 'bid': math.nan, 'ask': 100.0}) == 101.0
+    assert quote_mark({'ticks': []}, prev=7.0) == 7.0
+    assert math.isnan(quote_mark({'bid': 0.0, 'last': None}))

@@ -145,8 +145,9 @@ def test_halt_with_cancel_all_keeps_alerts(paper_sim):
         a = await ems.place('buy', LOW, 1.0)
         b = await ems.place('sell', HIGH, 1.0, exec_mode='dark')
         alert = await ems.place('alert', 120.0, 0.0)
-        # an order on another market (far from the sim's walk)
-        c = await eth.place('buy', 1.0, 1.0)
+        # an order on another market (far below the sim's walk, ~3200, yet
+        # within the default price band of 50%)
+        c = await eth.place('buy', 2000.0, 1.0)
         for sess, oid, resp in ((ems, a, 'open'), (ems, b, 'dark_open'),
                                 (ems, alert, 'dark_open'), (eth, c, 'open')):
             await sess.wait(oid, resp)

@@ -32,6 +32,7 @@ from typing import Any, Literal
 import msgspec
 import tomli_w
 
+from ..atomicfile import quarantine
 from ..log import get_logger
 from ..types import Struct
 from ._files import (
@@ -275,6 +276,28 @@ class Account:
                 )
             acct.pps[pos.fqme] = pos
         return acct
+
+    @classmethod
+    def load_or_set_aside(
+        cls, broker: str, account: str, path: Path | None = None,
+    ) -> Account:
+        """`load()`, for an owner that rebuilds positions from the ledger.
+
+        The ledger is the source of truth and the positions file derived
+        from it: one that cannot be read or is invalid must not stop its
+        owner (the paper venue), so it is renamed aside with its bytes
+        intact (`<name>.corrupt-<time>`), loudly, and an empty account,
+        marked dirty, is returned to be rebuilt from the ledger and written.
+        """
+        try:
+            return cls.load(broker, account, path=path)
+        except AccountingError as err:
+            acct = cls(broker, account, path=path)
+            aside = quarantine(acct.path)
+            log.error('POSITIONS FILE %s IS UNUSABLE (%s): moved it to %s; '
+                      'positions are rebuilt from the trade ledger', acct.path, err, aside)
+            acct._dirty = True
+            return acct
 
     @classmethod
     def from_ledger(

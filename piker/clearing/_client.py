@@ -20,8 +20,10 @@ script that reads `trades` slowly never stalls emsd's connection.
 from __future__ import annotations
 
 import math
+import re
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager as acm
 from typing import Any, Literal
@@ -47,6 +49,8 @@ Mode = Literal['live', 'paper']
 # how long emsd may leave a heartbeat unanswered before the session is
 # declared lost (generous: a loaded machine must not look like a dead one)
 WATCHDOG_TIMEOUT = 2.0
+# finished orders a session remembers, to refuse requests for them locally
+MAX_FINISHED = 10_000
 
 
 class EMSError(RuntimeError):
@@ -58,6 +62,20 @@ class UnknownOrderError(KeyError):
 
     def __str__(self) -> str:
         return str(self.args[0]) if self.args else 'unknown oid'
+
+
+class OrderFinishedError(UnknownOrderError):
+    """An update or re-send named an order whose dialog has ended.
+
+    `status` is the dialog's terminal Status. A `KeyError` like
+    `UnknownOrderError`: there is no working order by that oid.
+    """
+
+    def __init__(self, status: Status, what: str) -> None:
+        super().__init__(
+            f'order {status.oid} is already {status.resp}: {what}'
+        )
+        self.status = status
 
 
 class OrderClient:
@@ -83,6 +101,8 @@ class OrderClient:
         self._orders: dict[str, Order] = {
             oid: st.req for oid, st in dialogs.items() if st.req is not None
         }
+        # terminal Status of the dialogs seen ending, newest last (bounded)
+        self._finished: OrderedDict[str, Status] = OrderedDict()
 
     # -- new orders ---------------------------------------------------------
 
@@ -90,6 +110,7 @@ class OrderClient:
         """Queue `order` (new, or a modify if its oid exists); returns the oid."""
         if not isinstance(order, Order):
             raise TypeError(f'expected an Order, got {type(order).__name__}')
+        self._check_working(order.oid, 'a new order needs a new oid')
         self._orders[order.oid] = order
         self._send_ch.send_nowait(order)
         return order.oid
@@ -121,7 +142,15 @@ class OrderClient:
 
     # -- modify / cancel ----------------------------------------------------
 
-    def _known(self, oid: str) -> Order:
+    def _check_working(self, oid: str, what: str) -> None:
+        """Refuse a request for an order this session saw end: emsd would
+        only drop it (its dialog has had its one terminal Status)."""
+        end = self._finished.get(oid)
+        if end is not None:
+            raise OrderFinishedError(end, what)
+
+    def _known(self, oid: str, what: str) -> Order:
+        self._check_working(oid, what)
         order = self._orders.get(oid)
         if order is None:
             st = self.dialogs.get(oid)
@@ -137,7 +166,7 @@ class OrderClient:
         self, oid: str, price: float | None = None, size: float | None = None,
     ) -> Order:
         """Modify `oid`'s price and/or size; returns the new request."""
-        old = self._known(oid)
+        old = self._known(oid, 'nothing to modify')
         changes: dict[str, Any] = {}
         if price is not None:
             changes['price'] = float(price)
@@ -158,14 +187,26 @@ class OrderClient:
         await trio.lowlevel.checkpoint()
         return new
 
-    def cancel_nowait(self, oid: str) -> None:
-        """Request cancellation of `oid`."""
-        order = self._known(oid)
-        self._send_ch.send_nowait(Cancel(oid=oid, symbol=order.symbol))
+    def cancel_nowait(self, oid: str) -> bool:
+        """Request cancellation of `oid`; False if it has ended already.
 
-    async def cancel(self, oid: str) -> None:
-        self.cancel_nowait(oid)
+        Cancelling an ended order is not an error (nothing works there any
+        more, which is what a cancel wants; scripts cancelling what they
+        think still works race the ends): nothing is sent, and its terminal
+        Status, in `trades`, says how it ended.
+        """
+        end = self._finished.get(oid)
+        if end is not None:
+            log.info('cancel of %s: nothing sent, it is already %s', oid, end.resp)
+            return False
+        order = self._known(oid, 'nothing to cancel')
+        self._send_ch.send_nowait(Cancel(oid=oid, symbol=order.symbol))
+        return True
+
+    async def cancel(self, oid: str) -> bool:
+        sent = self.cancel_nowait(oid)
         await trio.lowlevel.checkpoint()
+        return sent
 
     def cancel_all_nowait(self, fqme: str | None = None) -> list[str]:
         """Cancel every active dialog (of `fqme`); returns their oids."""
@@ -183,15 +224,27 @@ class OrderClient:
         return oids
 
     def _seen(self, msg: Status) -> None:
-        if msg.req is not None:
+        if msg.terminal and msg.oid in self._orders:
+            self._orders.pop(msg.oid)
+            self._finished[msg.oid] = msg
+            while len(self._finished) > MAX_FINISHED:
+                self._finished.popitem(last=False)
+        elif msg.req is not None and msg.oid not in self._finished:
             self._orders[msg.oid] = msg.req
 
 
-def _remote_reason(err: BaseException) -> str:
-    """The last line of a remote traceback: `ErrType: message`."""
+def remote_reason(err: BaseException) -> str:
+    """The last line of a remote traceback, `ErrType: message` (the type
+    without its module path: `SymbolNotFound`, not `piker.brokers...`)."""
     text = str(err.args[0] if err.args else err).strip()
     lines = [ln for ln in text.splitlines() if ln.strip()]
-    return lines[-1].strip() if lines else repr(err)
+    if not lines:
+        return repr(err)
+    return _MODULE_PATH.sub('', lines[-1].strip(), count=1)
+
+
+# `pkg.mod.` before the error type on a traceback's last line
+_MODULE_PATH = re.compile(r'^(?:[A-Za-z_]\w*\.)+(?=[A-Za-z_]\w*:)')
 
 
 def _check_session(fqme: str, mode: str) -> str:
@@ -287,7 +340,8 @@ async def open_ems(
                                 client._seen(msg)
                                 if msg.resp in TERMINAL_RESPS:
                                     dialogs.pop(msg.oid, None)
-                                elif msg.req is not None:
+                                elif msg.req is not None and msg.oid not in client._finished:
+                                    # (a fill after the end does not revive it)
                                     dialogs[msg.oid] = msg
                             else:
                                 table = positions.setdefault(
@@ -314,9 +368,9 @@ async def open_ems(
                 err = eg.exceptions[0]
                 if started:
                     raise EMSError(
-                        f'the emsd session of {fqme} failed: {_remote_reason(err)}'
+                        f'the emsd session of {fqme} failed: {remote_reason(err)}'
                     ) from None
-                raise EMSError(f'emsd refused the session: {_remote_reason(err)}') from None
+                raise EMSError(f'emsd refused the session: {remote_reason(err)}') from None
 
 
 async def wait_for_status(
@@ -342,5 +396,6 @@ def now_ns() -> int:
 
 
 __all__ = [
-    'EMSError', 'OrderClient', 'UnknownOrderError', 'open_ems', 'wait_for_status',
+    'EMSError', 'OrderClient', 'OrderFinishedError', 'UnknownOrderError', 'open_ems',
+    'wait_for_status',
 ]

@@ -30,7 +30,11 @@ replayed, in arrival order, right after it. Modifies and cancels sent to
 the venue wait in a FIFO (`Dialog.outstanding`) for their verdict: a
 venue answers the requests of one order in the order they were sent, so
 an error is the verdict on the oldest, and a status after a modify's ack
-confirms it. What this assumes of a backend: every `BrokerdOrder` (a
+confirms it. At most one modify is in flight: newer ones wait in the
+dialog (`stashed_modify`, the newest replacing older ones) until the venue
+answers it, so a burst of modifies costs the venue two, and a cancel -
+sent at once, dropping the waiting modify - queues behind one at most.
+What this assumes of a backend: every `BrokerdOrder` (a
 modify too) gets an ack before any status about it, a modify is refused
 with a `BrokerdError`, `BrokerdStatus.filled` is cumulative.
 """
@@ -205,9 +209,12 @@ def _pre_ack(phase: Phase) -> dict[Event, Transition]:
 def _live(phase: Phase) -> dict[Event, Transition]:
     """Transitions of an acked, working order (`acked` or `open`)."""
     return {
+        # sent, or (while another modify is in flight) stashed: newest wins
         E.MODIFY: _t('_modify_live', phase),
+        # sent at once, ahead of a stashed modify (which it drops)
         E.CANCEL: _t('_cancel_live', P.CANCELING),
-        # a venue acks every BrokerdOrder, modifies included
+        # a venue acks every BrokerdOrder, modifies included; the ack of
+        # the modify in flight sends the stashed one
         E.ACK: _t('_modify_ack', phase),
         E.VENUE_PENDING: _t('_ignore', phase),
         E.VENUE_OPEN: _t('_open', P.OPEN),
@@ -387,7 +394,8 @@ class Dialog:
         self.fill_tids: set[str] = set()
         self.fill_sum: float = 0.0
         self.venue_filled: float = 0.0
-        # client requests waiting for the venue's ack of the order
+        # client requests waiting for the venue's ack of the order (a
+        # modify also for the venue's answer to the modify in flight)
         self.stashed_modify: Order | None = None
         self.stashed_cancel: bool = False
         # venue events that arrived before the ack
@@ -821,13 +829,38 @@ class Dialog:
             'error', src=self.broker, reason=err.reason, brokerd_msg=err.to_builtins(),
         )
 
+    def _modify_in_flight(self) -> bool:
+        """A modify is at the venue, not yet answered (acked or refused)."""
+        return any(r.kind == 'modify' and not r.acked for r in self.outstanding)
+
     def _modify_live(self, new: Order) -> tuple[Phase, list[Effect]]:
         if problem := self._modify_problem(new):
             return self.phase, self._refusal(f'modify refused: {problem}')
+        if self._modify_in_flight():
+            # a venue works through one order's requests in turn: a burst
+            # of modifies (a dragged line) would queue there, and a cancel
+            # behind them. One at a time; meanwhile the newest waits here
+            # and supersedes older waiting ones.
+            self.stashed_modify = new
+            self._refresh_req()
+            return self.phase, []
         return self.phase, [self._send_modify(new)]
+
+    def _send_stashed(self) -> list[Effect]:
+        """Send the stashed modify once the one in flight is answered."""
+        new = self.stashed_modify
+        if new is None or self._modify_in_flight() or self.phase not in (P.ACKED, P.OPEN):
+            return []
+        self.stashed_modify = None
+        self._refresh_req()
+        if problem := self._modify_problem(new):  # e.g. filled past its size meanwhile
+            return self._refusal(f'modify refused: {problem}')
+        return [self._send_modify(new)]
 
     def _cancel_live(self, _: Any) -> tuple[Phase, list[Effect]]:
         self._pre_cancel = self.phase
+        self.stashed_modify = None  # the cancel wins
+        self._refresh_req()
         return P.CANCELING, [self._send_cancel()]
 
     def _modify_ack(self, ack: BrokerdOrderAck) -> tuple[Phase, list[Effect]]:
@@ -837,7 +870,7 @@ class Dialog:
             if request.kind == 'modify' and not request.acked:
                 request.acked = True
                 break
-        return self.phase, []
+        return self.phase, self._send_stashed()
 
     def _confirm_acked(self) -> bool:
         """A venue status after a modify's ack shows the modify applied."""
@@ -911,10 +944,11 @@ class Dialog:
         else:
             self._refresh_req()
             what = 'modify'
-        return self.phase, self._status(
+        effects = self._status(
             self._state_resp(), src=self.broker,
             reason=f'{what} rejected: {err.reason}', brokerd_msg=details,
         )
+        return self.phase, effects + self._send_stashed()
 
 
 def _event_of(msg: Any) -> Event:

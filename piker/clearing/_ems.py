@@ -65,7 +65,7 @@ from ..service import (
     watch_peer,
 )
 from ._dark import DarkBook, Direction, Triggered
-from ._dialogs import Arm, DialogTable, Disarm, Effect, Phase, ToVenue
+from ._dialogs import Arm, Dialog, DialogTable, Disarm, Effect, Phase, ToVenue
 from ._journal import (
     Journal,
     JournalEntry,
@@ -78,6 +78,7 @@ from ._messages import (
     BrokerdError,
     BrokerdOrdersSynced,
     BrokerdPosition,
+    Cancel,
     MessageError,
     Order,
     Status,
@@ -87,6 +88,7 @@ from ._messages import (
 )
 from ._paper_engine import PAPERBOI_STARTUP, leave_if_cancelled, open_trade_dialog
 from ._reconcile import VenueSync
+from ._risk import quote_mark
 from ._risk_state import open_risk_gate
 
 log = get_logger(__name__)
@@ -178,12 +180,19 @@ class Relay:
         return f'paperboi.{self.broker}' if self.mode == 'paper' else f'brokerd.{self.broker}'
 
 
+# how long a live order waits for its market's first quote (price band),
+# and how long a market with none is not asked again
+LIVE_MARK_WAIT = 5.0
+NO_MARK_RETRY = 30.0
+
+
 class DarkFeed:
     """The quote feed of one market, driving the dark book."""
 
     def __init__(self) -> None:
         self.ready = trio.Event()
         self.last: float = math.nan
+        self.mark: float = math.nan  # the price band's reference: see quote_mark
         self.mkt: MktPair | None = None
         self.error: str = ''
         self.down = False  # lost after it was up; reconnecting
@@ -212,6 +221,9 @@ class Router:
         self.clients: dict[int, ClientConn] = {}
         self.relays: dict[tuple[str, Mode], Relay] = {}
         self.feeds: dict[str, DarkFeed] = {}
+        # fqme -> monotonic time until which live orders skip waiting for
+        # its market price (it had none: see `_await_mark`)
+        self._no_mark_until: dict[str, float] = {}
         # oid -> (broker, mode) of the relay its venue orders go to
         self.routes: dict[str, tuple[str, Mode]] = {}
         # oid -> id of the client that placed it (sees it whatever its subs)
@@ -576,6 +588,7 @@ class Router:
                             last = (bid + ask) / 2
                     if last is not None:
                         feed.last = float(last)
+                    feed.mark = quote_mark(first, feed.mark)
                     feed.ready.set()
                     backoff = 0.1
                     if feed.down:
@@ -589,6 +602,7 @@ class Router:
                         last = quote.get('last')
                         if last is not None:
                             feed.last = last
+                        feed.mark = quote_mark(quote, feed.mark)
                         for tick in quote.get('ticks') or ():
                             if tick.get('type') == 'gap':  # the backend reconnected
                                 self._dark_notice(fqme, str(tick.get('reason', '')))
@@ -646,6 +660,10 @@ class Router:
             log.warning('bad message from client %s: %s', client.id, err.reason)
             client.push(error_status(raw, err.reason))
             return
+        ended = self.dialogs.get(msg.oid)
+        if ended is not None and ended.terminal:
+            self._on_finished(client, msg, ended)
+            return
         if isinstance(msg, Order):
             problem = await self._check_order(client, msg)
             if not problem:
@@ -654,7 +672,7 @@ class Router:
                 live = self.dialogs.get(msg.oid)
                 refusal = self.risk.check(
                     msg, existing=live.req if live is not None else None,
-                    session=client.id,
+                    session=client.id, mark=self.mark(msg.symbol),
                 )
                 problem = refusal.reason if refusal is not None else ''
             if problem:
@@ -680,6 +698,28 @@ class Router:
         # even with no effects: a stashed modify/cancel changed the dialog
         await self.execute(effects, origin=client)
 
+    def _on_finished(self, client: ClientConn, msg: Order | Cancel, dialog: Dialog) -> None:
+        """A modify, re-send or cancel of a dialog that has ended.
+
+        Never a second terminal Status: a client that hears the dialog (it
+        placed it, or watches its market) has its answer in the dialog's
+        terminal Status, sent already or on its way (the request raced the
+        end; `OrderClient` sends none for orders it saw end). Any
+        other client gets an `error`: the first and only end it hears of
+        that oid, kept out of the dialog's journal history.
+        """
+        what = 'cancel' if isinstance(msg, Cancel) else 'order'
+        if self._hears(client, dialog.oid, dialog.fqme):
+            log.info('%s for finished dialog %s (%s) from client %s dropped: '
+                     'its end answers it', what, dialog.oid, dialog.phase.value, client.id)
+            return
+        log.warning('%s for finished dialog %s (%s) refused', what, dialog.oid,
+                    dialog.phase.value)
+        client.push(error_status(msg, (
+            f'order {dialog.oid} is already {dialog.phase.value}: '
+            + ('nothing to cancel' if what == 'cancel' else 'a new order needs a new oid')
+        )))
+
     def _forget_evicted(self) -> None:
         """Drop the owner/route of dialogs the table has evicted (it keeps
         only so many finished ones): else a long-lived emsd grows by two
@@ -696,10 +736,6 @@ class Router:
         except Exception as err:  # NoSuchBackend: lists the known ones
             return str(err)
         existing = self.dialogs.get(order.oid)
-        if existing is not None and existing.terminal:
-            # the dialog table would drop it silently: tell the sender
-            return (f'dialog {order.oid} is finished ({existing.phase.value}): '
-                    'a new order needs a new oid')
         if existing is not None and existing.fqme != order.symbol:
             return (f'modify of {order.oid} cannot change its market '
                     f'{existing.fqme!r} to {order.symbol!r}')
@@ -717,7 +753,35 @@ class Router:
                 await self.ensure_feed(order.symbol)
             except Exception as err:
                 return str(err)
+        else:
+            await self._await_mark(order)
         return ''
+
+    async def _await_mark(self, order: Order) -> None:
+        """Have the market's price for the risk gate's price band.
+
+        Without market data (or not in time) the band is not checked - the
+        venue's is - and the market is not asked again for a while: a
+        backend with no feed must not slow every order down.
+        """
+        if time.monotonic() < self._no_mark_until.get(order.symbol, 0.0):
+            return
+        with trio.move_on_after(LIVE_MARK_WAIT):
+            try:
+                await self.ensure_feed(order.symbol)
+                return
+            except Exception as err:
+                log.warning('no market price for %s to check order %s against: %s',
+                            order.symbol, order.oid, err)
+        self._no_mark_until[order.symbol] = time.monotonic() + NO_MARK_RETRY
+
+    def mark(self, fqme: str) -> float | None:
+        """The market's price now if a feed has one (the price band's
+        reference)."""
+        feed = self.feeds.get(fqme)
+        if feed is None or not feed.ready.is_set() or not math.isfinite(feed.mark):
+            return None
+        return feed.mark
 
     # -- effects ----------------------------------------------------------------
 
@@ -850,14 +914,17 @@ class Router:
         )
         self.execute_nowait(effects)
 
+    def _hears(self, client: ClientConn, oid: str, fqme: str) -> bool:
+        """Whether `client` gets the Statuses of dialog `oid` (on `fqme`)."""
+        return fqme in client.fqmes or client.id == self.owners.get(oid)
+
     def publish(self, status: Status, origin: ClientConn | None = None) -> None:
         """Fan a Status out to every interested client."""
         self.risk.observe(status)
         fqme = status.req.symbol if status.req is not None else ''
-        owner = self.owners.get(status.oid)
         sent = False
         for client in self.clients.values():
-            if fqme in client.fqmes or client.id == owner or client is origin:
+            if client is origin or self._hears(client, status.oid, fqme):
                 client.push(status)
                 sent = True
         if not sent:

@@ -52,6 +52,7 @@ from typing import Any, Literal
 import msgspec
 import trio
 
+from ..atomicfile import quarantine
 from ..config import get_config_dir
 from ..log import get_logger
 from ..types import Struct
@@ -346,7 +347,7 @@ class Journal:
         try:
             conn = cls._open_rw(path)
         except (sqlite3.Error, JournalError) as err:
-            aside = _quarantine(path)
+            aside = quarantine(path, companions=('-wal', '-shm'))
             log.error(
                 'EMS JOURNAL %s IS UNREADABLE (%s): moved it to %s and started '
                 'an empty one; dialogs active in it are NOT restored',
@@ -761,24 +762,6 @@ def _statements(script: str) -> list[str]:
     """Split a migration script into statements (no ';' inside literals)."""
     lines = [ln.split('--', 1)[0] for ln in script.splitlines()]
     return [s.strip() for s in '\n'.join(lines).split(';') if s.strip()]
-
-
-def _quarantine(path: Path) -> Path:
-    """Rename a bad db (and its -wal/-shm) aside; return the new name."""
-    stamp = datetime.now().strftime('%Y%m%dT%H%M%S')
-    aside = path.with_name(f'{path.name}.corrupt-{stamp}')
-    n = 1
-    while aside.exists():
-        aside = path.with_name(f'{path.name}.corrupt-{stamp}-{n}')
-        n += 1
-    for suffix in ('', '-wal', '-shm'):
-        src = path.with_name(path.name + suffix)
-        if src.exists():
-            try:
-                src.rename(aside.with_name(aside.name + suffix))
-            except OSError as err:
-                log.error('cannot move %s aside: %s', src, err)
-    return aside
 
 
 # ---- emsd glue ------------------------------------------------------------------

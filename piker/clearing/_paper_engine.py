@@ -9,7 +9,15 @@ in and `BrokerdOrderAck`/`BrokerdStatus`/`BrokerdFill`/`BrokerdError`/
 Fills come from the broker's live quote feed through `PaperBook` (see
 `_matching.py`); every fill is appended to the trade ledger and the
 positions table on disk (atomic writes) *before* it is reported, and a
-restarted paperboi rebuilds its positions from the ledger.
+restarted paperboi rebuilds its positions from the ledger. A disk that
+refuses the write does not unmake the fill: it is reported regardless,
+under an alarm that refuses new orders until the fill is on disk
+(`_paper_accounts`).
+
+Orders are checked before they rest: a broker-native key (`native_fqme`),
+ticks, and a finite notional within the venue's own price band
+(`price_problem`). An internal error on an order ends it truthfully
+(`canceled`, saying why) rather than leaving it orphaned.
 
 A venue keeps its orders across restarts: every change to its working
 orders, and every fill and final status, is recorded (`_paper_store`)
@@ -35,11 +43,11 @@ import tractor
 import trio
 
 from ..accounting import (
-    Account,
     MktPair,
+    Position,
     Transaction,
-    TransactionLedger,
     strip_broker,
+    unpack_fqme,
 )
 from ..config import PaperConf, load_brokers_conf
 from ..data import open_feed  # up front: no blocking import in a handler
@@ -58,6 +66,7 @@ from ._messages import (
     MessageError,
     decode_backend_cmd,
 )
+from ._paper_accounts import DiskAlarm, PaperAccounts
 from ._paper_store import StoredEvent, VenueStore
 
 log = get_logger(__name__)
@@ -66,6 +75,12 @@ log = get_logger(__name__)
 COMMAND_BUFFER = 100_000
 # a new dialogue's report waits at most this long for commands in flight
 REPORT_SETTLE = 10.0
+# the venue's own price band: an order's price within this factor of the
+# market either way (like an exchange's percent-price filter)
+VENUE_PRICE_FACTOR = 10.0
+# backoff of the writes of fills the disk refused (see _paper_accounts)
+RETRY_MIN = 0.1
+RETRY_MAX = 5.0
 # pikerd runs this in every (re)spawned paperboi (`DaemonSpec.startup`)
 PAPERBOI_STARTUP = 'piker.clearing._paper_engine:startup'
 
@@ -81,6 +96,29 @@ def fee_for(conf: PaperConf, price: float, size: float) -> float:
     if fee == 0 and conf.fee_min == 0:
         return 0.0
     return max(fee, conf.fee_min)
+
+
+def price_problem(conf: PaperConf, price: float, size: float, bid: float, ask: float) -> str:
+    """Why the venue refuses to rest `size` @ `price`, or '' (emsd checks
+    its own, narrower band first: this is the venue's backstop).
+
+    The notional (at the worst of the order's price and the touch, where
+    it may fill) and its fee must be finite numbers, and the price within
+    `VENUE_PRICE_FACTOR` times the market (the mid of the touch, when
+    one is known) either way.
+    """
+    touch = [p for p in (bid, ask) if math.isfinite(p) and p > 0]
+    notional = max([price, *touch]) * size
+    fee = fee_for(conf, max([price, *touch]), size)
+    if not math.isfinite(notional) or not math.isfinite(fee):
+        return f'notional {price!r} * {size!r} (fee {fee!r}) is not a finite number'
+    if touch:
+        mid = sum(touch) / len(touch)
+        low, high = mid / VENUE_PRICE_FACTOR, mid * VENUE_PRICE_FACTOR
+        if not low <= price <= high:
+            return (f'price {price!r} is outside the paper venue\'s band around the '
+                    f'market {mid!r}: {low!r} to {high!r}')
+    return ''
 
 
 def _off_tick(value: float, tick: Decimal) -> bool:
@@ -107,8 +145,11 @@ class PaperVenue:
         self.mkts: dict[str, MktPair] = {}
         self._feeds: dict[str, trio.Event] = {}
         self._feed_errors: dict[str, str] = {}
-        self.ledgers: dict[str, TransactionLedger] = {}
-        self.pps: dict[str, Account] = {}
+        # ledgers and positions, and the alarm when the disk refuses them
+        self.accounting = PaperAccounts(broker)
+        self.ledgers = self.accounting.ledgers
+        self.pps = self.accounting.pps
+        self._retrying = False
         self._subs: list[tractor.MsgStream] = []
         # oid -> reqids of every venue order created for it (an audit trail:
         # a modify must never show up here as a second order)
@@ -119,16 +160,7 @@ class PaperVenue:
         self._inboxes: set[Any] = set()
         self._handling = 0
         for acct in self.accounts:
-            # the ledger is the source of truth: positions are rebuilt from
-            # it at start-up, so a positions file a crash left behind can
-            # never disagree with the recorded fills
-            ledger = TransactionLedger.load(broker, acct)
-            self.ledgers[acct] = ledger
-            account = Account.load(broker, acct)
-            if ledger:
-                account.rebuild_from_ledger(ledger)
-                account.write()
-            self.pps[acct] = account
+            self.accounting.load(acct)
         # the venue's own memory (working orders, replay log): see _paper_store
         self.store = VenueStore(broker)
         self._repair_ledgers()
@@ -145,8 +177,7 @@ class PaperVenue:
             fill = ev.msg
             assert isinstance(fill, BrokerdFill)
             if ev.account not in self.ledgers:
-                self.ledgers[ev.account] = TransactionLedger.load(self.broker, ev.account)
-                self.pps[ev.account] = Account.load(self.broker, ev.account)
+                self.accounting.load(ev.account)
             if fill.tid in self.ledgers[ev.account]:
                 continue
             missing[ev.account].append(Transaction(
@@ -308,13 +339,15 @@ class PaperVenue:
         while True:
             try:
                 async with open_feed([fqme]) as feed:
+                    if feed.mkts[fqme].fqme != fqme:
+                        raise NotAMarketKey(fqme, feed.mkts[fqme].fqme)
                     book = self.books.get(fqme) or PaperBook(fqme)
                     first = feed.first_quotes.get(fqme)
                     if first:
                         async with self._lock:
                             fills = book.on_quote(_as_touch_quote(first))
                             if fills:
-                                await self.report_fills(fills)
+                                await self._report_or_end(fills)
                     self.mkts[fqme] = feed.mkts[fqme]
                     self.books[fqme] = book
                     ready.set()
@@ -326,11 +359,12 @@ class PaperVenue:
                         async with self._lock:
                             fills = book.on_quote(quote)
                             if fills:
-                                await self.report_fills(fills)
+                                await self._report_or_end(fills)
                 log.warning('quote feed of %s ended; reconnecting', fqme)
             except Exception as err:  # unknown symbol, dead backend, ...
                 if not ready.is_set():
-                    reason = f'no market data for {fqme!r}: {err}'
+                    reason = (str(err) if isinstance(err, NotAMarketKey)
+                              else f'no market data for {fqme!r}: {err}')
                     log.error(reason)
                     self._feed_errors[fqme] = reason
                     self._feeds.pop(fqme, None)
@@ -344,6 +378,19 @@ class PaperVenue:
                 raise
             await trio.sleep(backoff)
             backoff = min(backoff * 2, 5.0)
+
+    async def _report_or_end(self, fills: list[Fill]) -> None:
+        """`report_fills`, under the lock; should it fail all the same (a
+        bug), the orders concerned end instead of vanishing from their
+        book unseen while emsd and the state file say they work."""
+        try:
+            await self.report_fills(fills)
+        except Exception as err:
+            log.exception('internal error reporting fills %r', fills)
+            ended = {f.reqid: self._fail_fill(f, err) for f in reversed(fills)}
+            self.store.record(gone=[r for r in ended if r in self.store.orders],
+                              events=[StoredEvent(msg=st) for st in ended.values()])
+            await self.emit(*ended.values())
 
     # -- order entry --------------------------------------------------------
 
@@ -363,10 +410,52 @@ class PaperVenue:
             return
         if self.conf.latency_ms:
             await trio.sleep(self.conf.latency_ms / 1000)
-        if isinstance(cmd, BrokerdCancel):
-            await self.cancel(cmd)
-        else:
-            await self.order(cmd)
+        try:
+            if isinstance(cmd, BrokerdCancel):
+                await self.cancel(cmd)
+            else:
+                await self.order(cmd)
+        except Exception as err:
+            # a bug, not a bad command: the order it concerns must not be
+            # left working unseen (or seen working but gone): it ends here
+            log.exception('internal error handling %r', cmd)
+            await self._end_after_error(cmd, err)
+
+    async def _end_after_error(self, cmd: BrokerdOrder | BrokerdCancel, err: Exception) -> None:
+        """End the venue order(s) of `cmd`'s dialog after an internal error:
+        out of their book, recorded, reported `canceled` saying why; if it
+        has none working, the command is answered with an error."""
+        reason = f'paper venue internal error handling this command ({err!r})'
+        async with self._lock:
+            ended = []
+            for book in self.books.values():
+                for order in list(book.orders.values()):
+                    if order.oid == cmd.oid:
+                        book.cancel(order.reqid)
+                        ended.append(order)
+            statuses = [self._canceled(o, f'{reason}: the order was cancelled') for o in ended]
+            self.store.record(gone=[o.reqid for o in ended],
+                              events=[StoredEvent(msg=st) for st in statuses])
+            if not ended:
+                await self.emit(BrokerdError(
+                    oid=cmd.oid, reqid=cmd.reqid, reason=reason,
+                    symbol=cmd.symbol if isinstance(cmd, BrokerdOrder) else '',
+                ))
+                return
+            # a new order may have failed before its ack left: emsd hears
+            # nothing else of an order before its ack (a repeated one is moot)
+            acks = [BrokerdOrderAck(oid=o.oid, reqid=o.reqid, account=o.account)
+                    for o in ended if isinstance(cmd, BrokerdOrder) and cmd.reqid is None]
+            await self.emit(*acks, *statuses)
+
+    @staticmethod
+    def _canceled(order: RestingOrder, reason: str, filled: float | None = None) -> BrokerdStatus:
+        done = order.filled if filled is None else filled
+        return BrokerdStatus(
+            reqid=order.reqid, oid=order.oid, status='canceled', account=order.account,
+            time_ns=time.time_ns(), filled=done, remaining=max(order.size - done, 0.0),
+            reason=reason,
+        )
 
     def _reject(self, cmd: BrokerdOrder, reason: str) -> BrokerdError:
         return BrokerdError(
@@ -374,7 +463,16 @@ class PaperVenue:
         )
 
     async def order(self, cmd: BrokerdOrder) -> None:
-        fqme = f'{cmd.symbol}.{self.broker}'.lower()
+        fqme, problem = native_fqme(cmd.symbol, self.broker)
+        if problem:
+            await self.emit(self._reject(cmd, problem))
+            return
+        if self.accounting.alarm is not None:
+            await self.emit(self._reject(cmd, (
+                f'{self.accounting.alarm.reason}: new orders and modifies are refused '
+                'until then (cancels work)'
+            )))
+            return
         if cmd.account not in self.accounts:
             await self.emit(self._reject(
                 cmd, f'unknown account {cmd.account!r} for {self.broker}: '
@@ -399,6 +497,10 @@ class PaperVenue:
             ))
             return
         book = self.books[fqme]
+        problem = price_problem(self.conf, cmd.price, cmd.size, book.bid, book.ask)
+        if problem:
+            await self.emit(self._reject(cmd, f'{problem} ({fqme})'))
+            return
         async with self._lock:
             if cmd.reqid is None:
                 order = RestingOrder(
@@ -444,12 +546,7 @@ class PaperVenue:
             for book in self.books.values():
                 order = book.cancel(reqid)
                 if order is not None:
-                    status = BrokerdStatus(
-                        reqid=reqid, oid=order.oid, status='canceled',
-                        account=order.account, time_ns=time.time_ns(),
-                        filled=order.filled, remaining=order.remaining,
-                        reason='cancelled by request',
-                    )
+                    status = self._canceled(order, 'cancelled by request')
                     self.store.record(gone=[reqid], events=[StoredEvent(msg=status)])
                     await self.emit(status)
                     await self._compact_if_due()
@@ -461,15 +558,35 @@ class PaperVenue:
 
     # -- fills --------------------------------------------------------------
 
-    def _persist(self, by_acct: dict[str, list[Transaction]]) -> dict[str, dict]:
-        touched = {}
-        for acct, txns in by_acct.items():
-            self.ledgers[acct].update_from_txns(txns)
-            self.ledgers[acct].write()
-            account = self.pps[acct]
-            touched[acct] = account.update_from_txns(txns, self.mkts)
-            account.write()
-        return touched
+    def _persist(
+        self, by_acct: dict[str, list[Transaction]],
+    ) -> tuple[dict[str, dict[str, Position]], DiskAlarm | None]:
+        """Book fills in memory and write them (in a worker thread)."""
+        touched = self.accounting.book(by_acct, self.mkts)
+        return touched, self.accounting.flush()
+
+    def _keep_retrying(self) -> None:
+        if not self._retrying:
+            self._retrying = True
+            self._nursery.start_soon(self._retry_writes)
+
+    async def _retry_writes(self) -> None:
+        """Write the unrecorded fills until the disk takes them (backoff
+        `RETRY_MIN`..`RETRY_MAX` s); a fill meanwhile writes them too."""
+        delay = RETRY_MIN
+        try:
+            while self.accounting.alarm is not None:
+                await trio.sleep(delay)
+                async with self._lock:
+                    if self.accounting.alarm is None:
+                        break
+                    alarm = await trio.to_thread.run_sync(self.accounting.flush)
+                if alarm is not None:
+                    log.error('%s (still failing, retrying in %.1fs)', alarm.reason,
+                              min(delay * 2, RETRY_MAX))
+                delay = min(delay * 2, RETRY_MAX)
+        finally:
+            self._retrying = False
 
     def _record(
         self,
@@ -509,26 +626,39 @@ class PaperVenue:
         event loop); then they are reported. A fill recorded but not in
         the ledger is put there on restart; one not reported is replayed
         to the next emsd dialogue.
+
+        Never raises for a fill: one that cannot be booked (a non-finite
+        cost...) is a venue internal error that ends its order, cancelled
+        with only its good fills; one the disk refuses is reported all
+        the same, under the venue's `DiskAlarm` (see `_paper_accounts`).
         """
         now = datetime.now(UTC)
         now_ns = time.time_ns()
         by_acct: dict[str, list[Transaction]] = defaultdict(list)
         out: list[Any] = []
         events: list[StoredEvent] = []
+        failed: dict[str, BrokerdStatus] = {}
         for f in fills:
-            cost = fee_for(self.conf, f.price, f.size)
+            if f.reqid in failed:
+                continue  # its order ended at its first bad fill
             mkt = self.mkts.get(f.fqme)
             bs_mktid = mkt.bs_mktid if mkt else ''
-            by_acct[f.account].append(Transaction(
-                fqme=f.fqme, tid=f.tid,
-                size=f.size if f.action == 'buy' else -f.size,
-                price=f.price, cost=cost, dt=now, bs_mktid=bs_mktid,
-            ))
-            fill = BrokerdFill(
-                reqid=f.reqid, oid=f.oid, tid=f.tid, action=f.action,
-                size=f.size, price=f.price, broker_time=now.timestamp(),
-                time_ns=now_ns, cost=cost,
-            )
+            try:
+                cost = fee_for(self.conf, f.price, f.size)
+                txn = Transaction(
+                    fqme=f.fqme, tid=f.tid,
+                    size=f.size if f.action == 'buy' else -f.size,
+                    price=f.price, cost=cost, dt=now, bs_mktid=bs_mktid,
+                )
+                fill = BrokerdFill(
+                    reqid=f.reqid, oid=f.oid, tid=f.tid, action=f.action,
+                    size=f.size, price=f.price, broker_time=now.timestamp(),
+                    time_ns=now_ns, cost=cost,
+                )
+            except ValueError as err:
+                failed[f.reqid] = self._fail_fill(f, err)
+                continue
+            by_acct[f.account].append(txn)
             order_done = f.remaining <= 0 or math.isclose(f.remaining, 0, abs_tol=1e-12)
             status = BrokerdStatus(
                 reqid=f.reqid, oid=f.oid,
@@ -541,22 +671,43 @@ class PaperVenue:
                                       bs_mktid=bs_mktid))
             if order_done:
                 events.append(StoredEvent(msg=status))
+        events += [StoredEvent(msg=st) for st in failed.values()]
         self._record([*touched, *((f.fqme, f.reqid) for f in fills)], events)
         if first:
             await self.emit(*first)
         await self._compact_if_due()
-        if not fills:
-            return
-        # disk first (off the event loop: fsync takes milliseconds), then
-        # the reports: a fill is never reported that a crash could lose
-        touched_pps = await trio.to_thread.run_sync(self._persist, by_acct)
-        for acct, pps in touched_pps.items():
-            for fqme, pos in pps.items():
-                out.append(BrokerdPosition(
-                    broker=self.broker, account=acct, symbol=fqme,
-                    size=pos.size, avg_price=pos.ppu,
-                ))
-        await self.emit(*out)
+        if by_acct:
+            # disk first (off the event loop: fsync takes milliseconds), then
+            # the reports: a fill is never reported that a crash could lose
+            # - unless the disk refuses it: then it is reported regardless
+            touched_pps, alarm = await trio.to_thread.run_sync(self._persist, by_acct)
+            if alarm is not None:
+                self._keep_retrying()
+                for i, msg in enumerate(out):
+                    if isinstance(msg, BrokerdStatus):
+                        out[i] = msg.copy({'reason': alarm.reason})
+            for acct, pps in touched_pps.items():
+                for fqme, pos in pps.items():
+                    out.append(BrokerdPosition(
+                        broker=self.broker, account=acct, symbol=fqme,
+                        size=pos.size, avg_price=pos.ppu,
+                    ))
+        await self.emit(*out, *failed.values())
+
+    def _fail_fill(self, f: Fill, err: Exception) -> BrokerdStatus:
+        """A fill the venue cannot book: its order ends (out of its book),
+        cancelled with what it filled before this one."""
+        log.error('paper venue cannot book fill %s of order %s (%s): cancelling the order',
+                  f.tid, f.oid, err)
+        book = self.books.get(f.fqme)
+        if book is not None:
+            book.cancel(f.reqid)
+        order = RestingOrder(reqid=f.reqid, oid=f.oid, fqme=f.fqme, action=f.action,
+                             price=f.price, size=f.filled + f.remaining, account=f.account)
+        return self._canceled(order, (
+            f'paper venue internal error: a fill of {f.size} @ {f.price} could not be '
+            f'booked ({err}); the order was cancelled'
+        ), filled=f.filled - f.size)
 
 
 async def leave_if_cancelled() -> None:
@@ -578,6 +729,36 @@ def _as_touch_quote(quote: dict[str, Any]) -> dict[str, Any]:
         if price is not None and math.isfinite(price):
             ticks.append({'type': key, 'price': price, 'size': quote.get(size_key)})
     return {'ticks': ticks}
+
+
+class NotAMarketKey(ValueError):
+    """An order's symbol resolved to a market of another name: it was not
+    that market's broker-native key (an fqme, or a case variant)."""
+
+    def __init__(self, fqme: str, market: str) -> None:
+        super().__init__(
+            f'symbol {strip_broker(fqme)!r} is not a broker-native key: it names '
+            f'the market {market!r}, whose key is {strip_broker(market)!r}'
+        )
+
+
+def native_fqme(symbol: str, broker: str) -> tuple[str, str]:
+    """`(fqme, '')` for a well-formed broker-native key, else `('', why)`.
+
+    A venue order carries the fqme without its `.<broker>` suffix, lower
+    case (`btcusdt`), never an fqme (`btcusdt.sim`: it would be booked
+    under `btcusdt.sim.sim`) nor another spelling. Whether the key names
+    a market is the feed's to say (`NotAMarketKey`).
+    """
+    if symbol != symbol.lower():
+        return '', (f'symbol {symbol!r} is not a broker-native key: keys are '
+                    f'lower case ({symbol.lower()!r})')
+    fqme = f'{symbol}.{broker}'
+    try:
+        unpack_fqme(fqme)
+    except ValueError as err:
+        return '', f'symbol {symbol!r} is not a broker-native key of {broker}: {err}'
+    return fqme, ''
 
 
 def reply_oid(raw: Any) -> str:
@@ -625,6 +806,13 @@ async def paper_audit(broker: str) -> dict[str, list[str]]:
     """
     venue = _venues.get(broker)
     return {oid: list(reqids) for oid, reqids in venue.created.items()} if venue else {}
+
+
+async def paper_alarm(broker: str) -> dict[str, Any] | None:
+    """RPC: the paper venue's `DiskAlarm` (it cannot record fills), or None."""
+    venue = _venues.get(broker)
+    alarm = venue.accounting.alarm if venue is not None else None
+    return alarm.to_builtins() if alarm is not None else None
 
 
 @tractor.context
@@ -698,7 +886,8 @@ async def _close_when_gone(ctx: tractor.Context, commands: Any, poll: float = 0.
 
 
 __all__ = [
-    'PAPERBOI_STARTUP', 'PaperVenue', 'fee_for', 'get_venue', 'open_trade_dialog',
-    'paper_audit', 'paperboi_name', 'startup',
+    'PAPERBOI_STARTUP', 'PaperVenue', 'fee_for', 'get_venue', 'native_fqme',
+    'open_trade_dialog', 'paper_alarm', 'paper_audit', 'paperboi_name', 'price_problem',
+    'startup',
     'strip_broker',
 ]

@@ -29,6 +29,11 @@ the replay log, atomically and fsync'd) at start-up and whenever the
 appended records outnumber the live ones by `compact_ratio`. An OS crash
 or power loss can lose the last changes or leave a torn last line, which
 is skipped on load (logged). The same trade-off as emsd's journal.
+
+Damage (an unreadable record anywhere but a torn end) is treated as
+emsd's journal treats a corrupt db: the file is renamed aside with its
+bytes intact (`paper_orders.<broker>.jsonl.corrupt-<time>`), loudly, and
+rebuilt from only what its readable records prove (see `load()`).
 """
 from __future__ import annotations
 
@@ -41,7 +46,7 @@ from pathlib import Path
 import msgspec
 
 from ..accounting._files import accounting_dir, check_name
-from ..atomicfile import write_atomic
+from ..atomicfile import quarantine, write_atomic
 from ..log import get_logger
 from ..types import Struct
 from ._matching import RestingOrder
@@ -116,7 +121,18 @@ class VenueStore:
     # ---- reading ------------------------------------------------------------
 
     def load(self) -> None:
-        """Read the file (a missing one is empty), then compact it."""
+        """Read the file (a missing one is empty), then compact it.
+
+        A torn last record (no newline: a crash mid-append, never
+        reported) is dropped. Any other unreadable record is damage: what
+        it said is unknown - a `gone` lost would bring a cancelled order
+        back to life - so the file is quarantined (renamed aside, bytes
+        intact), loudly, and only what the readable records prove is
+        kept: every event (fills and final statuses are facts), and each
+        order whose last record comes after the last damaged one. The
+        others are dropped and get a final `canceled` event saying why,
+        so every emsd dialogue hears they no longer work.
+        """
         self.orders.clear()
         self.events.clear()
         try:
@@ -124,22 +140,57 @@ class VenueStore:
         except FileNotFoundError:
             data = b''
         except OSError as err:
-            log.error('cannot read the paper venue state %s (%s): starting empty',
-                      self.path, err)
+            # unreadable is not empty: keep it aside, start from nothing
+            aside = quarantine(self.path)
+            log.error('PAPER VENUE STATE %s UNREADABLE (%s): moved it to %s; '
+                      'no working order restored', self.path, err, aside)
             data = b''
         lines = data.split(b'\n')
+        last_seen: dict[str, int] = {}  # reqid -> line of its last record
+        damaged: list[int] = []
         for n, line in enumerate(lines, 1):
             if not line.strip():
                 continue
             try:
                 rec = _dec.decode(line)
             except (msgspec.DecodeError, msgspec.ValidationError) as err:
-                last = n == len(lines) or not any(x.strip() for x in lines[n:])
-                what = 'torn last record (a crash mid-write?)' if last else 'bad record'
-                log.error('%s: line %d: %s skipped: %s', self.path, n, what, err)
+                if n == len(lines):  # no newline after it: a torn append
+                    log.warning('%s: line %d: torn last record (a crash mid-write?) '
+                                'dropped: %s', self.path, n, err)
+                else:
+                    log.error('%s: line %d: damaged record: %s', self.path, n, err)
+                    damaged.append(n)
                 continue
+            if isinstance(rec, _Rest):
+                last_seen[rec.order.reqid] = n
+            elif isinstance(rec, _Gone):
+                last_seen[rec.reqid] = n
             self._apply(rec)
+        if damaged:
+            self._recover(damaged, last_seen)
         self.compact()
+
+    def _recover(self, damaged: list[int], last_seen: dict[str, int]) -> None:
+        """Quarantine a damaged file; keep only the provable orders."""
+        aside = quarantine(self.path)
+        unproven = [o for r, o in self.orders.items() if last_seen[r] < damaged[-1]]
+        now = time.time_ns()
+        for order in unproven:
+            del self.orders[order.reqid]
+            self.events.append(StoredEvent(msg=BrokerdStatus(
+                reqid=order.reqid, oid=order.oid, status='canceled',
+                account=order.account, time_ns=now, filled=order.filled,
+                remaining=order.remaining,
+                reason=f'the paper venue state file was damaged (kept as {aside}): '
+                       'this order may have ended already, so it no longer works',
+            )))
+        log.error(
+            'PAPER VENUE STATE %s IS DAMAGED (line(s) %s): moved it to %s and '
+            'rebuilt it from the readable records: %d working order(s) kept, '
+            '%d dropped as unproven (cancelled: %s), %d event(s) kept',
+            self.path, ', '.join(map(str, damaged)), aside, len(self.orders),
+            len(unproven), [o.oid for o in unproven], len(self.events),
+        )
 
     def _apply(self, rec: _Record) -> None:
         if isinstance(rec, _Rest):

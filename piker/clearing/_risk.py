@@ -33,6 +33,19 @@ then `[ems.risk.accounts.<account>]`; `[ems.risk.fqmes."<fqme>"]`), field
 by field, else the `[ems.risk]` default. A float limit of `inf` lifts a
 default for one scope.
 
+Price sanity (on by default, unlike the limits): an order's notional must
+be a finite number, and its price lie within `price_band` (a fraction,
+default 0.5: within 50%) of the market's price now - `dark_price_band`
+(default 9: up to 10 times it) for a dark order's trigger level or an
+alert, which may sensibly wait further away. A band is a property of
+the market: the most specific setting wins (fqme, then account, then
+default), so one market may have a wider band; `inf` turns one off.
+emsd passes the market's price as `mark` (`quote_mark`: the middle of
+the touch, else the last trade); with none known (no market data) only
+the notional is checked, and the venue has the last word (the paper
+venue checks its own band).
+Alerts are checked too: a level of 1e308 is a typo, not an alert.
+
 Order rate: one token bucket per client session (not global, so one
 runaway script cannot lock the chart, or a trader's cancel-and-replace,
 out): `max_orders_per_sec` tokens per second, `order_burst` at most. New
@@ -40,7 +53,8 @@ orders and modifies take a token, only once every other check passed (a
 refused order sends nothing to a venue).
 
 Alerts trade nothing, so they are exempt from every limit, the throttle,
-`reduce_only` and the open-order counts; only `halted` refuses them.
+`reduce_only` and the open-order counts; only `halted` and the price
+sanity checks refuse them.
 
 What the gate knows it learns from emsd: `observe()` every `Status` emsd
 publishes (working orders, their remaining size and fills) and every
@@ -74,6 +88,7 @@ __all__ = [
     'RiskReport',
     'TokenBucket',
     'TradingState',
+    'quote_mark',
 ]
 
 # sizes are floats: a limit equal to the order is not exceeded by rounding
@@ -83,7 +98,7 @@ _ABS_TOL = 1e-12
 # the names a `Refusal.limit` can take
 LIMITS = (
     'halted', 'reduce_only', 'max_order_size', 'max_notional',
-    'max_open_orders', 'max_orders_per_sec',
+    'max_open_orders', 'max_orders_per_sec', 'price_band', 'dark_price_band',
 )
 
 
@@ -119,10 +134,25 @@ class RiskReport(Struct):
 
 def fmt(value: float) -> str:
     """A number without float noise: 5, 0.01, 65000.1."""
-    if not math.isfinite(value):
-        return str(value)
+    if not math.isfinite(value) or abs(value) >= 1e15:
+        return repr(value)  # inf, 1e+308: not 309 digits
     text = f'{value:.10f}'.rstrip('0').rstrip('.')
     return '0' if text in ('-0', '') else text
+
+
+def quote_mark(quote: dict[str, Any], prev: float = math.nan) -> float:
+    """The market's price in `quote`, for the price band: the middle of
+    its touch when it quotes both sides (its `last` trade may be long
+    gone), else its last trade, else `prev`."""
+    bid, ask = quote.get('bid'), quote.get('ask')
+    if _positive(bid) and _positive(ask):
+        return (bid + ask) / 2
+    last = quote.get('last')
+    return float(last) if _positive(last) else prev
+
+
+def _positive(value: Any) -> bool:
+    return isinstance(value, int | float) and math.isfinite(value) and value > 0
 
 
 class TokenBucket:
@@ -259,11 +289,14 @@ class RiskGate:
         *,
         existing: Order | None = None,
         session: Hashable = None,
+        mark: float | None = None,
     ) -> Refusal | None:
         """None if `order` may go ahead (and it is then counted), else why not.
 
         `existing` is the working version when `order` is a modify;
-        `session` identifies the client for the order-rate throttle.
+        `session` identifies the client for the order-rate throttle;
+        `mark` is the market's price now (None: unknown, the price band
+        is then not checked).
         """
         what = 'modify' if existing is not None else 'order'
         if self._state is TradingState.HALTED:
@@ -272,9 +305,13 @@ class RiskGate:
                 '(cancels work; `piker ems resume` to trade again)'
             ))
         if order.action == 'alert':
-            return None
+            refusal = self._check_price(order, what, mark)
+            if refusal is not None:
+                self.refused[refusal.limit] += 1
+            return refusal
         refusal = (
-            self._check_limits(order, what)
+            self._check_price(order, what, mark)
+            or self._check_limits(order, what)
             or (self._check_reducing(order, existing)
                 if self._state is TradingState.REDUCE_ONLY else None)
             or (self._check_open(order) if existing is None else None)
@@ -343,6 +380,48 @@ class RiskGate:
         elif default is not None and (fq_val is None or acct_val is None):
             out.append(('default', f'{name} (default)', default))
         return [item for item in out if math.isfinite(item[2])]
+
+    def _check_price(self, order: Order, what: str, mark: float | None) -> Refusal | None:
+        """Sanity, whatever the limits: a finite notional, and a price
+        within the band around the market (dark orders and alerts: the
+        wider dark band) when the market's price is known."""
+        notional = order.price * order.size
+        if not math.isfinite(notional):
+            return Refusal(limit='max_notional', reason=(
+                f'{what} notional {fmt(order.price)} * {fmt(order.size)} is not a '
+                'finite number'
+            ))
+        if mark is None or not math.isfinite(mark) or mark <= 0:
+            return None
+        dark = order.exec_mode == 'dark' or order.action == 'alert'
+        name = 'dark_price_band' if dark else 'price_band'
+        label, band = self._band(name, order)
+        away = abs(order.price / mark - 1.0)
+        if math.isfinite(band) and _exceeds(away, band):
+            low, high = max(mark * (1.0 - band), 0.0), mark * (1.0 + band)
+            return Refusal(limit=name, reason=(
+                f'{label} is {fmt(band)}: {what} price {fmt(order.price)} is '
+                f'{fmt(round(away * 100, 1))}% away from the market '
+                f'{fmt(mark)} (allowed {fmt(low)} to {fmt(high)})'
+            ))
+        return None
+
+    def _band(self, name: str, order: Order) -> tuple[str, float]:
+        """A price band is the market's own: the most specific setting
+        wins (the fqme's, then the account's, then the default), so one
+        volatile market can have a wider band than the rest."""
+        conf = self.conf
+        acct_name = f'{order.broker}.{order.account}'
+        for label, scope in (
+            (f'{name} for {order.symbol}', conf.fqmes.get(order.symbol)),
+            (f'{name} for account {acct_name}', conf.accounts.get(acct_name)),
+            (f'{name} for account {acct_name}', conf.accounts.get(order.account)),
+        ):
+            value = getattr(scope, name) if scope is not None else None
+            if value is not None:
+                return label, value
+        default = getattr(conf, name)
+        return f'{name} (default)', default if default is not None else math.inf
 
     def _check_limits(self, order: Order, what: str) -> Refusal | None:
         for name, value, noun in (

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import os
 
+import typer
+
 from . import (
     _accounting,  # noqa: F401
     _chart,  # noqa: F401
@@ -29,11 +31,35 @@ os.environ.setdefault('PYTHONWARNINGS', _WARNINGS)
 
 
 def main() -> None:
-    """Console-script entry point."""
+    """Console-script entry point.
+
+    A bad config dir (`PIKER_CONFIG_DIR` naming a file...) is met by
+    whichever part of a command first needs it, often inside the actor
+    runtime: every command reports it here, as one line (exit 1).
+    """
     import warnings
     warnings.filterwarnings('ignore', category=FutureWarning, module='trio|tractor')
     warnings.filterwarnings('ignore', message='.*MultiError.*')
-    app()
+    from ..config import ConfigError
+    try:
+        app()
+    except BaseException as err:
+        found = _find(err, ConfigError)
+        if found is None:
+            raise
+        typer.echo(f'error: {found}', err=True)
+        raise SystemExit(1) from None
+
+
+def _find(err: BaseException, kind: type[BaseException]) -> BaseException | None:
+    """`err`, or the first `kind` inside it if it is an exception group."""
+    if isinstance(err, kind):
+        return err
+    if isinstance(err, BaseExceptionGroup):
+        for sub in err.exceptions:
+            if (found := _find(sub, kind)) is not None:
+                return found
+    return None
 
 
 __all__ = ['app', 'main']

@@ -5,6 +5,8 @@ nothing is created or changed, so it is safe next to a running paperboi.
 """
 from __future__ import annotations
 
+from typing import NoReturn
+
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -13,9 +15,20 @@ from ..accounting import Account, AccountingError, TransactionLedger, tick_digit
 from ._app import app
 
 
-def _fail(console: Console, err: Exception) -> None:
-    console.print(f'[red]error:[/red] {err}', highlight=False)
+def _fail(err: Exception) -> NoReturn:
+    """An error goes to stderr (stdout is the table), exit 1."""
+    typer.echo(f'error: {err}', err=True)
     raise typer.Exit(1)
+
+
+def _check_backend(broker: str) -> None:
+    """Nothing recorded: say so if that is because `broker` is no backend
+    (a typo), rather than show an empty view."""
+    from ..brokers import BrokerError, get_brokermod
+    try:
+        get_brokermod(broker)
+    except BrokerError as err:
+        _fail(err)
 
 
 def _fmt(value: float) -> str:
@@ -32,8 +45,9 @@ def ledger(
     try:
         led = TransactionLedger.load(broker, account)
     except AccountingError as err:
-        _fail(console, err)
+        _fail(err)
     if not led:
+        _check_backend(broker)
         console.print(
             f'no trades recorded for {broker}/{account} (ledger {led.path})',
             highlight=False,
@@ -66,9 +80,10 @@ def positions(
     try:
         acct = Account.load(broker, account)
     except AccountingError as err:
-        _fail(console, err)
+        _fail(err)
     pps = acct.open_positions()
     if not pps:
+        _check_backend(broker)
         console.print(
             f'no open positions for {broker}/{account} (file {acct.path})',
             highlight=False,

@@ -19,5 +19,11 @@ def _root(
         help='log level: debug, info, warning, error',
     ),
 ) -> None:
+    import os
+
     from ..log import get_console_log
+    if loglevel:
+        # every later set-up in this process (a client's root actor...)
+        # and any daemon it starts keep it: they read the environment
+        os.environ['PIKER_LOGLEVEL'] = loglevel
     get_console_log(loglevel)

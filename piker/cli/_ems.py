@@ -37,12 +37,6 @@ RPC_TIMEOUT = 30.0
 _STATE_STYLE = {'active': 'bold green', 'reduce_only': 'bold yellow', 'halted': 'bold red'}
 
 
-def _remote_reason(err: BaseException) -> str:
-    text = str(err.args[0] if err.args else err).strip()
-    lines = [ln for ln in text.splitlines() if ln.strip()]
-    return lines[-1].strip() if lines else repr(err)
-
-
 def _call_emsd(rpc: str, **kwargs: Any) -> Any:
     """Run `piker.clearing._ems_admin.<rpc>(**kwargs)` in emsd; its result.
 
@@ -53,6 +47,7 @@ def _call_emsd(rpc: str, **kwargs: Any) -> Any:
     import trio
 
     from ..clearing import _ems_admin
+    from ..clearing._client import remote_reason
     from ..clearing._ems import EMSD_NAME
     from ..service import connect_pikerd, maybe_spawn_daemon
 
@@ -68,7 +63,7 @@ def _call_emsd(rpc: str, **kwargs: Any) -> Any:
                     try:
                         return await portal.run(func, **kwargs)
                     except tractor.RemoteActorError as err:
-                        reason = _remote_reason(err)
+                        reason = remote_reason(err)
                         if 'ModuleNotExposed' in reason or 'ModuleNotExposed' in str(err):
                             reason = ('the running emsd was started without its admin '
                                       'module (an old piker?): restart pikerd')

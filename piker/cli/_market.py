@@ -194,7 +194,7 @@ def search(
         typer.echo(json.dumps(found))
         return
     if not found:
-        typer.echo(f'no market matches {pattern!r}')
+        typer.echo(f'no market matches {pattern!r}', err=True)
         raise typer.Exit(1)
     table = Table(title=f'markets matching {pattern!r}', title_justify='left')
     for col in ('fqme', 'type', 'base', 'quote', 'price tick', 'size tick'):

@@ -24,7 +24,7 @@ from ..brokers import _brokerd
 from ..brokers._errors import BrokerError, FeedError
 from ..brokers._registry import get_brokermod
 from ._buffer import Batch, QuoteBuffer
-from ._hub import get_hub
+from ._hub import FeedHub, get_hub
 from ._ohlc import unpack_array
 
 Quote = dict[str, Any]
@@ -40,6 +40,8 @@ class Feed:
       `QuoteBuffer`: conflating, see `piker.data._buffer`); iterating it
       raises `FeedError` if the feed breaks.
     - `await history(fqme, timeframe)`: OHLC bars from the backend.
+    - `last_heard(fqme)`: when brokerd last sent anything (quotes or its
+      heartbeat) for this feed's stream of `fqme`.
     """
 
     def __init__(
@@ -49,12 +51,28 @@ class Feed:
         first_quotes: dict[str, Quote],
         stream: QuoteBuffer,
         portals: dict[str, tractor.Portal],
+        hubs: dict[str, FeedHub] | None = None,
     ) -> None:
         self.fqmes = fqmes
         self.mkts = mkts
         self.first_quotes = first_quotes
         self.stream = stream
         self._portals = portals
+        self._hubs = hubs or {}
+
+    def last_heard(self, fqme: str) -> float:
+        """`trio.current_time()` of brokerd's last message (a quote batch or
+        its heartbeat, every `HEARTBEAT` s even when the market is quiet) on
+        the connection serving `fqme`.
+
+        A link that goes silent is a dead or hung brokerd: its stream raises
+        `FeedError` once the watchdog gives up, this says so earlier.
+        """
+        broker, *_ = unpack_fqme(fqme.lower())
+        hub = self._hubs.get(broker)
+        if hub is None:
+            raise ValueError(f'{fqme!r} has no live stream in this feed')
+        return hub.last_heard
 
     async def receive(self) -> Batch:
         """The next batch of quotes (same as `await feed.stream.receive()`)."""
@@ -141,9 +159,10 @@ async def _setup(
     stack.callback(buf.close)
     mkts: dict[str, MktPair] = {}
     first: dict[str, Quote] = {}
+    hubs: dict[str, FeedHub] = {}
     if start_stream:
         for broker, group in by_broker.items():
-            hub = await get_hub(broker, loglevel)
+            hub = hubs[broker] = await get_hub(broker, loglevel)
             # registered first: a failed attach still releases the hub
             stack.push_async_callback(hub.detach, buf)
             first.update(await hub.attach(buf, group))
@@ -161,4 +180,5 @@ async def _setup(
         first_quotes={f: first[f] for f in ordered if f in first},
         stream=buf,
         portals=portals,
+        hubs=hubs,
     )

@@ -64,6 +64,14 @@ class FeedHub:
         self.closing = False
         self.done = trio.Event()
         self.batches = 0
+        self._heard = trio.current_time()
+
+    @property
+    def last_heard(self) -> float:
+        """`trio.current_time()` of the last message from brokerd (a batch or
+        a heartbeat): a consumer can tell a quiet market (heartbeats go on)
+        from a silent link before the watchdog fires."""
+        return self._heard
 
     # -- lifecycle (runs in the actor's service nursery) --------------------
 
@@ -114,7 +122,7 @@ class FeedHub:
         consumers = self.consumers
         last = self.last
         async for msg in stream:
-            now = trio.current_time()
+            now = self._heard = trio.current_time()
             if wd.deadline - now < WATCHDOG - 0.5:
                 wd.deadline = now + WATCHDOG
             kind = msg[0]

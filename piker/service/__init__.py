@@ -6,11 +6,10 @@ needs them (`maybe_spawn_daemon`). tractor 0.1.0a5 has no supervision, so
 this package supplies it (see TRACTOR.md): pikerd respawns crashed daemons
 and drops their stale registry entries, every sub-actor dies with its parent,
 long-lived contexts run under heartbeats (`watch_peer`, `watchdog`,
-`open_watched_context`), and consumers read streams through bounded drain
-buffers (`open_drained_stream`).
+`open_watched_context`), consumers read streams through bounded drain
+buffers (`open_drained_stream`) and reconnect loops wait with `Backoff`.
 """
 from . import _tractor_fixes  # noqa: F401  (first: every actor runs with them)
-from ._backoff import Backoff, reconnecting
 from ._buffer import DrainBuffer, Policy, open_drained_stream
 from ._daemon import (
     cancel_service,
@@ -29,6 +28,7 @@ from ._heartbeat import (
 )
 from ._mngr import DAEMON_MODULES, DaemonInfo, DaemonSpec, Services, current_services
 from ._pikerd import connect_pikerd, maybe_open_pikerd, open_pikerd, serve_pikerd
+from ._reconnect import Backoff, reconnecting
 from ._registry import PikerdNotRunning, RegistryBusy, ServiceError
 
 __all__ = [

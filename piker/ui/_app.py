@@ -12,6 +12,18 @@ emsd and the paper engine to spawn); each market's order mode switches on
 when its session's handshake arrives and draws the dialogs and positions
 it returned.
 
+Both connections survive their daemon (README, Reliability). When emsd
+dies the session ends with `PeerLost`: order mode goes *disconnected* at
+once (banner, input refused, lines `unknown`) and the session is reopened
+with `Backoff`; the new handshake redraws everything. When brokerd dies or
+goes silent the prices turn stale (grey tags, a "quotes stale since"
+banner) and the feed is reopened the same way; the charts keep their bars
+and the live bar continues. "Silent" means nothing at all heard from
+brokerd, whose feed session sends a heartbeat every 0.25 s when there are
+no quotes, for `stale_after` seconds (default 2 s, `[ui] stale_after_s`):
+a quiet market is never stale, a dead or hung brokerd is, ~1 s before
+its stream gives up with `FeedError`. Each loss is one log line.
+
 Shutdown (TRACTOR.md rules 5 and 14): closing the window (or SIGINT /
 SIGTERM) never quits Qt directly. It cancels the app's task nursery,
 which lives *inside* the actor runtime, so sessions and the feed unwind
@@ -39,12 +51,16 @@ from ._theme import DARK, Theme
 from ._window import MainWindow, get_qapp
 
 if TYPE_CHECKING:
+    from ..accounting import MktPair
     from ..config import UIConf
     from ..data import Feed
+    from ..service import Backoff
 
 log = get_logger(__name__)
 
 DEFAULT_SIZE = (1600, 900)
+# nothing heard from brokerd for this long (its heartbeat is 0.25 s): stale
+DEFAULT_STALE_AFTER = 2.0
 
 
 class ChartWindow(MainWindow):
@@ -86,7 +102,13 @@ class ChartApp:
     process). Read-outs for tests and tools: `win`, `feed`, `modes`
     (fqme -> `OrderMode`), the `ready` event (charts drawn) and
     `ems_ready[fqme]` events: set once that market's EMS session is up
-    (`modes[fqme]` exists) or has failed (`ems_errors[fqme]` says why).
+    (`modes[fqme]` exists) or emsd refused it (`ems_errors[fqme]` says
+    why). `ems_connects[fqme]` / `feed_connects` count the sessions / feeds
+    opened so far (reconnects included).
+
+    `stale_after`: seconds without a word from brokerd before the prices
+    are marked stale (default `[ui] stale_after_s`, else 2 s); `backoff`:
+    makes the `Backoff` of each reconnect loop (tests pass one they hold).
     """
 
     def __init__(
@@ -104,6 +126,8 @@ class ChartApp:
         ui: UIConf | None = None,
         theme: Theme = DARK,
         size: tuple[int, int] = DEFAULT_SIZE,
+        stale_after: float | None = None,
+        backoff: Callable[[], Backoff] | None = None,
     ) -> None:
         self.fqmes = [f.strip().lower() for f in fqmes]
         self.mode = mode
@@ -120,8 +144,12 @@ class ChartApp:
         self.win.resize(*size)
         self.win.sig_close_requested.connect(self.request_close)
         self.win.sig_first_frame.connect(self._on_first_frame)
+        self.stale_after = stale_after
+        # a fresh one per reconnect loop (tests inject one they control)
+        self._backoff = backoff or _default_backoff
         self.modes: dict[str, OrderMode] = {}
         self.feed: Feed | None = None
+        self.mkts: dict[str, MktPair] = {}
         self.first_frame_s: float | None = None
         self.close_requested = False
         self._scope: trio.CancelScope | None = None
@@ -129,6 +157,8 @@ class ChartApp:
         self.ready = trio.Event()
         self.ems_ready: dict[str, trio.Event] = {f: trio.Event() for f in self.fqmes}
         self.ems_errors: dict[str, str] = {}
+        self.ems_connects: dict[str, int] = dict.fromkeys(self.fqmes, 0)
+        self.feed_connects = 0
 
     # --- control ----------------------------------------------------------------
 
@@ -147,6 +177,8 @@ class ChartApp:
         if self.ui is None:
             from ..config import load_conf
             self.ui = load_conf().ui
+        if self.stale_after is None:
+            self.stale_after = self.ui.stale_after_s or DEFAULT_STALE_AFTER
         self.win.status.set_order_status('app', 'connecting to pikerd…')
         self.win.show()
         # a runtime already running here (a test, a script embedding the
@@ -173,66 +205,173 @@ class ChartApp:
             self.win.allow_close()
 
     async def _run_feed(self, n: trio.Nursery) -> None:
-        from ..brokers._errors import FeedError
+        """Open the feed, draw the charts, stream quotes; reopen a lost feed.
+
+        Failing to open the first feed ends the session (a bad market is
+        the user's error); once the charts are up, losses are retried.
+        """
         from ..data import open_feed
 
         self.win.status.set_order_status('app', f'loading {", ".join(self.fqmes)}…')
-        async with open_feed(self.fqmes, loglevel=self.loglevel) as feed:
-            self.feed = feed
-            for fqme in feed.fqmes:
-                history = await feed.history(fqme, self.timeframe)
-                chart = self.win.add_chart(fqme, history, feed.mkts[fqme], self.timeframe)
-                quote = feed.first_quotes.get(fqme)
-                if quote:
-                    chart.update_quote(quote)
-            self.win.set_current(feed.fqmes[0])
-            self.win.status.clear_order_status('app')
-            self.ready.set()
-            for fqme in feed.fqmes:
-                n.start_soon(self._order_session, fqme)
-            if self.screenshot is not None:
-                n.start_soon(self._take_screenshot)
+        backoff = self._backoff()
+        while True:
+            feed: Feed | None = None
             try:
-                async for batch in feed.stream:
-                    self.win.update_quotes(batch)
-                    for fqme, quote in batch.items():
-                        mode = self.modes.get(fqme)
-                        if mode is not None:
-                            mode.on_quote(quote)
-            except FeedError as err:
-                # keep the window (and order mode) up: the trader decides
-                log.error('quote feed lost: %s', err)
-                self.win.status.set_order_status('app', f'quote feed lost: {err}')
-            await trio.sleep_forever()
+                async with open_feed(self.fqmes, loglevel=self.loglevel) as feed:
+                    self.feed = feed
+                    self.feed_connects += 1
+                    if not self.ready.is_set():
+                        await self._draw_charts(feed, n)
+                    else:
+                        log.warning('quote feed of %s is back', ', '.join(feed.fqmes))
+                    for fqme in feed.fqmes:
+                        quote = feed.first_quotes.get(fqme)
+                        if quote:
+                            self._on_quotes({fqme: quote})
+                        self.win.chart(fqme).set_live()
+                    backoff.reset()
+                    async with trio.open_nursery() as fn:
+                        fn.start_soon(self._watch_link, feed)
+                        async for batch in feed.stream:
+                            self._on_quotes(batch)
+                        fn.cancel_scope.cancel()
+                why = 'the quote feed ended'
+            except BaseException as err:
+                if not self.ready.is_set():
+                    raise
+                why = await _lost(err)
+            self.feed = None
+            if backoff.attempts == 0:
+                log.warning('quote feed lost (%s): reconnecting', why)
+            else:
+                log.info('quote feed still down (%s): retrying', why)
+            self._mark_stale(feed, f'{why}; reconnecting (attempt {backoff.attempts + 1})…')
+            await backoff.sleep()
+
+    async def _draw_charts(self, feed: Feed, n: trio.Nursery) -> None:
+        """The first feed: a chart per market from its history, then order
+        mode (one EMS session per market, in the background)."""
+        self.mkts = dict(feed.mkts)
+        for fqme in feed.fqmes:
+            history = await feed.history(fqme, self.timeframe)
+            self.win.add_chart(fqme, history, feed.mkts[fqme], self.timeframe)
+        self.win.set_current(feed.fqmes[0])
+        self.win.status.clear_order_status('app')
+        self.ready.set()
+        for fqme in feed.fqmes:
+            n.start_soon(self._order_session, fqme)
+        if self.screenshot is not None:
+            n.start_soon(self._take_screenshot)
+
+    def _on_quotes(self, batch: dict[str, dict]) -> None:
+        self.win.update_quotes(batch)
+        for fqme, quote in batch.items():
+            chart = self.win.charts.get(fqme)
+            if chart is not None and chart.stale_since is not None:
+                chart.set_live()
+            mode = self.modes.get(fqme)
+            if mode is not None:
+                mode.on_quote(quote)
+
+    def _mark_stale(self, feed: Feed | None, why: str) -> None:
+        """Grey every chart of `feed` (all of them if it never opened):
+        stale since brokerd was last heard, for `why`."""
+        now_t, now = trio.current_time(), time.time()
+        for fqme, chart in self.win.charts.items():
+            since = now
+            if feed is not None:
+                try:
+                    since = now - max(now_t - feed.last_heard(fqme), 0.0)
+                except ValueError:
+                    pass
+            chart.set_stale(since, why)
+
+    async def _watch_link(self, feed: Feed) -> None:
+        """Stale while brokerd is silent (not even its heartbeat) for
+        `stale_after` s; live again as soon as it is heard."""
+        from ..accounting import unpack_fqme
+
+        assert self.stale_after is not None
+        while True:
+            await trio.sleep(min(self.stale_after / 4, 0.25))
+            now = trio.current_time()
+            for fqme in feed.fqmes:
+                chart = self.win.charts.get(fqme)
+                if chart is None:
+                    continue
+                silent = now - feed.last_heard(fqme)
+                if silent > self.stale_after:
+                    broker = unpack_fqme(fqme)[0]
+                    chart.set_stale(
+                        time.time() - silent,
+                        f'nothing heard from brokerd.{broker} for {silent:.0f}s',
+                    )
+                elif chart.stale_since is not None:
+                    chart.set_live()
 
     async def _order_session(self, fqme: str) -> None:
+        """Order mode of `fqme`: an EMS session, reopened whenever it is lost.
+
+        Only a refusal of the first session (emsd says no: wrong mode, a
+        backend without live trading) switches order mode off for good.
+        """
         from ..clearing import EMSError, open_ems
 
-        assert self.feed is not None
         key = f'ems:{fqme}'
         status = self.win.status
+        chart = self.win.chart(fqme)
         status.set_order_status(key, f'{fqme}: connecting to emsd ({self.mode})…')
+        backoff = self._backoff()
+        mode: OrderMode | None = None
         try:
-            async with open_ems(fqme, mode=self.mode, loglevel=self.loglevel) as (
-                client, trades, positions, accounts, dialogs,
-            ):
-                mode = OrderMode(
-                    self.win.chart(fqme), client, self.feed.mkts[fqme], status,
-                    accounts=accounts, ui=self.ui, theme=self.theme,
-                )
-                self.modes[fqme] = mode
-                self.win.dock.add(fqme, mode.pane)
-                self.win._sync_dock()
-                mode.load(dialogs, positions)
-                status.set_order_status(key, f'{fqme}: order mode on ({self.mode})', final=True)
-                self.ems_ready[fqme].set()
-                async for msg in trades:
-                    mode.on_msg(msg)
-            status.set_order_status(key, f'{fqme}: EMS session ended', final=True)
-        except Exception as err:  # noqa: BLE001 - the chart outlives its order session
-            if not isinstance(err, EMSError):
-                log.exception('order session of %s failed', fqme)
+            while True:
+                try:
+                    async with open_ems(fqme, mode=self.mode, loglevel=self.loglevel) as (
+                        client, trades, positions, accounts, dialogs,
+                    ):
+                        self.ems_connects[fqme] += 1
+                        if mode is None:
+                            mode = OrderMode(
+                                chart, client, self.mkts[fqme], status,
+                                accounts=accounts, ui=self.ui, theme=self.theme,
+                            )
+                            self.modes[fqme] = mode
+                            self.win.dock.add(fqme, mode.pane)
+                            self.win._sync_dock()
+                            chart.banner.clear('ems')
+                            mode.load(dialogs, positions)
+                        else:
+                            mode.reconnect(client, dialogs, positions)
+                            log.warning('EMS session of %s is back', fqme)
+                        backoff.reset()
+                        status.set_order_status(
+                            key, f'{fqme}: order mode on ({self.mode})', final=True,
+                        )
+                        self.ems_ready[fqme].set()
+                        async for msg in trades:
+                            mode.on_msg(msg)
+                    why = 'emsd ended the session'
+                except BaseException as err:
+                    if mode is None and isinstance(err, EMSError):
+                        raise
+                    why = await _lost(err)
+                if mode is None:
+                    log.warning('cannot reach emsd for %s (%s): retrying', fqme, why)
+                elif backoff.attempts == 0:
+                    log.warning('EMS session of %s lost (%s): reconnecting', fqme, why)
+                else:
+                    log.info('EMS session of %s still down (%s): retrying', fqme, why)
+                if mode is not None:
+                    mode.disconnect(why)
+                else:
+                    chart.banner.set(
+                        'ems', f'EMS unreachable: retrying... order entry is off ({why})',
+                    )
+                status.set_order_status(key, f'{fqme}: order mode off: EMS disconnected')
+                await backoff.sleep()
+        except EMSError as err:
             self.ems_errors[fqme] = str(err) or type(err).__name__
+            log.warning('order mode of %s is off: %s', fqme, self.ems_errors[fqme])
             status.set_order_status(
                 key, f'{fqme}: order mode off: {self.ems_errors[fqme]}', final=True,
             )
@@ -273,6 +412,43 @@ class ChartApp:
             print(f'FIRST_FRAME {self.first_frame_s:.6f}', flush=True)
         if self.exit_on_first_frame:
             self.request_close()
+
+
+def _default_backoff() -> Backoff:
+    from ..service import Backoff
+    return Backoff()
+
+
+async def _lost(err: BaseException) -> str:
+    """Why a connection was lost, in one line (for a log line and a banner).
+
+    Re-raises if this task is being cancelled (the app is closing: not a
+    loss) or for `KeyboardInterrupt`/`SystemExit`; exception groups are
+    searched for their first real error (tractor wraps the cause of a
+    dead peer in `Cancelled`s).
+    """
+    await trio.lowlevel.checkpoint_if_cancelled()
+    if isinstance(err, KeyboardInterrupt | SystemExit):
+        raise err
+    while isinstance(err, BaseExceptionGroup):
+        real = [e for e in err.exceptions if not isinstance(e, trio.Cancelled)]
+        err = (real or err.exceptions)[0]
+    if not isinstance(err, _link_errors()):
+        # not a lost connection but a bug: worth its traceback
+        log.error('unexpected %s (reconnecting anyway)', type(err).__name__, exc_info=err)
+    return str(err) or type(err).__name__
+
+
+def _link_errors() -> tuple[type[BaseException], ...]:
+    """What a dead, hung or refusing daemon raises in a session or feed."""
+    from ..brokers import BrokerError
+    from ..clearing import EMSError
+    from ..service import ServiceError
+    return (
+        ServiceError, EMSError, BrokerError, OSError, trio.BrokenResourceError,
+        trio.ClosedResourceError, trio.EndOfChannel, trio.TooSlowError, trio.Cancelled,
+        tractor.RemoteActorError, tractor.ContextCancelled,
+    )
 
 
 # Qt messages that say nothing to a user (the offscreen platform has no

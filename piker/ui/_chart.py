@@ -27,6 +27,7 @@ from ._axes import (
     format_time,
     tick_font,
 )
+from ._banner import Banner
 from ._bars import BarsModel
 from ._cursor import Crosshair, CursorPane
 from ._grid import GridItem
@@ -149,6 +150,8 @@ class ChartWidget(QtWidgets.QWidget):
 
         # widgets
         self.title = ChartTitle(fqme.upper(), timeframe_label(timeframe), theme, self)
+        self.banner = Banner(theme, self)
+        self.stale_since: float | None = None   # epoch s of the last good quote, while stale
         self.legend = BarLegend(self.view, theme)
         self.price_canvas = ChartCanvas(self.price_plot, theme.background)
         self.volume_canvas = ChartCanvas(self.volume_plot, theme.background)
@@ -163,6 +166,7 @@ class ChartWidget(QtWidgets.QWidget):
         lay.setContentsMargins(0, 0, 0, 0)
         lay.setSpacing(0)
         lay.addWidget(self.title)
+        lay.addWidget(self.banner)
         lay.addWidget(self.splitter, 1)
         self.setFocusPolicy(QtCore.Qt.FocusPolicy.StrongFocus)
 
@@ -257,6 +261,26 @@ class ChartWidget(QtWidgets.QWidget):
             self.volume_view.ensure_y_covers(0.0, bar['volume'])
         if traded or last is not None:
             self._update_title()
+
+    def set_stale(self, since: float, why: str) -> None:
+        """Mark the prices stale: quotes stopped at `since` (epoch s) because
+        of `why`; L1 tags and the title price go grey under a banner until
+        `set_live()`."""
+        if self.stale_since is None or since < self.stale_since:
+            self.stale_since = since
+        self.l1.set_stale(True)
+        stamp = time.strftime('%H:%M:%S', time.localtime(self.stale_since))
+        self.banner.set('feed', f'quotes stale since {stamp}: {why}')
+        self._update_title()
+
+    def set_live(self) -> None:
+        """Quotes flow again: live colours, no feed banner."""
+        if self.stale_since is None:
+            return
+        self.stale_since = None
+        self.l1.set_stale(False)
+        self.banner.clear('feed')
+        self._update_title()
 
     # --- cursor and coordinates ----------------------------------------------
 
@@ -362,6 +386,8 @@ class ChartWidget(QtWidgets.QWidget):
             if last is None:
                 last = bar['close']
             colour = t.up if bar['close'] >= bar['open'] else t.down
+        if self.stale_since is not None:
+            colour = t.stale
         self.title.set_price(self.format_price(last) if last is not None else '', colour)
         idx = self.crosshair.index
         if idx is None or not n:

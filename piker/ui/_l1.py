@@ -1,4 +1,5 @@
-"""Live bid/ask/last price markers: horizontal lines tagged on the price axis."""
+"""Live bid/ask/last price markers: horizontal lines tagged on the price axis
+(greyed while the quote feed is stale)."""
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -28,6 +29,9 @@ class L1Markers:
         theme: Theme = DARK,
     ) -> None:
         colours = {'bid': theme.bid, 'ask': theme.ask, 'last': theme.last}
+        self._colours = colours
+        self._stale_colour = theme.stale
+        self.stale = False
         styles = {
             'bid': QtCore.Qt.PenStyle.DashLine,
             'ask': QtCore.Qt.PenStyle.DashLine,
@@ -67,6 +71,19 @@ class L1Markers:
             changed = True
         if changed:
             self.declutter()
+
+    def set_stale(self, stale: bool) -> None:
+        """Grey every marker and tag (the feed is lost or silent: these prices
+        may be wrong), or give them back their colours."""
+        if stale == self.stale:
+            return
+        self.stale = stale
+        for kind, line in self.lines.items():
+            colour = self._stale_colour if stale else self._colours[kind]
+            pen = line.pen
+            pen.setColor(qcolor(colour, 200))
+            line.setPen(pen)
+            self.labels[kind].set_background(colour)
 
     def label_text(self, kind: str) -> str:
         return self.labels[kind].text()

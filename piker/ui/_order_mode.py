@@ -21,6 +21,14 @@ creates (orders of other windows and scripts) or removes (`closed`,
 positions draw a line at the ppu with live PnL. `load()` draws what the
 `open_ems()` handshake returned, so a new window shows the book as it is.
 
+Disconnected (emsd died, `disconnect()`): what the chart shows may no
+longer be true, so order entry refuses every key, click and drag with a
+note, a persistent banner says why, and every order line turns grey
+(`unknown`) and stops being draggable. `reconnect()` takes the new
+session's client and redraws everything from its handshake (`resync()`):
+orders that ended meanwhile disappear, orders other clients placed
+appear, positions are what emsd says now.
+
 All handlers are plain Qt slots and call the client's `*_nowait` methods:
 in `piker chart` they run on the thread that hosts trio (guest mode), so
 those calls are safe; tests drive the same code with a fake client.
@@ -81,6 +89,7 @@ class LineState(enum.Enum):
     OPEN = 'open'              # resting at the venue or in the dark book
     TRIGGERED = 'triggered'    # dark trigger fired; the live order is going out
     CANCELLING = 'cancelling'  # cancel sent, waiting for `canceled`
+    UNKNOWN = 'unknown'        # the EMS is disconnected: may have changed since
 
 
 _CONFIRMED = {'open': LineState.OPEN, 'dark_open': LineState.OPEN,
@@ -177,6 +186,8 @@ class OrderMode(QtCore.QObject):
         self._startup: dict[str, Position | None] = {}
         self._last_c: float | None = None
         self._active = True
+        self.connected = True
+        self.disconnected_why = ''
 
         view = chart.view
         view.sig_key_press.connect(self._on_key_press)
@@ -219,10 +230,13 @@ class OrderMode(QtCore.QObject):
 
     # --- staging ----------------------------------------------------------------
 
-    def stage(self, action: Action, live: bool = False, key: int | None = None) -> Staged:
-        """Show the staged line of `action` at the cursor (or the last price)."""
+    def stage(self, action: Action, live: bool = False, key: int | None = None) -> Staged | None:
+        """Show the staged line of `action` at the cursor (or the last price);
+        None (and a note) while the EMS is disconnected."""
         if self.staged is not None:
             self.unstage()
+        if not self._entry_on(action):
+            return None
         price = self.chart.cursor_price()
         if price is None:
             price = self._last_price()
@@ -269,7 +283,7 @@ class OrderMode(QtCore.QObject):
     def submit(self, price: float | None = None) -> str | None:
         """Send the staged order at `price` (default: the staged line's); returns its oid."""
         st = self.staged
-        if st is None:
+        if st is None or not self._entry_on(st.action):
             return None
         price = self.quantize(st.line.price if price is None else price)
         if not (math.isfinite(price) and price > 0):
@@ -302,6 +316,9 @@ class OrderMode(QtCore.QObject):
         ol = self.lines.get(oid)
         if ol is None:
             return None
+        if not self._entry_on('modify'):
+            ol.line.set_price(ol.req.price)
+            return None
         price = self.quantize(price)
         req = ol.req
         size = req.size
@@ -330,7 +347,7 @@ class OrderMode(QtCore.QObject):
     def cancel(self, oids: Iterable[str], group: bool | None = None) -> list[str]:
         """Cancel `oids`; several (or `group=True`) show as one group status."""
         oids = [o for o in dict.fromkeys(oids) if o in self.lines]
-        if not oids:
+        if not oids or not self._entry_on('cancel'):
             return []
         sent: list[str] = []
         for oid in oids:
@@ -387,6 +404,87 @@ class OrderMode(QtCore.QObject):
             return []
         return self.cancel(oids, group=True)
 
+    # --- the EMS connection -------------------------------------------------------
+
+    def disconnect(self, why: str) -> None:
+        """The EMS session is gone (`why`): order entry off, lines `unknown`.
+
+        Called again while disconnected (a failed retry), it only updates
+        the banner.
+        """
+        self.disconnected_why = why
+        self.chart.banner.set(
+            'ems', f'EMS disconnected: reconnecting... order entry is off ({why})',
+        )
+        if not self.connected:
+            return
+        self.connected = False
+        self.unstage()
+        for oid, ol in self.lines.items():
+            if ol.state in (LineState.PENDING, LineState.CANCELLING):
+                self.status.set_order_status(
+                    oid, f'{ol.state.value}: {self.describe(ol.req)} - outcome unknown, '
+                    'EMS disconnected', final=True,
+                )
+            self._set_state(ol, LineState.UNKNOWN)
+        for g in self.groups:
+            self.status.end_group(
+                f'cancelling {_plural(g.total)}: EMS disconnected, see the chart '
+                'once it reconnects', g.gid,
+            )
+        self.groups.clear()
+        self.positions.set_stale(True)
+        self._note('EMS disconnected: order entry is off until it reconnects')
+
+    def reconnect(
+        self,
+        client: OrderClientLike,
+        dialogs: Mapping[str, Status],
+        positions: Mapping[tuple[str, str], list[BrokerdPosition]],
+    ) -> None:
+        """A new EMS session: use `client` and redraw from its handshake."""
+        self.client = client
+        self.connected = True
+        self.disconnected_why = ''
+        self.chart.banner.clear('ems')
+        self.positions.set_stale(False)
+        self.resync(dialogs, positions)
+        self._note(f'EMS reconnected: {_plural(len(self.lines))} open')
+
+    def resync(
+        self,
+        dialogs: Mapping[str, Status],
+        positions: Mapping[tuple[str, str], list[BrokerdPosition]],
+    ) -> None:
+        """Make the chart what a fresh handshake says: lines of dialogs it no
+        longer lists go (they ended while we could not hear), the rest are
+        redrawn from it, positions it does not list are flat."""
+        active = {
+            oid for oid, st in dialogs.items()
+            if st.req is not None and st.req.symbol == self.fqme
+        }
+        for oid in [o for o in self.lines if o not in active]:
+            ol = self.lines[oid]
+            self._remove_line(oid)
+            self.status.set_order_status(
+                oid, f'not open after the EMS reconnect: {self.describe(ol.req)}', final=True,
+            )
+        held = {
+            pp.account for pps in positions.values() for pp in pps
+            if pp.symbol == self.fqme and pp.size
+        }
+        for account in [a for a in self.positions.holdings if a not in held]:
+            self.positions.update(account, 0.0, 0.0)
+        self.load(dialogs, positions)
+        self._refresh_pane()
+
+    def _entry_on(self, what: str) -> bool:
+        """Whether order entry works now; if not, say why in the status bar."""
+        if self.connected:
+            return True
+        self._note(f'{what} refused: EMS disconnected, order entry is off')
+        return False
+
     # --- EMS events ---------------------------------------------------------------
 
     def load(
@@ -395,6 +493,7 @@ class OrderMode(QtCore.QObject):
         positions: Mapping[tuple[str, str], list[BrokerdPosition]],
     ) -> None:
         """Draw the `open_ems()` handshake: active dialogs and known positions."""
+        self._startup.clear()
         for (_broker, _account), pps in positions.items():
             for pp in pps:
                 self.on_position(pp)
@@ -445,7 +544,9 @@ class OrderMode(QtCore.QObject):
             ol.req = req
             ol.line.set_price(req.price)
         ol.filled = msg.filled
-        new_state = _CONFIRMED.get(resp, ol.state)
+        # a line kept over a reconnect is whatever the handshake says, open by default
+        was = LineState.OPEN if ol.state is LineState.UNKNOWN else ol.state
+        new_state = _CONFIRMED.get(resp, was)
         if ol.state is LineState.CANCELLING and not msg.reason.startswith('cancel rejected'):
             new_state = LineState.CANCELLING
         self._set_state(ol, new_state)
@@ -478,10 +579,13 @@ class OrderMode(QtCore.QObject):
     def _set_state(self, ol: OrderLine, state: LineState) -> None:
         ol.state = state
         req = ol.req
+        unknown = state is LineState.UNKNOWN
+        # unknown: grey, but opaque (a faded grey line is hard to read)
         ol.line.set_style(
-            colour=self._colour(req.action), dash=req.exec_mode,
-            pending=state is not LineState.OPEN,
+            colour=self.theme.stale if unknown else self._colour(req.action),
+            dash=req.exec_mode, pending=state not in (LineState.OPEN, LineState.UNKNOWN),
         )
+        ol.line.setMovable(not unknown)
         text = self.label_for(req.action, req.account, ol.remaining, req.price)
         if state is not LineState.OPEN:
             text = f'{text} ({state.value})'
@@ -581,6 +685,9 @@ class OrderMode(QtCore.QObject):
         if ev.isAutoRepeat():
             return
         ctrl = bool(ev.modifiers() & QtCore.Qt.KeyboardModifier.ControlModifier)
+        if not self.connected and (key in KEY_ACTIONS or key == K.Key_C):
+            self._entry_on({K.Key_C: 'cancel'}.get(key) or KEY_ACTIONS[key])
+            return
         if key in KEY_ACTIONS:
             self.stage(KEY_ACTIONS[key], live=ctrl, key=key)
         elif key == K.Key_Control:

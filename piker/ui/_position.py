@@ -51,6 +51,7 @@ class PositionTracker:
         self.holdings: dict[str, Holding] = {}
         self.lines: dict[str, LevelLine] = {}
         self.last: float | None = None
+        self.stale = False      # the EMS is disconnected: sizes may have changed
 
     def update(self, account: str, size: float, ppu: float) -> None:
         """Set `account`'s position (flat removes its line)."""
@@ -64,12 +65,21 @@ class PositionTracker:
         line = self.lines.get(account)
         if line is None:
             line = LevelLine(
-                self.chart, self.theme.position, dash='position', price=ppu,
+                self.chart, self._colour(), dash='position', price=ppu,
                 theme=self.theme, z=550,
             )
             self.lines[account] = line
         line.set_price(float(ppu))
         self._relabel(account)
+
+    def set_stale(self, stale: bool) -> None:
+        """Grey the position lines while the EMS cannot tell us about fills."""
+        self.stale = stale
+        for line in self.lines.values():
+            line.set_style(colour=self._colour())
+
+    def _colour(self) -> str:
+        return self.theme.stale if self.stale else self.theme.position
 
     def on_price(self, last: float | None) -> None:
         """New market price: refresh every PnL."""

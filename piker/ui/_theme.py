@@ -36,6 +36,10 @@ class Theme:
     alert: str = '#e3b341'
     position: str = '#d2a8ff'
     pending_alpha: int = 110
+    # lost connections: the chart's banner, stale prices and order lines
+    banner_bg: str = '#8b1d1d'
+    banner_fg: str = '#ffffff'
+    stale: str = '#8b949e'
 
 
 DARK = Theme()
