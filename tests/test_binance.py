@@ -10,8 +10,11 @@ import trio
 FQME = 'btcusdt.binance'
 
 
-def test_live_fill_partial_and_cancel(binance_sim):
+def test_live_fill_partial_and_cancel(binance_sim, capfd):
+    keys: list[str] = []
+
     async def main(sim):
+        keys.extend([sim.fake.api_key, sim.fake.api_secret])
         sim.push(FQME, bid=100, ask=101, bsize=1, asize=0.3)
         ems = await sim.open_ems(FQME)
         assert 'spot' in ems.accounts
@@ -38,7 +41,10 @@ def test_live_fill_partial_and_cancel(binance_sim):
         assert not sim.orders(FQME, open_only=True)
         await ems.wait_position(FQME, 0.5, account='spot')
 
-    binance_sim(main, fake={'balances': {'USDT': 10_000}})
+    binance_sim(main, fake={'balances': {'USDT': 10_000}}, loglevel='info')
+    out, err = capfd.readouterr()
+    assert 'brokerd.binance' in out + err  # the daemons' logs were captured
+    assert not [k for k in keys if k in out + err]  # and hold no key or secret
 
 
 def _chain(sim, oid: str) -> list[dict]:
