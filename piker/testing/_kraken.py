@@ -1,0 +1,138 @@
+"""The whole service tree against the fake Kraken: live-mode simulations.
+
+```python
+def test_fill(kraken_sim):
+    async def main(sim):
+        ems = await sim.open_ems('btcusd.kraken', mode='live')
+        sim.push('btcusd.kraken', bid=99, ask=100, bsize=5, asize=5)
+        oid = await ems.place('buy', 100.0, 0.01, account='spot')
+        await ems.wait(oid, 'closed')
+
+    kraken_sim(main, fake={'balances': {'ZUSD': 10_000}})
+```
+
+`run_kraken_sim(async_fn)` serves a `FakeKraken` (`piker.testing.fakes.
+kraken`) in the test's trio loop, points `brokers.toml` `[kraken]` at it
+(with its keys unless `keys=False`), boots the tree like `run_sim()` and
+passes a `KrakenSim`: the `PaperSim` handle plus `.fake`, the venue.
+"""
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+import trio
+
+if TYPE_CHECKING:
+    from ._sim import EMSSession, PaperSim
+
+__all__ = ['KrakenSim', 'KrakenSimRunner', 'kraken_sim', 'run_kraken_sim']
+
+ENV_KEYS = ('PIKER_KRAKEN_API_KEY', 'PIKER_KRAKEN_API_SECRET')
+
+
+class KrakenSim:
+    """A `PaperSim` whose `kraken` backend is the fake at `.fake`."""
+
+    def __init__(self, sim: PaperSim, fake: Any) -> None:
+        self.sim = sim
+        self.fake = fake
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.sim, name)
+
+    async def open_ems(self, fqme: str = 'btcusd.kraken', mode: str = 'live',
+                       record: bool = True) -> EMSSession:
+        return await self.sim.open_ems(fqme, mode=mode, record=record)
+
+    def push(self, fqme: str = 'btcusd.kraken', **quote: float) -> dict[str, Any]:
+        """Emit exactly this book/trade at the fake (see `FakeKraken.push`)."""
+        return self.fake.push(pair_of(fqme), **quote)
+
+    def orders(self, open_only: bool = False) -> list[dict]:
+        return self.fake.orders(open_only=open_only)
+
+
+def pair_of(fqme: str) -> str:
+    """The fake's pair of a piker fqme: `btcusd.kraken` -> `BTC/USD`."""
+    from .fakes.kraken import PAIRS
+    key = fqme.lower().removesuffix('.kraken')
+    for sym in PAIRS:
+        if sym.replace('/', '').lower() == key:
+            return sym
+    return key
+
+
+def kraken_conf(fake: Any, keys: bool = True, extra: dict[str, Any] | None = None) -> str:
+    import tomli_w
+
+    data = tomllib.loads(fake.config_toml())
+    table = data['kraken']
+    if not keys:
+        table.pop('api_key', None)
+        table.pop('api_secret', None)
+    for name, value in (extra or {}).items():
+        if name == 'kraken':
+            table.update(value)
+        else:
+            data[name] = value
+    return tomli_w.dumps(data)
+
+
+def run_kraken_sim(
+    async_fn: Callable[[KrakenSim], Awaitable[Any]],
+    *,
+    fake: dict[str, Any] | None = None,
+    keys: bool = True,
+    brokers: dict[str, Any] | None = None,
+    conf: dict[str, Any] | str | None = None,
+    loglevel: str | None = None,
+    timeout: float = 60.0,
+    check_leaks: bool = True,
+) -> Any:
+    """Run `await async_fn(sim)` against a fresh fake Kraken and tree
+    (`fake`: `FakeKraken` kwargs, default a paused walk; `brokers`: more
+    brokers.toml tables, `{'kraken': {...}}` merges into the fake's)."""
+    from ._sim import _write_toml, check_gone, isolated_config_dir, run_tree
+    from .fakes.kraken import open_fake_kraken
+
+    confdir = isolated_config_dir('run_kraken_sim()')
+    _write_toml(confdir / 'conf.toml', conf)
+    opts = {'quote_rate': 0.0, **(fake or {})}
+
+    async def main() -> tuple[Any, set[int]]:
+        async with open_fake_kraken(**opts) as venue:
+            (confdir / 'brokers.toml').write_text(kraken_conf(venue, keys, brokers))
+            return await run_tree(
+                lambda sim: async_fn(KrakenSim(sim, venue)), confdir, loglevel, timeout,
+            )
+
+    result, pids = trio.run(main)
+    if check_leaks:
+        check_gone(pids)
+    return result
+
+
+class KrakenSimRunner:
+    """What the `kraken_sim` fixture returns: `run_kraken_sim()` bound to a test."""
+
+    def __init__(self, config_dir: Path) -> None:
+        self.config_dir = config_dir
+
+    def __call__(self, async_fn: Callable[[KrakenSim], Awaitable[Any]], **kw: Any) -> Any:
+        return run_kraken_sim(async_fn, **kw)
+
+    run = __call__
+
+
+@pytest.fixture
+def kraken_sim(
+    piker_env: tuple[Path, tuple[str, int]], monkeypatch: pytest.MonkeyPatch,
+) -> KrakenSimRunner:
+    """Live-mode simulations against the fake Kraken (see `run_kraken_sim`)."""
+    for var in ENV_KEYS:
+        monkeypatch.delenv(var, raising=False)
+    return KrakenSimRunner(piker_env[0])
