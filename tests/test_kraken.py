@@ -40,3 +40,202 @@ def test_live_fill_partial_and_cancel(kraken_sim):
         await ems.wait_position(FQME, 0.5, account='spot')
 
     kraken_sim(main, fake=USD)
+
+
+def test_live_modify_is_one_amended_order_and_cancel_before_ack(kraken_sim):
+    async def main(sim):
+        sim.push(FQME, bid=100, ask=101, bsize=1, asize=1)
+        ems = await sim.open_ems(FQME)
+        oid = await ems.place('buy', 90.0, 0.2, account='spot')
+        opened = await ems.wait(oid, 'open')
+        mark = ems.mark()
+        await ems.client.update(oid, price=95.0)
+        st = await ems.wait_for(
+            lambda m: getattr(m, 'oid', None) == oid and m.resp == 'open'
+            and m.req.price == 95.0, since=mark)
+        assert st.reqid == opened.reqid
+        (order,) = _orders(sim, oid)  # one Kraken order, amended in place
+        assert order['limit_price'] == 95.0 and order['order_id'] == opened.reqid
+        assert [r['path'] for r in sim.fake.request_log() if r['method'] == 'WS'] == [
+            'add_order', 'amend_order']
+        sim.push(FQME, bid=94, ask=95, bsize=1, asize=1)
+        await ems.wait(oid, 'closed')
+        assert ems.resps(oid).count('closed') == 1
+
+        # a cancel sent before Kraken answered the order is honoured
+        sim.fake.faults.delay_acks(0.5)
+        late = await ems.place('buy', 80.0, 0.1, account='spot')
+        await ems.client.cancel(late)
+        await ems.wait(late, 'canceled', timeout=10)
+        sim.fake.faults.delay_acks(0)
+        assert not sim.orders(open_only=True)
+        assert 'error' not in ems.resps(late)
+
+    kraken_sim(main, fake=USD)
+
+
+def test_dark_and_alert(kraken_sim):
+    async def main(sim):
+        sim.push(FQME, bid=100, ask=101, bsize=1, asize=1, last=100.5, size=0.01)
+        ems = await sim.open_ems(FQME)
+        dark = await ems.place('buy', 95.0, 0.1, exec_mode='dark', account='spot')
+        await ems.wait(dark, 'dark_open')
+        alert = await ems.place('alert', 110.0, 1.0, exec_mode='dark', account='spot')
+        await ems.wait(alert, 'dark_open')
+        sim.push(FQME, bid=94, ask=95, bsize=1, asize=1)
+        await ems.wait(dark, 'dark_triggered')
+        closed = await ems.wait(dark, 'closed')
+        assert closed.filled == pytest.approx(0.1)
+        (order,) = _orders(sim, dark)
+        assert order['limit_price'] == 95.5  # padded by 5 ticks of 0.1
+        sim.push(FQME, last=110.0, size=0.01)
+        await ems.wait(alert, 'alert_triggered')
+        assert _orders(sim, alert) == []
+
+    kraken_sim(main, fake=USD)
+
+
+def test_order_report_after_brokerd_sigkill(kraken_sim):
+    async def main(sim):
+        import os
+        import signal
+
+        import trio
+
+        from piker.service import list_services
+        sim.push(FQME, bid=100, ask=101, bsize=1, asize=1)
+        ems = await sim.open_ems(FQME)
+        keep = await ems.place('buy', 90.0, 0.1, account='spot')
+        fills = await ems.place('buy', 91.0, 0.2, account='spot')
+        await ems.wait(keep, 'open')
+        await ems.wait(fills, 'open')
+        (order,) = _orders(sim, fills)
+        info = (await list_services())['brokerd.kraken']
+        os.kill(info.pid, signal.SIGKILL)
+        sim.fake.fill(order['order_id'])  # while nobody listens
+        await ems.wait(fills, 'closed', timeout=30)
+        await trio.sleep(0.3)
+        assert ems.resps(fills).count('fill') == 1, ems.resps(fills)
+        assert ems.resps(keep)[-1] == 'open'
+        (working,) = sim.orders(open_only=True)
+        assert working['limit_price'] == 90.0
+        await ems.client.cancel(keep)
+        await ems.wait(keep, 'canceled', timeout=10)
+
+    kraken_sim(main, fake=USD)
+
+
+def test_feed_reconnects_and_tells_dark_orders(kraken_sim):
+    async def main(sim):
+        import trio
+
+        from piker.data import open_feed
+        sim.push(FQME, bid=100, ask=101, bsize=1, asize=1, last=100.5, size=0.01)
+        ems = await sim.open_ems(FQME, mode='paper')
+        dark = await ems.place('buy', 90.0, 0.1, exec_mode='dark')
+        await ems.wait(dark, 'dark_open')
+        async with open_feed([FQME]) as feed:
+            assert sim.fake.faults.disconnect_streams('market') >= 1
+            lost = await ems.wait_for(lambda m: getattr(m, 'oid', '') == dark
+                                      and 'lost' in m.reason, timeout=10)
+            assert lost.resp == 'dark_open'
+            await ems.wait_for(lambda m: getattr(m, 'oid', '') == dark
+                               and 'is back' in m.reason, timeout=10)
+            with trio.fail_after(10):
+                async for batch in feed.stream:
+                    q = batch.get(FQME)
+                    if q and q.get('bid') == 99.0:
+                        break
+                    sim.push(FQME, bid=99, ask=101, bsize=1, asize=1)
+        sim.push(FQME, bid=89, ask=90, bsize=1, asize=1)
+        await ems.wait(dark, 'closed', timeout=10)
+
+    kraken_sim(main, keys=False)
+
+
+def test_history_pages_around_the_720_bar_limit(kraken_sim):
+    async def main(sim):
+        from piker.data import open_feed
+        async with open_feed([FQME], start_stream=False) as feed:
+            bars = await feed.history(FQME, 60)
+            secs = await feed.history(FQME, 1)
+        assert len(bars) == 720  # what Kraken's OHLC serves, in one request
+        assert len(sim.fake.request_log('/0/public/OHLC')) == 1
+        assert (bars['time'][1:] - bars['time'][:-1] == 60).all()
+        assert len(secs) >= 3600 and (secs['time'][1:] - secs['time'][:-1] == 1).all()
+        assert len(sim.fake.request_log('/0/public/Trades')) >= 4  # 1,000 trades a page
+        assert (secs['low'] <= secs['close']).all() and (secs['close'] <= secs['high']).all()
+
+    kraken_sim(main, keys=False)
+
+
+def test_pairs_with_long_bases(kraken_sim):
+    async def main(sim):
+        from piker.data import open_feed
+        async with open_feed(['dogeusd.kraken', 'pepeusd.kraken']) as feed:
+            doge = feed.mkts['dogeusd.kraken']
+            pepe = feed.mkts['pepeusd.kraken']
+        assert (doge.dst.name, doge.src.name) == ('doge', 'usd')
+        assert (pepe.dst.name, pepe.src.name) == ('pepe', 'usd')
+        assert str(pepe.price_tick) == '1E-9' and str(pepe.size_tick) == '0.01'
+        sim.push('dogeusd.kraken', bid=0.16, ask=0.1601, bsize=1000, asize=1000)
+        ems = await sim.open_ems('dogeusd.kraken')
+        oid = await ems.place('buy', 0.1601, 100.0, account='spot')
+        await ems.wait(oid, 'closed')
+        (order,) = _orders(sim, oid)
+        assert order['symbol'] == 'DOGE/USD'
+        await ems.wait_position('dogeusd.kraken', 100.0, account='spot')
+
+    kraken_sim(main, fake=USD)
+
+
+def test_bad_key_is_a_clear_error(kraken_sim):
+    async def main(sim):
+        from piker.clearing import EMSError
+        with pytest.raises(EMSError, match='EAPI:Invalid signature'):
+            ems = await sim.open_ems(FQME)
+            await ems.place('buy', 90.0, 0.1, account='spot')
+
+    kraken_sim(main, brokers={'kraken': {'api_secret': 'bm90LXRoZS1zZWNyZXQ='}})
+
+
+def test_paper_fills_at_kraken_touch(kraken_sim):
+    async def main(sim):
+        sim.push(FQME, bid=100.5, ask=101.2, bsize=1, asize=1)
+        ems = await sim.open_ems(FQME, mode='paper')
+        oid = await ems.place('buy', 102.0, 0.1)
+        fill = await ems.wait(oid, 'fill', timeout=10)
+        assert fill.brokerd_msg['price'] == 101.2
+        await ems.wait(oid, 'closed')
+        assert not sim.orders()
+
+    kraken_sim(main, keys=False)
+
+
+def test_rate_counters_are_waited_out(kraken_sim):
+    async def main(sim):
+        import time
+        sim.push(FQME, bid=100, ask=101, bsize=1, asize=1)
+        sim.fake.faults.rate_limit(1)  # the API counter: the first private call
+        t0 = time.monotonic()
+        ems = await sim.open_ems(FQME)
+        assert time.monotonic() - t0 >= 1.0
+        errors = [r for r in sim.fake.request_log() if r['error']]
+        assert [e['error'] for e in errors] == [['EAPI:Rate limit exceeded']]
+        oid = await ems.place('buy', 90.0, 0.1, account='spot')
+        await ems.wait(oid, 'open')
+        # amends of a young order cost 3 points: the second is "too fast"
+        for price in (91.0, 92.0):
+            mark = ems.mark()
+            await ems.client.update(oid, price=price)
+            await ems.wait_for(lambda m, p=price: getattr(m, 'oid', None) == oid
+                               and m.resp == 'open' and m.req.price == p,
+                               since=mark, timeout=10)
+        ws = [(r['path'], r['error']) for r in sim.fake.request_log() if r['method'] == 'WS']
+        assert ('amend_order', ['EOrder:Rate limit exceeded']) in ws
+        assert ws[-1] == ('amend_order', [])
+        (order,) = sim.orders(open_only=True)
+        assert order['limit_price'] == 92.0
+        assert 'error' not in ems.resps(oid)
+
+    kraken_sim(main, fake={**USD, 'trade_limit': 4, 'trade_decay': 2})

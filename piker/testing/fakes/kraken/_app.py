@@ -146,6 +146,7 @@ async def _handle(fake: FakeKraken, conn: Conn, text: str, private: bool,
         conn.put(json.dumps({'method': 'pong', 'req_id': req_id, 'time_in': _stamp(),
                              'time_out': _stamp()}))
         return
+    logged = {k: v for k, v in params.items() if k != 'token'}
     try:
         if method in ('subscribe', 'unsubscribe'):
             _subscribe(fake, conn, method, req_id, params, private)
@@ -158,11 +159,14 @@ async def _handle(fake: FakeKraken, conn: Conn, text: str, private: bool,
         fn = getattr(fake.engine, method.split('_')[0])
         result = fn(params)
     except KrakenError as e:
+        fake.log_request('WS', method, logged, [e.text])
         conn.put(_reply(method, req_id, error=e.text))
         return
     except (KeyError, TypeError):
+        fake.log_request('WS', method, logged, ['EGeneral:Invalid arguments'])
         conn.put(_reply(method, req_id, error='EGeneral:Invalid arguments'))
         return
+    fake.log_request('WS', method, logged, [])
     text = _reply(method, req_id, result)
     delay = fake.faults.ack_delay
     if delay > 0:

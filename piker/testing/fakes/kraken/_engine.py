@@ -254,7 +254,9 @@ class Engine:
             o, 'trade', last_qty=float(qty), last_price=float(px), cost=float(cost),
             trade_id=tid, liquidity_ind='m' if maker else 't',
             fees=[{'asset': o.pair.symbol.split('/')[1], 'qty': float(fee)}],
-            order_status='partially_filled' if o.remaining > 0 else 'filled',
+            # as Kraken documents: a trade says partially_filled even when it
+            # completes the order; a separate 'filled' event follows
+            order_status='partially_filled',
         )
         self.fills.append(ev)
         if o.remaining <= 0:
