@@ -211,14 +211,50 @@ def test_rate_limit_429_backs_off_and_retries(binance_sim):
     binance_sim(main, fake={'balances': {'USDT': 10_000}})
 
 
-def test_bad_signature_is_a_clear_error(binance_sim):
+@pytest.mark.parametrize('key, why', [
+    ('api_secret', 'Signature for this request is not valid'),
+    ('api_key', 'Invalid API-key, IP, or permissions for action'),
+])
+def test_bad_signature_or_key_is_a_clear_error(binance_sim, key, why):
     async def main(sim):
         from piker.clearing import EMSError
-        with pytest.raises(EMSError, match='Signature for this request is not valid'):
+        with pytest.raises(EMSError, match=why) as err:
             ems = await sim.open_ems(FQME)
             await ems.place('buy', 90.0, 0.1, account='spot')
+        assert sim.fake.api_secret not in str(err.value)
 
-    binance_sim(main, brokers={'binance': {'api_secret': 'not-the-secret'}})
+    binance_sim(main, brokers={'binance': {key: 'not-the-right-one'}})
+
+
+def test_user_stream_loss_is_made_up_for(binance_sim):
+    async def main(sim):
+        sim.push(FQME, bid=100, ask=101, bsize=1, asize=1)
+        ems = await sim.open_ems(FQME)
+        oid = await ems.place('buy', 95.0, 0.2, account='spot')
+        await ems.wait(oid, 'open')
+        (order,) = _chain(sim, oid)
+        # the reports of this fill reach nobody: the reconnect finds it
+        sim.fake.fill_while_away(order['orderId'], qty='0.05')
+        await ems.wait(oid, 'fill', timeout=10)
+        # reports out of order and twice are applied once
+        sim.fake.faults.reorder_reports(1)
+        sim.fake.faults.duplicate_reports(2)
+        sim.fake.fill(order['orderId'], qty='0.05')
+        sim.fake.fill(order['orderId'])
+        closed = await ems.wait(oid, 'closed', timeout=10)
+        assert closed.filled == pytest.approx(0.2)
+        await ems.wait_position(FQME, 0.2, account='spot')
+        await ems.until(lambda: ems.resps(oid).count('fill') == 3)
+        assert not sim.orders(FQME, open_only=True)
+        # a listen key that expires is replaced
+        sim.fake.expire_listen_keys()
+        again = await ems.place('buy', 94.0, 0.1, account='spot')
+        await ems.wait(again, 'open')
+        (order,) = _chain(sim, again)
+        sim.fake.fill(order['orderId'])
+        await ems.wait(again, 'closed', timeout=10)
+
+    binance_sim(main, fake={'balances': {'USDT': 10_000}})
 
 
 def test_paper_fills_at_binance_touch(binance_sim):
@@ -232,3 +268,74 @@ def test_paper_fills_at_binance_touch(binance_sim):
         assert not sim.orders(FQME)  # paper: nothing reached Binance
 
     binance_sim(main, keys=False)
+
+
+@pytest.mark.timeout(90)
+def test_cli_search_and_quote_on_the_fake(fake_binance, piker_env, monkeypatch):
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    for var in ('PIKER_BINANCE_API_KEY', 'PIKER_BINANCE_API_SECRET'):
+        monkeypatch.delenv(var, raising=False)
+    (piker_env[0] / 'brokers.toml').write_text(fake_binance.config_toml())
+    fake_binance.push('BTCUSDT', bid=64000, ask=64000.5, bsize=1, asize=1)
+    piker = str(Path(sys.executable).parent / 'piker')
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([piker, *args], capture_output=True, text=True, timeout=60)
+
+    found = run('search', 'btc', '--broker', 'binance', '--json')
+    assert found.returncode == 0, found.stderr
+    mkts = json.loads(found.stdout)
+    assert list(mkts)[0] == FQME and mkts[FQME]['price_tick'] == '0.01'
+    quote = run('quote', FQME, '--once', '--json')
+    assert quote.returncode == 0, quote.stderr
+    assert '64000.5' in quote.stdout
+    assert fake_binance.api_key not in quote.stderr + found.stderr
+
+
+@pytest.mark.parametrize('asset', ['BNB', 'received'])
+def test_fill_cost_is_the_commission_in_the_quote_asset(binance_sim, asset):
+    async def main(sim):
+        sim.push('bnbusdt.binance', bid=599.0, ask=601.0, bsize=100, asize=100)
+        sim.push(FQME, bid=100, ask=101, bsize=1, asize=1)
+        ems = await sim.open_ems(FQME)
+        oid = await ems.place('buy', 101.0, 0.5, account='spot')
+        fill = await ems.wait(oid, 'fill', timeout=10)
+        (trade,) = sim.fake.trades('BTCUSDT')
+        charged = float(trade['commission'])
+        assert trade['commissionAsset'] == ('BNB' if asset == 'BNB' else 'BTC')
+        # in USDT: BNB at its mid (600), BTC at the fill price (101)
+        price = 600.0 if asset == 'BNB' else 101.0
+        assert fill.brokerd_msg['cost'] == pytest.approx(charged * price)
+        assert fill.brokerd_msg['cost'] > 0
+
+    binance_sim(main, fake={'balances': {'USDT': 10_000, 'BNB': 10},
+                            'commission_asset': asset})
+
+
+def test_emsd_sigkill_keeps_live_orders(binance_sim):
+    async def main(sim):
+        sim.push(FQME, bid=100, ask=101, bsize=1, asize=1)
+        ems = await sim.open_ems(FQME)
+        oid = await ems.place('buy', 90.0, 0.1, account='spot')
+        await ems.wait(oid, 'open')
+        await sim.kill('emsd')
+        (order,) = _chain(sim, oid)
+        sim.fake.fill(order['orderId'], qty='0.04')  # while emsd restarts
+        await sim.until_ems(lambda st: st['venues'].get('brokerd.binance') == 'up')
+        again = await sim.open_ems(FQME)
+
+        def seen_fill() -> bool:  # in the handshake, or told since
+            sts = [again.dialogs.get(oid), *again.statuses(oid)]
+            return any(s is not None and s.filled == pytest.approx(0.04) for s in sts)
+
+        await again.until(seen_fill, timeout=15)
+        assert again.dialogs[oid].resp in ('open', 'fill')
+        await again.client.cancel(oid)
+        await again.wait(oid, 'canceled', timeout=10)
+        assert len(_chain(sim, oid)) == 1  # never a second venue order
+
+    binance_sim(main, fake={'balances': {'USDT': 10_000}})

@@ -46,6 +46,11 @@ from piker.config import BinanceConf, ConfigError, load_brokers_conf
 EXCHANGE_INFO = {
     'timezone': 'UTC',
     'serverTime': 1700000000000,
+    'rateLimits': [
+        {'rateLimitType': 'ORDERS', 'interval': 'SECOND', 'intervalNum': 10, 'limit': 50},
+        {'rateLimitType': 'REQUEST_WEIGHT', 'interval': 'MINUTE', 'intervalNum': 1,
+         'limit': 1200},
+    ],
     'someNewTopLevelField': {'x': 1},
     'symbols': [
         {
@@ -114,6 +119,7 @@ def test_search_ranks_exact_then_prefix_then_substring():
 class _InfoClient:
     def __init__(self) -> None:
         self.calls = 0
+        self.weight_limit = 6000
 
     async def exchange_info(self) -> bytes:
         self.calls += 1
@@ -125,6 +131,7 @@ def test_market_cache_refreshes_on_unknown_symbol_at_most_every_few_seconds():
         cache, client = MarketCache(), _InfoClient()
         assert (await cache.get(client, 'btcusdt.binance')).symbol == 'BTCUSDT'
         assert client.calls == 1
+        assert client.weight_limit == 1200  # as exchangeInfo announces it
         with pytest.raises(SymbolNotFound, match="no Binance spot market 'btcuss'"):
             await cache.get(client, 'btcuss')
         assert client.calls == 1  # fetched just now: no refetch
@@ -429,3 +436,65 @@ def test_config_errors_name_the_key(piker_env, monkeypatch):
                                           'api_secret = "s"\n')
     with pytest.raises(ConfigError, match='cannot read secret file'):
         load_brokers_conf()
+
+
+# -- CLI ---------------------------------------------------------------------------------------
+
+def test_live_mode_without_keys_says_so(piker_env, monkeypatch):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    monkeypatch.delenv('PIKER_BINANCE_API_KEY', raising=False)
+    monkeypatch.delenv('PIKER_BINANCE_API_SECRET', raising=False)
+    piker = str(Path(sys.executable).parent / 'piker')
+    for args in (['order', 'buy', 'btcusdt.binance', '0.001', '60000', '--mode', 'live'],
+                 ['chart', 'btcusdt.binance', '--mode', 'live']):
+        proc = subprocess.run([piker, *args], capture_output=True, text=True, timeout=30)
+        assert proc.returncode == 2, proc.stderr
+        assert 'binance has no API keys configured' in proc.stderr
+        assert 'market data and paper trading only' in proc.stderr
+
+
+def test_exec_reports_reordered_and_repeated_after_the_end():
+    oid = str(uuid.uuid4())
+    tr, order, cid = _tracked(oid)
+    # the fill overtakes the NEW report; then NEW and the fill come again
+    fill = _ev(11, cid, 'TRADE', 'FILLED', l='1.0', z='1.0', L='100', t=9)
+    out = tr.on_exec(fill, 'btcusdt', _free)
+    assert [type(m).__name__ for m in out] == ['BrokerdOrderAck', 'BrokerdFill', 'BrokerdStatus']
+    assert out[-1].status == 'closed'
+    assert tr.on_exec(_ev(11, cid, 'NEW', 'NEW'), 'btcusdt', _free) == []
+    assert tr.on_exec(fill, 'btcusdt', _free) == []
+    assert not tr.by_reqid  # nothing came back as an "external" order
+
+
+def test_exec_reports_a_fill_overtaken_by_the_final_one_still_counts():
+    oid = str(uuid.uuid4())
+    tr, order, cid = _tracked(oid)
+    tr.on_exec(_ev(11, cid, 'NEW', 'NEW'), 'btcusdt', _free)
+    out = tr.on_exec(_ev(11, cid, 'TRADE', 'FILLED', l='0.7', z='1.0', L='100', t=2),
+                     'btcusdt', _free)
+    assert out[-1].status == 'closed' and out[-1].filled == 1.0
+    (late,) = tr.on_exec(_ev(11, cid, 'TRADE', 'PARTIALLY_FILLED', l='0.3', z='0.3',
+                             L='100', t=1), 'btcusdt', _free)
+    assert isinstance(late, BrokerdFill) and late.tid == 'BTCUSDT:1' and late.size == 0.3
+    assert late.reqid == order.reqid
+
+
+def test_used_weight_near_the_limit_is_warned_once(caplog):
+    weights = iter(['4000', '4900', '5000', '5100'])
+
+    def handler(req):
+        return httpx.Response(200, json={}, headers={'X-MBX-USED-WEIGHT-1M': next(weights)})
+
+    async def main():
+        async with _client(handler) as c:
+            for _ in range(4):
+                await c.request('GET', '/api/v3/ping')
+            assert c.used_weight == 5100
+
+    with caplog.at_level('WARNING', logger='piker.brokers.binance'):
+        trio.run(main)
+    warned = [r for r in caplog.records if 'request weight used' in r.getMessage()]
+    assert len(warned) == 1 and '4900 of 6000' in warned[0].getMessage()

@@ -1,9 +1,9 @@
 """Live L1 quotes: `bookTicker` + `trade` on one combined websocket.
 
 `stream_quotes()` answers `started()` from a REST snapshot
-(`/api/v3/ticker/bookTicker`, and `/api/v3/ticker/price` for `last`),
-never by waiting for a first trade, so a quiet market starts at once.
-Then it streams `<symbol>@bookTicker` and `<symbol>@trade` from
+(`/api/v3/ticker/bookTicker`, and `/api/v3/ticker/price` for `last`)
+taken once the websocket is open, never by waiting for a first trade, so
+a quiet market starts at once and no update is lost in between. It streams `<symbol>@bookTicker` and `<symbol>@trade` from
 `<ws_url>/stream?streams=...` and turns each frame into a piker quote
 (see the contract in `piker.brokers`).
 
@@ -36,6 +36,8 @@ PING_INTERVAL = 10.0
 PONG_TIMEOUT = 10.0
 # Binance closes every connection after 24 h: renew it a little earlier
 MAX_AGE = 23.5 * 3600
+# started() waits this long for a market's first websocket connection
+CONNECT_WAIT = 5.0
 
 Quote = dict[str, Any]
 
@@ -153,39 +155,79 @@ async def _keepalive(ws: Any, what: str) -> None:
             return
 
 
-async def _stream_once(
-    l1: L1,
-    symbol: str,
-    url: str,
-    send_chan: trio.abc.SendChannel[Quote],
-    gap: list[str],
-) -> None:
-    """One websocket connection, until it closes, fails or gets too old."""
-    client = get_session().client
-    async with open_websocket_url(url) as ws:
-        async with trio.open_nursery() as n:
-            n.start_soon(_keepalive, ws, symbol)
-            if gap:
-                # back after a disconnect: a fresh book first, saying so
-                quote = await l1.snapshot(client, symbol)
-                quote['ticks'].append(gap_tick(
-                    f'market data for {l1.key}.binance is back after a gap ({gap[0]})'))
-                gap.clear()
-                await send_chan.send(quote)
-            with trio.move_on_after(MAX_AGE):
-                while True:
-                    try:
-                        raw = await ws.get_message()
-                    except ConnectionClosed:
-                        break
-                    try:
-                        quote = l1.on_frame(raw)
-                    except (msgspec.DecodeError, ValueError) as err:
-                        log.warning('%s: bad frame ignored (%s): %.200r', symbol, err, raw)
-                        continue
-                    if quote is not None:
-                        await send_chan.send(quote)
-            n.cancel_scope.cancel()
+class MarketStream:
+    """One market's websocket, reconnected for as long as it runs.
+
+    The first connection is opened *before* the REST snapshot that
+    answers `started()` (`connected`, then `go`): frames sent meanwhile
+    wait in the socket, so no update falls between the snapshot and the
+    stream. After a disconnect, each new connection takes a fresh
+    snapshot first, marked with a `gap` tick.
+    """
+
+    def __init__(self, l1: L1, symbol: str, ws_url: str,
+                 send_chan: trio.abc.SendChannel[Quote]) -> None:
+        self.l1 = l1
+        self.symbol = symbol
+        self.url = stream_url(ws_url, symbol)
+        self.send_chan = send_chan
+        self.gap: list[str] = []  # why it is down, while it is
+        self.connected = trio.Event()
+        self.go = trio.Event()
+
+    async def run(self) -> None:
+        await reconnecting(
+            self._attempt,
+            f'binance quotes {self.symbol}',
+            backoff=Backoff(first=0.1, cap=5.0),
+            retry_on=(OSError, HandshakeError, ConnectionClosed, BinanceError),
+        )
+
+    async def _lost(self, why: str) -> None:
+        if self.gap or not self.go.is_set():
+            return  # the same outage (said already), or not started yet
+        self.gap.append(why)
+        await self.send_chan.send(self.l1.quote([gap_tick(
+            f'market data for {self.l1.key}.binance lost ({why}): reconnecting')]))
+
+    async def _attempt(self) -> None:
+        try:
+            await self._once()
+        except Exception as err:
+            await self._lost(f'{type(err).__name__}: {err}')
+            raise
+        await self._lost('disconnected by Binance')
+
+    async def _once(self) -> None:
+        """One connection, until it closes, fails or gets too old."""
+        l1, symbol, send_chan = self.l1, self.symbol, self.send_chan
+        async with open_websocket_url(self.url) as ws:
+            async with trio.open_nursery() as n:
+                n.start_soon(_keepalive, ws, symbol)
+                self.connected.set()
+                await self.go.wait()
+                if self.gap:
+                    # back after a disconnect: a fresh book first, saying so
+                    quote = await l1.snapshot(get_session().client, symbol)
+                    quote['ticks'].append(gap_tick(
+                        f'market data for {l1.key}.binance is back after a gap '
+                        f'({self.gap[0]})'))
+                    self.gap.clear()
+                    await send_chan.send(quote)
+                with trio.move_on_after(MAX_AGE):
+                    while True:
+                        try:
+                            raw = await ws.get_message()
+                        except ConnectionClosed:
+                            break
+                        try:
+                            quote = l1.on_frame(raw)
+                        except (msgspec.DecodeError, ValueError) as err:
+                            log.warning('%s: bad frame ignored (%s): %.200r', symbol, err, raw)
+                            continue
+                        if quote is not None:
+                            await send_chan.send(quote)
+                n.cancel_scope.cancel()
 
 
 async def stream_quotes(
@@ -194,48 +236,24 @@ async def stream_quotes(
     *,
     task_status: trio.TaskStatus[dict[str, Quote]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Stream L1 quotes of `bs_fqmes` until cancelled (see module doc)."""
+    """Stream L1 quotes of `bs_fqmes` until cancelled (see module doc).
+
+    `started()` waits at most `CONNECT_WAIT` for each websocket: a
+    market whose stream cannot connect yet still starts from its
+    snapshot (its stream keeps trying, the first frames then follow).
+    """
     sess = get_session()
     first: dict[str, Quote] = {}
-    plans = []
-    for key in bs_fqmes:
-        market = await sess.markets.get(sess.client, key)  # SymbolNotFound
-        l1 = L1(key)
-        first[key] = await l1.snapshot(sess.client, market.symbol)
-        plans.append((l1, market.symbol))
     async with trio.open_nursery() as n:
-        for l1, symbol in plans:
-            n.start_soon(_run_market, l1, symbol, sess.conf.ws_url, send_chan)
+        for key in bs_fqmes:
+            market = await sess.markets.get(sess.client, key)  # SymbolNotFound
+            stream = MarketStream(L1(key), market.symbol, sess.conf.ws_url, send_chan)
+            n.start_soon(stream.run)
+            with trio.move_on_after(CONNECT_WAIT):
+                await stream.connected.wait()
+            first[key] = await stream.l1.snapshot(sess.client, market.symbol)
+            stream.go.set()
         task_status.started(first)
 
 
-async def _run_market(
-    l1: L1, symbol: str, ws_url: str, send_chan: trio.abc.SendChannel[Quote],
-) -> None:
-    gap: list[str] = []
-    url = stream_url(ws_url, symbol)
-
-    async def lost(why: str) -> None:
-        if gap:
-            return  # still the same outage: said already
-        gap.append(why)
-        await send_chan.send(l1.quote([gap_tick(
-            f'market data for {l1.key}.binance lost ({why}): reconnecting')]))
-
-    async def attempt() -> None:
-        try:
-            await _stream_once(l1, symbol, url, send_chan, gap)
-        except Exception as err:
-            await lost(f'{type(err).__name__}: {err}')
-            raise
-        await lost('disconnected by Binance')
-
-    await reconnecting(
-        attempt,
-        f'binance quotes {symbol}',
-        backoff=Backoff(first=0.1, cap=5.0),
-        retry_on=(OSError, HandshakeError, ConnectionClosed, BinanceError),
-    )
-
-
-__all__ = ['L1', 'gap_tick', 'stream_quotes', 'stream_url']
+__all__ = ['L1', 'MarketStream', 'gap_tick', 'stream_quotes', 'stream_url']

@@ -39,6 +39,7 @@ class _Symbol(msgspec.Struct):
 
 class _ExchangeInfo(msgspec.Struct):
     symbols: list[_Symbol] = []
+    rateLimits: list[dict[str, Any]] = []
 
 
 _decoder = msgspec.json.Decoder(_ExchangeInfo)
@@ -101,10 +102,26 @@ def parse_symbol(sym: _Symbol) -> Market | None:
 
 def parse_exchange_info(raw: bytes) -> dict[str, Market]:
     """`{bs_fqme: Market}` (e.g. `'btcusdt'`) from exchangeInfo JSON."""
+    return _markets_of(_decode(raw))
+
+
+def _decode(raw: bytes) -> _ExchangeInfo:
     try:
-        info = _decoder.decode(raw)
+        return _decoder.decode(raw)
     except msgspec.DecodeError as err:
         raise ValueError(f'Binance exchangeInfo did not parse: {err}') from None
+
+
+def weight_limit(info: _ExchangeInfo) -> int | None:
+    """The REQUEST_WEIGHT limit per minute Binance announces, if any."""
+    for lim in info.rateLimits:
+        if (lim.get('rateLimitType') == 'REQUEST_WEIGHT' and lim.get('interval') == 'MINUTE'
+                and lim.get('intervalNum', 1) == 1 and isinstance(lim.get('limit'), int)):
+            return lim['limit']
+    return None
+
+
+def _markets_of(info: _ExchangeInfo) -> dict[str, Market]:
     out: dict[str, Market] = {}
     for sym in info.symbols:
         if not sym.isSpotTradingAllowed:
@@ -128,8 +145,12 @@ class MarketCache:
 
     async def load(self, client: Any, refresh: bool = False) -> dict[str, Market]:
         if refresh or not self.markets:
-            self.markets = parse_exchange_info(await client.exchange_info())
+            info = _decode(await client.exchange_info())
+            self.markets = _markets_of(info)
             self.fetched_at = time.monotonic()
+            limit = weight_limit(info)
+            if limit and hasattr(client, 'weight_limit'):
+                client.weight_limit = limit
         return self.markets
 
     async def get(self, client: Any, key: str) -> Market:

@@ -21,9 +21,10 @@ Trade ids: Binance numbers trades per symbol, so a fill's `tid` is
 
 Fees: `cost` is the commission in the market's quote asset. Binance
 charges the quote asset (as is), the base asset (converted at the fill
-price) or a third asset such as BNB (converted at that asset's last
-price in the quote asset, given by the caller; 0 and a note in
-`broker_details` if no price is known).
+price) or a third asset such as BNB (converted at that asset's mid price
+in the quote asset - the `<asset><quote>` bookTicker when the fill is
+reported - given by the caller; 0 and a note in `broker_details` if
+Binance lists no such market).
 """
 from __future__ import annotations
 
@@ -44,6 +45,8 @@ from ...clearing._messages import (
 
 PREFIX = 'pk'
 GENS = 256
+# finished orders remembered for late reports
+MAX_FINISHED = 10_000
 
 
 def client_id(oid: str, gen: int = 0) -> str | None:
@@ -236,6 +239,10 @@ class Tracker:
         self.by_oid: dict[str, LiveOrder] = {}
         self.by_order_id: dict[int, LiveOrder] = {}
         self.tids: set[str] = set()
+        # finished orders by Binance id: a late or repeated event of one
+        # (reordered reports) must not bring it back as an external order,
+        # but a fill overtaken by the final report still counts
+        self.finished: dict[int, LiveOrder] = {}
 
     def add(self, order: LiveOrder) -> None:
         self.by_reqid[order.reqid] = order
@@ -251,6 +258,11 @@ class Tracker:
         self.by_order_id[order_id] = order
 
     def drop(self, order: LiveOrder) -> None:
+        for i in (order.order_id, *order.replaced):
+            if i is not None:
+                self.finished[i] = order
+        while len(self.finished) > MAX_FINISHED:
+            del self.finished[next(iter(self.finished))]
         self.by_reqid.pop(order.reqid, None)
         if self.by_oid.get(order.oid) is order:
             self.by_oid.pop(order.oid, None)
@@ -305,6 +317,10 @@ class Tracker:
         """
         order = self.for_event(ev)
         out: list[Any] = []
+        if order is None and ev.i in self.finished:
+            if ev.x == 'TRADE':  # overtaken by the order's final report
+                return self._fill(self.finished[ev.i], ev, cost_of, retired=True)[:1]
+            return out
         if order is None:
             if ev.x in ('NEW', 'TRADE') and ev.X in WORKING + ('FILLED',):
                 order = self.external(ev, key)

@@ -37,6 +37,9 @@ MAX_429_RETRIES = 3
 DEFAULT_RETRY_AFTER = 1.0
 MAX_RETRY_AFTER = 60.0
 TIMEOUT = httpx.Timeout(10.0, connect=5.0)
+DEFAULT_WEIGHT_LIMIT = 6000
+# warn once the minute's used weight passes this fraction of the limit
+WEIGHT_WARN = 0.8
 
 
 class BinanceError(BrokerError):
@@ -103,6 +106,7 @@ class Client:
         self._secret = api_secret
         self.recv_window_ms = recv_window_ms
         self.used_weight: int = 0
+        self.weight_limit: int = DEFAULT_WEIGHT_LIMIT  # Binance's REQUEST_WEIGHT / minute
         self.order_count: dict[str, int] = {}
         self.banned_until: float = 0.0
         self._http = httpx.AsyncClient(
@@ -189,7 +193,13 @@ class Client:
         for name, value in resp.headers.items():
             lname = name.lower()
             if lname == 'x-mbx-used-weight-1m' and value.isdigit():
-                self.used_weight = int(value)
+                used = int(value)
+                warn_at = WEIGHT_WARN * self.weight_limit
+                if used >= warn_at > self.used_weight:
+                    log.warning('binance: %d of %d request weight used this minute: '
+                                'requests will be refused (429) beyond', used,
+                                self.weight_limit)
+                self.used_weight = used
             elif lname.startswith('x-mbx-order-count-') and value.isdigit():
                 self.order_count[lname.removeprefix('x-mbx-order-count-')] = int(value)
 

@@ -47,7 +47,7 @@ from ...clearing._messages import (
     decode_backend_cmd,
 )
 from ...log import get_console_log, get_logger
-from ...service import open_drained_stream
+from ...service import open_drained_stream, watch_peer
 from ._markets import BROKER, Market
 from ._orders import (
     WORKING,
@@ -74,6 +74,7 @@ REPORTS_ORDERS = True
 REPORT_SPAN_MS = 23 * 3600 * 1000
 # a third-asset commission price (e.g. BNBUSDT) is reused this long
 FEE_PRICE_TTL = 60.0
+
 
 def live_accounts(sess: Session) -> list[str]:
     """The names live orders may use: `[binance] accounts` minus 'paper'."""
@@ -114,13 +115,16 @@ class BinanceVenue:
     # -- fees -------------------------------------------------------------------
 
     async def _asset_price(self, asset: str, quote: str) -> float | None:
+        """`asset`'s mid price in `quote` (bookTicker of `<asset><quote>`),
+        cached `FEE_PRICE_TTL`; None if Binance lists no such market."""
         key = f'{asset}{quote}'.upper()
         hit = self._fee_prices.get(key)
         if hit is not None and time.monotonic() - hit[1] < FEE_PRICE_TTL:
             return hit[0]
         try:
-            price = await self.client.ticker_price(key)
-        except (BinanceError, KeyError, ValueError):
+            book = await self.client.book_ticker(key)
+            price = (float(book['bidPrice']) + float(book['askPrice'])) / 2
+        except (BinanceError, KeyError, ValueError, TypeError):
             return None
         self._fee_prices[key] = (price, time.monotonic())
         return price
@@ -138,13 +142,7 @@ class BinanceVenue:
     async def positions(self) -> list[BrokerdPosition]:
         """Balances as positions: for each market this account trades
         through piker, the base asset's total balance (free + locked)."""
-        acct = await self.client.account()
-        balances: dict[str, float] = {}
-        for bal in acct.get('balances', []):
-            try:
-                balances[str(bal['asset']).lower()] = float(bal['free']) + float(bal['locked'])
-            except (KeyError, TypeError, ValueError):
-                continue
+        balances = await self._balances()
         out = []
         for symbol in sorted(load_symbols()):
             try:
@@ -191,7 +189,6 @@ class BinanceVenue:
                 rows[order_id] = msgspec.convert(
                     await self.client.query_order(symbol, order_id), OrderRow)
             msgs += await self._report_market(market, list(rows.values()), trades, working)
-        self._reported = True
         return [*await self.positions(), *msgs,
                 BrokerdOrdersSynced(reqids=working, time_ns=time.time_ns())]
 
@@ -259,17 +256,20 @@ class BinanceVenue:
     # -- user data stream ---------------------------------------------------------
 
     async def on_user_event(self, raw: str | bytes) -> None:
-        if not self._reported:
-            self._held.append(raw)
-            return
         async with self._lock:
+            if not self._reported:
+                self._held.append(raw)  # after the report, in order
+                return
             await self._apply(raw)
 
     async def release_held(self) -> None:
+        """The report is out: apply the events that waited for it, then
+        every event as it comes."""
         async with self._lock:
-            held, self._held = self._held, []
-            for raw in held:
+            for raw in self._held:
                 await self._apply(raw)
+            self._held.clear()
+            self._reported = True
 
     async def _apply(self, raw: str | bytes) -> None:
         try:
@@ -362,7 +362,9 @@ class BinanceVenue:
             time_ns=cmd.time_ns,
         )
         self.tracker.add(order)
-        await trio.to_thread.run_sync(add_symbol, market.symbol)
+        first_order = market.symbol not in load_symbols()
+        if first_order:
+            await trio.to_thread.run_sync(add_symbol, market.symbol)
         try:
             resp = await self.client.new_order(
                 symbol=market.symbol, side=cmd.action.upper(), type='LIMIT',
@@ -374,6 +376,30 @@ class BinanceVenue:
             self.emit(self._error(cmd, str(err)))
             return
         self._answered(order, resp)
+        if first_order:
+            # a market new to this account: its position (what it holds
+            # already) was not in the handshake
+            await self._emit_position(market)
+
+    async def _emit_position(self, market: Market) -> None:
+        try:
+            balances = await self._balances()
+        except BinanceError as err:
+            log.warning('no balances for %s: %s', market.symbol, err)
+            return
+        size = self.sizes[market.symbol] = balances.get(market.mkt.dst.name, 0.0)
+        self.emit(self._position(market, size))
+
+    async def _balances(self) -> dict[str, float]:
+        """`{asset: free + locked}` from `GET /api/v3/account`."""
+        acct = await self.client.account()
+        balances: dict[str, float] = {}
+        for bal in acct.get('balances', []):
+            try:
+                balances[str(bal['asset']).lower()] = float(bal['free']) + float(bal['locked'])
+            except (KeyError, TypeError, ValueError):
+                continue
+        return balances
 
     def _answered(self, order: LiveOrder, resp: dict[str, Any]) -> None:
         """A new order's REST answer: ack, and 'open' if the stream has not
@@ -488,9 +514,17 @@ def _reply_oid(raw: Any) -> str:
 
 
 async def _sender(venue: BinanceVenue, stream: tractor.MsgStream) -> None:
+    """The one task that writes to emsd, in order. Shielded per message (a
+    send cut half-way would corrupt the connection's framing); a dead emsd
+    ends it: what it missed is in the next dialogue's report."""
     async for msg in venue.out_recv:
-        with trio.CancelScope(shield=True):
-            await stream.send(msg)
+        try:
+            with trio.CancelScope(shield=True):
+                await stream.send(msg)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            log.warning('emsd went away: %r and what follows go to the next '
+                        "dialogue's order report", type(msg).__name__)
+            return
 
 
 @tractor.context
@@ -517,14 +551,16 @@ async def trades_dialogue(
         report = await venue.report()
         positions = [m for m in report if isinstance(m, BrokerdPosition)]
         await ctx.started(([p.to_builtins() for p in positions], [account]))
+        # emsd gone (SIGKILL included, TRACTOR.md rule 2): the dialogue ends;
+        # whatever it sent last is in the next dialogue's order report
         async with (
+            watch_peer(ctx),
             ctx.open_stream() as stream,
             open_drained_stream(stream, policy='never_drop', maxlen=100_000) as commands,
         ):
             venue.emit(*(m for m in report if not isinstance(m, BrokerdPosition)))
-            n.start_soon(_sender, venue, stream)
             await venue.release_held()
-            n.start_soon(_close_when_gone, ctx, commands)
+            n.start_soon(_sender, venue, stream)
             async for raw in commands:
                 try:
                     await venue.handle(raw)
@@ -532,14 +568,7 @@ async def trades_dialogue(
                     log.exception('failed to handle command %r', raw)
                     venue.emit(BrokerdError(oid=_reply_oid(raw),
                                             reason='internal error handling this command'))
-            n.cancel_scope.cancel()
-
-
-async def _close_when_gone(ctx: tractor.Context, commands: Any, poll: float = 0.05) -> None:
-    """End the dialogue when emsd vanishes (TRACTOR.md rule 2)."""
-    while ctx.chan.connected():
-        await trio.sleep(poll)
-    commands.close()
+        n.cancel_scope.cancel()
 
 
 __all__ = ['REPORTS_ORDERS', 'BinanceVenue', 'live_accounts', 'trades_dialogue']
