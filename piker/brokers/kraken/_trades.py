@@ -42,7 +42,7 @@ from ...clearing._messages import (
     decode_backend_cmd,
 )
 from ...log import get_console_log, get_logger
-from ...service import Backoff, open_drained_stream
+from ...service import Backoff, open_drained_stream, watch_peer
 from .._traded import TradedSymbols, average_price
 from ._markets import BROKER, Market
 from ._orders import Exec, LiveOrder, Tracker, oid_of
@@ -293,16 +293,16 @@ def _reply_oid(raw: Any) -> str:
 
 
 async def _sender(venue: KrakenVenue, stream: tractor.MsgStream) -> None:
+    """The one task that writes to emsd, in order, shielded per message; a
+    dead emsd ends it (what it missed is in the next dialogue's report)."""
     async for msg in venue.out_recv:
-        with trio.CancelScope(shield=True):
-            await stream.send(msg)
-
-
-async def _close_when_gone(ctx: tractor.Context, commands: Any, poll: float = 0.05) -> None:
-    """End the dialogue when emsd vanishes (TRACTOR.md rule 2)."""
-    while ctx.chan.connected():
-        await trio.sleep(poll)
-    commands.close()
+        try:
+            with trio.CancelScope(shield=True):
+                await stream.send(msg)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            log.warning('emsd went away: %r and what follows go to the next '
+                        "dialogue's order report", type(msg).__name__)
+            return
 
 
 @tractor.context
@@ -327,11 +327,11 @@ async def trades_dialogue(
         positions = await venue.positions()
         await ctx.started(([p.to_builtins() for p in positions], [account]))
         async with (
+            watch_peer(ctx),
             ctx.open_stream() as stream,
             open_drained_stream(stream, policy='never_drop', maxlen=100_000) as commands,
         ):
             n.start_soon(_sender, venue, stream)
-            n.start_soon(_close_when_gone, ctx, commands)
             async for raw in commands:
                 try:
                     await venue.handle(raw)
@@ -339,7 +339,7 @@ async def trades_dialogue(
                     log.exception('failed to handle command %r', raw)
                     venue.emit(BrokerdError(oid=_reply_oid(raw),
                                             reason='internal error handling this command'))
-            n.cancel_scope.cancel()
+        n.cancel_scope.cancel()
 
 
 __all__ = ['REPORTS_ORDERS', 'KrakenVenue', 'live_accounts', 'trades_dialogue']
