@@ -239,3 +239,172 @@ def test_rate_counters_are_waited_out(kraken_sim):
         assert 'error' not in ems.resps(oid)
 
     kraken_sim(main, fake={**USD, 'trade_limit': 4, 'trade_decay': 2})
+
+
+def test_private_reconnect_reports_what_happened_meanwhile(kraken_sim):
+    async def main(sim):
+        sim.push(FQME, bid=100, ask=101, bsize=1, asize=1)
+        ems = await sim.open_ems(FQME)
+        filled = await ems.place('buy', 91.0, 0.2, account='spot')
+        gone = await ems.place('buy', 90.0, 0.1, account='spot')
+        await ems.wait(filled, 'open')
+        await ems.wait(gone, 'open')
+        (order,) = _orders(sim, filled)
+        (other,) = _orders(sim, gone)
+        # the private socket drops; meanwhile one order fills, one is cancelled
+        sim.fake.fill_while_away(order['order_id'])
+        sim.fake.engine.cancel({'order_id': [other['order_id']]})
+        await ems.wait(filled, 'closed', timeout=15)
+        st = await ems.wait(gone, 'canceled', timeout=15)
+        assert 'after reconnect' in st.reason
+        assert ems.resps(filled).count('fill') == 1
+        await ems.wait_position(FQME, 0.2, account='spot', timeout=10)
+
+    kraken_sim(main, fake=USD)
+
+
+# -- pure parts and the REST client against the fake, no tree -----------------
+
+
+def _pairs_result() -> dict:
+    from piker.testing.fakes.kraken import PAIRS
+    return {p.key: p.info() for p in PAIRS.values()}
+
+
+def test_markets_use_traders_names_and_split_at_the_slash():
+    from piker.brokers.kraken._markets import parse_asset_pairs, resolve, search_keys
+    markets = parse_asset_pairs(_pairs_result())
+    assert sorted(markets) == ['btcusd', 'dogeusd', 'ethusd', 'pepeusd']
+    pepe = markets['pepeusd']
+    assert (pepe.mkt.dst.name, pepe.mkt.src.name, pepe.symbol) == ('pepe', 'usd', 'PEPE/USD')
+    assert (pepe.base_code, pepe.ordermin) == ('PEPE', 500000)
+    assert markets['dogeusd'].symbol == 'DOGE/USD' and markets['dogeusd'].base_code == 'XXDG'
+    for name in ('btcusd', 'xbtusd', 'XXBTZUSD', 'BTC/USD', 'btcusd.kraken'):
+        assert resolve(markets, name) is markets['btcusd'], name
+    assert resolve(markets, 'xdgusd') is markets['dogeusd']
+    assert search_keys(markets, 'xdg') == ['dogeusd']
+    assert search_keys(markets, 'usd')[:1] != []
+    # a pair without a usable wsname, or a dark pool, is skipped; junk ignored
+    odd = {**_pairs_result(), 'X': {'altname': 'XX.d', 'base': 'A', 'quote': 'B',
+                                    'wsname': 'A/B'}, 'Y': {'nope': 1}}
+    assert sorted(parse_asset_pairs(odd)) == sorted(markets)
+
+
+def test_trades_to_bars_fill_quiet_seconds_flat():
+    from piker.brokers.kraken._history import trades_to_bars
+    bars = trades_to_bars([(100.2, 10.0, 1.0), (100.7, 12.0, 2.0), (103.1, 11.0, 0.5)],
+                          1, 100, 104)
+    assert bars['time'].tolist() == [100, 101, 102, 103, 104]
+    assert tuple(bars[0])[1:] == (10.0, 12.0, 10.0, 12.0, 3.0)
+    assert tuple(bars[1])[1:] == (12.0, 12.0, 12.0, 12.0, 0.0)  # quiet: flat
+    assert tuple(bars[3])[1:] == (11.0, 11.0, 11.0, 11.0, 0.5)
+
+
+def test_history_pages_trades_around_the_limit_and_states_what_it_cannot():
+    import time
+
+    import trio
+
+    from piker.brokers.kraken import _history
+    from piker.brokers.kraken._markets import parse_asset_pairs
+    from piker.brokers.kraken._rest import Client
+    from piker.testing.fakes.kraken import open_fake_kraken
+
+    async def main():
+        async with open_fake_kraken(quote_rate=0) as fake:
+            client = Client(fake.rest_url)
+            market = parse_asset_pairs(_pairs_result())['btcusd']
+            now = time.time()
+            bars = await _history.fetch_bars(client, market, 60, start=now - 900 * 60, end=now)
+            assert bars['time'][0] <= now - 899 * 60  # older than the 720-bar limit
+            assert (bars['time'][1:] - bars['time'][:-1] == 60).all()
+            assert len(fake.request_log('/0/public/OHLC')) == 1
+            pages = fake.request_log('/0/public/Trades')
+            assert len(pages) >= 10  # 180 minutes of 1 s trades, 1,000 a page
+            # too far back for the page budget: the 720 bars, and a warning
+            _history.MAX_TRADE_PAGES, keep = 2, _history.MAX_TRADE_PAGES
+            try:
+                short = await _history.fetch_bars(client, market, 60, start=now - 2000 * 60,
+                                                  end=now)
+            finally:
+                _history.MAX_TRADE_PAGES = keep
+            assert len(short) == 720
+            await client.aclose()
+
+    trio.run(main)
+
+
+def test_rest_client_errors_and_secrets():
+    import trio
+    from pydantic import SecretStr
+
+    from piker.brokers.kraken._rest import AuthError, Client, NoKeys
+    from piker.testing.fakes.kraken import open_fake_kraken
+
+    async def main():
+        async with open_fake_kraken(quote_rate=0, balances={'ZUSD': 5}) as fake:
+            good = Client(fake.rest_url, SecretStr(fake.api_key), SecretStr(fake.api_secret))
+            assert await good.balance() == {'ZUSD': '5.0000000000'}
+            assert fake.api_key not in repr(good) and fake.api_secret not in repr(good)
+            bad = Client(fake.rest_url, SecretStr('nope'), SecretStr(fake.api_secret))
+            with pytest.raises(AuthError, match='EAPI:Invalid key'):
+                await bad.balance()
+            junk = Client(fake.rest_url, SecretStr(fake.api_key), SecretStr('not base64!'))
+            with pytest.raises(AuthError, match='not base64'):
+                await junk.balance()
+            with pytest.raises(NoKeys, match='brokers.toml'):
+                await Client(fake.rest_url).balance()
+            # a concurrent request of the key got a later nonce in first: retried
+            import time
+            fake.auth.last_nonce = time.time_ns() // 1000 + 50_000
+            other = Client(fake.rest_url, SecretStr(fake.api_key), SecretStr(fake.api_secret))
+            assert await other.balance() == {'ZUSD': '5.0000000000'}
+            assert [r['error'] for r in fake.request_log('/0/private/Balance')][-2:] == [
+                ['EAPI:Invalid nonce'], []]
+            fake.faults.server_errors(1)
+            assert await good.balance()  # a 503 is retried
+            for c in (good, bad, junk, other):
+                await c.aclose()
+
+    trio.run(main)
+
+
+def test_config_keys_from_files_and_env(tmp_path, monkeypatch):
+    from piker.config import KrakenConf
+    key, secret = tmp_path / 'k', tmp_path / 's'
+    key.write_text('KEY\n')
+    secret.write_text('c2VjcmV0\n')
+    key.chmod(0o600)
+    secret.chmod(0o600)
+    conf = KrakenConf(api_key_file=key, api_secret_file=secret)
+    assert conf.has_keys and conf.api_secret.get_secret_value() == 'c2VjcmV0'
+    assert 'c2VjcmV0' not in repr(conf) and 'KEY' not in repr(conf)
+    monkeypatch.setenv('PIKER_KRAKEN_API_KEY', 'ENVKEY')
+    with pytest.raises(ValueError, match='api_key and api_secret'):
+        KrakenConf()
+    monkeypatch.setenv('PIKER_KRAKEN_API_SECRET', 'ZW52')
+    assert KrakenConf().api_key.get_secret_value() == 'ENVKEY'
+    assert KrakenConf(rest_url='http://127.0.0.1:1').rest_url == 'http://127.0.0.1:1'
+
+
+def test_tracker_is_idempotent_and_adopts_external_orders():
+    from piker.brokers.kraken._orders import Exec, LiveOrder, Tracker
+    from piker.clearing._messages import BrokerdFill, BrokerdOrderAck, BrokerdStatus
+    oid = '6f1c2b4e-8f0a-4c39-9d65-2d1f3b5a7c90'
+    t = Tracker('spot', lambda sym: sym.replace('/', '').lower())
+    t.add(LiveOrder(oid, 'btcusd', 'BTC/USD', 'buy', 100.0, 1.0, 'spot', 0))
+    base = dict(order_id='OAAAAA-BBBBB-CCCCCC', symbol='BTC/USD', side='buy', order_qty=1.0,
+                limit_price=100.0, cl_ord_id=oid)
+    new = t.on_exec(Exec(exec_type='new', order_status='new', **base))
+    assert [type(m) for m in new] == [BrokerdOrderAck, BrokerdStatus]  # ack from the event
+    trade = Exec(exec_type='trade', order_status='partially_filled', cum_qty=1.0, last_qty=1.0,
+                 last_price=100.0, exec_id='TX1', **base)
+    out = t.on_exec(trade)
+    assert [type(m) for m in out] == [BrokerdFill, BrokerdStatus]
+    assert out[1].status == 'closed'  # cum_qty reached order_qty: partially_filled says not
+    assert t.on_exec(trade) == []  # repeated: nothing
+    assert t.on_exec(Exec(exec_type='filled', order_status='filled', **base)) == []
+    ext = t.on_exec(Exec(exec_type='new', order_status='new', order_id='OEXT', symbol='ETH/USD',
+                         order_qty=2.0, limit_price=3000.0, cl_ord_id='web-ui'))
+    (announce,) = ext
+    assert announce.req.symbol == 'ethusd' and announce.reqid == 'OEXT'

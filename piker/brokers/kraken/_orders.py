@@ -145,6 +145,7 @@ class Tracker:
         self.by_reqid: dict[str, LiveOrder] = {}
         self.by_oid: dict[str, LiveOrder] = {}
         self.tids: set[str] = set()
+        self.finished: set[str] = set()  # reqids whose final status was sent
 
     def add(self, order: LiveOrder) -> None:
         self.by_oid[order.oid] = order
@@ -193,6 +194,8 @@ class Tracker:
             return []
         order.done = True
         self.drop(order)
+        if order.reqid:
+            self.finished.add(order.reqid)
         return [order.status(status, reason)]
 
     def fill(self, order: LiveOrder, ev: Exec) -> list[Any]:
@@ -215,6 +218,8 @@ class Tracker:
         """The piker messages of one live `executions` event."""
         order = self.for_event(ev)
         out: list[Any] = []
+        if order is None and ev.order_id in self.finished:
+            return out  # a late or repeated event of an order that ended
         if order is None:
             if ev.exec_type not in ('new', 'trade') or ev.order_status in (
                     'canceled', 'expired'):
@@ -265,6 +270,8 @@ class Tracker:
         msgs: list[Any] = []
         for ev in sorted(trades, key=lambda e: e.timestamp):
             order = self.for_event(ev)
+            if order is None and ev.order_id in self.finished:
+                continue  # reported already
             if order is None:
                 oid = oid_of(ev.cl_ord_id)
                 if oid is None and ev.order_id not in open_ids:

@@ -9,8 +9,9 @@ rate counter and Kraken's errors.
   key in `API-Key` and `API-Sign` = base64(HMAC-SHA512(base64decode(
   secret), uri_path + SHA256(nonce + postdata))). Keys are `SecretStr`s,
   unwrapped only in `_send`, so no log line, repr or traceback shows one.
-- `EAPI:Invalid nonce` (another client of the key, a clock step) is
-  retried with a fresh nonce; `EAPI:Rate limit exceeded` (Kraken's API
+- `EAPI:Invalid nonce` (a concurrent request's later nonce got in
+  first) is retried with a fresh nonce a moment later (twice; a key
+  shared with another program needs its own nonce window at Kraken); `EAPI:Rate limit exceeded` (Kraken's API
   counter) and `EService:Unavailable`/`Busy`/HTTP 5xx are retried with
   backoff, then raised; key and signature errors are `AuthError`s,
   never retried.
@@ -38,6 +39,7 @@ log = get_logger('brokers.kraken')
 
 TIMEOUT = httpx.Timeout(10.0, connect=5.0)
 MAX_RETRIES = 4
+NONCE_RETRY_WAIT = 0.1
 
 
 class KrakenError(BrokerError):
@@ -134,7 +136,10 @@ class Client:
                 return result
             text = '; '.join(errors)
             if any(e.startswith('EAPI:Invalid nonce') for e in errors) and nonce_retries:
+                # a request with a later nonce got in first: a fresh nonce,
+                # a moment later, is later than it
                 nonce_retries -= 1
+                await trio.sleep(NONCE_RETRY_WAIT)
                 continue
             if any(e.startswith(AUTH_ERRORS) for e in errors):
                 raise AuthError(f'Kraken refused the API key: {text}', errors)
