@@ -18,13 +18,11 @@ passes a `KrakenSim`: the `PaperSim` handle plus `.fake`, the venue.
 """
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
-import trio
 
 if TYPE_CHECKING:
     from ._sim import EMSSession, PaperSim
@@ -66,54 +64,19 @@ def pair_of(fqme: str) -> str:
     return key
 
 
-def kraken_conf(fake: Any, keys: bool = True, extra: dict[str, Any] | None = None) -> str:
-    import tomli_w
-
-    data = tomllib.loads(fake.config_toml())
-    table = data['kraken']
-    if not keys:
-        table.pop('api_key', None)
-        table.pop('api_secret', None)
-    for name, value in (extra or {}).items():
-        if name == 'kraken':
-            table.update(value)
-        else:
-            data[name] = value
-    return tomli_w.dumps(data)
-
-
 def run_kraken_sim(
-    async_fn: Callable[[KrakenSim], Awaitable[Any]],
-    *,
-    fake: dict[str, Any] | None = None,
-    keys: bool = True,
-    brokers: dict[str, Any] | None = None,
-    conf: dict[str, Any] | str | None = None,
-    loglevel: str | None = None,
-    timeout: float = 60.0,
-    check_leaks: bool = True,
+    async_fn: Callable[[KrakenSim], Awaitable[Any]], **kw: Any,
 ) -> Any:
-    """Run `await async_fn(sim)` against a fresh fake Kraken and tree
-    (`fake`: `FakeKraken` kwargs, default a paused walk; `brokers`: more
-    brokers.toml tables, `{'kraken': {...}}` merges into the fake's)."""
-    from ._sim import _write_toml, check_gone, isolated_config_dir, run_tree
+    """Run `await async_fn(sim)` against a fresh fake Kraken and tree.
+
+    Keywords as `piker.testing._venue.run_venue_sim`: `fake` (`FakeKraken`
+    kwargs; default a paused walk), `keys`, `brokers` (`{'kraken': {...}}`
+    merges into the fake's table), `conf`, `loglevel`, `timeout`,
+    `check_leaks`.
+    """
+    from ._venue import run_venue_sim
     from .fakes.kraken import open_fake_kraken
-
-    confdir = isolated_config_dir('run_kraken_sim()')
-    _write_toml(confdir / 'conf.toml', conf)
-    opts = {'quote_rate': 0.0, **(fake or {})}
-
-    async def main() -> tuple[Any, set[int]]:
-        async with open_fake_kraken(**opts) as venue:
-            (confdir / 'brokers.toml').write_text(kraken_conf(venue, keys, brokers))
-            return await run_tree(
-                lambda sim: async_fn(KrakenSim(sim, venue)), confdir, loglevel, timeout,
-            )
-
-    result, pids = trio.run(main)
-    if check_leaks:
-        check_gone(pids)
-    return result
+    return run_venue_sim(async_fn, open_fake_kraken, 'kraken', KrakenSim, **kw)
 
 
 class KrakenSimRunner:

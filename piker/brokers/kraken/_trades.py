@@ -43,6 +43,7 @@ from ...clearing._messages import (
 )
 from ...log import get_console_log, get_logger
 from ...service import Backoff, open_drained_stream, watch_peer
+from .._dialogue import reply_oid, sender
 from .._traded import TradedSymbols, average_price
 from ._markets import BROKER, Market
 from ._orders import Exec, LiveOrder, Tracker, oid_of
@@ -175,7 +176,7 @@ class KrakenVenue:
         try:
             cmd = decode_backend_cmd(raw)
         except MessageError as err:
-            self.emit(BrokerdError(oid=_reply_oid(raw), reason=err.reason))
+            self.emit(BrokerdError(oid=reply_oid(raw), reason=err.reason))
             return
         if isinstance(cmd, BrokerdCancel):
             await self.cancel(cmd)
@@ -287,24 +288,6 @@ def _re_ack(order: LiveOrder) -> BrokerdOrderAck:
     return BrokerdOrderAck(oid=order.oid, reqid=order.reqid, account=order.account)
 
 
-def _reply_oid(raw: Any) -> str:
-    oid = raw.get('oid') if isinstance(raw, dict) else None
-    return oid if isinstance(oid, str) and oid.strip() else '<unknown>'
-
-
-async def _sender(venue: KrakenVenue, stream: tractor.MsgStream) -> None:
-    """The one task that writes to emsd, in order, shielded per message; a
-    dead emsd ends it (what it missed is in the next dialogue's report)."""
-    async for msg in venue.out_recv:
-        try:
-            with trio.CancelScope(shield=True):
-                await stream.send(msg)
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            log.warning('emsd went away: %r and what follows go to the next '
-                        "dialogue's order report", type(msg).__name__)
-            return
-
-
 @tractor.context
 async def trades_dialogue(
     ctx: tractor.Context,
@@ -331,13 +314,13 @@ async def trades_dialogue(
             ctx.open_stream() as stream,
             open_drained_stream(stream, policy='never_drop', maxlen=100_000) as commands,
         ):
-            n.start_soon(_sender, venue, stream)
+            n.start_soon(sender, venue.out_recv, stream)
             async for raw in commands:
                 try:
                     await venue.handle(raw)
                 except Exception:
                     log.exception('failed to handle command %r', raw)
-                    venue.emit(BrokerdError(oid=_reply_oid(raw),
+                    venue.emit(BrokerdError(oid=reply_oid(raw),
                                             reason='internal error handling this command'))
         n.cancel_scope.cancel()
 
