@@ -354,15 +354,15 @@ def test_rest_client_errors_and_secrets():
                 await junk.balance()
             with pytest.raises(NoKeys, match='brokers.toml'):
                 await Client(fake.rest_url).balance()
+            fake.faults.server_errors(1)
+            assert await good.balance()  # a 503 is retried
             # a concurrent request of the key got a later nonce in first: retried
-            import time
-            fake.auth.last_nonce = time.time_ns() // 1000 + 50_000
             other = Client(fake.rest_url, SecretStr(fake.api_key), SecretStr(fake.api_secret))
+            other._nonce = 10**17 - 1  # its next nonce: 10**17, which Kraken has seen
+            fake.auth.last_nonce = 10**17
             assert await other.balance() == {'ZUSD': '5.0000000000'}
             assert [r['error'] for r in fake.request_log('/0/private/Balance')][-2:] == [
                 ['EAPI:Invalid nonce'], []]
-            fake.faults.server_errors(1)
-            assert await good.balance()  # a 503 is retried
             for c in (good, bad, junk, other):
                 await c.aclose()
 
