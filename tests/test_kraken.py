@@ -251,7 +251,9 @@ def test_private_reconnect_reports_what_happened_meanwhile(kraken_sim):
         await ems.wait(gone, 'open')
         (order,) = _orders(sim, filled)
         (other,) = _orders(sim, gone)
-        # the private socket drops; meanwhile one order fills, one is cancelled
+        # the private socket drops; meanwhile one order fills, one is cancelled;
+        # the first reconnect's token is refused (expired): it tries again
+        sim.fake.faults.reject_tokens(1)
         sim.fake.fill_while_away(order['order_id'])
         sim.fake.engine.cancel({'order_id': [other['order_id']]})
         await ems.wait(filled, 'closed', timeout=15)
@@ -259,6 +261,10 @@ def test_private_reconnect_reports_what_happened_meanwhile(kraken_sim):
         assert 'after reconnect' in st.reason
         assert ems.resps(filled).count('fill') == 1
         await ems.wait_position(FQME, 0.2, account='spot', timeout=10)
+        assert sim.fake.faults.state()['reject_tokens'] == 0
+        # and the dialogue still trades
+        again = await ems.place('buy', 89.0, 0.1, account='spot')
+        await ems.wait(again, 'open')
 
     kraken_sim(main, fake=USD)
 

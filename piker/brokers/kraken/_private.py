@@ -13,7 +13,8 @@ gets `on_snapshot(events, first)` after every (re)subscription and
 `on_event(event)` for every update. A request whose connection drops
 before its response raises `ConnectionLost` (the order may or may not
 be at Kraken: the next snapshot says). Key problems (`AuthError`,
-`NoKeys`) are not retried.
+`NoKeys`) are not retried; a refused subscription is, after the first
+connection (a token that expired in between: the next one is fresh).
 """
 from __future__ import annotations
 
@@ -41,6 +42,11 @@ CONNECT_WAIT = 10.0
 
 class ConnectionLost(KrakenError):
     """The private websocket dropped before Kraken answered."""
+
+
+class SessionRefused(KrakenError):
+    """Kraken refused the `executions` subscription (its token): fatal on
+    the first connection, retried with a fresh token after that."""
 
 
 class _Msg(msgspec.Struct):
@@ -128,8 +134,8 @@ class PrivateWs:
                 while True:
                     msg = _decoder.decode(await ws.get_message())
                     if msg.method == 'subscribe' and not msg.success:
-                        raise AuthError(f'Kraken refused the executions subscription: '
-                                        f'{msg.error}')
+                        raise SessionRefused(f'Kraken refused the executions '
+                                             f'subscription: {msg.error}')
                     if msg.channel == 'executions' and msg.type == 'snapshot':
                         break
             first, self._first = self._first, False

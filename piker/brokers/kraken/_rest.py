@@ -12,7 +12,8 @@ rate counter and Kraken's errors.
 - `EAPI:Invalid nonce` (a concurrent request's later nonce got in
   first) is retried with a fresh nonce a moment later (twice; a key
   shared with another program needs its own nonce window at Kraken); `EAPI:Rate limit exceeded` (Kraken's API
-  counter) and `EService:Unavailable`/`Busy`/HTTP 5xx are retried with
+  counter), `EGeneral:Too many requests` (public calls), and
+  `EService:Unavailable`/`Busy`/HTTP 5xx are retried with
   backoff, then raised; key and signature errors are `AuthError`s,
   never retried.
 """
@@ -67,7 +68,8 @@ NO_KEYS = ('no Kraken API keys configured: set api_key/api_secret (or their _fil
            '[kraken]; without keys only market data and paper trading work')
 AUTH_ERRORS = ('EAPI:Invalid key', 'EAPI:Invalid signature', 'EGeneral:Permission denied',
                'EAPI:Feature disabled', 'EAccount:Invalid permissions')
-RETRY_ERRORS = ('EAPI:Rate limit exceeded', 'EService:Unavailable', 'EService:Busy')
+RETRY_ERRORS = ('EAPI:Rate limit exceeded', 'EGeneral:Too many requests',
+                'EService:Unavailable', 'EService:Busy')
 
 
 class _Envelope(msgspec.Struct):
