@@ -414,3 +414,42 @@ def test_tracker_is_idempotent_and_adopts_external_orders():
                          order_qty=2.0, limit_price=3000.0, cl_ord_id='web-ui'))
     (announce,) = ext
     assert announce.req.symbol == 'ethusd' and announce.reqid == 'OEXT'
+
+
+def test_private_ws_retries_a_refused_session_after_the_first():
+    import trio
+    from pydantic import SecretStr
+
+    from piker.brokers.kraken._private import PrivateWs
+    from piker.brokers.kraken._rest import Client, KrakenError
+    from piker.testing.fakes.kraken import open_fake_kraken
+
+    async def main():
+        async with open_fake_kraken(quote_rate=0) as fake:
+            client = Client(fake.rest_url, SecretStr(fake.api_key), SecretStr(fake.api_secret))
+            snaps: list[bool] = []
+            again = trio.Event()
+
+            async def on_snapshot(events, first):
+                snaps.append(first)
+                if len(snaps) == 2:
+                    again.set()
+
+            async def on_event(ev):
+                pass
+
+            fake.faults.reject_tokens(1)  # the first connection: fatal, clearly
+            with pytest.raises(KrakenError, match='ESession:Invalid session'):
+                await PrivateWs(client, fake.ws_auth_url, on_snapshot, on_event).run()
+            ws = PrivateWs(client, fake.ws_auth_url, on_snapshot, on_event)
+            async with trio.open_nursery() as n:
+                await n.start(ws.run)
+                fake.faults.reject_tokens(1)  # a later one: retried
+                fake.faults.disconnect_streams('user')
+                with trio.fail_after(10):
+                    await again.wait()
+                assert snaps == [True, False]
+                n.cancel_scope.cancel()
+            await client.aclose()
+
+    trio.run(main)
