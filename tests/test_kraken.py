@@ -21,6 +21,7 @@ def test_live_fill_partial_and_cancel(kraken_sim):
         sim.push(FQME, bid=100, ask=101, bsize=1, asize=0.3)
         ems = await sim.open_ems(FQME)
         assert 'spot' in ems.accounts
+        sim.fake.faults.duplicate_reports(10)  # every event twice: applied once
         oid = await ems.place('buy', 101.0, 0.5, account='spot')
         fill = await ems.wait(oid, 'fill')
         assert fill.brokerd_msg['price'] == 101.0 and fill.brokerd_msg['size'] == 0.3
