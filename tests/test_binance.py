@@ -5,6 +5,7 @@ a brokerd crash, rate limits, bad keys, and paper trading on its quotes."""
 from __future__ import annotations
 
 import pytest
+import trio
 
 FQME = 'btcusdt.binance'
 
@@ -23,6 +24,12 @@ def test_live_fill_partial_and_cancel(binance_sim):
         await ems.wait(oid, 'closed')
         resps = ems.resps(oid)
         assert resps[0] == 'pending' and resps.count('fill') == 2, resps
+        # both fills in piker's ledger, by Binance trade id
+        tids = {t['id'] for t in sim.fake.trades('BTCUSDT')}
+        with trio.fail_after(5):  # written just after the fills are reported
+            while len(sim.ledger('binance', 'spot')) < 2:
+                await trio.sleep(0.02)
+        assert set(sim.ledger('binance', 'spot')) == {f'BTCUSDT:{t}' for t in tids}
         # resting, then cancelled
         rest = await ems.place('buy', 90.0, 0.1, account='spot')
         await ems.wait(rest, 'open')
@@ -60,6 +67,15 @@ def test_live_modify_keeps_one_venue_order_and_cancel_before_ack(binance_sim):
         sim.push(FQME, bid=94, ask=95, bsize=1, asize=1)
         await ems.wait(oid, 'closed')
         assert ems.resps(oid).count('closed') == 1
+
+        # a modify Binance refuses after cancelling the old order (the new
+        # one is too big for the balance): the dialog ends, saying why
+        big = await ems.place('buy', 90.0, 0.1, account='spot')
+        await ems.wait(big, 'open')
+        await ems.client.update(big, size=1000.0)
+        gone = await ems.wait(big, 'canceled', timeout=10)
+        assert 'insufficient balance' in gone.reason, gone.reason
+        assert [o['status'] for o in _chain(sim, big)] == ['CANCELED']
 
         # a cancel sent before Binance answered the order is honoured
         sim.fake.faults.delay_acks(0.5)
@@ -226,6 +242,23 @@ def test_bad_signature_or_key_is_a_clear_error(binance_sim, key, why):
     binance_sim(main, brokers={'binance': {key: 'not-the-right-one'}})
 
 
+def test_without_keys_live_is_refused_and_paper_fills_at_binance_touch(binance_sim):
+    async def main(sim):
+        from piker.clearing import EMSError
+        with pytest.raises(EMSError, match='binance has no API keys configured'):
+            ems = await sim.open_ems(FQME)
+            await ems.place('buy', 90.0, 0.1, account='spot')
+        sim.push(FQME, bid=100.5, ask=101.25, bsize=1, asize=1)
+        ems = await sim.open_ems(FQME, mode='paper')
+        oid = await ems.place('buy', 102.0, 0.1)
+        fill = await ems.wait(oid, 'fill', timeout=10)
+        assert fill.brokerd_msg['price'] == 101.25  # Binance's ask, not the limit
+        await ems.wait(oid, 'closed')
+        assert not sim.orders(FQME)  # paper: nothing reached Binance
+
+    binance_sim(main, keys=False)
+
+
 def test_user_stream_loss_is_made_up_for(binance_sim):
     async def main(sim):
         sim.push(FQME, bid=100, ask=101, bsize=1, asize=1)
@@ -255,19 +288,6 @@ def test_user_stream_loss_is_made_up_for(binance_sim):
         await ems.wait(again, 'closed', timeout=10)
 
     binance_sim(main, fake={'balances': {'USDT': 10_000}})
-
-
-def test_paper_fills_at_binance_touch(binance_sim):
-    async def main(sim):
-        sim.push(FQME, bid=100.5, ask=101.25, bsize=1, asize=1)
-        ems = await sim.open_ems(FQME, mode='paper')
-        oid = await ems.place('buy', 102.0, 0.1)
-        fill = await ems.wait(oid, 'fill', timeout=10)
-        assert fill.brokerd_msg['price'] == 101.25
-        await ems.wait(oid, 'closed')
-        assert not sim.orders(FQME)  # paper: nothing reached Binance
-
-    binance_sim(main, keys=False)
 
 
 @pytest.mark.timeout(90)

@@ -498,3 +498,110 @@ def test_used_weight_near_the_limit_is_warned_once(caplog):
         trio.run(main)
     warned = [r for r in caplog.records if 'request weight used' in r.getMessage()]
     assert len(warned) == 1 and '4900 of 6000' in warned[0].getMessage()
+
+
+# -- reconnect helpers ------------------------------------------------------------------------
+
+def test_backoff_doubles_caps_and_resets_after_a_healthy_connection():
+    from piker.service import Backoff
+    b = Backoff(first=0.1, cap=0.5, healthy_after=10.0, jitter=0.0)
+    assert [b.next_delay(0.0) for _ in range(5)] == [0.1, 0.2, 0.4, 0.5, 0.5]
+    assert b.next_delay(up_for=11.0) == 0.1  # it stayed up: start over
+
+
+def test_connection_is_renewed_before_binance_cuts_it(monkeypatch):
+    from piker.brokers.binance import _feed
+
+    class QuietWs:
+        def __init__(self):
+            self.sent = ['a', 'b']
+
+        async def get_message(self):
+            if self.sent:
+                return self.sent.pop(0)
+            await trio.sleep_forever()
+
+    monkeypatch.setattr(_feed, 'MAX_AGE', 0.2)
+
+    async def main():
+        t0 = trio.current_time()
+        got = [raw async for raw in _feed.messages(QuietWs())]
+        assert got == ['a', 'b'] and 0.2 <= trio.current_time() - t0 < 1.0
+
+    trio.run(main)
+
+
+def test_reconnecting_retries_until_a_permanent_error():
+    from piker.service import Backoff, reconnecting
+    calls: list[int] = []
+    downs: list = []
+
+    async def connect():
+        calls.append(1)
+        if len(calls) < 3:
+            raise ConnectionRefusedError('refused')
+        if len(calls) == 3:
+            return  # the peer closed it: reconnect too
+        raise PermissionError('banned')  # not in retry_on: it propagates
+
+    async def main():
+        with pytest.raises(PermissionError):
+            await reconnecting(connect, 'test', backoff=Backoff(first=0.01, jitter=0),
+                               retry_on=(ConnectionRefusedError,), on_down=downs.append)
+
+    trio.run(main)
+    assert len(calls) == 4
+    assert [type(d).__name__ for d in downs] == ['ConnectionRefusedError'] * 2 + ['NoneType']
+
+
+# -- the trades dialogue's venue, in-process against the fake ------------------------------------
+
+def test_resync_reports_what_ended_while_nobody_listened(piker_env):
+    from piker.brokers.binance._session import Session, _session
+    from piker.brokers.binance._trades import BinanceVenue
+    from piker.clearing._messages import BrokerdOrder
+    from piker.testing import open_fake_binance
+
+    def order(price: float) -> dict:
+        return BrokerdOrder(oid=str(uuid.uuid4()), symbol='btcusdt', action='buy',
+                            price=price, size=0.1, account='spot', time_ns=1).to_builtins()
+
+    def drain(venue) -> list:
+        out = []
+        while True:
+            try:
+                out.append(venue.out_recv.receive_nowait())
+            except trio.WouldBlock:
+                return out
+
+    async def main():
+        async with open_fake_binance(quote_rate=0, balances={'USDT': 10_000}) as fake:
+            fake.push('BTCUSDT', bid=100, ask=101, bsize=1, asize=1)
+            conf = BinanceConf(rest_url=fake.rest_url, ws_url=fake.ws_url,
+                               api_key=fake.api_key, api_secret=fake.api_secret)
+            sess = Session(conf)
+            _session.set(sess)
+            venue = BinanceVenue(sess, 'spot')  # no user data stream: nothing heard
+            await venue.report()
+            await venue.release_held()
+            gone, filled, kept = order(90.0), order(91.0), order(92.0)
+            for cmd in (gone, filled, kept):
+                await venue.handle(cmd)
+            assert [m.status for m in drain(venue) if isinstance(m, BrokerdStatus)] == ['open'] * 3
+            ids = {o['clientOrderId'][2:34]: o['orderId'] for o in fake.orders('BTCUSDT')}
+            await sess.client.cancel_order('BTCUSDT', ids[gone['oid'].replace('-', '')])
+            fake.fill(ids[filled['oid'].replace('-', '')])
+            await venue.resync()
+            out = drain(venue)
+            final = {m.oid: m.status for m in out if isinstance(m, BrokerdStatus)
+                     and m.status != 'open'}
+            assert final == {gone['oid']: 'canceled', filled['oid']: 'closed'}
+            fills = [m for m in out if isinstance(m, BrokerdFill)]
+            assert [f.oid for f in fills] == [filled['oid']]
+            assert set(venue.tracker.by_oid) == {kept['oid']}
+            await venue.resync()  # again: nothing new
+            assert not [m for m in drain(venue) if isinstance(m, BrokerdFill)
+                        or (isinstance(m, BrokerdStatus) and m.status != 'open')]
+            await sess.client.aclose()
+
+    trio.run(main)

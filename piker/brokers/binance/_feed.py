@@ -1,7 +1,7 @@
 """Live L1 quotes: `bookTicker` + `trade` on one combined websocket.
 
 `stream_quotes()` answers `started()` from a REST snapshot
-(`/api/v3/ticker/bookTicker`, and `/api/v3/ticker/price` for `last`)
+(`/api/v3/ticker/bookTicker`, and the latest 1 s kline's close for `last`)
 taken once the websocket is open, never by waiting for a first trade, so
 a quiet market starts at once and no update is lost in between. It streams `<symbol>@bookTicker` and `<symbol>@trade` from
 `<ws_url>/stream?streams=...` and turns each frame into a piker quote
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 import msgspec
@@ -113,16 +114,18 @@ class L1:
         return None
 
     async def snapshot(self, client: Any, symbol: str) -> Quote:
-        """Refresh from REST (bookTicker; last trade price if known)."""
+        """Refresh from REST: the book, and the last trade price."""
         book = await client.book_ticker(symbol)
         self.on_book(_BookTicker(
             s=symbol, b=book['bidPrice'], B=book['bidQty'],
             a=book['askPrice'], A=book['askQty'],
         ))
         try:
-            self.last = await client.ticker_price(symbol)
-        except (BinanceError, KeyError, ValueError) as err:
-            log.info('%s: no last price (%s): using the mid', symbol, err)
+            # the close of the latest 1 s kline is the last trade's price
+            (row,) = await client.klines(symbol, '1s', None, limit=1) or [[]]
+            self.last = float(row[4])
+        except (BinanceError, IndexError, TypeError, ValueError) as err:
+            log.info('%s: no last trade (%s): using the mid', symbol, err)
             if math.isnan(self.last):
                 self.last = (self.bid + self.ask) / 2
         ticks = [
@@ -141,6 +144,21 @@ def gap_tick(reason: str) -> dict[str, Any]:
 def stream_url(ws_url: str, symbol: str) -> str:
     s = symbol.lower()
     return f'{ws_url.rstrip("/")}/stream?streams={s}@bookTicker/{s}@trade'
+
+
+async def messages(ws: Any) -> AsyncIterator[str | bytes]:
+    """A connection's messages until it closes or reaches `MAX_AGE` (then
+    the caller reconnects: Binance would cut it at 24 h anyway)."""
+    deadline = trio.current_time() + MAX_AGE
+    while True:
+        with trio.move_on_at(deadline):
+            try:
+                raw = await ws.get_message()
+            except ConnectionClosed:
+                return
+        if trio.current_time() >= deadline:
+            return
+        yield raw
 
 
 async def _keepalive(ws: Any, what: str) -> None:
@@ -214,19 +232,14 @@ class MarketStream:
                         f'({self.gap[0]})'))
                     self.gap.clear()
                     await send_chan.send(quote)
-                with trio.move_on_after(MAX_AGE):
-                    while True:
-                        try:
-                            raw = await ws.get_message()
-                        except ConnectionClosed:
-                            break
-                        try:
-                            quote = l1.on_frame(raw)
-                        except (msgspec.DecodeError, ValueError) as err:
-                            log.warning('%s: bad frame ignored (%s): %.200r', symbol, err, raw)
-                            continue
-                        if quote is not None:
-                            await send_chan.send(quote)
+                async for raw in messages(ws):
+                    try:
+                        quote = l1.on_frame(raw)
+                    except (msgspec.DecodeError, ValueError) as err:
+                        log.warning('%s: bad frame ignored (%s): %.200r', symbol, err, raw)
+                        continue
+                    if quote is not None:
+                        await send_chan.send(quote)
                 n.cancel_scope.cancel()
 
 

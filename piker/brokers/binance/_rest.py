@@ -242,9 +242,10 @@ class Client:
         return await self.request('GET', '/api/v3/exchangeInfo', raw=True)
 
     async def klines(
-        self, symbol: str, interval: str, start_ms: int, limit: int = 1000,
+        self, symbol: str, interval: str, start_ms: int | None, limit: int = 1000,
         end_ms: int | None = None,
     ) -> list[list[Any]]:
+        """Klines from `start_ms` on; `start_ms=None`: the latest `limit`."""
         return await self.request('GET', '/api/v3/klines', {
             'symbol': symbol, 'interval': interval, 'startTime': start_ms,
             'endTime': end_ms, 'limit': limit,
@@ -252,10 +253,6 @@ class Client:
 
     async def book_ticker(self, symbol: str) -> dict[str, Any]:
         return await self.request('GET', '/api/v3/ticker/bookTicker', {'symbol': symbol})
-
-    async def ticker_price(self, symbol: str) -> float:
-        data = await self.request('GET', '/api/v3/ticker/price', {'symbol': symbol})
-        return float(data['price'])
 
     async def account(self) -> dict[str, Any]:
         return await self.request('GET', '/api/v3/account', signed=True)

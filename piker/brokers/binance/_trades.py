@@ -43,11 +43,14 @@ from ...clearing._messages import (
     BrokerdOrderAck,
     BrokerdOrdersSynced,
     BrokerdPosition,
+    BrokerdStatus,
     MessageError,
     decode_backend_cmd,
 )
+from ...clearing._paper_engine import reply_oid
 from ...log import get_console_log, get_logger
 from ...service import open_drained_stream, watch_peer
+from ._ledger import LedgerSink
 from ._markets import BROKER, Market
 from ._orders import (
     WORKING,
@@ -104,6 +107,9 @@ class BinanceVenue:
         # the fills piker knows (Binance spot reports balances, not costs)
         self.ppus: dict[str, float] = {}
         self.sizes: dict[str, float] = {}
+        self.ledger = LedgerSink(account)
+        # the markets this account trades through piker (see `_state`)
+        self.symbols: set[str] = load_symbols()
 
     def emit(self, *msgs: Any) -> None:
         for msg in msgs:
@@ -144,7 +150,7 @@ class BinanceVenue:
         through piker, the base asset's total balance (free + locked)."""
         balances = await self._balances()
         out = []
-        for symbol in sorted(load_symbols()):
+        for symbol in sorted(self.symbols):
             try:
                 market = await self.market(symbol)
             except LookupError:
@@ -174,7 +180,7 @@ class BinanceVenue:
         """The order report (see module doc); also (re)builds the tracker."""
         since = int(time.time() * 1000) - REPORT_SPAN_MS
         open_rows = [msgspec.convert(r, OrderRow) for r in await self.client.open_orders()]
-        symbols = set(load_symbols()) | {r.symbol for r in open_rows}
+        symbols = self.symbols | {r.symbol for r in open_rows}
         msgs: list[Any] = []
         working: list[str] = []
         for symbol in sorted(symbols):
@@ -231,7 +237,9 @@ class BinanceVenue:
                     self.tracker.tids.add(tid)
                     cost = await self._fee(market, t.commission, t.commissionAsset,
                                            float(t.price))
-                    msgs.append(_fill_msg(order, t, tid, cost))
+                    fill = _fill_msg(order, t, tid, cost)
+                    self.ledger.add(fill, market)
+                    msgs.append(fill)
             if is_open:
                 self.tracker.add(order)
                 working.append(reqid)
@@ -245,13 +253,31 @@ class BinanceVenue:
     async def resync(self) -> None:
         """After a user data stream reconnect: report what it missed."""
         async with self._lock:
-            before = set(self.tracker.by_reqid)
+            before = dict(self.tracker.by_reqid)
+            seen = set(self.tracker.tids)
             msgs = await self.report()
-            # the report announced what still works; what it no longer lists
-            # ended while we were not listening (its final status is in it)
-            for reqid in before - set(self.tracker.by_reqid):
-                log.info('order %s ended while the user data stream was down', reqid)
-            self.emit(*(m for m in msgs if not isinstance(m, BrokerdOrdersSynced)))
+            synced = msgs[-1]
+            assert isinstance(synced, BrokerdOrdersSynced)
+            working = {str(r) for r in synced.reqids}
+            ended = {m.reqid for m in msgs if isinstance(m, BrokerdStatus)
+                     and m.status in ('closed', 'canceled')}
+            # news only: fills not reported yet, final statuses of orders
+            # this dialogue still tracked
+            out = [m for m in msgs[:-1] if not (
+                (isinstance(m, BrokerdFill) and m.tid in seen)
+                or (isinstance(m, BrokerdStatus) and m.reqid in ended
+                    and m.reqid not in before))]
+            # a tracked order no longer working ended while nobody listened
+            for reqid, order in before.items():
+                if reqid in working:
+                    continue
+                if reqid in ended:
+                    self.tracker.drop(order)
+                else:  # cancelled without fills (none in the report)
+                    out += self.tracker.finish(
+                        order, 'closed' if not order.remaining else 'canceled',
+                        'not working at Binance after the user data stream came back')
+            self.emit(*out)
 
     # -- user data stream ---------------------------------------------------------
 
@@ -298,13 +324,14 @@ class BinanceVenue:
         if ev.x == 'TRADE':
             cost = await self._fee(market, ev.n, ev.N, float(ev.L))
         msgs = self.tracker.on_exec(ev, market.mkt.bs_fqme, lambda _: cost)
+        self.emit(*msgs)
         for msg in msgs:
             if isinstance(msg, BrokerdFill):
                 self._on_own_fill(market.symbol, msg.action, msg.price, msg.size)
-        self.emit(*msgs)
+                self.ledger.add(msg, market)
 
     async def _positions_of(self, event: dict[str, Any]) -> list[BrokerdPosition]:
-        tracked = load_symbols()
+        tracked = self.symbols
         out = []
         for bal in event.get('B', []):
             try:
@@ -324,7 +351,7 @@ class BinanceVenue:
         try:
             cmd = decode_backend_cmd(raw)
         except MessageError as err:
-            self.emit(BrokerdError(oid=_reply_oid(raw), reason=err.reason))
+            self.emit(BrokerdError(oid=reply_oid(raw), reason=err.reason))
             return
         async with self._lock:
             if isinstance(cmd, BrokerdCancel):
@@ -362,8 +389,9 @@ class BinanceVenue:
             time_ns=cmd.time_ns,
         )
         self.tracker.add(order)
-        first_order = market.symbol not in load_symbols()
+        first_order = market.symbol not in self.symbols
         if first_order:
+            self.symbols.add(market.symbol)
             await trio.to_thread.run_sync(add_symbol, market.symbol)
         try:
             resp = await self.client.new_order(
@@ -473,7 +501,7 @@ class BinanceVenue:
             if old := data.get('cancelResponse'):
                 order.cum = max(order.cum, float(old.get('executedQty', 0) or 0))
             reason = new_resp.get('msg') or str(err)
-            self.emit(*self.tracker.finish(
+            self.emit(_re_ack(order), *self.tracker.finish(
                 order, 'canceled', f'modify failed after the cancel: {reason}'))
             return
         cancel_resp = data.get('cancelResponse') or {}
@@ -506,11 +534,6 @@ def _ppu(trades: list[TradeRow]) -> float:
         else:
             size = max(size - qty, 0.0)
     return ppu if size > 0 else 0.0
-
-
-def _reply_oid(raw: Any) -> str:
-    oid = raw.get('oid') if isinstance(raw, dict) else None
-    return oid if isinstance(oid, str) and oid.strip() else '<unknown>'
 
 
 async def _sender(venue: BinanceVenue, stream: tractor.MsgStream) -> None:
@@ -561,12 +584,13 @@ async def trades_dialogue(
             venue.emit(*(m for m in report if not isinstance(m, BrokerdPosition)))
             await venue.release_held()
             n.start_soon(_sender, venue, stream)
+            n.start_soon(venue.ledger.run)
             async for raw in commands:
                 try:
                     await venue.handle(raw)
                 except Exception:
                     log.exception('failed to handle command %r', raw)
-                    venue.emit(BrokerdError(oid=_reply_oid(raw),
+                    venue.emit(BrokerdError(oid=reply_oid(raw),
                                             reason='internal error handling this command'))
         n.cancel_scope.cancel()
 

@@ -23,7 +23,7 @@ from trio_websocket import ConnectionClosed, HandshakeError, open_websocket_url
 
 from ...log import get_logger
 from ...service import Backoff, reconnecting
-from ._feed import MAX_AGE, _keepalive
+from ._feed import _keepalive, messages
 from ._rest import AuthError, BinanceError, Client, IPBanned, NoKeys
 
 log = get_logger('brokers.binance.user')
@@ -66,16 +66,11 @@ async def _connect_once(
             else:
                 state['connected'] = True
                 state['task_status'].started()
-            with trio.move_on_after(MAX_AGE):
-                while True:
-                    try:
-                        raw = await ws.get_message()
-                    except ConnectionClosed:
-                        break
-                    if '"listenKeyExpired"' in (raw if isinstance(raw, str) else raw.decode()):
-                        log.warning('binance listenKey expired: reconnecting')
-                        break
-                    await on_event(raw)
+            async for raw in messages(ws):
+                if '"listenKeyExpired"' in (raw if isinstance(raw, str) else raw.decode()):
+                    log.warning('binance listenKey expired: reconnecting')
+                    break
+                await on_event(raw)
             n.cancel_scope.cancel()
     with trio.CancelScope(shield=True), trio.move_on_after(2):
         try:
