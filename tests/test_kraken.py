@@ -32,6 +32,12 @@ def test_live_fill_partial_and_cancel(kraken_sim):
         assert resps[0] == 'pending' and resps.count('fill') == 2, resps
         (order,) = _orders(sim, oid)
         assert order['order_status'] == 'filled'
+        # both fills in piker's ledger, by Kraken's trade exec_id
+        import trio
+        with trio.fail_after(5):  # written just after the fills are reported
+            while len(sim.ledger('kraken', 'spot')) < 2:
+                await trio.sleep(0.02)
+        assert set(sim.ledger('kraken', 'spot')) == {t['exec_id'] for t in sim.fake.trades()}
         rest = await ems.place('buy', 90.0, 0.1, account='spot')
         opened = await ems.wait(rest, 'open')
         assert opened.reqid == _orders(sim, rest)[0]['order_id']
@@ -117,6 +123,9 @@ def test_order_report_after_brokerd_sigkill(kraken_sim):
         await ems.wait(fills, 'closed', timeout=30)
         await trio.sleep(0.3)
         assert ems.resps(fills).count('fill') == 1, ems.resps(fills)
+        with trio.fail_after(5):  # the fill made while away reaches the ledger
+            while len(sim.ledger('kraken', 'spot')) < 1:
+                await trio.sleep(0.02)
         assert ems.resps(keep)[-1] == 'open'
         (working,) = sim.orders(open_only=True)
         assert working['limit_price'] == 90.0

@@ -30,10 +30,11 @@ from typing import Any
 import tractor
 import trio
 
-from ...accounting import to_decimal
+from ...accounting import TransactionLedger, to_decimal
 from ...clearing._messages import (
     BrokerdCancel,
     BrokerdError,
+    BrokerdFill,
     BrokerdOrder,
     BrokerdOrderAck,
     BrokerdOrdersSynced,
@@ -45,6 +46,7 @@ from ...log import get_console_log, get_logger
 from ...service import Backoff, open_drained_stream, watch_peer
 from .._dialogue import reply_oid, sender
 from .._traded import TradedSymbols, average_price
+from ..binance._ledger import LedgerSink
 from ._markets import BROKER, Market
 from ._orders import Exec, LiveOrder, Tracker, oid_of
 from ._private import ConnectionLost, PrivateWs
@@ -72,6 +74,18 @@ def _on_grid(value: float, tick: Decimal) -> float:
     return float(to_decimal(value).quantize(tick))
 
 
+class KrakenLedger(LedgerSink):
+    """The live account's fills in `trades_kraken_<account>.toml`: the
+    binance backend's ledger sink (venue-neutral but for the broker name)
+    on kraken's ledger; fills are written after emsd has them, a missed
+    one comes back with the next snapshot (the ledger drops repeats)."""
+
+    def __init__(self, account: str) -> None:
+        self.ledger = TransactionLedger.load(BROKER, account)
+        self._pending = []
+        self._wake = trio.Event()
+
+
 class KrakenVenue:
     """One trades dialogue's view of the Kraken account."""
 
@@ -84,6 +98,7 @@ class KrakenVenue:
                             self.on_event)
         self.sizes: dict[str, float] = {}
         self.fills: dict[str, list[tuple[bool, float, float]]] = {}
+        self.ledger = KrakenLedger(account)
 
     def _key_of(self, symbol: str) -> str | None:
         m = self.sess.markets.by_symbol(symbol)
@@ -130,6 +145,7 @@ class KrakenVenue:
                 m = self.sess.markets.by_symbol(order.symbol)
                 if m is None:
                     continue
+                self.ledger.add(msg, m)
                 buy = msg.action == 'buy'
                 self.sizes[m.symbol] = self.sizes.get(m.symbol, 0.0) + (
                     msg.size if buy else -msg.size)
@@ -147,6 +163,12 @@ class KrakenVenue:
             if first:
                 self.fills[ev.symbol].append((ev.side == 'buy', ev.last_qty, ev.last_price))
         msgs, working = self.tracker.report(events)
+        symbol_of = {e.order_id: e.symbol for e in events}
+        for msg in msgs:  # the report's fills in the ledger too (repeats dropped)
+            if isinstance(msg, BrokerdFill):
+                m = self.sess.markets.by_symbol(symbol_of.get(str(msg.reqid), ''))
+                if m is not None:
+                    self.ledger.add(msg, m)
         # orders whose add_order answer was lost with the connection: the
         # snapshot names them by cl_ord_id if Kraken has them
         for order in list(self.tracker.by_oid.values()):
@@ -315,6 +337,7 @@ async def trades_dialogue(
             open_drained_stream(stream, policy='never_drop', maxlen=100_000) as commands,
         ):
             n.start_soon(sender, venue.out_recv, stream)
+            n.start_soon(venue.ledger.run)
             async for raw in commands:
                 try:
                     await venue.handle(raw)
