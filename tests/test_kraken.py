@@ -463,3 +463,22 @@ def test_private_ws_retries_a_refused_session_after_the_first():
             await client.aclose()
 
     trio.run(main)
+
+
+def test_a_bad_executions_event_is_dropped_not_fatal(kraken_sim):
+    async def main(sim):
+        sim.push(FQME, bid=100, ask=101, bsize=1, asize=1)
+        ems = await sim.open_ems(FQME)
+        oid = await ems.place('buy', 90.0, 0.1, account='spot')
+        opened = await ems.wait(oid, 'open')
+        # a well-formed but impossible fill (negative price) and junk
+        sim.fake.publish_execution({'exec_type': 'trade', 'order_id': opened.reqid,
+                                    'symbol': 'BTC/USD', 'last_qty': 0.1,
+                                    'last_price': -5.0, 'exec_id': 'TBAD'})
+        sim.fake.publish_execution({'exec_type': 7})
+        # the dialogue carries on
+        await ems.client.cancel(oid)
+        await ems.wait(oid, 'canceled', timeout=10)
+        assert 'fill' not in ems.resps(oid)
+
+    kraken_sim(main, fake=USD)

@@ -202,17 +202,19 @@ class Tracker:
         tid = tid_of(ev)
         if tid in self.tids or ev.last_qty <= 0:
             return []
-        self.tids.add(tid)
-        order.cum = max(order.cum + ev.last_qty if ev.cum_qty <= 0 else ev.cum_qty,
-                        order.cum)
         quote = ev.symbol.rpartition('/')[2]
         cost = sum(f.qty for f in ev.fees if f.asset.upper() == quote.upper())
-        return [BrokerdFill(
+        # built (validated) before anything changes: a bad event leaves no trace
+        fill = BrokerdFill(
             reqid=order.reqid or order.oid, oid=order.oid, tid=tid,
             action=order.action,  # type: ignore[arg-type]
             size=ev.last_qty, price=ev.last_price, broker_time=epoch_of(ev.timestamp),
             time_ns=time.time_ns(), cost=cost,
-        )]
+        )
+        self.tids.add(tid)
+        order.cum = max(order.cum + ev.last_qty if ev.cum_qty <= 0 else ev.cum_qty,
+                        order.cum)
+        return [fill]
 
     def on_exec(self, ev: Exec) -> list[Any]:
         """The piker messages of one live `executions` event."""

@@ -169,11 +169,16 @@ class PrivateWs:
                 slot = self._waiting[msg.req_id]
                 slot[1] = msg
                 slot[0].set()
-            elif msg.channel == 'executions' and msg.type == 'update':
-                for ev in _events(msg):
-                    await self.on_event(ev)
-            elif msg.channel == 'executions' and msg.type == 'snapshot':
-                await self.on_snapshot(_events(msg), False)
+            elif msg.channel == 'executions':
+                try:
+                    if msg.type == 'update':
+                        for ev in _events(msg):
+                            await self.on_event(ev)
+                    elif msg.type == 'snapshot':
+                        await self.on_snapshot(_events(msg), False)
+                except (ValueError, TypeError, KeyError, msgspec.DecodeError):
+                    # never die on one bad event: it is logged and dropped
+                    log.exception('kraken: executions frame not applied: %.300r', raw)
 
     async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Keep the connection up until cancelled; `started()` once the
