@@ -374,3 +374,13 @@ def test_cli_fake_kraken_help():
     from piker.cli import app
     out = CliRunner().invoke(app, ['fake', 'kraken', '--help'])
     assert out.exit_code == 0 and '--port' in out.output
+
+
+def test_fake_kraken_fixture(fake_kraken, piker_env):
+    (piker_env[0] / 'brokers.toml').write_text(fake_kraken.config_toml())
+    from piker.config import load_brokers_conf
+    conf = load_brokers_conf().kraken
+    assert conf.ws_auth_url == fake_kraken.ws_auth_url and conf.has_keys
+    fake_kraken.push('BTC/USD', bid=64000, ask=64000.1, bsize=1, asize=1)
+    body = httpx.get(fake_kraken.rest_url + '/0/public/Ticker', params={'pair': 'XBTUSD'}).json()
+    assert body['result']['XXBTZUSD']['a'][0] == '64000.1'

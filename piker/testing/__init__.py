@@ -20,7 +20,7 @@ loads this plugin in every run, and most test runs need neither.
 from typing import Any
 
 from ._binance import BinanceSimRunner, binance_sim, run_binance_sim
-from ._kraken import KrakenSimRunner, kraken_sim, run_kraken_sim
+from ._kraken import KrakenSimRunner, fake_kraken, kraken_sim, run_kraken_sim
 from ._plugin import SimRunner, fake_binance, free_port, paper_sim, piker_env
 
 _LAZY = {'EMSSession', 'LeakedProcesses', 'PaperSim', 'run_sim'}
@@ -55,6 +55,7 @@ __all__ = [
     'SimRunner',
     'binance_sim',
     'fake_binance',
+    'fake_kraken',
     'kraken_sim',
     'free_port',
     'open_fake_binance',

@@ -18,7 +18,7 @@ passes a `KrakenSim`: the `PaperSim` handle plus `.fake`, the venue.
 """
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,7 +27,7 @@ import pytest
 if TYPE_CHECKING:
     from ._sim import EMSSession, PaperSim
 
-__all__ = ['KrakenSim', 'KrakenSimRunner', 'kraken_sim', 'run_kraken_sim']
+__all__ = ['KrakenSim', 'KrakenSimRunner', 'fake_kraken', 'kraken_sim', 'run_kraken_sim']
 
 ENV_KEYS = ('PIKER_KRAKEN_API_KEY', 'PIKER_KRAKEN_API_SECRET')
 
@@ -99,3 +99,19 @@ def kraken_sim(
     for var in ENV_KEYS:
         monkeypatch.delenv(var, raising=False)
     return KrakenSimRunner(piker_env[0])
+
+
+@pytest.fixture
+def fake_kraken() -> Iterator[Any]:
+    """A fake Kraken spot venue in a background thread (`FakeKrakenThread`),
+    its market moved only by the test (`quote_rate=0`), 10,000 USD:
+
+    ```python
+    def test_it(fake_kraken, piker_env):
+        (piker_env[0] / 'brokers.toml').write_text(fake_kraken.config_toml())
+        fake_kraken.push('BTC/USD', bid=64000, ask=64000.1, bsize=1, asize=1)
+    ```
+    """
+    from .fakes.kraken import FakeKrakenThread
+    with FakeKrakenThread(quote_rate=0, balances={'ZUSD': 10_000}) as fake:
+        yield fake
