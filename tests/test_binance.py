@@ -218,6 +218,15 @@ def test_rate_limit_429_backs_off_and_retries(binance_sim):
         oid = await ems.place('buy', 90.0, 0.1, account='spot')
         await ems.wait(oid, 'open', timeout=10)
         assert time.monotonic() - t0 >= 1.0
+        # a 5XX leaves the order's fate unknown: it is looked up, not guessed
+        sim.fake.faults.server_errors(1)
+        failed = await ems.place('buy', 89.0, 0.1, account='spot')
+        err = await ems.wait(failed, 'error', timeout=10)
+        assert 'Internal error' in err.reason
+        assert not _chain(sim, failed)
+        lookups = [r for r in sim.fake.request_log('/api/v3/order') if r['method'] == 'GET']
+        assert lookups and lookups[-1]['params']['origClientOrderId'][2:34] == failed.replace('-', '')
+
         log = sim.fake.request_log()
         (limited,) = [r for r in log if r['status'] == 429]
         retry = next(r for r in log[log.index(limited) + 1:] if r['path'] == limited['path'])

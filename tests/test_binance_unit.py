@@ -584,6 +584,13 @@ def test_resync_reports_what_ended_while_nobody_listened(piker_env):
             venue = BinanceVenue(sess, 'spot')  # no user data stream: nothing heard
             await venue.report()
             await venue.release_held()
+            # bad user data events are dropped, never fatal
+            for bad in ('{not json', '{"e": "executionReport", "s": 3}',
+                        json.dumps({'e': 'executionReport', 's': 'NOPEUSDT', 'c': 'x',
+                                    'S': 'BUY', 'q': '1', 'p': '1', 'x': 'NEW',
+                                    'X': 'NEW', 'i': 1})):
+                await venue.on_user_event(bad)
+            assert drain(venue) == []
             gone, filled, kept = order(90.0), order(91.0), order(92.0)
             for cmd in (gone, filled, kept):
                 await venue.handle(cmd)
@@ -605,3 +612,20 @@ def test_resync_reports_what_ended_while_nobody_listened(piker_env):
             await sess.client.aclose()
 
     trio.run(main)
+
+
+def test_average_price_of_known_fills_same_live_and_from_the_report():
+    from piker.brokers.binance._orders import TradeRow
+    from piker.brokers.binance._positions import Positions
+
+    fills = [('buy', 100.0, 1.0), ('buy', 110.0, 1.0), ('sell', 120.0, 0.5), ('buy', 90.0, 0.5)]
+    live = Positions(None, 'spot', set())  # type: ignore[arg-type]
+    live.sizes['BTCUSDT'] = 5.0  # the balance holds more than piker saw bought
+    for side, price, qty in fills:
+        live.on_fill('BTCUSDT', side, price, qty)
+    rows = [TradeRow(symbol='BTCUSDT', id=i, orderId=1, price=str(p), qty=str(q),
+                     time=i, isBuyer=side == 'buy') for i, (side, p, q) in enumerate(fills)]
+    report = Positions(None, 'spot', set())  # type: ignore[arg-type]
+    report.from_trades('BTCUSDT', rows)
+    assert live.ppus['BTCUSDT'] == pytest.approx(report.ppus['BTCUSDT'])
+    assert report.ppus['BTCUSDT'] == pytest.approx((105.0 * 1.5 + 90 * 0.5) / 2.0)

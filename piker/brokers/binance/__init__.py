@@ -17,7 +17,9 @@ Without keys the backend is market data + paper trading only.
 Module map: `_rest` (client, signing, rate limits, errors), `_markets`
 (exchangeInfo), `_history` (klines), `_feed` (quotes), `_userstream`
 (listenKey stream), `_orders` (ids, tracking, event translation, pure),
-`_trades` (the dialogue), `_state` (symbols traded), `_session` (per run).
+`_trades` (the dialogue, the order report), `_positions` (balances as
+positions), `_ledger` (fills into piker's ledger), `_state` (symbols
+traded), `_session` (per run).
 """
 from ._api import get_mkt_info, open_history, symbol_search
 from ._feed import stream_quotes

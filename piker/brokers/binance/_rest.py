@@ -260,9 +260,11 @@ class Client:
     async def open_orders(self, symbol: str | None = None) -> list[dict[str, Any]]:
         return await self.request('GET', '/api/v3/openOrders', {'symbol': symbol}, signed=True)
 
-    async def query_order(self, symbol: str, order_id: int) -> dict[str, Any]:
+    async def query_order(
+        self, symbol: str, order_id: int | None = None, client_id: str | None = None,
+    ) -> dict[str, Any]:
         return await self.request('GET', '/api/v3/order', {
-            'symbol': symbol, 'orderId': order_id,
+            'symbol': symbol, 'orderId': order_id, 'origClientOrderId': client_id,
         }, signed=True)
 
     async def my_trades(self, symbol: str, start_ms: int) -> list[dict[str, Any]]:

@@ -65,6 +65,7 @@ from ._orders import (
     parse_client_id,
     tid_of,
 )
+from ._positions import Positions
 from ._rest import BinanceError
 from ._session import Session, get_session
 from ._state import add_symbol, load_symbols
@@ -103,13 +104,10 @@ class BinanceVenue:
         self._reported = False
         self._held: list[str | bytes] = []  # user events before the report
         self._lock = trio.Lock()  # one REST exchange + its events at a time
-        # per symbol: the average price of what is held and its size, from
-        # the fills piker knows (Binance spot reports balances, not costs)
-        self.ppus: dict[str, float] = {}
-        self.sizes: dict[str, float] = {}
         self.ledger = LedgerSink(account)
         # the markets this account trades through piker (see `_state`)
         self.symbols: set[str] = load_symbols()
+        self.pos = Positions(self.client, account, self.symbols)
 
     def emit(self, *msgs: Any) -> None:
         for msg in msgs:
@@ -146,33 +144,15 @@ class BinanceVenue:
     # -- positions ----------------------------------------------------------------
 
     async def positions(self) -> list[BrokerdPosition]:
-        """Balances as positions: for each market this account trades
-        through piker, the base asset's total balance (free + locked)."""
-        balances = await self._balances()
-        out = []
+        """Every traded market's position (see `_positions`)."""
+        balances = await self.pos.balances()
+        markets = []
         for symbol in sorted(self.symbols):
             try:
-                market = await self.market(symbol)
+                markets.append(await self.market(symbol))
             except LookupError:
                 continue
-            size = self.sizes[market.symbol] = balances.get(market.mkt.dst.name, 0.0)
-            out.append(self._position(market, size))
-        return out
-
-    def _position(self, market: Market, size: float) -> BrokerdPosition:
-        return BrokerdPosition(
-            broker=BROKER, account=self.account, symbol=market.mkt.fqme,
-            size=size, avg_price=self.ppus.get(market.symbol, 0.0),
-            currency=market.mkt.src.name,
-        )
-
-    def _on_own_fill(self, symbol: str, action: str, price: float, qty: float) -> None:
-        """Move the average price with a buy (a sell leaves it)."""
-        if action != 'buy':
-            return
-        held = max(self.sizes.get(symbol, 0.0), 0.0)
-        ppu = self.ppus.get(symbol, 0.0) if held else 0.0
-        self.ppus[symbol] = (ppu * held + price * qty) / (held + qty)
+        return self.pos.of_balances(markets, balances)
 
     # -- the order report ---------------------------------------------------------
 
@@ -187,7 +167,7 @@ class BinanceVenue:
             market = await self.market(symbol)
             trades = [msgspec.convert(t, TradeRow)
                       for t in await self.client.my_trades(symbol, since)]
-            self.ppus[symbol] = _ppu(trades)
+            self.pos.from_trades(symbol, trades)
             rows = {r.orderId: r for r in open_rows if r.symbol == symbol}
             # a finished order is only seen through its fills: ask for it
             # (its client id names the dialog, its status how it ended)
@@ -298,6 +278,15 @@ class BinanceVenue:
             self._reported = True
 
     async def _apply(self, raw: str | bytes) -> None:
+        """One user data event; a bad one is logged, never fatal."""
+        try:
+            await self._apply_event(raw)
+        except BinanceError as err:  # a REST call it needed (fee price...)
+            log.warning('user data event not applied (%s): %.200r', err, raw)
+        except Exception:
+            log.exception('failed to apply user data event %.200r', raw)
+
+    async def _apply_event(self, raw: str | bytes) -> None:
         try:
             head = msgspec.json.decode(raw)
         except msgspec.DecodeError:
@@ -312,7 +301,7 @@ class BinanceVenue:
                 return
             await self._on_exec(ev)
         elif kind == 'outboundAccountPosition':
-            self.emit(*await self._positions_of(head))
+            self.emit(*self.pos.of_event(head, self.sess.markets.by_symbol))
 
     async def _on_exec(self, ev: ExecReport) -> None:
         try:
@@ -327,23 +316,8 @@ class BinanceVenue:
         self.emit(*msgs)
         for msg in msgs:
             if isinstance(msg, BrokerdFill):
-                self._on_own_fill(market.symbol, msg.action, msg.price, msg.size)
+                self.pos.on_fill(market.symbol, msg.action, msg.price, msg.size)
                 self.ledger.add(msg, market)
-
-    async def _positions_of(self, event: dict[str, Any]) -> list[BrokerdPosition]:
-        tracked = self.symbols
-        out = []
-        for bal in event.get('B', []):
-            try:
-                asset, size = str(bal['a']).lower(), float(bal['f']) + float(bal['l'])
-            except (KeyError, TypeError, ValueError):
-                continue
-            for symbol in tracked:
-                market = self.sess.markets.by_symbol(symbol)
-                if market is not None and market.mkt.dst.name == asset:
-                    self.sizes[market.symbol] = size
-                    out.append(self._position(market, size))
-        return out
 
     # -- commands -----------------------------------------------------------------
 
@@ -400,9 +374,11 @@ class BinanceVenue:
                 newClientOrderId=cid, newOrderRespType='RESULT',
             )
         except BinanceError as err:
-            self.tracker.drop(order)
-            self.emit(self._error(cmd, str(err)))
-            return
+            resp = await self._placed_anyway(market, cid, err)
+            if resp is None:
+                self.tracker.drop(order)
+                self.emit(self._error(cmd, str(err)))
+                return
         self._answered(order, resp)
         if first_order:
             # a market new to this account: its position (what it holds
@@ -411,23 +387,24 @@ class BinanceVenue:
 
     async def _emit_position(self, market: Market) -> None:
         try:
-            balances = await self._balances()
+            balances = await self.pos.balances()
         except BinanceError as err:
             log.warning('no balances for %s: %s', market.symbol, err)
             return
-        size = self.sizes[market.symbol] = balances.get(market.mkt.dst.name, 0.0)
-        self.emit(self._position(market, size))
+        self.emit(*self.pos.of_balances([market], balances))
 
-    async def _balances(self) -> dict[str, float]:
-        """`{asset: free + locked}` from `GET /api/v3/account`."""
-        acct = await self.client.account()
-        balances: dict[str, float] = {}
-        for bal in acct.get('balances', []):
-            try:
-                balances[str(bal['asset']).lower()] = float(bal['free']) + float(bal['locked'])
-            except (KeyError, TypeError, ValueError):
-                continue
-        return balances
+    async def _placed_anyway(
+        self, market: Market, cid: str, err: BinanceError,
+    ) -> dict[str, Any] | None:
+        """After a 5XX (or a lost answer) Binance says the order's fate is
+        unknown: look it up by its client id; None if it does not exist."""
+        if err.code is not None and err.status < 500:
+            return None  # a definite refusal
+        try:
+            return await self.client.query_order(market.symbol, client_id=cid)
+        except BinanceError as lookup:
+            log.warning('order %s not placed (%s; lookup: %s)', cid, err, lookup)
+            return None
 
     def _answered(self, order: LiveOrder, resp: dict[str, Any]) -> None:
         """A new order's REST answer: ack, and 'open' if the stream has not
@@ -521,19 +498,6 @@ def _fill_msg(order: LiveOrder, t: TradeRow, tid: str, cost: float | None) -> Br
         size=float(t.qty), price=float(t.price), broker_time=t.time / 1000,
         time_ns=time.time_ns(), cost=cost or 0.0,
     )
-
-
-def _ppu(trades: list[TradeRow]) -> float:
-    """Average cost of what the fills (oldest first) leave held."""
-    size = ppu = 0.0
-    for t in sorted(trades, key=lambda t: (t.time, t.id)):
-        qty, price = float(t.qty), float(t.price)
-        if t.isBuyer:
-            ppu = (ppu * size + price * qty) / (size + qty) if size + qty else 0.0
-            size += qty
-        else:
-            size = max(size - qty, 0.0)
-    return ppu if size > 0 else 0.0
 
 
 async def _sender(venue: BinanceVenue, stream: tractor.MsgStream) -> None:
