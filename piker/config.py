@@ -179,6 +179,59 @@ class BinanceConf(BackendConf):
         return self.api_key is not None and self.api_secret is not None
 
 
+KRAKEN_REST = 'https://api.kraken.com'
+KRAKEN_WS = 'wss://ws.kraken.com/v2'
+KRAKEN_WS_AUTH = 'wss://ws-auth.kraken.com/v2'
+ENV_KRAKEN_KEY = 'PIKER_KRAKEN_API_KEY'
+ENV_KRAKEN_SECRET = 'PIKER_KRAKEN_API_SECRET'
+
+
+def resolve_secrets(model: BaseModel, env: dict[str, str]) -> None:
+    """Fill each unset secret field `name` of `model` from the file named
+    by `<name>_file`, else from the environment variable `env[name]`;
+    both halves of a key pair or neither. (Venue-neutral: any backend's
+    `[<broker>]` model with `api_key`/`api_secret` can call it.)"""
+    for name, var in env.items():
+        if getattr(model, name) is not None:
+            continue
+        path = getattr(model, f'{name}_file')
+        value = read_secret_file(path) if path is not None else os.environ.get(var)
+        if value:
+            object.__setattr__(model, name, SecretStr(value.strip()))
+    if len({getattr(model, name) is None for name in env}) > 1:
+        raise ValueError(f'give both {" and ".join(env)} (or neither)')
+
+
+class KrakenConf(BackendConf):
+    """Kraken spot (`[kraken]`), keys resolved like `[binance]`'s.
+
+    Keys come from (first found): `api_key`/`api_secret`, the files named
+    by `api_key_file`/`api_secret_file`, or `PIKER_KRAKEN_API_KEY`/
+    `PIKER_KRAKEN_API_SECRET`; `SecretStr`s, never shown. `api_secret` is
+    Kraken's base64 private key. Without keys: market data + paper only.
+    `ws_url` is the public websocket v2, `ws_auth_url` the private one.
+    """
+
+    model_config = ConfigDict(extra='forbid', validate_assignment=True)
+    api_key: SecretStr | None = None
+    api_secret: SecretStr | None = None
+    api_key_file: Path | None = None
+    api_secret_file: Path | None = None
+    rest_url: str = KRAKEN_REST
+    ws_url: str = KRAKEN_WS
+    ws_auth_url: str = KRAKEN_WS_AUTH
+    accounts: list[str] = Field(default_factory=lambda: ['paper', 'spot'])
+
+    @model_validator(mode='after')
+    def _resolve(self) -> KrakenConf:
+        resolve_secrets(self, {'api_key': ENV_KRAKEN_KEY, 'api_secret': ENV_KRAKEN_SECRET})
+        return self
+
+    @property
+    def has_keys(self) -> bool:
+        return self.api_key is not None and self.api_secret is not None
+
+
 def read_secret_file(path: Path) -> str:
     """The secret in `path`; a warning if other users may read the file."""
     path = Path(path).expanduser()
@@ -206,6 +259,7 @@ class BrokersConf(_Model):
     model_config = ConfigDict(extra='allow', validate_assignment=True)
     sim: SimConf = Field(default_factory=SimConf)
     binance: BinanceConf = Field(default_factory=BinanceConf)
+    kraken: KrakenConf = Field(default_factory=KrakenConf)
 
     def backend(self, name: str) -> BackendConf:
         """Return the validated settings of backend `name` (defaults if absent)."""
@@ -213,6 +267,8 @@ class BrokersConf(_Model):
             return self.sim
         if name == 'binance':
             return self.binance
+        if name == 'kraken':
+            return self.kraken
         raw = (self.model_extra or {}).get(name, {})
         if isinstance(raw, BackendConf):
             return raw
@@ -400,6 +456,14 @@ _DEFAULTS: dict[str, str] = {
 # # api_secret = "..."; api_key_file = "~/.config/piker/binance.key" and
 # # api_secret_file (chmod 600 them); or the environment variables
 # # PIKER_BINANCE_API_KEY and PIKER_BINANCE_API_SECRET
+#
+# [kraken]             # Kraken spot; without keys: market data + paper only
+# accounts = ["paper", "spot"]   # "spot" is the live account (--mode live)
+# rest_url = "https://api.kraken.com"
+# ws_url = "wss://ws.kraken.com/v2"            # public websocket v2
+# ws_auth_url = "wss://ws-auth.kraken.com/v2"  # private websocket v2
+# # API keys as for [binance]: api_key/api_secret, api_key_file/api_secret_file,
+# # or PIKER_KRAKEN_API_KEY and PIKER_KRAKEN_API_SECRET
 ''',
     'conf.toml': '''\
 # piker settings.

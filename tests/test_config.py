@@ -197,16 +197,16 @@ def test_values_are_read(piker_env):
     (confdir / 'brokers.toml').write_text(
         '[sim]\nseed = 7\nquote_rate = 0\naccounts = ["paper", "alt"]\n'
         '[sim.paper]\nfee_rate = 0.001\nlatency_ms = 5\n'
-        '[kraken]\naccounts = ["spot"]\napi_key = "k"\n'
+        '[deribit]\naccounts = ["spot"]\napi_key = "k"\n'
     )
     conf = load_brokers_conf()
     assert (conf.sim.seed, conf.sim.quote_rate, conf.sim.accounts) == (7, 0.0, ['paper', 'alt'])
     assert conf.sim.paper.fee_rate == 0.001 and conf.sim.paper.latency_ms == 5.0
     assert conf.backend('sim') is conf.sim
-    kraken = conf.backend('kraken')
-    assert isinstance(kraken, BackendConf)
-    assert kraken.accounts == ['spot'] and kraken.paper.fee_rate == 0.0
-    assert kraken.model_extra == {'api_key': 'k'}  # backend-specific keys allowed
+    other = conf.backend('deribit')  # a backend with no model of its own
+    assert isinstance(other, BackendConf)
+    assert other.accounts == ['spot'] and other.paper.fee_rate == 0.0
+    assert other.model_extra == {'api_key': 'k'}  # backend-specific keys allowed
     # an unconfigured backend gets the defaults
     assert conf.backend('ib').accounts == ['paper']
 
@@ -264,10 +264,14 @@ def test_unknown_key(piker_env, fname, body, key):
 
 def test_bad_backend_table_names_backend(piker_env):
     confdir, _ = piker_env
-    (confdir / 'brokers.toml').write_text('[kraken]\naccounts = 5\n')
+    (confdir / 'brokers.toml').write_text('[deribit]\naccounts = 5\n')
     conf = load_brokers_conf()  # other backends' tables are checked on use
-    with pytest.raises(ConfigError, match=r"brokers.toml.*'kraken.accounts'"):
-        conf.backend('kraken')
+    with pytest.raises(ConfigError, match=r"brokers.toml.*'deribit.accounts'"):
+        conf.backend('deribit')
+    # a modelled one (kraken) at load, naming the table
+    (confdir / 'brokers.toml').write_text('[kraken]\napi_key = "k"\n')
+    with pytest.raises(ConfigError, match=r"kraken.*give both api_key and api_secret"):
+        load_brokers_conf()
 
 
 def test_unreadable_file(piker_env):

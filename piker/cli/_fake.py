@@ -1,9 +1,9 @@
-"""`piker fake binance --port P`: run a fake venue in the foreground.
+"""`piker fake binance|kraken --port P`: run a fake venue in the foreground.
 
 The fake (`piker.testing.fakes`) serves on loopback until Ctrl-C and
-prints the `[binance]` brokers.toml lines, with its random test keys,
+prints the `[binance]` (`[kraken]`) brokers.toml lines, with its random test keys,
 that point piker at it; script it from another process through its
-control API (`/_fake/...`, see docs/fake_binance.md).
+control API (`/_fake/...`, see docs/fake_binance.md, docs/fake_kraken.md).
 """
 from __future__ import annotations
 
@@ -42,6 +42,40 @@ def binance(
                                      commission_asset=commission_asset) as fake:
             typer.echo(f'# fake Binance on {fake.rest_url} (seed {seed}); '
                        'brokers.toml:\n')
+            typer.echo(fake.config_toml())
+            typer.echo(f'# control API: {fake.rest_url}/_fake/... ; Ctrl-C to stop',
+                       err=True)
+            with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as sigs:
+                async for _ in sigs:
+                    break
+
+    try:
+        trio.run(main)
+    except (ValueError, OSError) as err:
+        typer.echo(f'error: {err}', err=True)
+        raise typer.Exit(1) from None
+
+
+@fake_app.command()
+def kraken(
+    port: int = typer.Option(0, '--port', '-p', min=0, max=65535,
+                             help='loopback port (0: any free one)'),
+    seed: int = typer.Option(0, '--seed', help='market and history seed'),
+    quote_rate: float = typer.Option(
+        10.0, '--quote-rate', min=0, help='walk steps per second per pair (0: push only)'),
+    usd: float = typer.Option(10_000.0, '--usd', min=0, help='starting ZUSD balance'),
+) -> None:
+    """Serve a fake Kraken spot venue until Ctrl-C (docs/fake_kraken.md)."""
+    import signal
+
+    import trio
+
+    from ..testing.fakes.kraken import open_fake_kraken
+
+    async def main() -> None:
+        async with open_fake_kraken(port=port, seed=seed, quote_rate=quote_rate,
+                                    balances={'ZUSD': usd}) as fake:
+            typer.echo(f'# fake Kraken on {fake.rest_url} (seed {seed}); brokers.toml:\n')
             typer.echo(fake.config_toml())
             typer.echo(f'# control API: {fake.rest_url}/_fake/... ; Ctrl-C to stop',
                        err=True)

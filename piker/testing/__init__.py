@@ -11,7 +11,8 @@ Fake venues (`fakes`: `open_fake_binance`, `FakeBinanceThread`, the
 `fake_binance` fixture) are real loopback servers speaking a venue's
 protocol, for testing real backends offline (docs/fake_binance.md); the
 `binance_sim` fixture (`run_binance_sim`) boots the whole tree against
-the fake Binance, live mode included.
+the fake Binance, live mode included; `kraken_sim` (`run_kraken_sim`)
+likewise against the fake Kraken (`open_fake_kraken`, docs/fake_kraken.md).
 
 The simulation kit (`_sim`) and the fakes are imported lazily: pytest
 loads this plugin in every run, and most test runs need neither.
@@ -19,10 +20,12 @@ loads this plugin in every run, and most test runs need neither.
 from typing import Any
 
 from ._binance import BinanceSimRunner, binance_sim, run_binance_sim
+from ._kraken import KrakenSimRunner, fake_kraken, kraken_sim, run_kraken_sim
 from ._plugin import SimRunner, fake_binance, free_port, paper_sim, piker_env
 
 _LAZY = {'EMSSession', 'LeakedProcesses', 'PaperSim', 'run_sim'}
 _LAZY_FAKES = {'ControlClient', 'FakeBinance', 'FakeBinanceThread', 'open_fake_binance'}
+_LAZY_KRAKEN = {'FakeKraken', 'FakeKrakenThread', 'open_fake_kraken'}
 
 
 def __getattr__(name: str) -> Any:
@@ -32,6 +35,9 @@ def __getattr__(name: str) -> Any:
     if name in _LAZY_FAKES:
         from .fakes import binance
         return getattr(binance, name)
+    if name in _LAZY_KRAKEN:
+        from .fakes import kraken
+        return getattr(kraken, name)
     raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
 
 
@@ -41,15 +47,22 @@ __all__ = [
     'EMSSession',
     'FakeBinance',
     'FakeBinanceThread',
+    'FakeKraken',
+    'FakeKrakenThread',
+    'KrakenSimRunner',
     'LeakedProcesses',
     'PaperSim',
     'SimRunner',
     'binance_sim',
     'fake_binance',
+    'fake_kraken',
+    'kraken_sim',
     'free_port',
     'open_fake_binance',
+    'open_fake_kraken',
     'paper_sim',
     'piker_env',
     'run_binance_sim',
+    'run_kraken_sim',
     'run_sim',
 ]
