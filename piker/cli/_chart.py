@@ -64,6 +64,14 @@ def chart(
             typer.echo(f'error: {err}', err=True)
             raise typer.Exit(2) from None
 
+    from ..ui._platform import check_platform
+
+    hint = check_platform()
+    if hint is not None:
+        # before any QApplication: Qt would print its plugin list and abort
+        typer.echo(hint, err=True)
+        raise typer.Exit(3)
+
     from ..brokers._errors import BrokerError
     from ..config import ConfigError
     from ..service import ServiceError
