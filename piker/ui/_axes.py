@@ -146,6 +146,7 @@ class AxisLabel(QtWidgets.QGraphicsObject):
         fg: str | None = None,
         theme: Theme = DARK,
         z: float = 10,
+        stacked: bool = True,
     ) -> None:
         super().__init__(axis)
         self.axis = axis
@@ -161,6 +162,12 @@ class AxisLabel(QtWidgets.QGraphicsObject):
         self.setZValue(z)
         self.setVisible(False)
         self._vertical = axis.orientation in ('left', 'right')
+        # tags of a value axis share it: `TagStack` keeps them apart (the
+        # crosshair's read-out floats above them all instead)
+        self._stack = TagStack.of(axis) if stacked and self._vertical else None
+        if self._stack is not None:
+            self._stack.add(self)
+            return
         view = axis.linkedView()
         if view is not None:
             view.sigRangeChanged.connect(self.reposition)
@@ -181,6 +188,8 @@ class AxisLabel(QtWidgets.QGraphicsObject):
         self._value = value
         if value is None:
             self.setVisible(False)
+            if self._stack is not None:
+                self._stack.declutter()
             return
         new_text = text if text is not None else self.formatter(value)
         if new_text != self._text:
@@ -189,7 +198,10 @@ class AxisLabel(QtWidgets.QGraphicsObject):
             w = self._metrics.horizontalAdvance(new_text) + 10
             h = self._metrics.height() + 4
             self._rect = QtCore.QRectF(0, -h / 2, w, h)
-        self.reposition()
+        if self._stack is not None:
+            self._stack.relayout()
+        else:
+            self.reposition()
 
     def anchor(self) -> float | None:
         """Axis-local coordinate (y for price axes, x for time) of the value."""
@@ -228,6 +240,14 @@ class AxisLabel(QtWidgets.QGraphicsObject):
     def height(self) -> float:
         return self._rect.height()
 
+    def detach(self) -> None:
+        """Hide for good and leave the axis' stack (the tag's line is gone)."""
+        self._value = None
+        self.setVisible(False)
+        if self._stack is not None:
+            self._stack.discard(self)
+            self._stack = None
+
     # --- QGraphicsItem ------------------------------------------------------
 
     def boundingRect(self) -> QtCore.QRectF:  # noqa: N802
@@ -240,3 +260,75 @@ class AxisLabel(QtWidgets.QGraphicsObject):
         p.setPen(self._fg)
         p.setFont(self._font)
         p.drawText(self._rect, QtCore.Qt.AlignmentFlag.AlignCenter, self._text)
+
+
+class TagStack:
+    """Every stacked `AxisLabel` of one value axis, kept from overlapping.
+
+    bid/ask/last, order and position tags all ride on the price axis; when
+    their prices are a few ticks apart they would hide each other. After
+    each pan, zoom, resize or tag move `declutter()` packs every run of
+    overlapping tags into a column centred on their prices (so a tag stays
+    as close to its price as the others allow); the lines themselves stay
+    at their exact prices.
+    """
+
+    def __init__(self, axis: pg.AxisItem) -> None:
+        self.axis = axis
+        self.tags: list[AxisLabel] = []
+        view = axis.linkedView()
+        if view is not None:
+            view.sigRangeChanged.connect(self.relayout)
+            view.sigResized.connect(self.relayout)
+
+    @classmethod
+    def of(cls, axis: pg.AxisItem) -> TagStack:
+        """The stack of `axis` (made on first use)."""
+        stack = getattr(axis, '_piker_tag_stack', None)
+        if stack is None:
+            stack = cls(axis)
+            axis._piker_tag_stack = stack
+        return stack
+
+    def add(self, tag: AxisLabel) -> None:
+        self.tags.append(tag)
+
+    def discard(self, tag: AxisLabel) -> None:
+        if tag in self.tags:
+            self.tags.remove(tag)
+            self.declutter()
+
+    def relayout(self, *_) -> None:
+        """Every tag back onto its value, then apart."""
+        for tag in self.tags:
+            tag.reposition()
+        self.declutter()
+
+    def declutter(self, *_) -> None:
+        """Pack overlapping visible tags into columns centred on their values."""
+        items = []
+        for tag in self.tags:
+            if tag.value is None or not tag.isVisible():
+                continue
+            y = tag.anchor()
+            if y is not None:
+                items.append((y, tag))
+        items.sort(key=lambda it: it[0])
+        # clusters: [top, total height, sum of (anchor - offset in cluster), tags]
+        clusters: list[list] = []
+        for y, tag in items:
+            h = tag.height()
+            cl = [y - h / 2, h, y - h / 2, 1, [tag]]
+            while clusters and clusters[-1][0] + clusters[-1][1] > cl[0]:
+                prev = clusters.pop()
+                # merge: the new tags sit below prev's; re-centre on all anchors
+                shift = prev[1]
+                total = prev[2] + cl[2] - shift * cl[3]
+                n = prev[3] + cl[3]
+                cl = [total / n, prev[1] + cl[1], total, n, prev[4] + cl[4]]
+            clusters.append(cl)
+        for top, _h, _sum, _n, tags in clusters:
+            y = top
+            for tag in tags:
+                tag.set_offset_y(y + tag.height() / 2)
+                y += tag.height()
