@@ -38,3 +38,66 @@ def test_close_during_the_first_daemon_spawn_is_graceful_and_fast(qtbot, capfd):
     assert 'rc=-9' not in err
     assert descendants(os.getpid()) == set()
     assert took < 2.5, f'close took {took:.2f}s'
+
+
+def test_the_window_fits_its_screen(qtbot):
+    """It was always 1600x900: on a 1600x900 screen the status bar was off it."""
+    from pyqtgraph.Qt import QtGui
+
+    from piker.ui import get_qapp
+    from piker.ui._app import DEFAULT_SIZE, ChartApp
+    get_qapp()
+    avail = QtGui.QGuiApplication.primaryScreen().availableGeometry()
+    assert avail.width() < DEFAULT_SIZE[0]      # offscreen: an 800x600 screen
+    app = ChartApp([FQME])
+    qtbot.addWidget(app.win)
+    size = app.win.size()
+    assert size.width() <= avail.width() and size.height() <= avail.height() - 40
+    shot = ChartApp([FQME], screenshot='x.png')   # an image: the full size
+    qtbot.addWidget(shot.win)
+    assert (shot.win.width(), shot.win.height()) == DEFAULT_SIZE
+
+
+@pytest.mark.parametrize('width', [650, 720, 800])
+def test_narrow_window_with_the_pane_clips_no_label_and_p_hides_the_pane(qtbot, width):
+    from pyqtgraph.Qt import QtCore
+
+    from piker.ui import get_qapp
+    from piker.ui._app import ChartWindow
+    from piker.ui._order_mode import OrderMode
+    from tests.test_ui_busy import busy, label_rects, overlaps
+    from tests.test_ui_order_mode import FakeClient, mk_history, mk_mkt
+    get_qapp()
+    win = ChartWindow()
+    qtbot.addWidget(win)
+    chart = win.add_chart(FQME, mk_history(400), mk_mkt(), 60)
+    mode = OrderMode(chart, FakeClient(), mk_mkt(), win.status, accounts=['paper'])
+    win.dock.add(FQME, mode.pane)
+    win._sync_dock()
+    win.resize(width, 560)
+    win.show()
+    qtbot.waitExposed(win)
+    chart.show_bars(100)
+    busy(mode)
+    y0, y1 = chart.view.y_range()
+    chart.move_cursor(len(chart.model) - 10, (y0 + y1) / 2)
+    qtbot.wait(20)
+    assert win.dock.isVisible() and chart.width() >= width * 0.6
+    view = chart.view.sceneBoundingRect()
+    legend = chart.legend.sceneBoundingRect()
+    assert view.contains(legend), (legend, view)
+    assert chart.legend_text().endswith(chart.legend.text().split('\n')[-1])
+    rects = label_rects(chart)
+    scene = chart.price_canvas.sceneRect()
+    for text, r in rects['tags'] + rects['labels']:
+        assert scene.contains(r), (text, r, scene)
+    assert overlaps(rects['tags'] + rects['labels']) == []
+
+    # `p` on the chart hides the pane (the chart gets its width), `p` again shows it
+    before = chart.width()
+    qtbot.keyClick(chart, QtCore.Qt.Key.Key_P)
+    qtbot.wait(20)
+    assert not win.dock.isVisible() and chart.width() > before
+    qtbot.keyClick(chart, QtCore.Qt.Key.Key_P)
+    qtbot.wait(20)
+    assert win.dock.isVisible()

@@ -44,7 +44,7 @@ def chart(
     Keys: hold f (buy), d (sell) or a (alert) to stage an order at the
     cursor, add ctrl for a live order (default dark), left-click submits;
     drag a line to modify; c cancels the orders under the cursor, c c all.
-    Arrows/+/- navigate, Home goes back to the live bar.
+    Arrows/+/- navigate, Home goes back to the live bar, p hides the order pane.
     Headless: QT_QPA_PLATFORM=offscreen piker chart FQME --screenshot out.png
     """
     from ..accounting import unpack_fqme

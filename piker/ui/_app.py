@@ -58,7 +58,8 @@ if TYPE_CHECKING:
 
 log = get_logger(__name__)
 
-DEFAULT_SIZE = (1600, 900)
+DEFAULT_SIZE = (1600, 900)   # at most; a window is fitted to its screen
+PANE_KEY = QtCore.Qt.Key.Key_P    # shows / hides the order settings pane
 # nothing heard from brokerd for this long (its heartbeat is 0.25 s): stale
 DEFAULT_STALE_AFTER = 2.0
 
@@ -79,6 +80,18 @@ class ChartWindow(MainWindow):
         self.addDockWidget(QtCore.Qt.DockWidgetArea.RightDockWidgetArea, self.dock)
         self._allow_close = False
         self.tabs.currentChanged.connect(self._sync_dock)
+        self.sig_chart_added.connect(self._watch_keys)
+
+    def toggle_pane(self) -> None:
+        """Show or hide the order settings pane (`p`): more room for the chart."""
+        self.dock.setVisible(not self.dock.isVisible())
+
+    def _watch_keys(self, fqme: str) -> None:
+        self.chart(fqme).view.sig_key_press.connect(self._on_key)
+
+    def _on_key(self, ev: QtGui.QKeyEvent) -> None:
+        if ev.key() == PANE_KEY and not ev.isAutoRepeat() and not ev.modifiers():
+            self.toggle_pane()
 
     def allow_close(self) -> None:
         self._allow_close = True
@@ -125,7 +138,7 @@ class ChartApp:
         handle_signals: bool = True,
         ui: UIConf | None = None,
         theme: Theme = DARK,
-        size: tuple[int, int] = DEFAULT_SIZE,
+        size: tuple[int, int] | None = None,
         stale_after: float | None = None,
         backoff: Callable[[], Backoff] | None = None,
     ) -> None:
@@ -141,6 +154,9 @@ class ChartApp:
         self.ui = ui
         self.theme = theme
         self.win = ChartWindow(theme=theme, title=f'piker: {" ".join(self.fqmes)}')
+        if size is None:
+            # a screenshot is an image, not a window on a screen
+            size = DEFAULT_SIZE if self.screenshot else fit_to_screen(self.win, DEFAULT_SIZE)
         self.win.resize(*size)
         self.win.sig_close_requested.connect(self.request_close)
         self.win.sig_first_frame.connect(self._on_first_frame)
@@ -412,6 +428,25 @@ class ChartApp:
             print(f'FIRST_FRAME {self.first_frame_s:.6f}', flush=True)
         if self.exit_on_first_frame:
             self.request_close()
+
+
+# room for the window manager's title bar and borders (unknown before show)
+FRAME_ALLOWANCE = (16, 48)
+
+
+def fit_to_screen(win: QtWidgets.QWidget, want: tuple[int, int]) -> tuple[int, int]:
+    """`want`, shrunk to fit the available area (no panels) of `win`'s
+    screen, frame included: on a 1600x900 screen a 1600x900 window puts
+    its status bar off-screen."""
+    screen = win.screen() if hasattr(win, 'screen') else None
+    screen = screen or QtGui.QGuiApplication.primaryScreen()
+    if screen is None:
+        return want
+    avail = screen.availableGeometry()
+    return (
+        max(min(want[0], avail.width() - FRAME_ALLOWANCE[0]), 320),
+        max(min(want[1], avail.height() - FRAME_ALLOWANCE[1]), 240),
+    )
 
 
 def _default_backoff() -> Backoff:

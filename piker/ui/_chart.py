@@ -407,7 +407,7 @@ class ChartWidget(QtWidgets.QWidget):
 
     def legend_text(self) -> str:
         """Read-out of the bar under the cursor ('' when the cursor is away)."""
-        return self.legend.text()
+        return self.legend.line_text()
 
 
 def _finite(v: Any) -> float | None:

@@ -106,6 +106,7 @@ class LevelLine(pg.InfiniteLine):
             chart.price_axis, chart.format_price, bg=colour, theme=theme, z=60,
         )
         self._text = ''
+        self._shown = ''
         self._apply_style()
         chart.price_plot.addItem(self, ignoreBounds=True)
         self.label.lift()
@@ -149,9 +150,25 @@ class LevelLine(pg.InfiniteLine):
     def set_text(self, text: str) -> None:
         if text != self._text:
             self._text = text
-            # InfLineLabel formats with str.format: escape braces
-            self.label.setFormat(text.replace('{', '{{').replace('}', '}}'))
+            self._shown = ''
             self._labels.layout()
+
+    def fit_label(self, room: float) -> None:
+        """Show the text on as many lines as it needs to be `room` px wide
+        at most (a narrow chart must not push a label under the axis)."""
+        metrics = QtGui.QFontMetricsF(self.label.textItem.font())
+        pad = 2 * self.label.textItem.document().documentMargin() + 2
+        lines: list[str] = []
+        for word in self._text.split(' '):
+            if lines and metrics.horizontalAdvance(f'{lines[-1]} {word}') + pad <= room:
+                lines[-1] = f'{lines[-1]} {word}'
+            else:
+                lines.append(word)
+        shown = '\n'.join(ln.strip() for ln in lines)
+        if shown != getattr(self, '_shown', ''):
+            self._shown = shown
+            # InfLineLabel formats with str.format: escape braces
+            self.label.setFormat(shown.replace('{', '{{').replace('}', '}}'))
 
     def set_style(
         self,
@@ -275,7 +292,9 @@ class LabelStack:
                 _place(ln, LABEL_POS, 0)
         placed: list[QtCore.QRectF] = []
         base = vb.left() + LABEL_POS * vb.width()
+        room = vb.width() * (1 - 2 * LABEL_POS)
         for ln in sorted(shown, key=lambda ln: -ln.price):
+            ln.fit_label(room)
             _place(ln, LABEL_POS, 0)
             rect = ln.label.sceneBoundingRect()
             xs = sorted({base, *(r.right() + LABEL_GAP for r in placed)})
