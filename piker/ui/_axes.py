@@ -21,6 +21,7 @@ from ._theme import DARK, Theme, qcolor
 
 AXIS_WIDTH = 72     # px, minimum; every pane's value axis gets the same width so x stays aligned
 AXIS_HEIGHT = 26
+EDGE_ARROWS = {-1: '\u25b2 ', 1: '\u25bc ', 0: ''}   # before a tag pinned to an edge
 
 
 def tick_font(theme: Theme = DARK) -> QtGui.QFont:
@@ -147,6 +148,7 @@ class AxisLabel(QtWidgets.QGraphicsObject):
         theme: Theme = DARK,
         z: float = 10,
         stacked: bool = True,
+        pin: bool = False,
     ) -> None:
         super().__init__(axis)
         self.axis = axis
@@ -155,6 +157,11 @@ class AxisLabel(QtWidgets.QGraphicsObject):
         self._fg = qcolor(fg or theme.label_text)
         self._value: float | None = None
         self._text = ''
+        self._base = ''         # the formatted value, without an edge arrow
+        # `pin`: out of view, sit on the nearest edge with an arrow (an order
+        # or position beyond the price range is still on screen)
+        self._pin = pin
+        self._edge = 0          # -1 above the view, +1 below, 0 inside
         self._font = QtGui.QFont()
         self._font.setPointSize(theme.font_size)
         self._metrics = QtGui.QFontMetricsF(self._font)
@@ -191,13 +198,8 @@ class AxisLabel(QtWidgets.QGraphicsObject):
             if self._stack is not None:
                 self._stack.declutter()
             return
-        new_text = text if text is not None else self.formatter(value)
-        if new_text != self._text:
-            self.prepareGeometryChange()
-            self._text = new_text
-            w = self._metrics.horizontalAdvance(new_text) + 10
-            h = self._metrics.height() + 4
-            self._rect = QtCore.QRectF(0, -h / 2, w, h)
+        self._base = text if text is not None else self.formatter(value)
+        self._set_text()
         if self._stack is not None:
             self._stack.relayout()
         else:
@@ -214,14 +216,40 @@ class AxisLabel(QtWidgets.QGraphicsObject):
         pt = view.mapViewToScene(QtCore.QPointF(self._value, 0.0))
         return self.axis.mapFromScene(pt).x()
 
+    @property
+    def edge(self) -> int:
+        """-1 pinned to the top edge (value above the view), +1 to the
+        bottom, 0 at its value."""
+        return self._edge
+
+    def _set_text(self) -> None:
+        arrow = EDGE_ARROWS[self._edge]
+        new_text = f'{arrow}{self._base}'
+        if new_text != self._text:
+            self.prepareGeometryChange()
+            self._text = new_text
+            w = self._metrics.horizontalAdvance(new_text) + 10
+            h = self._metrics.height() + 4
+            self._rect = QtCore.QRectF(0, -h / 2, w, h)
+            self.update()
+
     def reposition(self, *_) -> None:
-        """Move onto the axis at the value's position; hide when off-axis."""
+        """Move onto the axis at the value's position; hide when off-axis
+        (or, pinned, sit on the nearest edge with an arrow)."""
         a = self.anchor()
         if a is None:
             return
         geo = self.axis.geometry()
         if self._vertical:
             inside = 0 <= a <= geo.height()
+            edge = 0 if inside or not self._pin else (-1 if a < 0 else 1)
+            if edge != self._edge:
+                self._edge = edge
+                self._set_text()
+            if edge:
+                h = self._rect.height()
+                a = h / 2 if edge < 0 else geo.height() - h / 2
+                inside = True
             self.setPos(1.0, a)
         else:
             inside = 0 <= a <= geo.width()
@@ -312,8 +340,9 @@ class TagStack:
                 continue
             y = tag.anchor()
             if y is not None:
-                items.append((y, tag))
-        items.sort(key=lambda it: it[0])
+                items.append((tag.pos().y() if tag.edge else y, tag))
+        # tags pinned to one edge share a y: higher prices above
+        items.sort(key=lambda it: (it[0], -(it[1].value or 0.0)))
         # clusters: [top, total height, sum of (anchor - offset in cluster), tags]
         clusters: list[list] = []
         for y, tag in items:
@@ -327,8 +356,24 @@ class TagStack:
                 n = prev[3] + cl[3]
                 cl = [total / n, prev[1] + cl[1], total, n, prev[4] + cl[4]]
             clusters.append(cl)
+        tops: list[tuple[float, AxisLabel]] = []
         for top, _h, _sum, _n, tags in clusters:
             y = top
             for tag in tags:
-                tag.set_offset_y(y + tag.height() / 2)
+                tops.append((y, tag))
                 y += tag.height()
+        # inside the axis (pinned edge tags, a cluster near an edge), still apart
+        height = self.axis.geometry().height()
+        floor = 0.0
+        for i, (y, tag) in enumerate(tops):
+            y = max(y, floor)
+            tops[i] = (y, tag)
+            floor = y + tag.height()
+        ceiling = height
+        for i in range(len(tops) - 1, -1, -1):
+            y, tag = tops[i]
+            y = max(min(y, ceiling - tag.height()), 0.0)
+            tops[i] = (y, tag)
+            ceiling = y
+        for y, tag in tops:
+            tag.set_offset_y(y + tag.height() / 2)

@@ -103,7 +103,7 @@ class LevelLine(pg.InfiniteLine):
         font.setPointSize(theme.font_size)
         self.label.setFont(font)
         self.tag = AxisLabel(
-            chart.price_axis, chart.format_price, bg=colour, theme=theme, z=60,
+            chart.price_axis, chart.format_price, bg=colour, theme=theme, z=60, pin=True,
         )
         self._text = ''
         self._shown = ''
