@@ -37,7 +37,9 @@ def test_close_during_the_first_daemon_spawn_is_graceful_and_fast(qtbot, capfd):
     assert 'exited (rc=0)' in err, err[-2000:]          # brokerd ended by its cancel
     assert 'rc=-9' not in err
     assert descendants(os.getpid()) == set()
-    assert took < 2.5, f'close took {took:.2f}s'
+    # a loaded 2-core box needs ~1 s to finish the spawn; the old path took
+    # 3 s more (the hard kill) on top: bounded, not tight
+    assert took < 5.0, f'close took {took:.2f}s'
 
 
 def test_the_window_fits_its_screen(qtbot):

@@ -18,10 +18,10 @@ MISSING = 'libpiker-missing.so.9'
 
 @pytest.fixture
 def no_qt_start(monkeypatch):
-    """Record run_chart calls instead of starting Qt (xcb would abort pytest)."""
-    import piker.ui._app as app_mod
+    """Record chart runs instead of starting Qt (xcb would abort pytest)."""
+    import piker.ui._boot as boot
     calls = []
-    monkeypatch.setattr(app_mod, 'run_chart', lambda *a, **kw: calls.append(a))
+    monkeypatch.setattr(boot, 'run_chart_booted', lambda *a, **kw: calls.append(a))
     return calls
 
 

@@ -75,11 +75,11 @@ def chart(
     from ..brokers._errors import BrokerError
     from ..config import ConfigError
     from ..service import ServiceError
-    from ..ui._app import quiet_qt_noise, run_chart
+    from ..ui._boot import quiet_qt_noise, run_chart_booted
 
     quiet_qt_noise()
     try:
-        run_chart(
+        run_chart_booted(
             fqmes,
             mode=mode,
             timeframe=timeframe,
