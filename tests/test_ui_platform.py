@@ -72,3 +72,9 @@ def test_real_missing_libraries_give_the_hint_not_qts_abort():
     assert proc.returncode == 3, proc.stderr
     assert _platform.APT_LINE in proc.stderr
     assert 'Could not load the Qt platform plugin' not in proc.stderr
+
+
+def test_the_readme_names_the_same_apt_line():
+    from pathlib import Path
+    readme = Path(__file__).resolve().parent.parent / 'README.md'
+    assert _platform.APT_LINE in readme.read_text()
