@@ -754,3 +754,22 @@ def test_cli_chart_headless_screenshot_and_clean_exit(tmp_path):
     img = QtGui.QImage(str(shot))
     assert not img.isNull() and img.width() >= 1200 and img.height() >= 700
     assert _procs_with_env('PIKER_CONFIG_DIR', os.environ['PIKER_CONFIG_DIR']) == []
+
+
+def test_filled_status_tells_the_average_fill_price_not_the_limit(qtbot, om):
+    """Issue #16 item 2: `filled:` said the order's limit price."""
+    buy = om.client.mk_order('buy', 30_000.0, 0.02, exec_mode='live')
+    om.on_status(status(buy, 'open'))
+    fill = {'price': 29_990.0, 'size': 0.01, 'action': 'buy', 'time_ns': time.time_ns()}
+    om.on_status(status(buy, 'fill', filled=0.01, brokerd_msg=fill))
+    om.on_status(status(buy, 'fill', filled=0.02, brokerd_msg=dict(fill, price=29_970.0)))
+    om.on_status(status(buy, 'closed', filled=0.02))
+    text = om.win.status.order_status(buy.oid)
+    assert text.startswith('filled: buy 0.02000 @ 29,980.0 avg (live, paper)'), text
+    assert '30,000' not in text
+    # fills this window never saw (it joined late): say so, limit named as a limit
+    sell = om.client.mk_order('sell', 31_000.0, 0.01, exec_mode='live')
+    om.on_status(status(sell, 'open'), replay=True)
+    om.on_status(status(sell, 'closed', filled=0.01))
+    text = om.win.status.order_status(sell.oid)
+    assert text == 'filled: sell 0.01000 (live, paper), limit 31,000.0; fill price not seen here', text

@@ -602,3 +602,35 @@ def test_model_decimation_memo_tracks_the_live_bar():
 def test_history_dtype_matches_the_feed_layer():
     from piker.data import OHLC_DTYPE as FEED_DTYPE
     assert OHLC_DTYPE == FEED_DTYPE
+
+
+@pytest.mark.parametrize('bars_per_px', [0.75, 0.9, 1.0, 1.1, 1.3, 1.7])
+def test_volume_pane_has_no_empty_bands_near_one_bar_per_pixel(qtbot, bars_per_px):
+    """Issue #16 item 5: at ~1 bar per pixel the volume pane showed empty
+    vertical bands that moved while panning (sub-pixel bars and columns of
+    uneven width rasterised to nothing). Every bar has volume here, so the
+    bottom rows of the pane must be covered at every x, at every pan offset."""
+    from pyqtgraph.Qt import QtGui
+
+    from piker.ui import ChartWidget
+    arr = mk_history(6000)
+    arr['volume'] = 10.0
+    chart = ChartWidget('btcusdt.sim', arr)
+    qtbot.addWidget(chart)
+    chart.resize(900, 500)
+    chart.show()
+    qtbot.waitExposed(chart)
+    vb = chart.volume_view
+    width_px = vb.width()
+    span = width_px * bars_per_px
+    bg = QtGui.QColor(chart.theme.background).rgb()
+    for shift in (0.0, 0.3, 17.6):
+        x1 = len(chart.model) - 1 - shift
+        chart.view.setXRange(x1 - span, x1, padding=0)
+        vb.setYRange(0, 20, padding=0)
+        img = chart.volume_canvas.grab().toImage()
+        r = vb.sceneBoundingRect()
+        y = int(r.bottom() - 3)
+        empty = [x for x in range(int(r.left()) + 2, int(r.right()) - 2)
+                 if img.pixel(x, y) & 0xFFFFFF == bg & 0xFFFFFF]
+        assert empty == [], f'{len(empty)} empty px columns at {bars_per_px} bars/px, shift {shift}: {empty[:10]}'

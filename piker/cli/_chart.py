@@ -44,7 +44,7 @@ def chart(
     Keys: hold f (buy), d (sell) or a (alert) to stage an order at the
     cursor, add ctrl for a live order (default dark), left-click submits;
     drag a line to modify; c cancels the orders under the cursor, c c all.
-    Arrows/+/- navigate, Home goes back to the live bar.
+    Arrows/+/- navigate, Home goes back to the live bar, p hides the order pane.
     Headless: QT_QPA_PLATFORM=offscreen piker chart FQME --screenshot out.png
     """
     from ..accounting import unpack_fqme
@@ -69,14 +69,22 @@ def chart(
             typer.echo(f'error: {why}; use --mode paper', err=True)
             raise typer.Exit(2)
 
+    from ..ui._platform import check_platform
+
+    hint = check_platform()
+    if hint is not None:
+        # before any QApplication: Qt would print its plugin list and abort
+        typer.echo(hint, err=True)
+        raise typer.Exit(3)
+
     from ..brokers._errors import BrokerError
     from ..config import ConfigError
     from ..service import ServiceError
-    from ..ui._app import quiet_qt_noise, run_chart
+    from ..ui._boot import quiet_qt_noise, run_chart_booted
 
     quiet_qt_noise()
     try:
-        run_chart(
+        run_chart_booted(
             fqmes,
             mode=mode,
             timeframe=timeframe,

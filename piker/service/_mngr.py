@@ -460,6 +460,12 @@ class Services:
 
     async def cancel_daemon(self, name: str, timeout: float = 3.0) -> bool:
         """Cancel daemon `name` gracefully (kill after `timeout`); not a crash."""
+        d = self._daemons.get(name)
+        if d is not None and d.state == 'starting':
+            # mid-spawn the child cannot be asked to cancel yet (tractor would
+            # SIGKILL it 3 s later, TRACTOR.md rule 5): let the spawn end first
+            with trio.move_on_after(self.spawn_timeout):
+                await d.ready.wait()
         async with self._locks[name]:
             d = self._daemons.get(name)
             if d is None or d.proc is None:

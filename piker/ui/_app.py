@@ -44,6 +44,7 @@ import trio
 from pyqtgraph.Qt import QtCore, QtGui, QtWidgets
 
 from ..log import get_logger
+from ._boot import quiet_qt_noise  # noqa: F401 - re-exported
 from ._guest import run_qt_guest
 from ._order_mode import OrderMode
 from ._pane import SettingsDock
@@ -58,7 +59,8 @@ if TYPE_CHECKING:
 
 log = get_logger(__name__)
 
-DEFAULT_SIZE = (1600, 900)
+DEFAULT_SIZE = (1600, 900)   # at most; a window is fitted to its screen
+PANE_KEY = QtCore.Qt.Key.Key_P    # shows / hides the order settings pane
 # nothing heard from brokerd for this long (its heartbeat is 0.25 s): stale
 DEFAULT_STALE_AFTER = 2.0
 
@@ -79,6 +81,18 @@ class ChartWindow(MainWindow):
         self.addDockWidget(QtCore.Qt.DockWidgetArea.RightDockWidgetArea, self.dock)
         self._allow_close = False
         self.tabs.currentChanged.connect(self._sync_dock)
+        self.sig_chart_added.connect(self._watch_keys)
+
+    def toggle_pane(self) -> None:
+        """Show or hide the order settings pane (`p`): more room for the chart."""
+        self.dock.setVisible(not self.dock.isVisible())
+
+    def _watch_keys(self, fqme: str) -> None:
+        self.chart(fqme).view.sig_key_press.connect(self._on_key)
+
+    def _on_key(self, ev: QtGui.QKeyEvent) -> None:
+        if ev.key() == PANE_KEY and not ev.isAutoRepeat() and not ev.modifiers():
+            self.toggle_pane()
 
     def allow_close(self) -> None:
         self._allow_close = True
@@ -108,7 +122,10 @@ class ChartApp:
 
     `stale_after`: seconds without a word from brokerd before the prices
     are marked stale (default `[ui] stale_after_s`, else 2 s); `backoff`:
-    makes the `Backoff` of each reconnect loop (tests pass one they hold).
+    makes the `Backoff` of each reconnect loop (tests pass one they hold);
+    `owns_daemons`: stop the daemons on close even though the runtime was
+    already open (its opener started pikerd for this chart); default: only
+    if `run()` itself started pikerd.
     """
 
     def __init__(
@@ -125,9 +142,10 @@ class ChartApp:
         handle_signals: bool = True,
         ui: UIConf | None = None,
         theme: Theme = DARK,
-        size: tuple[int, int] = DEFAULT_SIZE,
+        size: tuple[int, int] | None = None,
         stale_after: float | None = None,
         backoff: Callable[[], Backoff] | None = None,
+        owns_daemons: bool | None = None,
     ) -> None:
         self.fqmes = [f.strip().lower() for f in fqmes]
         self.mode = mode
@@ -141,10 +159,14 @@ class ChartApp:
         self.ui = ui
         self.theme = theme
         self.win = ChartWindow(theme=theme, title=f'piker: {" ".join(self.fqmes)}')
+        if size is None:
+            # a screenshot is an image, not a window on a screen
+            size = DEFAULT_SIZE if self.screenshot else fit_to_screen(self.win, DEFAULT_SIZE)
         self.win.resize(*size)
         self.win.sig_close_requested.connect(self.request_close)
         self.win.sig_first_frame.connect(self._on_first_frame)
         self.stale_after = stale_after
+        self.owns_daemons = owns_daemons
         # a fresh one per reconnect loop (tests inject one they control)
         self._backoff = backoff or _default_backoff
         self.modes: dict[str, OrderMode] = {}
@@ -180,10 +202,16 @@ class ChartApp:
         if self.stale_after is None:
             self.stale_after = self.ui.stale_after_s or DEFAULT_STALE_AFTER
         self.win.status.set_order_status('app', 'connecting to pikerd…')
+        for fqme in self.fqmes:
+            # the widgets are built while the daemons start; history fills them
+            self.win.add_chart(fqme, timeframe=self.timeframe)
         self.win.show()
         # a runtime already running here (a test, a script embedding the
         # chart) owns the tree: leave its daemons alone on close
         joined = tractor.current_actor(err_on_no_runtime=False) is not None
+        if self.owns_daemons is not None:
+            # the caller opened this process's pikerd for us (`run_chart_booted`)
+            joined = not self.owns_daemons
         try:
             async with maybe_open_pikerd(loglevel=self.loglevel) as services:
                 try:
@@ -252,6 +280,8 @@ class ChartApp:
         """The first feed: a chart per market from its history, then order
         mode (one EMS session per market, in the background)."""
         self.mkts = dict(feed.mkts)
+        for fqme in set(self.win.charts) - set(feed.fqmes):
+            self.win.remove_chart(fqme)     # pre-made under a name the feed spells otherwise
         for fqme in feed.fqmes:
             history = await feed.history(fqme, self.timeframe)
             self.win.add_chart(fqme, history, feed.mkts[fqme], self.timeframe)
@@ -414,6 +444,25 @@ class ChartApp:
             self.request_close()
 
 
+# room for the window manager's title bar and borders (unknown before show)
+FRAME_ALLOWANCE = (16, 48)
+
+
+def fit_to_screen(win: QtWidgets.QWidget, want: tuple[int, int]) -> tuple[int, int]:
+    """`want`, shrunk to fit the available area (no panels) of `win`'s
+    screen, frame included: on a 1600x900 screen a 1600x900 window puts
+    its status bar off-screen."""
+    screen = win.screen() if hasattr(win, 'screen') else None
+    screen = screen or QtGui.QGuiApplication.primaryScreen()
+    if screen is None:
+        return want
+    avail = screen.availableGeometry()
+    return (
+        max(min(want[0], avail.width() - FRAME_ALLOWANCE[0]), 320),
+        max(min(want[1], avail.height() - FRAME_ALLOWANCE[1]), 240),
+    )
+
+
 def _default_backoff() -> Backoff:
     from ..service import Backoff
     return Backoff()
@@ -449,21 +498,6 @@ def _link_errors() -> tuple[type[BaseException], ...]:
         trio.ClosedResourceError, trio.EndOfChannel, trio.TooSlowError, trio.Cancelled,
         tractor.RemoteActorError, tractor.ContextCancelled,
     )
-
-
-# Qt messages that say nothing to a user (the offscreen platform has no
-# window manager to pass size hints to)
-_QT_NOISE = ('propagateSizeHints', 'XDG_RUNTIME_DIR')
-
-
-def quiet_qt_noise() -> None:
-    """Drop known-harmless Qt warnings; print every other Qt message as usual."""
-
-    def handler(_mode: Any, _ctx: Any, msg: str) -> None:
-        if not any(noise in msg for noise in _QT_NOISE):
-            print(msg, file=sys.stderr)
-
-    QtCore.qInstallMessageHandler(handler)
 
 
 async def stop_daemons(timeout: float = 10.0) -> None:

@@ -21,6 +21,7 @@ from ._theme import DARK, Theme, qcolor
 
 AXIS_WIDTH = 72     # px, minimum; every pane's value axis gets the same width so x stays aligned
 AXIS_HEIGHT = 26
+EDGE_ARROWS = {-1: '\u25b2 ', 1: '\u25bc ', 0: ''}   # before a tag pinned to an edge
 
 
 def tick_font(theme: Theme = DARK) -> QtGui.QFont:
@@ -146,6 +147,8 @@ class AxisLabel(QtWidgets.QGraphicsObject):
         fg: str | None = None,
         theme: Theme = DARK,
         z: float = 10,
+        stacked: bool = True,
+        pin: bool = False,
     ) -> None:
         super().__init__(axis)
         self.axis = axis
@@ -154,6 +157,11 @@ class AxisLabel(QtWidgets.QGraphicsObject):
         self._fg = qcolor(fg or theme.label_text)
         self._value: float | None = None
         self._text = ''
+        self._base = ''         # the formatted value, without an edge arrow
+        # `pin`: out of view, sit on the nearest edge with an arrow (an order
+        # or position beyond the price range is still on screen)
+        self._pin = pin
+        self._edge = 0          # -1 above the view, +1 below, 0 inside
         self._font = QtGui.QFont()
         self._font.setPointSize(theme.font_size)
         self._metrics = QtGui.QFontMetricsF(self._font)
@@ -161,6 +169,12 @@ class AxisLabel(QtWidgets.QGraphicsObject):
         self.setZValue(z)
         self.setVisible(False)
         self._vertical = axis.orientation in ('left', 'right')
+        # tags of a value axis share it: `TagStack` keeps them apart (the
+        # crosshair's read-out floats above them all instead)
+        self._stack = TagStack.of(axis) if stacked and self._vertical else None
+        if self._stack is not None:
+            self._stack.add(self)
+            return
         view = axis.linkedView()
         if view is not None:
             view.sigRangeChanged.connect(self.reposition)
@@ -181,15 +195,15 @@ class AxisLabel(QtWidgets.QGraphicsObject):
         self._value = value
         if value is None:
             self.setVisible(False)
+            if self._stack is not None:
+                self._stack.declutter()
             return
-        new_text = text if text is not None else self.formatter(value)
-        if new_text != self._text:
-            self.prepareGeometryChange()
-            self._text = new_text
-            w = self._metrics.horizontalAdvance(new_text) + 10
-            h = self._metrics.height() + 4
-            self._rect = QtCore.QRectF(0, -h / 2, w, h)
-        self.reposition()
+        self._base = text if text is not None else self.formatter(value)
+        self._set_text()
+        if self._stack is not None:
+            self._stack.relayout()
+        else:
+            self.reposition()
 
     def anchor(self) -> float | None:
         """Axis-local coordinate (y for price axes, x for time) of the value."""
@@ -202,14 +216,40 @@ class AxisLabel(QtWidgets.QGraphicsObject):
         pt = view.mapViewToScene(QtCore.QPointF(self._value, 0.0))
         return self.axis.mapFromScene(pt).x()
 
+    @property
+    def edge(self) -> int:
+        """-1 pinned to the top edge (value above the view), +1 to the
+        bottom, 0 at its value."""
+        return self._edge
+
+    def _set_text(self) -> None:
+        arrow = EDGE_ARROWS[self._edge]
+        new_text = f'{arrow}{self._base}'
+        if new_text != self._text:
+            self.prepareGeometryChange()
+            self._text = new_text
+            w = self._metrics.horizontalAdvance(new_text) + 10
+            h = self._metrics.height() + 4
+            self._rect = QtCore.QRectF(0, -h / 2, w, h)
+            self.update()
+
     def reposition(self, *_) -> None:
-        """Move onto the axis at the value's position; hide when off-axis."""
+        """Move onto the axis at the value's position; hide when off-axis
+        (or, pinned, sit on the nearest edge with an arrow)."""
         a = self.anchor()
         if a is None:
             return
         geo = self.axis.geometry()
         if self._vertical:
             inside = 0 <= a <= geo.height()
+            edge = 0 if inside or not self._pin else (-1 if a < 0 else 1)
+            if edge != self._edge:
+                self._edge = edge
+                self._set_text()
+            if edge:
+                h = self._rect.height()
+                a = h / 2 if edge < 0 else geo.height() - h / 2
+                inside = True
             self.setPos(1.0, a)
         else:
             inside = 0 <= a <= geo.width()
@@ -228,6 +268,14 @@ class AxisLabel(QtWidgets.QGraphicsObject):
     def height(self) -> float:
         return self._rect.height()
 
+    def detach(self) -> None:
+        """Hide for good and leave the axis' stack (the tag's line is gone)."""
+        self._value = None
+        self.setVisible(False)
+        if self._stack is not None:
+            self._stack.discard(self)
+            self._stack = None
+
     # --- QGraphicsItem ------------------------------------------------------
 
     def boundingRect(self) -> QtCore.QRectF:  # noqa: N802
@@ -240,3 +288,92 @@ class AxisLabel(QtWidgets.QGraphicsObject):
         p.setPen(self._fg)
         p.setFont(self._font)
         p.drawText(self._rect, QtCore.Qt.AlignmentFlag.AlignCenter, self._text)
+
+
+class TagStack:
+    """Every stacked `AxisLabel` of one value axis, kept from overlapping.
+
+    bid/ask/last, order and position tags all ride on the price axis; when
+    their prices are a few ticks apart they would hide each other. After
+    each pan, zoom, resize or tag move `declutter()` packs every run of
+    overlapping tags into a column centred on their prices (so a tag stays
+    as close to its price as the others allow); the lines themselves stay
+    at their exact prices.
+    """
+
+    def __init__(self, axis: pg.AxisItem) -> None:
+        self.axis = axis
+        self.tags: list[AxisLabel] = []
+        view = axis.linkedView()
+        if view is not None:
+            view.sigRangeChanged.connect(self.relayout)
+            view.sigResized.connect(self.relayout)
+
+    @classmethod
+    def of(cls, axis: pg.AxisItem) -> TagStack:
+        """The stack of `axis` (made on first use)."""
+        stack = getattr(axis, '_piker_tag_stack', None)
+        if stack is None:
+            stack = cls(axis)
+            axis._piker_tag_stack = stack
+        return stack
+
+    def add(self, tag: AxisLabel) -> None:
+        self.tags.append(tag)
+
+    def discard(self, tag: AxisLabel) -> None:
+        if tag in self.tags:
+            self.tags.remove(tag)
+            self.declutter()
+
+    def relayout(self, *_) -> None:
+        """Every tag back onto its value, then apart."""
+        for tag in self.tags:
+            tag.reposition()
+        self.declutter()
+
+    def declutter(self, *_) -> None:
+        """Pack overlapping visible tags into columns centred on their values."""
+        items = []
+        for tag in self.tags:
+            if tag.value is None or not tag.isVisible():
+                continue
+            y = tag.anchor()
+            if y is not None:
+                items.append((tag.pos().y() if tag.edge else y, tag))
+        # tags pinned to one edge share a y: higher prices above
+        items.sort(key=lambda it: (it[0], -(it[1].value or 0.0)))
+        # clusters: [top, total height, sum of (anchor - offset in cluster), tags]
+        clusters: list[list] = []
+        for y, tag in items:
+            h = tag.height()
+            cl = [y - h / 2, h, y - h / 2, 1, [tag]]
+            while clusters and clusters[-1][0] + clusters[-1][1] > cl[0]:
+                prev = clusters.pop()
+                # merge: the new tags sit below prev's; re-centre on all anchors
+                shift = prev[1]
+                total = prev[2] + cl[2] - shift * cl[3]
+                n = prev[3] + cl[3]
+                cl = [total / n, prev[1] + cl[1], total, n, prev[4] + cl[4]]
+            clusters.append(cl)
+        tops: list[tuple[float, AxisLabel]] = []
+        for top, _h, _sum, _n, tags in clusters:
+            y = top
+            for tag in tags:
+                tops.append((y, tag))
+                y += tag.height()
+        # inside the axis (pinned edge tags, a cluster near an edge), still apart
+        height = self.axis.geometry().height()
+        floor = 0.0
+        for i, (y, tag) in enumerate(tops):
+            y = max(y, floor)
+            tops[i] = (y, tag)
+            floor = y + tag.height()
+        ceiling = height
+        for i in range(len(tops) - 1, -1, -1):
+            y, tag = tops[i]
+            y = max(min(y, ceiling - tag.height()), 0.0)
+            tops[i] = (y, tag)
+            ceiling = y
+        for y, tag in tops:
+            tag.set_offset_y(y + tag.height() / 2)

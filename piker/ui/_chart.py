@@ -17,6 +17,7 @@ import pyqtgraph as pg
 from pyqtgraph.Qt import QtCore, QtGui, QtWidgets
 
 from ._axes import (
+    EDGE_ARROWS,
     PriceAxisItem,
     TimeAxisItem,
     VolumeAxisItem,
@@ -174,6 +175,11 @@ class ChartWidget(QtWidgets.QWidget):
         for i, canvas in enumerate((self.price_canvas, self.volume_canvas)):
             canvas.scene().sigMouseMoved.connect(partial(self._on_mouse_moved, i))
             canvas.sig_left.connect(self._on_pointer_left)
+        # the pointer stays put while a zoom or pan moves the data under it:
+        # the crosshair (and a staged order) follow the new price there
+        self._cursor_scene: tuple[int, QtCore.QPointF] | None = None
+        for i, view in enumerate(self._views):
+            view.sigRangeChanged.connect(partial(self._on_range_changed, i))
         self.price_canvas.sig_painted.connect(self.sig_painted)
 
         if history is not None:
@@ -348,7 +354,7 @@ class ChartWidget(QtWidgets.QWidget):
         vol = float(self.model['volume'].max())
         # head-room: prices may double before the next history load
         width = axis_width_for(
-            [self.format_price(top * 2), compact_number(vol * 100)], self.theme,
+            [EDGE_ARROWS[-1] + self.format_price(top * 2), compact_number(vol * 100)], self.theme,
         )
         for ax in (self.price_axis, self.volume_axis):
             ax.setWidth(width)
@@ -361,7 +367,16 @@ class ChartWidget(QtWidgets.QWidget):
         pt = view.mapSceneToView(scene_pos)
         self._cursor_at(pane, pt.x(), pt.y())
 
-    def _cursor_at(self, pane: int, x: float, y: float) -> None:
+    def _on_range_changed(self, pane: int, *_) -> None:
+        if self._cursor_scene is None or self._cursor_scene[0] != pane:
+            return
+        pt = self._views[pane].mapSceneToView(self._cursor_scene[1])
+        self._cursor_at(pane, pt.x(), pt.y(), keep_scene=True)
+
+    def _cursor_at(self, pane: int, x: float, y: float, keep_scene: bool = False) -> None:
+        if not keep_scene:
+            view = self._views[pane]
+            self._cursor_scene = (pane, view.mapViewToScene(QtCore.QPointF(x, y)))
         self.crosshair.move_to(pane, x, y)
         if pane == 0:
             self._cursor_price = float(y)
@@ -371,6 +386,7 @@ class ChartWidget(QtWidgets.QWidget):
         self._update_title()
 
     def _on_pointer_left(self) -> None:
+        self._cursor_scene = None
         self._cursor_price = None
         self.crosshair.hide()
         self._update_title()
@@ -407,7 +423,7 @@ class ChartWidget(QtWidgets.QWidget):
 
     def legend_text(self) -> str:
         """Read-out of the bar under the cursor ('' when the cursor is away)."""
-        return self.legend.text()
+        return self.legend.line_text()
 
 
 def _finite(v: Any) -> float | None:

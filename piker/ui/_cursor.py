@@ -50,7 +50,10 @@ class Crosshair:
             self._vlines.append(v)
             self._hlines.append(h)
             self._ylabels.append(
-                AxisLabel(pane.y_axis, pane.formatter, bg=theme.cursor, theme=theme, z=100)
+                AxisLabel(
+                    pane.y_axis, pane.formatter, bg=theme.cursor, theme=theme, z=100,
+                    stacked=False,
+                )
             )
         self.time_label = AxisLabel(time_axis, time_formatter, bg=theme.cursor, theme=theme, z=100)
         self.index: int | None = None       # hovered bar index

@@ -29,6 +29,7 @@ from ._decimate import Decimated, quantize_step
 from ._theme import DARK, Theme
 
 Bars = Mapping[str, np.ndarray]   # field name -> column (BarsModel, dict, record array)
+DENSE_PX = 4.0      # px per bar under which a frame is `dense`
 
 
 @dataclass(slots=True)
@@ -40,6 +41,9 @@ class Frame:
     decimated: bool
     bars: dict[str, np.ndarray] | None = None   # raw mode: column slices (copies)
     cols: Decimated | None = None       # decimated mode: per-column aggregates
+    # raw mode under `DENSE_PX` px per bar: gaps between bars are under a
+    # pixel and would rasterise as moving empty bands (items may close them)
+    dense: bool = False
 
     @property
     def count(self) -> int:
@@ -166,12 +170,13 @@ class BarsGraphicsItem(pg.GraphicsObject):
             key = ('dec', i0, i1, num, self.model.version)
         else:
             num = 0
-            key = ('raw', i0, i1, self.model.version)
+            dense = bars_per_px * DENSE_PX > 1.0
+            key = ('raw', i0, i1, self.model.version, dense)
         if key != self._key or self._frame is None:
             if num:
                 frame = Frame(i0, i1, True, cols=self.model.decimated(i0, i1, num))
             else:
-                frame = Frame(i0, i1, False, bars=self._cols(i0, i1, copy=True))
+                frame = Frame(i0, i1, False, bars=self._cols(i0, i1, copy=True), dense=dense)
             self._build(frame)
             self.build_count += 1
             self._frame = frame

@@ -7,18 +7,18 @@ from collections.abc import Callable
 import pyqtgraph as pg
 from pyqtgraph.Qt import QtCore
 
-from ._axes import AxisLabel
+from ._axes import AxisLabel, TagStack
 from ._theme import DARK, Theme, qcolor
 
 L1_KINDS = ('ask', 'last', 'bid')
 
 
 class L1Markers:
-    """One horizontal line + axis tag per L1 level, kept unstacked on the axis.
+    """One horizontal line + axis tag per L1 level.
 
-    When bid, ask and last are a few ticks apart their tags would overlap;
-    `declutter()` pushes them apart vertically (ask above, bid below) while
-    the lines stay at their exact prices.
+    When bid, ask and last are a few ticks apart their tags would overlap:
+    the axis' `TagStack` pushes them (and any order or position tag) apart
+    vertically while the lines stay at their exact prices.
     """
 
     def __init__(
@@ -31,6 +31,7 @@ class L1Markers:
         colours = {'bid': theme.bid, 'ask': theme.ask, 'last': theme.last}
         self._colours = colours
         self._stale_colour = theme.stale
+        self._axis = axis
         self.stale = False
         styles = {
             'bid': QtCore.Qt.PenStyle.DashLine,
@@ -51,11 +52,6 @@ class L1Markers:
             self.lines[kind] = line
             label = AxisLabel(axis, formatter, bg=colours[kind], theme=theme, z=50)
             self.labels[kind] = label
-        view = axis.linkedView()
-        if view is not None:
-            # after each label's own reposition (connected first)
-            view.sigRangeChanged.connect(self.declutter)
-            view.sigResized.connect(self.declutter)
 
     def set(self, bid: float | None = None, ask: float | None = None, last: float | None = None) -> None:
         """Move the given markers (None leaves a marker where it is)."""
@@ -89,19 +85,5 @@ class L1Markers:
         return self.labels[kind].text()
 
     def declutter(self, *_) -> None:
-        """Stack overlapping tags top-down so each is at least a tag height apart."""
-        anchored = []
-        for kind in L1_KINDS:
-            if self.prices[kind] is None:
-                continue
-            y = self.labels[kind].anchor()
-            if y is not None:
-                anchored.append((y, kind))
-        anchored.sort()            # top of the axis first
-        placed: float | None = None
-        for y, kind in anchored:
-            lab = self.labels[kind]
-            if placed is not None and y < placed + lab.height():
-                y = placed + lab.height()
-            lab.set_offset_y(y)
-            placed = y
+        """Keep the tags apart (and apart from order and position tags)."""
+        TagStack.of(self._axis).declutter()

@@ -40,6 +40,31 @@ _STYLES: dict[str, QtCore.Qt.PenStyle] = {
 }
 
 
+LABEL_Z = 5000      # above every line: no stroke crosses a label's text
+
+
+class _OverLabel(pg.InfLineLabel):
+    """A line label drawn above *every* line, not just its own.
+
+    As a child of its line a label stacks with that line, so the strokes
+    of nearby lines (other orders, bid/ask/last) cross its text. `lift()`
+    makes it a sibling of the lines with a higher z; it still rides on its
+    line (positions are mapped from the line's coordinates).
+    """
+
+    def lift(self) -> None:
+        parent = self.line.parentItem()
+        if parent is not None:
+            self.setParentItem(parent)
+            self.setZValue(LABEL_Z)
+            self.updatePosition()
+
+    def updatePosition(self) -> None:  # noqa: N802 (pyqtgraph API)
+        super().updatePosition()
+        if self.parentItem() is not self.line:
+            self.setPos(self.line.mapToParent(self.pos()))
+
+
 class LevelLine(pg.InfiniteLine):
     """A horizontal price level with a left-hand label and a price-axis tag.
 
@@ -70,20 +95,23 @@ class LevelLine(pg.InfiniteLine):
         self._dash: Dash = dash
         self._pending = False
         self.setZValue(z)
-        self.label = pg.InfLineLabel(
+        self.label = _OverLabel(
             self, text='', position=LABEL_POS, anchors=[(0, 1), (0, 1)],
             color=qcolor(theme.label_text), fill=pg.mkBrush(qcolor(colour)),
         )
         font = QtGui.QFont()
         font.setPointSize(theme.font_size)
         self.label.setFont(font)
-        self.label.setZValue(z + 1)
         self.tag = AxisLabel(
-            chart.price_axis, chart.format_price, bg=colour, theme=theme, z=60,
+            chart.price_axis, chart.format_price, bg=colour, theme=theme, z=60, pin=True,
         )
         self._text = ''
+        self._shown = ''
         self._apply_style()
         chart.price_plot.addItem(self, ignoreBounds=True)
+        self.label.lift()
+        self._labels = LabelStack.of(chart)
+        self._labels.add(self)
         self.sigPositionChanged.connect(self._on_moved)
         self.sigPositionChangeFinished.connect(self._on_drag_done)
         self._on_moved()
@@ -122,8 +150,25 @@ class LevelLine(pg.InfiniteLine):
     def set_text(self, text: str) -> None:
         if text != self._text:
             self._text = text
+            self._shown = ''
+            self._labels.layout()
+
+    def fit_label(self, room: float) -> None:
+        """Show the text on as many lines as it needs to be `room` px wide
+        at most (a narrow chart must not push a label under the axis)."""
+        metrics = QtGui.QFontMetricsF(self.label.textItem.font())
+        pad = 2 * self.label.textItem.document().documentMargin() + 2
+        lines: list[str] = []
+        for word in self._text.split(' '):
+            if lines and metrics.horizontalAdvance(f'{lines[-1]} {word}') + pad <= room:
+                lines[-1] = f'{lines[-1]} {word}'
+            else:
+                lines.append(word)
+        shown = '\n'.join(ln.strip() for ln in lines)
+        if shown != getattr(self, '_shown', ''):
+            self._shown = shown
             # InfLineLabel formats with str.format: escape braces
-            self.label.setFormat(text.replace('{', '{{').replace('}', '}}'))
+            self.label.setFormat(shown.replace('{', '{{').replace('}', '}}'))
 
     def set_style(
         self,
@@ -142,11 +187,22 @@ class LevelLine(pg.InfiniteLine):
 
     def remove(self) -> None:
         """Take the line, its label and its axis tag off the chart."""
-        self.tag.set_value(None)
+        self.tag.detach()
         scene = self.tag.scene()
         if scene is not None:
             scene.removeItem(self.tag)
         self.chart.price_plot.removeItem(self)
+        if self.label.scene() is not None:
+            self.label.scene().removeItem(self.label)
+        self._labels.discard(self)
+
+    def setVisible(self, visible: bool) -> None:  # noqa: N802 (Qt API)
+        """The label is not a child (see `_OverLabel`): it follows by hand."""
+        super().setVisible(visible)
+        label = getattr(self, 'label', None)
+        if label is not None and label.isVisible() != visible:
+            label.setVisible(visible)
+            self._labels.layout()
 
     def setPos(self, pos) -> None:  # noqa: N802 (pyqtgraph API)
         """Every move goes through here: snap y to the price grid."""
@@ -174,6 +230,96 @@ class LevelLine(pg.InfiniteLine):
 
     def _on_moved(self, *_) -> None:
         self.tag.set_value(self.price)
+        labels = getattr(self, '_labels', None)
+        if labels is not None:
+            labels.layout()
 
     def _on_drag_done(self, *_) -> None:
         self.sig_drag_done.emit(self)
+
+
+LABEL_GAP = 4       # px between labels set side by side
+
+
+class LabelStack:
+    """The left-edge labels of one chart's level lines, kept readable.
+
+    Orders a few ticks apart (or an order at the position's ppu) would
+    print their labels on top of each other. `layout()` keeps each label
+    on its own line (its y is its price) and slides the ones that would
+    overlap to the right, next to the label they would have covered.
+    Runs after every pan, zoom, resize, line move and text change.
+    """
+
+    def __init__(self, chart: ChartWidget) -> None:
+        self.chart = chart
+        self.lines: list[LevelLine] = []
+        chart.view.sigRangeChanged.connect(self.layout)
+        chart.view.sigResized.connect(self.layout)
+
+    @classmethod
+    def of(cls, chart: ChartWidget) -> LabelStack:
+        stack = getattr(chart, '_piker_label_stack', None)
+        if stack is None:
+            stack = cls(chart)
+            chart._piker_label_stack = stack
+        return stack
+
+    def add(self, line: LevelLine) -> None:
+        self.lines.append(line)
+        self.layout()
+
+    def discard(self, line: LevelLine) -> None:
+        if line in self.lines:
+            self.lines.remove(line)
+            self.layout()
+
+    def layout(self, *_) -> None:
+        """Top line first: each label goes to the leftmost free slot on its
+        line; when its row is full, to the nearest free row above or below
+        (a label then sits a row or more off its line, still beside it)."""
+        view = self.chart.view
+        vb = view.sceneBoundingRect()
+        if vb.width() <= 0:
+            return
+        (_x0, _x1), (y0, y1) = view.viewRange()
+        shown = [
+            ln for ln in self.lines
+            if ln.isVisible() and ln.text() and y0 <= ln.price <= y1
+        ]
+        for ln in self.lines:
+            if ln not in shown:
+                _place(ln, LABEL_POS, 0)
+        placed: list[QtCore.QRectF] = []
+        base = vb.left() + LABEL_POS * vb.width()
+        room = vb.width() * (1 - 2 * LABEL_POS)
+        for ln in sorted(shown, key=lambda ln: -ln.price):
+            ln.fit_label(room)
+            _place(ln, LABEL_POS, 0)
+            rect = ln.label.sceneBoundingRect()
+            xs = sorted({base, *(r.right() + LABEL_GAP for r in placed)})
+            best = (LABEL_POS, 0)
+            for row in (0, 1, -1, 2, -2, 3, -3, 4, -4):
+                found = False
+                for x in xs:
+                    cand = rect.translated(x - rect.left(), -row * rect.height())
+                    if (
+                        cand.right() <= vb.right() and vb.top() <= cand.top()
+                        and cand.bottom() <= vb.bottom()
+                        and not any(cand.intersects(r) for r in placed)
+                    ):
+                        best, found = ((x - vb.left()) / vb.width(), row), True
+                        break
+                if found:
+                    break
+            _place(ln, *best)
+            placed.append(ln.label.sceneBoundingRect())
+
+
+def _place(ln: LevelLine, frac: float, row: int) -> None:
+    """Label of `ln` at `frac` of the view's width, `row` label heights
+    above its line (0: sitting on it; negative: below)."""
+    anchor = (0, 1 + row)
+    if ln.label.anchors[0] != anchor:
+        ln.label.anchors = [anchor, anchor]
+    ln.label.setPosition(min(max(frac, 0.0), 1.0))

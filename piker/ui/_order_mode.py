@@ -104,6 +104,10 @@ class OrderLine:
     line: LevelLine
     state: LineState
     filled: float = 0.0
+    # fills seen by this window (price * size, size): the "filled" status
+    # tells their average, never the limit price
+    fill_cost: float = 0.0
+    fill_size: float = 0.0
 
     @property
     def oid(self) -> str:
@@ -544,6 +548,8 @@ class OrderMode(QtCore.QObject):
             ol.req = req
             ol.line.set_price(req.price)
         ol.filled = msg.filled
+        if resp == 'fill' and not replay:
+            _add_fill(ol, msg.brokerd_msg)
         # a line kept over a reconnect is whatever the handshake says, open by default
         was = LineState.OPEN if ol.state is LineState.UNKNOWN else ol.state
         new_state = _CONFIRMED.get(resp, was)
@@ -613,6 +619,7 @@ class OrderMode(QtCore.QObject):
         """A terminal status: drop the line, mark alerts, finish cancel groups."""
         oid, resp, req = msg.oid, msg.resp, msg.req
         assert req is not None
+        ol = self.lines.get(oid)
         self._remove_line(oid)
         if resp == 'alert_triggered':
             price = msg.brokerd_msg.get('price', req.price)
@@ -622,6 +629,8 @@ class OrderMode(QtCore.QObject):
             'alert_triggered': 'alert triggered', 'error': 'error',
         }
         text = f'{words.get(resp, resp)}: {self.describe(req)}'
+        if resp == 'closed':
+            text = f'filled: {self._describe_fills(req, ol, msg)}'
         if msg.reason:
             text = f'{text} - {msg.reason}'
         in_group = False
@@ -642,6 +651,20 @@ class OrderMode(QtCore.QObject):
             self.status.clear_order_status(oid)
         else:
             self.status.set_order_status(oid, text, final=True)
+
+    def _describe_fills(self, req: Order, ol: OrderLine | None, msg: Status) -> str:
+        """`buy 0.02 @ 29,995.0 avg (live, paper)`: what was filled, at the
+        average price of the fills this window saw (the limit is not a fill)."""
+        digits = self.mkt.size_tick_digits
+        size = msg.filled or (ol.fill_size if ol is not None else 0.0) or req.size
+        where = f'({req.exec_mode}, {req.account})'
+        if ol is None or not ol.fill_size:
+            return (
+                f'{req.action} {fmt_size(size, digits)} {where}, limit '
+                f'{self.chart.format_price(req.price)}; fill price not seen here'
+            )
+        avg = self.chart.format_price(ol.fill_cost / ol.fill_size)
+        return f'{req.action} {fmt_size(size, digits)} @ {avg} avg {where}'
 
     def _draw_fill(self, msg: Status) -> None:
         fill = msg.brokerd_msg
@@ -727,3 +750,12 @@ class OrderMode(QtCore.QObject):
             if ol.line is level:
                 self.modify(oid, level.price)
                 return
+
+
+def _add_fill(ol: OrderLine, fill: Mapping[str, Any]) -> None:
+    """Count one venue fill (`price`, `size`) into `ol`'s average."""
+    price, size = fill.get('price'), fill.get('size')
+    if price is None or not size:
+        return
+    ol.fill_cost += float(price) * float(size)
+    ol.fill_size += float(size)

@@ -20,6 +20,8 @@ from ._theme import DARK, Theme
 
 MAX_LIMIT = 1e12
 SLOTS_BAR_STEPS = 1000   # progress-bar resolution
+DOCK_MIN_WIDTH = 200
+DOCK_MAX_WIDTH = 240
 
 
 class SettingsPane(QtWidgets.QWidget):
@@ -71,8 +73,10 @@ class SettingsPane(QtWidgets.QWidget):
         self.hint = QtWidgets.QLabel(
             'hold f buy · d sell · a alert\n'
             '+ctrl live · click submit\n'
-            'drag to modify · c cancel · c c all', self,
+            'drag to modify · c cancel · c c all\n'
+            'p hides this pane', self,
         )
+        self.hint.setWordWrap(True)
         self.hint.setStyleSheet(f'color: {theme.muted};')
         for w in (self.account, self.size_unit, self.limit, self.slots):
             w.setFocusPolicy(QtCore.Qt.FocusPolicy.ClickFocus)
@@ -236,7 +240,9 @@ class SettingsDock(QtWidgets.QDockWidget):
         self.empty.setAlignment(QtCore.Qt.AlignmentFlag.AlignCenter)
         self.stack.addWidget(self.empty)
         self.setWidget(self.stack)
-        self.setMinimumWidth(230)
+        # narrow: at a 650 px window the chart keeps ~2/3 of the width
+        self.setMinimumWidth(DOCK_MIN_WIDTH)
+        self.setMaximumWidth(DOCK_MAX_WIDTH)
         self._panes: dict[str, SettingsPane] = {}
 
     def add(self, fqme: str, pane: SettingsPane) -> None:

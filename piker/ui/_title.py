@@ -75,10 +75,35 @@ class BarLegend(QtWidgets.QGraphicsSimpleTextItem):
         font = QtGui.QFont()
         font.setPointSize(theme.font_size)
         self.setFont(font)
+        self._metrics = QtGui.QFontMetricsF(font)
         self.setBrush(QtGui.QColor(theme.foreground))
         self.setPos(8, 4)
         self.setZValue(2000)
+        self._view = view
+        self._line = ''
+        resized = getattr(view, 'sigResized', None)
+        if resized is not None:
+            resized.connect(self._wrap)
 
     def set_text(self, text: str) -> None:
+        if text != self._line:
+            self._line = text
+            self._wrap()
+
+    def line_text(self) -> str:
+        """The legend as one line (however it is wrapped on screen)."""
+        return self._line
+
+    def _wrap(self, *_) -> None:
+        """One line if it fits the pane, else as many as needed (a narrow
+        window, e.g. 650 px with the order pane open, must not clip it)."""
+        room = self._view.boundingRect().width() - 2 * self.pos().x()
+        lines: list[str] = []
+        for part in self._line.split('   '):
+            if lines and self._metrics.horizontalAdvance(f'{lines[-1]}   {part}') <= room:
+                lines[-1] = f'{lines[-1]}   {part}'
+            else:
+                lines.append(part)
+        text = '\n'.join(lines) if self._line else ''
         if text != self.text():
             self.setText(text)

@@ -30,6 +30,8 @@ ZOOM_STEP = 1.25         # x range factor per zoom key press
 WHEEL_STEP = 1.0015      # x range factor per wheel delta unit (120 = one notch)
 MIN_BARS = 8             # can't zoom in further than this many bars
 Y_PAD = 0.06             # fraction of the price range added above and below
+KEEP_BARS = 5            # pan/zoom never leaves fewer bars than this in view
+KEEP_Y = 0.1             # nor less than this fraction of the height on the bars
 
 
 class ChartView(pg.ViewBox):
@@ -53,6 +55,7 @@ class ChartView(pg.ViewBox):
         self.setMouseEnabled(x=True, y=False)
         self.setLimits(minXRange=MIN_BARS)
         self.sigXRangeChanged.connect(self._on_x_range)
+        self.sigYRangeChanged.connect(self._keep_data_y)
         self.sigResized.connect(self._on_x_range)
 
     # --- wiring (done by ChartWidget) ----------------------------------------
@@ -238,4 +241,37 @@ class ChartView(pg.ViewBox):
     # --- internals ----------------------------------------------------------
 
     def _on_x_range(self, *_) -> None:
+        if self._keep_data_x():
+            return          # moved back: the recursive call refits
         self.fit_y()
+        self._keep_data_y()
+
+    def _keep_data_x(self) -> bool:
+        """Pan/zoom must not leave the data: keep `KEEP_BARS` bars in view."""
+        n = self._n_bars()
+        if not n:
+            return False
+        keep = min(KEEP_BARS, n)
+        x0, x1 = self.x_range()
+        lo, hi = keep - 1.0, n - keep      # x1 must reach bar keep-1, x0 bar n-keep
+        shift = max(lo - x1, 0.0) or min(hi - x0, 0.0)
+        if not shift:
+            return False
+        self.setXRange(x0 + shift, x1 + shift, padding=0)
+        return True
+
+    def _keep_data_y(self, *_) -> None:
+        """A manual price scale must not leave the bars either: keep `KEEP_Y`
+        of the height on the visible bars' extent."""
+        if self._auto_y or self._y_source is None:
+            return
+        x0, x1 = self.x_range()
+        rng = self._y_source(x0, x1, self.width())
+        if rng is None:
+            return
+        lo, hi = rng
+        y0, y1 = self.y_range()
+        margin = (y1 - y0) * KEEP_Y
+        shift = max(lo + margin - y1, 0.0) or min(hi - margin - y0, 0.0)
+        if shift:
+            self.setYRange(y0 + shift, y1 + shift, padding=0)

@@ -7,6 +7,7 @@ feeds it quote batches (`update_quotes`); order mode later reports through
 from __future__ import annotations
 
 import sys
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -31,7 +32,7 @@ class MainWindow(QtWidgets.QMainWindow):
     """Tabs of `ChartWidget`s (one per fqme) above a `StatusBar`."""
 
     sig_chart_added = QtCore.Signal(str)     # fqme
-    sig_first_frame = QtCore.Signal()        # first chart frame painted (startup timing)
+    sig_first_frame = QtCore.Signal()        # first chart frame with bars painted (startup timing)
 
     def __init__(self, theme: Theme = DARK, title: str = 'piker') -> None:
         super().__init__()
@@ -67,7 +68,7 @@ class MainWindow(QtWidgets.QMainWindow):
             return chart
         chart = ChartWidget(fqme, history, timeframe=timeframe, mkt_info=mkt_info, theme=self.theme)
         self._charts[fqme] = chart
-        chart.sig_painted.connect(self._on_chart_painted)
+        chart.sig_painted.connect(partial(self._on_chart_painted, chart))
         self.tabs.addTab(chart, fqme)
         self.sig_chart_added.emit(fqme)
         return chart
@@ -109,7 +110,8 @@ class MainWindow(QtWidgets.QMainWindow):
         if chart is not None:
             chart.setFocus()
 
-    def _on_chart_painted(self) -> None:
-        if not self._first_frame_done:
+    def _on_chart_painted(self, chart: ChartWidget) -> None:
+        # a chart made before its history arrived paints empty: not a frame yet
+        if not self._first_frame_done and len(chart.model):
             self._first_frame_done = True
             self.sig_first_frame.emit()
