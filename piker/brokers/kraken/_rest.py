@@ -129,7 +129,7 @@ class Client:
         """One call; the envelope's `result`, or a `KrakenError`."""
         if private and not self.has_keys:
             raise NoKeys(NO_KEYS)
-        backoff = Backoff(first=1.0, cap=8.0, healthy_after=1e9)
+        backoff = Backoff(first=1.0, cap=8.0)
         nonce_retries = 2
         for attempt in range(MAX_RETRIES + 1):
             resp = await self._send(path, dict(params or {}), private)
@@ -146,7 +146,7 @@ class Client:
             if any(e.startswith(AUTH_ERRORS) for e in errors):
                 raise AuthError(f'Kraken refused the API key: {text}', errors)
             if any(e.startswith(RETRY_ERRORS) for e in errors) and attempt < MAX_RETRIES:
-                wait = backoff.next_delay(0.0)
+                wait = backoff.step()
                 log.warning('kraken: %s on %s: retrying in %.1fs', text, path, wait)
                 await trio.sleep(wait)
                 continue

@@ -214,7 +214,7 @@ class KrakenVenue:
 
     async def _request(self, method: str, params: dict[str, Any]) -> Any:
         """One order method, waiting out Kraken's trading rate counter."""
-        backoff = Backoff(first=0.5, cap=4.0, healthy_after=1e9)
+        backoff = Backoff(first=0.5, cap=4.0)
         for attempt in range(RATE_RETRIES + 1):
             try:
                 return await self.ws.request(method, params)
@@ -222,7 +222,7 @@ class KrakenVenue:
                 if not _too_fast(err) or attempt == RATE_RETRIES or \
                         isinstance(err, ConnectionLost):
                     raise
-                wait = backoff.next_delay(0.0)
+                wait = backoff.step()
                 log.warning('kraken %s: %s: retrying in %.1fs', method, err, wait)
                 await trio.sleep(wait)
         raise AssertionError('unreachable')
