@@ -210,6 +210,8 @@ def test_duplicate_fills_dropped(world: Harness) -> None:
         async with v.duplicated():
             oid = await ems.place('buy', 101.0, 0.5, account=h.account)
             await ems.wait(oid, 'fill', timeout=10)
+            # the book moves away: nothing more fills until the test says
+            await v.quote(bid=100.0, ask=105.0, bsize=5.0, asize=5.0)
         await trio.sleep(0.3)  # a repeat would arrive by now
         assert len(set(fill_tids(ems, oid))) == 1, ems.resps(oid)
         with trio.fail_after(20):
