@@ -1,9 +1,10 @@
 """The kraken backend through the real actor tree, against the fake
-Kraken (`piker.testing.kraken_sim`): the order flows of DESIGN.md section
-5 in live mode (fills, partials, cancel, cancel before ack, modify as one
-amended order, dark and alert), the order report after a brokerd
-SIGKILL, feed reconnects, history around the 720-bar limit, a pair whose
-base is not three letters, a bad key, and paper trading on its quotes."""
+Kraken (`piker.testing.kraken_sim`): fills, partials, cancel, cancel
+before ack, modify as one amended order, feed reconnects, history around
+the 720-bar limit, a pair whose base is not three letters, a bad key, and
+paper trading on its quotes. Dark orders, alerts and the order report
+after a brokerd SIGKILL are checked by the conformance kit
+(`piker.testing.conformance --backend kraken`, run by `.ci/run`)."""
 from __future__ import annotations
 
 import pytest
@@ -77,60 +78,6 @@ def test_live_modify_is_one_amended_order_and_cancel_before_ack(kraken_sim):
         sim.fake.faults.delay_acks(0)
         assert not sim.orders(open_only=True)
         assert 'error' not in ems.resps(late)
-
-    kraken_sim(main, fake=USD)
-
-
-def test_dark_and_alert(kraken_sim):
-    async def main(sim):
-        sim.push(FQME, bid=100, ask=101, bsize=1, asize=1, last=100.5, size=0.01)
-        ems = await sim.open_ems(FQME)
-        dark = await ems.place('buy', 95.0, 0.1, exec_mode='dark', account='spot')
-        await ems.wait(dark, 'dark_open')
-        alert = await ems.place('alert', 110.0, 1.0, exec_mode='dark', account='spot')
-        await ems.wait(alert, 'dark_open')
-        sim.push(FQME, bid=94, ask=95, bsize=1, asize=1)
-        await ems.wait(dark, 'dark_triggered')
-        closed = await ems.wait(dark, 'closed')
-        assert closed.filled == pytest.approx(0.1)
-        (order,) = _orders(sim, dark)
-        assert order['limit_price'] == 95.5  # padded by 5 ticks of 0.1
-        sim.push(FQME, last=110.0, size=0.01)
-        await ems.wait(alert, 'alert_triggered')
-        assert _orders(sim, alert) == []
-
-    kraken_sim(main, fake=USD)
-
-
-def test_order_report_after_brokerd_sigkill(kraken_sim):
-    async def main(sim):
-        import os
-        import signal
-
-        import trio
-
-        from piker.service import list_services
-        sim.push(FQME, bid=100, ask=101, bsize=1, asize=1)
-        ems = await sim.open_ems(FQME)
-        keep = await ems.place('buy', 90.0, 0.1, account='spot')
-        fills = await ems.place('buy', 91.0, 0.2, account='spot')
-        await ems.wait(keep, 'open')
-        await ems.wait(fills, 'open')
-        (order,) = _orders(sim, fills)
-        info = (await list_services())['brokerd.kraken']
-        os.kill(info.pid, signal.SIGKILL)
-        sim.fake.fill(order['order_id'])  # while nobody listens
-        await ems.wait(fills, 'closed', timeout=30)
-        await trio.sleep(0.3)
-        assert ems.resps(fills).count('fill') == 1, ems.resps(fills)
-        with trio.fail_after(5):  # the fill made while away reaches the ledger
-            while len(sim.ledger('kraken', 'spot')) < 1:
-                await trio.sleep(0.02)
-        assert ems.resps(keep)[-1] == 'open'
-        (working,) = sim.orders(open_only=True)
-        assert working['limit_price'] == 90.0
-        await ems.client.cancel(keep)
-        await ems.wait(keep, 'canceled', timeout=10)
 
     kraken_sim(main, fake=USD)
 

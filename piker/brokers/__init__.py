@@ -8,6 +8,10 @@ market info, search, history and the quote feed bus (one upstream per
 fqme fanned out to every subscriber, see `_feedbus.py`). The built-in
 reference backend is `piker.brokers.sim`.
 
+Writing a backend, faking its venue and checking it with the
+conformance kit (`pytest --pyargs piker.testing.conformance --backend
+NAME`): see docs/backends.md.
+
 The backend contract
 ====================
 

@@ -14,6 +14,10 @@ protocol, for testing real backends offline (docs/fake_binance.md); the
 the fake Binance, live mode included; `kraken_sim` (`run_kraken_sim`)
 likewise against the fake Kraken (`open_fake_kraken`, docs/fake_kraken.md).
 
+The conformance kit (`piker.testing.conformance`, docs/backends.md) checks
+any backend against the contract: `pytest --pyargs
+piker.testing.conformance --backend NAME` (the option is this plugin's).
+
 The simulation kit (`_sim`) and the fakes are imported lazily: pytest
 loads this plugin in every run, and most test runs need neither.
 """
@@ -21,7 +25,14 @@ from typing import Any
 
 from ._binance import BinanceSimRunner, binance_sim, run_binance_sim
 from ._kraken import KrakenSimRunner, fake_kraken, kraken_sim, run_kraken_sim
-from ._plugin import SimRunner, fake_binance, free_port, paper_sim, piker_env
+from ._plugin import (
+    SimRunner,
+    fake_binance,
+    free_port,
+    paper_sim,
+    piker_env,
+    pytest_addoption,
+)
 
 _LAZY = {'EMSSession', 'LeakedProcesses', 'PaperSim', 'run_sim'}
 _LAZY_FAKES = {'ControlClient', 'FakeBinance', 'FakeBinanceThread', 'open_fake_binance'}
@@ -62,6 +73,7 @@ __all__ = [
     'open_fake_kraken',
     'paper_sim',
     'piker_env',
+    'pytest_addoption',
     'run_binance_sim',
     'run_kraken_sim',
     'run_sim',

@@ -10,6 +10,17 @@ from typing import Any
 import pytest
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    """`--backend NAME` (repeatable): the backends the conformance kit
+    (`piker.testing.conformance`) checks; default every built-in one.
+    `NAME=pkg.module:factory` names a harness of your own (docs/backends.md)."""
+    parser.addoption(
+        '--backend', action='append', default=[], metavar='NAME',
+        help='backend for the piker conformance kit (repeatable; default: '
+             'sim, binance, kraken); NAME=pkg.module:factory for your own harness',
+    )
+
+
 def free_port(host: str = '127.0.0.1') -> int:
     """Return a TCP port that is free on `host` right now, for a registry.
 
