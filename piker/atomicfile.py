@@ -18,8 +18,16 @@ from .log import get_logger
 log = get_logger(__name__)
 
 
-def write_atomic(path: str | os.PathLike, data: str | bytes) -> None:
-    """Atomically replace `path` with `data` (str is written as utf-8)."""
+def write_atomic(
+    path: str | os.PathLike, data: str | bytes, *, durable: bool = True,
+) -> None:
+    """Atomically replace `path` with `data` (str is written as utf-8).
+
+    `durable=False` skips both fsyncs: still all-or-nothing for a process
+    crash (the rename only ever shows a complete file), but an OS crash
+    may leave the old file or an empty one. Only for files derived from
+    a durable source that rebuilds them (the positions file).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     raw = data.encode() if isinstance(data, str) else data
@@ -28,7 +36,8 @@ def write_atomic(path: str | os.PathLike, data: str | bytes) -> None:
         with os.fdopen(fd, 'wb') as f:
             f.write(raw)
             f.flush()
-            os.fsync(f.fileno())
+            if durable:
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -36,9 +45,14 @@ def write_atomic(path: str | os.PathLike, data: str | bytes) -> None:
         except FileNotFoundError:
             pass
         raise
-    # persist the rename itself
+    if durable:
+        fsync_dir(path.parent)
+
+
+def fsync_dir(path: str | os.PathLike) -> None:
+    """Persist a directory's entries (a rename, a new file) if the OS can."""
     try:
-        dfd = os.open(path.parent, os.O_RDONLY)
+        dfd = os.open(path, os.O_RDONLY)
     except OSError:
         return
     try:
