@@ -7,8 +7,8 @@ replaces it never destroys the evidence.
 """
 from __future__ import annotations
 
+import itertools
 import os
-import tempfile
 from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
@@ -16,6 +16,22 @@ from pathlib import Path
 from .log import get_logger
 
 log = get_logger(__name__)
+
+
+_seq = itertools.count()
+
+
+def _open_temp(path: Path) -> tuple[int, Path]:
+    """Create a new temp file next to `path` (its directory made if
+    missing): `.<name>.<pid>-<n>.tmp`, unique among live processes."""
+    while True:
+        tmp = path.with_name(f'.{path.name}.{os.getpid()}-{next(_seq)}.tmp')
+        try:
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644), tmp
+        except FileExistsError:
+            continue  # left by a dead process with our pid
+        except FileNotFoundError:
+            path.parent.mkdir(parents=True, exist_ok=True)
 
 
 def write_atomic(
@@ -29,15 +45,17 @@ def write_atomic(
     a durable source that rebuilds them (the positions file).
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     raw = data.encode() if isinstance(data, str) else data
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
+    fd, tmp = _open_temp(path)
     try:
-        with os.fdopen(fd, 'wb') as f:
-            f.write(raw)
-            f.flush()
+        try:
+            view = memoryview(raw)
+            while view:
+                view = view[os.write(fd, view):]
             if durable:
-                os.fsync(f.fileno())
+                os.fsync(fd)
+        finally:
+            os.close(fd)
         os.replace(tmp, path)
     except BaseException:
         try:
