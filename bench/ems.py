@@ -374,7 +374,8 @@ async def run_tree(args: argparse.Namespace, res: Results, report: list[str]) ->
     from piker.clearing import open_ems
     from piker.service import maybe_open_pikerd, maybe_spawn_daemon
 
-    async with maybe_open_pikerd(), AsyncExitStack() as stack:
+    # paperboi loads the seeded ledger at start: seconds, more on a busy box
+    async with maybe_open_pikerd(spawn_timeout=120.0), AsyncExitStack() as stack:
         portals = {}
         if args.profile:
             # spawned first, so emsd / open_ems find them with _ems_rpc enabled
@@ -409,18 +410,18 @@ async def run_tree(args: argparse.Namespace, res: Results, report: list[str]) ->
 def mk_txns(start: int, stop: int, account_tag: str = ''):
     """Fills as paperboi books them: buy at the ask / sell at the bid in
     turn (so the position goes flat every two), unique tids."""
-    from datetime import UTC, datetime
+    from datetime import UTC, datetime, timedelta
 
     from piker.accounting import Transaction
     from piker.brokers.sim import MARKETS
 
     mkt = MARKETS['btcusdt'].mkt
-    now = datetime.now(UTC)
+    now = datetime.now(UTC) - timedelta(milliseconds=stop - start)
     return [
         Transaction(
             fqme=mkt.fqme, tid=f'{account_tag}{uuid.uuid4().hex}',
             size=SIZE if i % 2 == 0 else -SIZE, price=ASK if i % 2 == 0 else BID,
-            cost=0.0, dt=now, bs_mktid=mkt.bs_mktid,
+            cost=0.0, dt=now + timedelta(milliseconds=i - start), bs_mktid=mkt.bs_mktid,
         )
         for i in range(start, stop)
     ]

@@ -9,11 +9,15 @@ import logging
 import os
 import stat
 import tomllib
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
+import tomli_w
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from piker.accounting import Transaction, TransactionLedger, ledger_path
+from piker.accounting._tablelog import _fast_loads
 
 T0 = datetime(2026, 1, 2, 3, 4, 5, 123456, tzinfo=UTC)
 
@@ -251,3 +255,58 @@ def test_the_paper_venue_records_a_fill_with_one_fsync_of_the_ledger(monkeypatch
     assert list(TransactionLedger.load('sim', 'paper')) == ['a', 'b']
     assert Account.load('sim', 'paper').get('btcusdt.sim').size == 0.5
     assert account_path('sim', 'paper').exists()
+
+
+# ---- the fast reader (same values as tomllib, or it steps aside) ----------
+
+_values = st.one_of(
+    st.text(max_size=8), st.integers(-10**6, 10**6), st.floats(allow_nan=False),
+    st.booleans(),
+    st.datetimes(timezones=st.one_of(st.just(UTC), st.none(),
+                                     st.builds(timezone, st.sampled_from(
+                                         [timedelta(hours=-5), timedelta(minutes=330)])))),
+)
+_tables = st.dictionaries(
+    st.text(min_size=1, max_size=6),
+    st.dictionaries(st.from_regex(r'[a-z_]{1,6}', fullmatch=True), _values, max_size=5),
+    max_size=6,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(tables=_tables)
+def test_the_fast_reader_agrees_with_tomllib_on_what_tomli_w_writes(tables):
+    text = tomli_w.dumps(tables)
+    fast = _fast_loads(text)
+    assert fast is None or fast == tomllib.loads(text)
+
+
+@settings(max_examples=500, deadline=None)
+@given(data=st.data())
+def test_the_fast_reader_never_accepts_what_tomllib_rejects(data):
+    """Any byte of a real ledger changed, dropped or duplicated: either
+    both readers give the same tables or the fast one steps aside."""
+    text = ''.join(mk_txn(f't{i}', i).render() + '\n' for i in range(3))
+    at = data.draw(st.integers(0, len(text) - 1))
+    op = data.draw(st.sampled_from(['replace', 'drop', 'insert', 'cut']))
+    char = data.draw(st.characters(codec='utf-8'))
+    text = {
+        'replace': text[:at] + char + text[at + 1:],
+        'drop': text[:at] + text[at + 1:],
+        'insert': text[:at] + char + text[at:],
+        'cut': text[:at],
+    }[op]
+    fast = _fast_loads(text)
+    try:
+        slow = tomllib.loads(text)
+    except tomllib.TOMLDecodeError:
+        assert fast is None
+    else:
+        assert fast is None or fast == slow
+
+
+def test_the_fast_reader_reads_a_real_ledger():
+    text = ''.join(mk_txn(f't{i}', i, bs_mktid='X-Y').render() + '\n' for i in range(3))
+    text += mk_txn('odd tid é', 4).render()
+    assert _fast_loads(text) == tomllib.loads(text)
+    assert _fast_loads(text) is not None
