@@ -140,11 +140,9 @@ def _whole(tid: str, table: Any, newline_at_end: bool) -> bool:
     its line ended: a dt cut short is naive (or a date, an int, not TOML)
     and the file then ends inside it, without a newline.
     """
-    if not isinstance(table, dict):
-        return False
     try:
-        msgspec.convert({**table, 'tid': tid}, Transaction)
-    except (msgspec.ValidationError, ValueError):
+        _convert(tid, table, Path())
+    except AccountingError:
         return False
     dt = table['dt']
     return newline_at_end or (isinstance(dt, datetime) and dt.tzinfo is not None)
