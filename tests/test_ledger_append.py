@@ -310,3 +310,41 @@ def test_the_fast_reader_reads_a_real_ledger():
     text += mk_txn('odd tid é', 4).render()
     assert _fast_loads(text) == tomllib.loads(text)
     assert _fast_loads(text) is not None
+
+
+_APPENDER = '''
+import sys
+from datetime import UTC, datetime
+from piker.accounting import Transaction, TransactionLedger
+ledger = TransactionLedger.load('sim', 'paper')
+for i in range(10**6):
+    ledger.update_from_txns([Transaction(fqme='btcusdt.sim', tid=f'k{i}', size=1.0,
+                                         price=100.0 + i, dt=datetime.now(UTC))])
+    ledger.write()
+    if i == 20:
+        print('going', flush=True)
+'''
+
+
+def test_a_writer_killed_while_appending_leaves_a_ledger_that_loads_and_grows():
+    """SIGKILL a process appending fills as fast as it can: what it left
+    loads (whole trades only, in order, none missing before the last one)
+    and takes the next append."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    proc = subprocess.Popen([sys.executable, '-c', _APPENDER], stdout=subprocess.PIPE)
+    try:
+        assert proc.stdout.readline() == b'going\n'
+        time.sleep(0.2)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    ledger = TransactionLedger.load('sim', 'paper')
+    n = len(ledger)
+    assert n > 20 and list(ledger) == [f'k{i}' for i in range(n)]
+    assert [t.price for t in ledger.values()] == [100.0 + i for i in range(n)]
+    write(ledger, mk_txn('after', 10**7, dt=datetime.now(UTC)))
+    assert list(tomllib.loads(ledger.path.read_text())) == [*(f'k{i}' for i in range(n)), 'after']
