@@ -443,9 +443,9 @@ def persistence(res: Results, seeded: int, reps: int = 50) -> None:
     """What paperboi's per-fill persistence costs, in-process: the same
     calls (`PaperAccounts.book()` + `flush()`: the ledger append, fsync'd,
     then the positions file, replaced without fsync) with an empty ledger
-    and with `seeded` trades in it, plus the storage floors: an fsync'd
-    append and an fsync'd atomic write (temp file, fsync, rename, fsync of
-    the directory) of a tiny file.
+    and with `seeded` trades in it, a fill to each in turn, plus the
+    storage floors: an fsync'd append and an fsync'd atomic write (temp
+    file, fsync, rename, fsync of the directory) of a tiny file.
     """
     from piker.atomicfile import write_atomic
     from piker.brokers.sim import MARKETS
@@ -465,12 +465,14 @@ def persistence(res: Results, seeded: int, reps: int = 50) -> None:
             write_atomic(conf / 'tiny.toml', f'x = {i}\n')
             res.add("persist: tiny fsync'd atomic write", (time.perf_counter() - t0) * 1e3)
         mkts = {mkt.fqme: mkt}
-        for acct, size in (('paper', 0), (SEEDED, seeded)) if seeded else (('paper', 0),):
+        sizes = {'paper': 0, **({SEEDED: seeded} if seeded else {})}
+        accts = PaperAccounts('sim')
+        for acct, size in sizes.items():
             if size:
                 seed_ledger(acct, size)
-            accts = PaperAccounts('sim')
             accts.load(acct)
-            for i in range(reps):
+        for i in range(reps):  # the accounts in turn: same disk, same moment
+            for acct, size in sizes.items():
                 txns = mk_txns(i, i + 1)
                 t0 = time.perf_counter()
                 accts.book({acct: txns}, mkts)
