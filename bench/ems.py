@@ -1,7 +1,8 @@
 """EMS latency and throughput through the real actor tree (paper mode).
 
     uv run python bench/ems.py [--orders 2000] [--fills 2000] [--window 100]
-                               [--profile DIR] [--dark-orders 100000]
+                               [--seed-trades 100000] [--profile DIR]
+                               [--dark-orders 100000]
 
 A private service tree (its own PIKER_CONFIG_DIR and a free
 PIKER_REGISTRY_ADDR; `[sim.paper] latency_ms = 0`): this process runs
@@ -19,18 +20,23 @@ so resting orders never fill and marketable ones always do. Measured:
   with a per-hop breakdown from the timestamps emsd and paperboi stamp
   (one host, one clock);
 - cancel -> canceled, one at a time;
-- marketable order -> fill and -> closed (paperboi writes the ledger and
-  the positions file, fsync'd, before it reports a fill), with the fsync
-  latency of the storage sampled meanwhile;
+- marketable order -> fill and -> closed (paperboi appends the fill to
+  the ledger, fsync'd, and replaces the positions file before it reports
+  it), in pairs (buy, sell) alternating between two paper accounts: one
+  whose ledger starts empty, one pre-seeded with `--seed-trades` trades
+  (same run, same load, interleaved); the fsync latency of the storage
+  (an fsync'd append, what a fill costs at least) is sampled meanwhile;
 - pipelined: N resting orders sent with `send_nowait()` back to back
   (at most `--window` in flight) until every one is `open` (orders/s),
   then cancelled the same way;
-- the paper engine's per-fill persistence alone, in-process, at the
-  ledger sizes the fill phase starts and ends with;
+- the paper engine's per-fill persistence alone, in-process, with an
+  empty ledger and with `--seed-trades` trades in it;
 - the dark book's cost per quote with `--dark-orders` resting orders on
   one fqme against a naive scan, in-process (`bench/dark.py`).
 
-Targets: p50 order -> open <= 1.5 ms; dark book with 100k resting and
+Targets: p50 order -> open <= 1.5 ms; p50 marketable order -> fill with
+the seeded ledger <= order -> open p50 + one fsync'd append (p50), and
+within 20 % of the fill p50 with the empty one; dark book with 100k resting and
 no fire <= 20 us per quote and >= 500x faster than the naive scan. `--profile DIR` then re-runs the
 order -> open and pipelined phases under cProfile (inside emsd and
 paperboi, via RPC into daemons this script pre-spawns with `_ems_rpc`
@@ -62,6 +68,8 @@ DEPTH = 1e9          # quoted size at the touch: fills never run out
 REST = 60_000.0      # buy limit far below the bid: rests, never fills
 SIZE = 0.01
 TARGET_OPEN_P50_MS = 1.5
+TARGET_FILL_GROWTH = 1.2  # fill p50, seeded ledger / empty ledger
+SEEDED = 'seeded'         # the paper account whose ledger is pre-seeded
 WARMUP = 200
 
 
@@ -187,43 +195,92 @@ async def cancel_each(res: Results, client, trades, oids: list[str], tag: str = 
         res.add(f'cancel -> canceled{tag}', (time.perf_counter() - t0) * 1e3)
 
 
-async def fills(res: Results, client, trades, n: int) -> None:
-    """Marketable orders, alternating buy at the ask / sell at the bid.
+def fill_label(seeded: int) -> str:
+    return f'marketable order -> fill, ledger +{seeded:,}'
 
-    Every 10th fill is followed by a tiny fsync'd write from this process:
-    the storage's fsync latency *while* the fills run (paperboi fsyncs the
-    ledger and the positions file before it reports a fill).
+
+class AppendProbe:
+    """An fsync'd append of one ledger-sized table to a file of its own:
+    the storage floor of a fill (paperboi appends and fsyncs once)."""
+
+    TABLE = b'\n' + 200 * b'x' + b'\n'
+
+    def __init__(self, path: Path) -> None:
+        self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+
+    def __call__(self) -> None:
+        os.write(self.fd, self.TABLE)
+        os.fsync(self.fd)
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
+async def fills(res: Results, client, trades, n: int, seeded: int) -> None:
+    """Marketable orders: a buy at the ask then a sell at the bid, each
+    pair on the next of the accounts (the empty ledger, the seeded one).
+
+    Every 10th fill is followed by an fsync'd append from this process:
+    the storage's fsync latency *while* the fills run.
     """
-    from piker.atomicfile import write_atomic
-
-    probe = Path(os.environ['PIKER_CONFIG_DIR']) / 'fsync-probe.toml'
-    for i in range(n):
-        action, price = ('buy', ASK) if i % 2 == 0 else ('sell', BID)
-        order = client.mk_order(action, price, SIZE)
-        t0 = time.perf_counter()
-        client.send_nowait(order)
-        await _until(trades, order.oid, {'fill'})
-        t_fill = time.perf_counter()
-        await _until(trades, order.oid, {'closed'})
-        res.add('marketable order -> fill', (t_fill - t0) * 1e3)
-        res.add('marketable order -> closed', (time.perf_counter() - t0) * 1e3)
-        if i % 10 == 0:
+    accounts = [('paper', 0)] + ([(SEEDED, seeded)] if seeded else [])
+    probe = AppendProbe(Path(os.environ['PIKER_CONFIG_DIR']) / 'fsync-probe.log')
+    try:
+        for i in range(n):
+            acct, size = accounts[(i // 2) % len(accounts)]
+            action, price = ('buy', ASK) if i % 2 == 0 else ('sell', BID)
+            order = client.mk_order(action, price, SIZE, account=acct)
             t0 = time.perf_counter()
-            await trio.to_thread.run_sync(write_atomic, probe, f'x = {i}\n')
-            res.add("  tiny fsync'd write meanwhile (this process)",
+            client.send_nowait(order)
+            await _until(trades, order.oid, {'fill'})
+            t_fill = time.perf_counter()
+            await _until(trades, order.oid, {'closed'})
+            res.add(fill_label(size), (t_fill - t0) * 1e3)
+            res.add(f'marketable order -> closed, ledger +{size:,}',
                     (time.perf_counter() - t0) * 1e3)
-    xs = res.lat['marketable order -> fill']
+            if i % 10 == 0:
+                t0 = time.perf_counter()
+                await trio.to_thread.run_sync(probe)
+                res.add("  fsync'd append meanwhile (floor, this process)",
+                        (time.perf_counter() - t0) * 1e3)
+    finally:
+        probe.close()
+    xs = res.lat[fill_label(0)]
     k = min(100, len(xs))
-    opened = res.lat.get('order -> open')
-    if opened:
-        res.notes.append(
-            f'fill p50 - open p50 = {pct(xs, 50) - pct(opened, 50):.3f} ms: what paperboi '
-            'spends persisting a fill (ledger + positions, fsync\'d) before reporting it'
-        )
     res.notes.append(
-        f'fill p50 of the first {k} fills: {pct(xs[:k], 50):.3f} ms, of the last {k}: '
-        f'{pct(xs[-k:], 50):.3f} ms (the ledger file grows by one trade per fill)'
+        f'fill p50 (empty ledger) of the first {k} fills: {pct(xs[:k], 50):.3f} ms, of the '
+        f'last {k}: {pct(xs[-k:], 50):.3f} ms (the ledger grows by one trade per fill)'
     )
+
+
+def fill_verdict(res: Results, seeded: int) -> list[str]:
+    """The fill targets, against the floors sampled in the same run."""
+    opened = res.lat.get('order -> open')
+    floor = res.lat.get("  fsync'd append meanwhile (floor, this process)")
+    empty = res.lat.get(fill_label(0))
+    if not (opened and floor and empty):
+        return []
+    open50, floor50, empty50 = pct(opened, 50), pct(floor, 50), pct(empty, 50)
+    budget = open50 + floor50
+    lines = [f'fill p50 - open p50 = {empty50 - open50:.3f} ms (empty ledger): what paperboi '
+             f'spends recording a fill; one fsync\'d append p50 {floor50:.3f} ms meanwhile']
+    full = res.lat.get(fill_label(seeded)) if seeded else None
+    if full:
+        full50 = pct(full, 50)
+        ratio = full50 / empty50
+        lines.append(
+            f'fill p50 with {seeded:,} trades seeded {full50:.3f} ms, with none '
+            f'{empty50:.3f} ms: ratio {ratio:.2f} (target <= {TARGET_FILL_GROWTH}: '
+            f'{"met" if ratio <= TARGET_FILL_GROWTH else "MISSED"})'
+        )
+    for name, x in (('none', empty50), (f'{seeded:,}', full50 if full else None)):
+        if x is not None:
+            lines.append(
+                f'fill p50 ({name} seeded) {x:.3f} ms vs open p50 + one fsync\'d append = '
+                f'{open50:.3f} + {floor50:.3f} = {budget:.3f} ms: '
+                f'{"met" if x <= budget else "MISSED"}'
+            )
+    return lines
 
 
 async def _burst(client, trades, oids: list[str], send, want: str, window: int) -> float:
@@ -317,7 +374,8 @@ async def run_tree(args: argparse.Namespace, res: Results, report: list[str]) ->
     from piker.clearing import open_ems
     from piker.service import maybe_open_pikerd, maybe_spawn_daemon
 
-    async with maybe_open_pikerd(), AsyncExitStack() as stack:
+    # paperboi loads the seeded ledger at start: seconds, more on a busy box
+    async with maybe_open_pikerd(spawn_timeout=120.0), AsyncExitStack() as stack:
         portals = {}
         if args.profile:
             # spawned first, so emsd / open_ems find them with _ems_rpc enabled
@@ -340,7 +398,7 @@ async def run_tree(args: argparse.Namespace, res: Results, report: list[str]) ->
         oids = await order_to_open(res, client, trades, args.orders, echo=echo)
         await cancel_each(res, client, trades, oids[WARMUP:])
         await cancel_each(Results(), client, trades, oids[:WARMUP])
-        await fills(res, client, trades, args.fills)
+        await fills(res, client, trades, args.fills, args.seed_trades)
         await pipelined(res, client, trades, args.orders, args.window)
         if args.profile:
             await profiled(client, trades, args.profile_orders, args.window,
@@ -349,65 +407,81 @@ async def run_tree(args: argparse.Namespace, res: Results, report: list[str]) ->
 
 # ---- persistence cost (in-process, no actors) ---------------------------
 
-def persistence(res: Results, sizes: tuple[int, ...], reps: int = 50) -> None:
-    """What paperboi's per-fill `_persist()` costs, split into its parts.
+def mk_txns(start: int, stop: int, account_tag: str = ''):
+    """Fills as paperboi books them: buy at the ask / sell at the bid in
+    turn (so the position goes flat every two), unique tids."""
+    from datetime import UTC, datetime, timedelta
 
-    Same calls as the paper engine (ledger update + write, positions update
-    + write; each write is `write_atomic`: temp file, fsync, rename, fsync
-    of the directory), at each ledger size in `sizes`, plus the two parts:
-    the ledger's TOML text (each trade rendered once, cached) and one fsync'd atomic
-    write of a tiny file (the storage floor).
+    from piker.accounting import Transaction
+    from piker.brokers.sim import MARKETS
+
+    mkt = MARKETS['btcusdt'].mkt
+    now = datetime.now(UTC) - timedelta(milliseconds=stop - start)
+    return [
+        Transaction(
+            fqme=mkt.fqme, tid=f'{account_tag}{uuid.uuid4().hex}',
+            size=SIZE if i % 2 == 0 else -SIZE, price=ASK if i % 2 == 0 else BID,
+            cost=0.0, dt=now + timedelta(milliseconds=i - start), bs_mktid=mkt.bs_mktid,
+        )
+        for i in range(start, stop)
+    ]
+
+
+def seed_ledger(account: str, n: int) -> float:
+    """Write `n` trades into `account`'s paper ledger (before the tree
+    starts: paperboi loads it); returns the seconds it took."""
+    from piker.accounting import TransactionLedger
+
+    t0 = time.perf_counter()
+    ledger = TransactionLedger.load('sim', account)
+    ledger.update_from_txns(mk_txns(0, n))
+    ledger.write()
+    return time.perf_counter() - t0
+
+
+def persistence(res: Results, seeded: int, reps: int = 50) -> None:
+    """What paperboi's per-fill persistence costs, in-process: the same
+    calls (`PaperAccounts.book()` + `flush()`: the ledger append, fsync'd,
+    then the positions file, replaced without fsync) with an empty ledger
+    and with `seeded` trades in it, a fill to each in turn, plus the
+    storage floors: an fsync'd append and an fsync'd atomic write (temp
+    file, fsync, rename, fsync of the directory) of a tiny file.
     """
-    from datetime import UTC, datetime
-
-    from piker.accounting import Account, Transaction, TransactionLedger
     from piker.atomicfile import write_atomic
     from piker.brokers.sim import MARKETS
+    from piker.clearing._paper_accounts import PaperAccounts
 
     mkt = MARKETS['btcusdt'].mkt
     conf = Path(tempfile.mkdtemp(prefix='piker-bench-persist-'))
     saved = os.environ.get('PIKER_CONFIG_DIR')
     os.environ['PIKER_CONFIG_DIR'] = str(conf)
-
-    def txn(i: int) -> Transaction:
-        return Transaction(
-            fqme=mkt.fqme, tid=uuid.uuid4().hex, size=SIZE if i % 2 == 0 else -SIZE,
-            price=ASK if i % 2 == 0 else BID, cost=0.0, dt=datetime.now(UTC),
-            bs_mktid=mkt.bs_mktid,
-        )
-
+    probe = AppendProbe(conf / 'probe.log')
     try:
         for i in range(2 * reps):
             t0 = time.perf_counter()
+            probe()
+            res.add("persist: fsync'd append of a table (floor)", (time.perf_counter() - t0) * 1e3)
+            t0 = time.perf_counter()
             write_atomic(conf / 'tiny.toml', f'x = {i}\n')
-            res.add("persist: tiny fsync'd atomic write (floor)",
-                    (time.perf_counter() - t0) * 1e3)
-        ledger = TransactionLedger.load('sim', 'paper')
-        account = Account.load('sim', 'paper')
+            res.add("persist: tiny fsync'd atomic write", (time.perf_counter() - t0) * 1e3)
         mkts = {mkt.fqme: mkt}
-        done = 0
-        for size in sizes:
-            bulk = [txn(i) for i in range(done, size)]  # grow, untimed
-            if bulk:
-                ledger.update_from_txns(bulk)
-                account.update_from_txns(bulk, mkts)
-                done = size
-            for _ in range(reps):
-                t = [txn(done)]
-                done += 1
+        sizes = {'paper': 0, **({SEEDED: seeded} if seeded else {})}
+        accts = PaperAccounts('sim')
+        for acct, size in sizes.items():
+            if size:
+                seed_ledger(acct, size)
+            accts.load(acct)
+        for i in range(reps):  # the accounts in turn: same disk, same moment
+            for acct, size in sizes.items():
+                txns = mk_txns(i, i + 1)
                 t0 = time.perf_counter()
-                ledger.update_from_txns(t)
-                ledger.render()  # each trade rendered once, then joined
-                t1 = time.perf_counter()
-                ledger.write()
-                account.update_from_txns(t, mkts)
-                account.write()
-                t2 = time.perf_counter()
-                res.add(f'persist: ledger TOML text, no disk @ {size:>5} trades',
-                        (t1 - t0) * 1e3)
-                res.add(f'persist: ledger+positions writes @ {size:>5} trades',
-                        (t2 - t1) * 1e3)
+                accts.book({acct: txns}, mkts)
+                if accts.flush() is not None:
+                    raise RuntimeError(f'cannot write: {accts.alarm}')
+                res.add(f'persist: one fill (ledger + positions) @ {size:>7,} trades',
+                        (time.perf_counter() - t0) * 1e3)
     finally:
+        probe.close()
         shutil.rmtree(conf, ignore_errors=True)
         if saved is None:
             os.environ.pop('PIKER_CONFIG_DIR', None)
@@ -420,6 +494,8 @@ def main() -> None:
     parser.add_argument('--orders', type=int, default=2000,
                         help='orders per latency phase and per pipelined burst')
     parser.add_argument('--fills', type=int, default=2000, help='marketable orders')
+    parser.add_argument('--seed-trades', type=int, default=100_000,
+                        help='trades pre-seeded in the second account\'s ledger (0: one account)')
     parser.add_argument('--window', type=int, default=100,
                         help='pipelined orders in flight at once')
     parser.add_argument('--profile', metavar='DIR', default='',
@@ -436,9 +512,14 @@ def main() -> None:
 
     conf = Path(tempfile.mkdtemp(prefix='piker-bench-ems-'))
     (conf / 'brokers.toml').write_text(
-        '[sim]\nseed = 1\nquote_rate = 20.0\n\n[sim.paper]\nlatency_ms = 0.0\n'
+        f'[sim]\nseed = 1\nquote_rate = 20.0\naccounts = ["paper", "{SEEDED}"]\n\n'
+        '[sim.paper]\nlatency_ms = 0.0\n'
     )
     os.environ['PIKER_CONFIG_DIR'] = str(conf)
+    if args.seed_trades:
+        secs = seed_ledger(SEEDED, args.seed_trades)
+        print(f'seeded the {SEEDED!r} ledger with {args.seed_trades:,} trades in {secs:.1f}s',
+              flush=True)
     os.environ['PIKER_REGISTRY_ADDR'] = f'127.0.0.1:{free_port()}'
     print(f'piker EMS bench: {FQME}, paper, {args.orders} orders / {args.fills} fills per '
           f'phase, python {sys.version.split()[0]}, {os.cpu_count()} cpus, '
@@ -457,13 +538,12 @@ def main() -> None:
               f'the figures below are {done}', file=sys.stderr)
     elapsed = time.perf_counter() - t0
     shutil.rmtree(conf, ignore_errors=True)
-    fills_done = len(res.lat.get('marketable order -> fill', []))
-    persistence(res, sizes=(0, fills_done) if fills_done else (0,))
+    persistence(res, args.seed_trades)
 
     print()
     print(res.table())
     print()
-    for note in res.notes:
+    for note in [*res.notes, *fill_verdict(res, args.seed_trades)]:
         print(note)
     if 'order -> open' not in res.lat:
         return

@@ -7,8 +7,8 @@ replaces it never destroys the evidence.
 """
 from __future__ import annotations
 
+import itertools
 import os
-import tempfile
 from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
@@ -18,17 +18,44 @@ from .log import get_logger
 log = get_logger(__name__)
 
 
-def write_atomic(path: str | os.PathLike, data: str | bytes) -> None:
-    """Atomically replace `path` with `data` (str is written as utf-8)."""
+_seq = itertools.count()
+
+
+def _open_temp(path: Path) -> tuple[int, Path]:
+    """Create a new temp file next to `path` (its directory made if
+    missing): `.<name>.<pid>-<n>.tmp`, unique among live processes."""
+    while True:
+        tmp = path.with_name(f'.{path.name}.{os.getpid()}-{next(_seq)}.tmp')
+        try:
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644), tmp
+        except FileExistsError:
+            continue  # left by a dead process with our pid
+        except FileNotFoundError:
+            path.parent.mkdir(parents=True, exist_ok=True)
+
+
+def write_atomic(
+    path: str | os.PathLike, data: str | bytes, *, durable: bool = True,
+) -> None:
+    """Atomically replace `path` with `data` (str is written as utf-8).
+
+    `durable=False` skips both fsyncs: still all-or-nothing for a process
+    crash (the rename only ever shows a complete file), but an OS crash
+    may leave the old file or an empty one. Only for files derived from
+    a durable source that rebuilds them (the positions file).
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     raw = data.encode() if isinstance(data, str) else data
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
+    fd, tmp = _open_temp(path)
     try:
-        with os.fdopen(fd, 'wb') as f:
-            f.write(raw)
-            f.flush()
-            os.fsync(f.fileno())
+        try:
+            view = memoryview(raw)
+            while view:
+                view = view[os.write(fd, view):]
+            if durable:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -36,9 +63,14 @@ def write_atomic(path: str | os.PathLike, data: str | bytes) -> None:
         except FileNotFoundError:
             pass
         raise
-    # persist the rename itself
+    if durable:
+        fsync_dir(path.parent)
+
+
+def fsync_dir(path: str | os.PathLike) -> None:
+    """Persist a directory's entries (a rename, a new file) if the OS can."""
     try:
-        dfd = os.open(path.parent, os.O_RDONLY)
+        dfd = os.open(path, os.O_RDONLY)
     except OSError:
         return
     try:

@@ -181,15 +181,19 @@ def test_fills_are_written_even_if_body_raises():
     assert list(TransactionLedger.load('sim', 'paper')) == ['a']
 
 
-def test_crash_mid_write_keeps_previous_file(monkeypatch):
-    with open_trade_ledger('sim', 'paper') as ledger:
-        ledger.update_from_txns([mk_txn('a')])
-    before = ledger.path.read_bytes()
+def test_crash_mid_rewrite_keeps_previous_file(monkeypatch):
+    """A ledger written whole (an older piker's, made append-only at its
+    first write) is replaced atomically: a crash at the rename keeps it."""
+    path = ledger_path('sim', 'paper')
+    path.parent.mkdir(parents=True)
+    path.write_text('# piker trade ledger (an older one)\n\n' + mk_txn('a').render())
+    before = path.read_bytes()
 
     def crash(*args, **kw):
         raise OSError('power cut during rename')
 
     ledger = TransactionLedger.load('sim', 'paper')
+    assert not ledger.appendable
     ledger.update_from_txns([mk_txn('b')])
     with monkeypatch.context() as m:
         m.setattr(os, 'replace', crash)
@@ -200,6 +204,9 @@ def test_crash_mid_write_keeps_previous_file(monkeypatch):
     # no temp files left behind either
     assert [p.name for p in ledger.path.parent.iterdir()] == [ledger.path.name]
     assert list(TransactionLedger.load('sim', 'paper')) == ['a']
+    # the retry rewrites it, append-only from then on
+    ledger.write()
+    assert ledger.appendable and list(TransactionLedger.load('sim', 'paper')) == ['a', 'b']
 
 
 def test_crash_while_writing_bytes_keeps_previous_file(monkeypatch):

@@ -108,3 +108,42 @@ def test_a_torn_last_line_is_not_damage(caplog):
     again = VenueStore('sim')
     assert list(again.orders) == ['a']
     assert not list(store.path.parent.glob('*.corrupt-*'))
+
+
+def test_a_failed_append_leaves_nothing_the_next_one_glues_onto(monkeypatch, caplog):
+    """Disk full mid-append: the half-written line is cut back off, so the
+    next record does not glue onto it (which would read as damage and
+    quarantine the file, cancelling every working order)."""
+    import os
+
+    store = VenueStore('sim')
+    store.record(resting=[mk_order('a')])
+    real = os.write
+
+    def half(fd, data):
+        real(fd, bytes(data[:len(data) // 2]))
+        raise OSError(28, 'No space left on device')
+
+    with monkeypatch.context() as m:
+        m.setattr(os, 'write', half)
+        store.record(resting=[mk_order('b')])  # logged, not raised
+    assert 'NOT SAVED' in caplog.text
+    store.record(resting=[mk_order('c')], events=[mk_fill('c', 't1')])
+    store.close()
+    again = VenueStore('sim')
+    assert not list(store.path.parent.glob('*.corrupt-*'))
+    assert list(again.orders) == ['a', 'c'] and [e.msg.tid for e in again.fills()] == ['t1']
+
+
+def test_a_torn_tail_left_by_a_failed_compaction_is_cut_off_before_appending():
+    store = VenueStore('sim')
+    store.record(resting=[mk_order('a')])
+    store.close()
+    with store.path.open('ab') as f:
+        f.write(b'{"op": "gone", "req')  # torn; say the compaction at load failed
+    store._fd = None
+    store.record(resting=[mk_order('b')])
+    store.close()
+    again = VenueStore('sim')
+    assert not list(store.path.parent.glob('*.corrupt-*'))
+    assert list(again.orders) == ['a', 'b']

@@ -175,6 +175,25 @@ def test_open_clears_are_since_last_flat():
     assert (again.size, again.ppu) == (pos.size, pos.ppu)
 
 
+def test_open_clears_cost_what_is_open_not_the_history(monkeypatch):
+    """Finding the fills since the last flat point must not walk every
+    clear ever made: the positions file is written on every paper fill."""
+    import piker.accounting._pos as pos_mod
+
+    pos = Position(fqme=FQME)
+    for i in range(2000):
+        pos.add_clear(txn(f'h{i}', 1 if i % 2 == 0 else -1, 10.0, i=i))
+    pos.add_clear(txn('open', 2, 11.0, i=2001))
+    calls = []
+    real = pos_mod.to_decimal
+    monkeypatch.setattr(pos_mod, 'to_decimal', lambda *a: calls.append(a) or real(*a))
+    assert list(pos.open_clears()) == ['open']
+    assert len(calls) < 10
+    # a position read back from a file finds its flat point once, then O(open)
+    back = msgspec.convert(msgspec.to_builtins(pos), Position)
+    assert list(back.open_clears()) == ['open']
+
+
 def test_position_msgspec_roundtrip():
     pos = Position.from_mkt(mk_mkt())
     pos.add_clear(txn('a', 1.5, 100.0, 0.25))

@@ -1,9 +1,11 @@
 """Where accounting files live and how they are read and written.
 
 Both the trade ledger and the positions table are human-readable TOML in
-the config dir (DESIGN.md section 8), read with `tomllib`, written with
-`tomli_w` through `write_atomic()` so a crash leaves either the old or the
-new file, never a torn one.
+the config dir (DESIGN.md section 8), read with `tomllib`, rendered with
+`tomli_w`. The positions table is small and replaced whole through
+`write_atomic()` (a crash leaves the old or the new file, never a torn
+one); the ledger grows with every fill, so a fill *appends* its table
+(see `_ledger`), and only a new or legacy ledger is written whole.
 """
 from __future__ import annotations
 
@@ -74,10 +76,18 @@ def write_toml(path: Path, data: dict[str, Any], header: str = '') -> None:
     write_toml_text(path, tomli_w.dumps(data), header)
 
 
-def write_toml_text(path: Path, body: str, header: str = '') -> None:
-    """Atomically replace `path` with TOML text `body`, after a `#` header."""
+def toml_text(body: str, header: str = '') -> str:
+    """TOML text `body` after `header` as `#` comment lines."""
     head = ''.join(f'# {line}\n' if line else '#\n' for line in header.splitlines())
-    write_atomic(path, head + ('\n' if head and body else '') + body)
+    return head + ('\n' if head and body else '') + body
+
+
+def write_toml_text(
+    path: Path, body: str, header: str = '', *, durable: bool = True,
+) -> None:
+    """Atomically replace `path` with TOML text `body`, after a `#` header
+    (`durable=False`: without fsync, see `write_atomic`)."""
+    write_atomic(path, toml_text(body, header), durable=durable)
 
 
 def join_tables(texts: Iterable[str]) -> str:

@@ -5,6 +5,12 @@ derived from it (`Account.from_ledger()`). It lives in
 `<config dir>/accounting/ledgers/trades_<broker>_<account>.toml`, one TOML
 table per tid, and a tid seen twice is ignored - venues replay fills on
 reconnect and a replayed fill must never move a position twice.
+
+The file is append-only (`_tablelog`): writing new fills appends their
+tables and fsyncs once, whatever the size of the ledger. Each table ends
+with its `dt` (tz-aware), so a table torn by a crash mid-append is
+recognised on load and dropped, with a log line. A tid is appended at
+most once: only fills new to the ledger in memory are ever written.
 """
 from __future__ import annotations
 
@@ -26,10 +32,10 @@ from ._files import (
     check_name,
     join_tables,
     ledger_path,
-    read_toml,
-    write_toml_text,
+    toml_text,
 )
 from ._mktinfo import unpack_fqme
+from ._tablelog import TableLog
 
 log = get_logger(__name__)
 
@@ -89,19 +95,57 @@ class Transaction(Struct, kw_only=True):
         self.dt = _to_utc(self.dt)
 
     def to_toml(self) -> dict[str, Any]:
-        """The ledger table body (the tid is the table's key)."""
+        """The ledger table body (the tid is the table's key).
+
+        `dt` comes last: a table cut anywhere before the end of its dt is
+        invalid TOML, lacks the dt or has a naive one - a torn append is
+        always recognised (see `_whole()`).
+        """
         table: dict[str, Any] = {
             'fqme': self.fqme,
             'size': self.size,
             'price': self.price,
             'cost': self.cost,
-            'dt': self.dt,
         }
         if self.bs_mktid:
             table['bs_mktid'] = self.bs_mktid
         if self.expiry:
             table['expiry'] = self.expiry
+        table['dt'] = self.dt
         return table
+
+    def render(self) -> str:
+        """This trade's TOML table, as a ledger file holds it."""
+        return tomli_w.dumps({self.tid: self.to_toml()})
+
+
+# the header line that marks a ledger file as append-only (`_tablelog`)
+APPEND_MARK = ('append-only: each fill appends its table (dt last) with one fsync; '
+               'a torn last table is dropped on load.')
+
+
+def _convert(tid: str, table: Any, path: Path) -> Transaction:
+    if not isinstance(table, dict):
+        raise AccountingError(f'invalid {path}: entry {tid!r} is not a table')
+    try:
+        return msgspec.convert({**table, 'tid': tid}, Transaction)
+    except (msgspec.ValidationError, ValueError) as err:
+        raise AccountingError(f'invalid {path}: trade {tid!r}: {err}') from None
+
+
+def _whole(tid: str, table: Any, newline_at_end: bool) -> bool:
+    """Is the last table of an append-only ledger complete?
+
+    A valid trade whose dt is tz-aware, or (a hand edit) naive but with
+    its line ended: a dt cut short is naive (or a date, an int, not TOML)
+    and the file then ends inside it, without a newline.
+    """
+    try:
+        _convert(tid, table, Path())
+    except AccountingError:
+        return False
+    dt = table['dt']
+    return newline_at_end or (isinstance(dt, datetime) and dt.tzinfo is not None)
 
 
 def _dt(txn: Transaction) -> datetime:
@@ -112,7 +156,9 @@ class TransactionLedger(Mapping[str, Transaction]):
     """The fills of one broker account: a read-only mapping tid -> txn.
 
     Add fills with `update_from_txns()` (duplicates by tid are dropped and
-    only the new ones are returned), persist with `write()`.
+    only the new ones are returned), persist with `write()` (which appends
+    them). Iteration is in time order for a loaded ledger, in insertion
+    order for fills added since.
     """
 
     def __init__(
@@ -128,9 +174,10 @@ class TransactionLedger(Mapping[str, Transaction]):
         self._txns: dict[str, Transaction] = {}
         # the fills in time order (ties: insertion order), kept as they come
         self._by_time: list[Transaction] = []
-        # tid -> its rendered TOML table: a write re-renders no old trade
-        self._text: dict[str, str] = {}
-        self._dirty = False
+        # fills added since the last load/write, in insertion order: the
+        # next write appends exactly these (each tid once, see update_from_txns)
+        self._pending: list[Transaction] = []
+        self._file = TableLog(self.path, APPEND_MARK)
         self.update_from_txns(txns)
 
     @classmethod
@@ -139,21 +186,12 @@ class TransactionLedger(Mapping[str, Transaction]):
     ) -> TransactionLedger:
         """Read the ledger file; a missing file gives an empty ledger."""
         ledger = cls(broker, account, path=path)
-        data = read_toml(ledger.path)
-        txns = []
-        for tid, table in data.items():
-            if not isinstance(table, dict):
-                raise AccountingError(
-                    f'invalid {ledger.path}: entry {tid!r} is not a table'
-                )
-            try:
-                txns.append(msgspec.convert({**table, 'tid': tid}, Transaction))
-            except msgspec.ValidationError as err:
-                raise AccountingError(
-                    f'invalid {ledger.path}: trade {tid!r}: {err}'
-                ) from None
+        data = ledger._file.read(_whole)
+        txns = [_convert(tid, table, ledger.path) for tid, table in data.items()]
+        # appends come in arrival order: iterate a loaded ledger in time order
+        txns.sort(key=_dt)
         ledger.update_from_txns(txns)
-        ledger._dirty = False
+        ledger._pending.clear()
         return ledger
 
     # Mapping protocol
@@ -175,7 +213,13 @@ class TransactionLedger(Mapping[str, Transaction]):
     @property
     def dirty(self) -> bool:
         """True when fills were added since the last load/write."""
-        return self._dirty
+        return bool(self._pending)
+
+    @property
+    def appendable(self) -> bool:
+        """The file is append-only (False: missing, or written whole by an
+        older piker or by hand: the next `write()` rewrites it whole)."""
+        return self._file.appendable
 
     def update_from_txns(self, txns: Iterable[Transaction]) -> list[Transaction]:
         """Add fills, ignoring tids already present; return the new ones."""
@@ -197,8 +241,7 @@ class TransactionLedger(Mapping[str, Transaction]):
             else:
                 self._by_time.append(txn)
             new.append(txn)
-        if new:
-            self._dirty = True
+        self._pending += new
         return new
 
     def iter_txns(self, fqme: str | None = None) -> Iterator[Transaction]:
@@ -213,29 +256,33 @@ class TransactionLedger(Mapping[str, Transaction]):
         return {txn.tid: txn.to_toml() for txn in self.iter_txns()}
 
     def render(self) -> str:
-        """The file's TOML text (`tomli_w.dumps(self.to_toml())`), from each
-        trade's table rendered once: O(new trades) per write, not O(all)."""
-        text = self._text
-        parts = []
-        for txn in self._by_time:
-            part = text.get(txn.tid)
-            if part is None:
-                part = text[txn.tid] = tomli_w.dumps({txn.tid: txn.to_toml()})
-            parts.append(part)
-        return join_tables(parts)
+        """The whole ledger's TOML body in time order, as a file written
+        whole holds it (`tomli_w.dumps(self.to_toml())`)."""
+        return join_tables(txn.render() for txn in self._by_time)
 
     def write(self) -> None:
-        """Atomically write the ledger file (old file intact on failure)."""
-        write_toml_text(
-            self.path,
-            self.render(),
-            header=(
-                f'piker trade ledger: broker {self.broker!r}, account '
-                f'{self.account!r}.\nOne table per trade id (tid); size is '
-                'signed (> 0 bought, < 0 sold), dt in UTC.'
-            ),
+        """Record the fills added since the last load/write.
+
+        On an append-only file: append their tables (in time order) with
+        one fsync - O(new fills), whatever the ledger's size. A missing
+        file (or one in the old format, or replaced under us) is written
+        whole, atomically. On failure (OSError) the file is as it was and
+        the fills stay pending: the next write records each exactly once.
+        """
+        if self._file.appendable and not self._pending:
+            return
+        if self._file.appendable:
+            body = join_tables(t.render() for t in sorted(self._pending, key=_dt))
+            if self._file.append(body):
+                self._pending.clear()
+                return
+        header = (
+            f'piker trade ledger: broker {self.broker!r}, account '
+            f'{self.account!r}.\nOne table per trade id (tid); size is '
+            f'signed (> 0 bought, < 0 sold), dt in UTC.\n{APPEND_MARK}'
         )
-        self._dirty = False
+        self._file.rewrite(toml_text(self.render(), header))
+        self._pending.clear()
 
 
 @contextmanager

@@ -17,7 +17,12 @@ Cost-basis rules (piker's "ppu", price per unit):
 
 Each fill updates a position in O(1) (`step_position()`); the fills are
 kept keyed by tid so a replayed fill is ignored and the file can show
-where the current size and ppu came from.
+where the current size and ppu came from (the fills since the position
+was last flat: finding them costs O(those fills), not O(all)).
+
+The positions file is derived: the paper venue rebuilds it from the
+ledger at every start, so it is replaced whole (it only holds open
+positions) and, on the fill path, without fsync (`Account.write`).
 """
 from __future__ import annotations
 
@@ -26,6 +31,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime
 from decimal import Decimal
+from itertools import islice
 from pathlib import Path
 from typing import Any, Literal
 
@@ -105,12 +111,13 @@ class Clear(Struct, frozen=True, kw_only=True):
         return {'size': self.size, 'price': self.price, 'cost': self.cost, 'dt': self.dt}
 
 
-class Position(Struct, kw_only=True):
+class Position(Struct, kw_only=True, dict=True):
     """The net holding in one market of one account.
 
     `size` is signed (> 0 long, < 0 short), `ppu` is the breakeven price
     per unit (see the module doc). Ticks are `None` when unknown (e.g. a
-    position rebuilt from a ledger without market info).
+    position rebuilt from a ledger without market info). `_flat_n` (not
+    a field: `dict=True`) counts the clears up to the last flat point.
     """
 
     fqme: str
@@ -134,6 +141,12 @@ class Position(Struct, kw_only=True):
             setattr(self, what, float(val))
         if self.size == 0:
             self.ppu = 0.0
+        self._flat_n = 0
+        net = Decimal(0)
+        for i, clear in enumerate(self.clears.values(), 1):
+            net += to_decimal(clear.size)
+            if net == 0:
+                self._flat_n = i
 
     @classmethod
     def from_mkt(cls, mkt: MktPair) -> Position:
@@ -163,6 +176,8 @@ class Position(Struct, kw_only=True):
             self.size, self.ppu, txn.size, txn.price, txn.cost,
         )
         self.clears[txn.tid] = Clear.from_txn(txn)
+        if self.size == 0:
+            self._flat_n = len(self.clears)
         if not self.bs_mktid and txn.bs_mktid:
             self.bs_mktid = txn.bs_mktid
         if not self.expiry and txn.expiry:
@@ -175,14 +190,10 @@ class Position(Struct, kw_only=True):
         Replaying exactly these from flat reproduces `size` and `ppu`;
         they are what the positions file keeps.
         """
-        items = list(self.clears.items())
-        start = 0
-        net = Decimal(0)
-        for i, (_, clear) in enumerate(items):
-            net += to_decimal(clear.size)
-            if net == 0:
-                start = i + 1
-        return dict(items[start:])
+        n = len(self.clears) - self._flat_n
+        if n <= 0:
+            return {}
+        return dict(reversed(list(islice(reversed(self.clears.items()), n))))
 
     def to_toml(self, clears: bool = True) -> dict[str, Any]:
         """The positions-file table of this position (`clears=False`:
@@ -397,6 +408,7 @@ class Account:
         """The file's TOML text (`tomli_w.dumps(self.to_toml())`), with each
         clear's table rendered once: a write re-renders no old fill."""
         parts = []
+        cache: dict[tuple[str, str], str] = {}  # only the open clears stay cached
         for fqme, pos in sorted(self.open_positions().items()):
             clears = pos.open_clears()
             if not clears:
@@ -406,14 +418,18 @@ class Account:
             for tid, clear in clears.items():
                 part = self._text.get((fqme, tid))
                 if part is None:
-                    part = self._text[(fqme, tid)] = tomli_w.dumps(
-                        {fqme: {'clears': {tid: clear.to_toml()}}},
-                    )
-                parts.append(part)
+                    part = tomli_w.dumps({fqme: {'clears': {tid: clear.to_toml()}}})
+                parts.append(cache.setdefault((fqme, tid), part))
+        self._text = cache
         return join_tables(parts)
 
-    def write(self) -> None:
-        """Atomically write the positions file (flat positions dropped)."""
+    def write(self, *, durable: bool = True) -> None:
+        """Atomically write the positions file (flat positions dropped).
+
+        `durable=False` skips the fsyncs (a process crash still leaves the
+        old or the new file): for an owner that rebuilds the file from the
+        ledger at start-up (the paper venue), so an OS crash costs nothing.
+        """
         write_toml_text(
             self.path,
             self.render(),
@@ -422,6 +438,7 @@ class Account:
                 f'{self.account!r}.\nOne table per fqme: signed size, ppu '
                 '(breakeven price per unit) and the fills since it was last flat.'
             ),
+            durable=durable,
         )
         self._dirty = False
 

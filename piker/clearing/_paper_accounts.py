@@ -68,6 +68,8 @@ class PaperAccounts:
         aside and rebuilt (`Account.load_or_set_aside`).
         """
         ledger = self.ledgers[acct] = TransactionLedger.load(self.broker, acct)
+        if ledger and not ledger.appendable:
+            ledger.write()  # an older piker's ledger: made append-only once, here
         account = self.pps[acct] = Account.load_or_set_aside(self.broker, acct)
         if ledger or account.dirty:
             account.rebuild_from_ledger(ledger)
@@ -87,17 +89,22 @@ class PaperAccounts:
         return touched
 
     def flush(self) -> DiskAlarm | None:
-        """Write every changed ledger, then positions file (atomically).
+        """Write every changed ledger (its new fills appended, one fsync),
+        then positions file (replaced atomically, not fsync'd: derived
+        from the ledger, it is rebuilt from it at every start).
 
         Returns the alarm standing after it: None once everything booked
         is on disk. Blocking (fsyncs): run it in a worker thread.
         """
         try:
             for acct in sorted(self.ledgers):
-                for record in (self.ledgers[acct], self.pps[acct]):
-                    if record.dirty:
-                        path = record.path
-                        record.write()
+                ledger, account = self.ledgers[acct], self.pps[acct]
+                path = ledger.path
+                if ledger.dirty:
+                    ledger.write()
+                path = account.path
+                if account.dirty:
+                    account.write(durable=False)
         except OSError as err:
             return self._raise(path, err)
         if self.alarm is not None:

@@ -26,9 +26,14 @@ of microseconds, no fsync), so it survives any *process* crash - SIGKILL
 included: the data is in the OS page cache - and the order path stays
 fast. The file is compacted (rewritten with only the current orders and
 the replay log, atomically and fsync'd) at start-up and whenever the
-appended records outnumber the live ones by `compact_ratio`. An OS crash
-or power loss can lose the last changes or leave a torn last line, which
-is skipped on load (logged). The same trade-off as emsd's journal.
+appended records outnumber the live ones by `compact_ratio`: O(1) per
+change, and a compaction is bounded by the live records (the working
+orders and at most `replay_max` events), never by the history. An OS
+crash or power loss can lose the last changes or leave a torn last line,
+which is skipped on load (logged). The same trade-off as emsd's journal.
+An append that fails (disk full, I/O error) is cut back off the file, so
+the next one never glues onto a half-written line (which would read as
+damage, below).
 
 Damage (an unreadable record anywhere but a torn end) is treated as
 emsd's journal treats a corrupt db: the file is renamed aside with its
@@ -116,6 +121,8 @@ class VenueStore:
         self._compact_min = compact_min
         self._appended = 0
         self._fd: int | None = None
+        self._size = 0  # the file's length up to its last whole record (fd open)
+        self._torn = False  # bytes after `_size` (a failed append): cut them off
         self.load()
 
     # ---- reading ------------------------------------------------------------
@@ -250,10 +257,30 @@ class VenueStore:
     def _append(self, data: bytes) -> None:
         if self._fd is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            self._fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+            self._size = end = os.fstat(self._fd).st_size
+            # a torn last line (left if the compaction at load failed) is cut off
+            tail = os.pread(self._fd, min(end, 1 << 16), max(0, end - (1 << 16)))
+            cut = tail.rfind(b'\n') + 1
+            self._torn = bool(tail) and not tail.endswith(b'\n') and (cut > 0 or end == len(tail))
+            if self._torn:
+                self._size = end - len(tail) + cut
+        if self._torn:
+            os.ftruncate(self._fd, self._size)
+            self._torn = False
         view = memoryview(data)
-        while view:
-            view = view[os.write(self._fd, view):]
+        try:
+            while view:
+                view = view[os.write(self._fd, view):]
+        except OSError:
+            self._torn = True
+            try:
+                os.ftruncate(self._fd, self._size)
+                self._torn = False
+            except OSError:
+                pass  # cut off before the next append
+            raise
+        self._size += len(data)
 
     def compact(self) -> None:
         """Rewrite the file with only the live records (atomic, fsync'd)."""
