@@ -19,6 +19,8 @@ _HINTS = {
     errno.EACCES: 'permission denied (is the store dir read-only?)',
     errno.EPERM: 'permission denied (is the store dir read-only?)',
     errno.EROFS: 'the store is on a read-only file system',
+    errno.ENOTDIR: 'a file is in the way of the store dir',
+    errno.EEXIST: 'a file is in the way of the store dir',
 }
 
 
