@@ -96,3 +96,16 @@ def test_an_unwritable_store_is_a_clear_error_and_the_feed_keeps_streaming(piker
                     assert 'btcusdt.sim' in await feed.stream.receive()
 
     trio.run(main)
+
+
+def test_a_re_served_window_rewrites_only_what_changed(tmp_path, monkeypatch):
+    store = BarStore(tmp_path)
+    bars = sim_bars()
+    merge_fetched(store, 'btcusdt.sim', 60, bars)
+    written = []
+    real = store.write
+    monkeypatch.setattr(store, 'write', lambda f, tf, b: written.append(len(b)) or real(f, tf, b))
+    bars = bars.copy()
+    bars['close'][-1] += 1  # the live bar moved
+    merge_fetched(store, 'btcusdt.sim', 60, bars)
+    assert written == [1]

@@ -295,3 +295,14 @@ def test_ticks_by_day_compaction_and_range_reads(tmp_path):
     assert glob.height == 16
     assert store.delete('btcusdt.sim', end_ns=base + DAY * 10**9) == 10
     assert store.read('btcusdt.sim').height == 6
+
+
+def test_one_second_bars_are_kept_a_day_a_file(tmp_path):
+    store = BarStore(tmp_path)
+    times = T0 + np.arange(0, 3 * DAY, 30)
+    store.write('btcusdt.sim', 1, bars_at(times, tf=1))
+    d = tmp_path / 'bars/btcusdt.sim/1'
+    assert sorted(p.name for p in d.iterdir()) == [
+        '2026-01-01.parquet', '2026-01-02.parquet', '2026-01-03.parquet']
+    assert np.array_equal(store.read('btcusdt.sim', 1, T0 + DAY, T0 + 2 * DAY)['time'],
+                          times[(times >= T0 + DAY) & (times < T0 + 2 * DAY)])

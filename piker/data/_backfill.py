@@ -37,6 +37,22 @@ class BackfillReport(Struct):
     closed: list[Gap]            # gaps found to be the venue's own, just recorded
 
 
+def changed(store: BarStore, fqme: str, timeframe: int, bars: np.ndarray) -> np.ndarray:
+    """The bars of `bars` the store lacks or holds differently: a backend
+    re-serving its whole window rewrites only the partitions it changed."""
+    if not len(bars):
+        return bars
+    lo, hi = int(bars['time'][0]), int(bars['time'][-1]) + 1
+    held = store.read(fqme, timeframe, lo, hi)
+    if not len(held):
+        return bars
+    idx = np.minimum(np.searchsorted(held['time'], bars['time']), len(held) - 1)
+    same = held['time'][idx] == bars['time']
+    for name in held.dtype.names:
+        same &= held[name][idx] == bars[name]
+    return bars[~same]
+
+
 def merge_fetched(
     store: BarStore,
     fqme: str,
@@ -46,7 +62,7 @@ def merge_fetched(
 ) -> BackfillReport:
     """Merge `fetched` (bars >= `since`) into `store`; classify the gaps."""
     new = fetched if since is None else fetched[fetched['time'] >= since]
-    store.write(fqme, timeframe, new)
+    store.write(fqme, timeframe, changed(store, fqme, timeframe, new))
     gaps = store.gaps(fqme, timeframe)
     closed: list[Gap] = []
     if len(fetched):

@@ -4,6 +4,7 @@ Layout (under `<config dir>/storage/`, see `store_root()`), readable by
 polars, pandas and DuckDB as is:
 
     bars/<fqme>/<timeframe>/<YYYY-MM>.parquet      one month of bars
+    bars/<fqme>/<timeframe>/<YYYY-MM-DD>.parquet   one UTC day (timeframe < 60)
     bars/<fqme>/<timeframe>/closed.json            spans the venue has no
                                                    bars for (market closed)
     ticks/<fqme>/<YYYY-MM-DD>/<n>.parquet          one recorded batch
@@ -15,9 +16,9 @@ or `polars.scan_parquet('<dir>/ticks/btcusdt.binance/*/*.parquet')`.
 Bars: columns `time` (int64, bar open, UTC epoch seconds, a multiple of
 the timeframe), `open`, `high`, `low`, `close`, `volume` (float64): the
 `OHLC_DTYPE` of `piker.data`. A month file is sorted by `time` with no
-duplicate times; writing bars merges them into the months they fall in
-(a new bar replaces a stored one of the same time), rewriting only those
-months.
+duplicate times; writing bars merges them into the partitions they fall
+in (a new bar replaces a stored one of the same time), rewriting only
+those.
 
 Ticks: one row per tick of a recorded L1 quote: `time_ns` (int64, UTC
 epoch ns), `seq` (int64, the quote's number in the recording: the rows

@@ -1,8 +1,10 @@
-"""`BarStore`: OHLC bars per (fqme, timeframe), one Parquet file a month.
+"""`BarStore`: OHLC bars per (fqme, timeframe), one Parquet file a month
+(a UTC day for bars shorter than a minute).
 
-A write merges bars into the months they fall in, so appending a closed
-bar rewrites one month (at most ~44k 60 s bars, ~2.7M 1 s bars), never the
-whole history; a read of a time range opens only the months in it.
+A write merges bars into the partitions they fall in, so appending a
+closed bar rewrites one partition (at most 44,640 60 s or 86,400 1 s
+bars), never the whole history; a read of a time range opens only the
+partitions in it.
 
 Gaps: a missing run of bar times inside the stored span. `gaps()` lists
 them; the ones a venue really has (a closed market: the backend was
@@ -21,7 +23,7 @@ from ..atomicfile import write_atomic
 from ..types import Struct
 from ._errors import StorageError, storage_error
 from ._files import read_parquet, remove, write_parquet
-from ._layout import check_fqme, month_bounds, month_key, month_name, store_root
+from ._layout import check_fqme, part_bounds, part_key, part_name, store_root
 
 # the bar dtype is piker.data's OHLC_DTYPE; spelled here as columns because
 # storage sits below data (a test checks they agree)
@@ -119,7 +121,7 @@ class BarStore:
             raise storage_error('list', d, err) from None
         out = []
         for name in names:
-            bounds = month_bounds(name)
+            bounds = part_bounds(name, int(timeframe))
             if bounds is None:
                 continue
             lo, hi = bounds
@@ -140,10 +142,10 @@ class BarStore:
         if not len(arr):
             return 0
         d = self.dir(fqme, timeframe)
-        keys = month_key(arr['time'])
-        for month in np.unique(keys):
-            part = arr[keys == month]
-            path = d / month_name(month)
+        keys = part_key(arr['time'], timeframe)
+        for key in np.unique(keys):
+            part = arr[keys == key]
+            path = d / part_name(key, timeframe)
             if path.exists():
                 part = merge(to_array(read_parquet([path])), part)
             else:

@@ -9,7 +9,8 @@ import numpy as np
 
 from ..accounting import unpack_fqme
 
-_MONTH = re.compile(r'^(\d{4})-(\d{2})\.parquet$')
+_MONTH = re.compile(r'^(\d{4}-\d{2})\.parquet$')
+_DAYFILE = re.compile(r'^(\d{4}-\d{2}-\d{2})\.parquet$')
 _DAY = re.compile(r'^\d{4}-\d{2}-\d{2}$')
 
 
@@ -28,21 +29,32 @@ def check_fqme(fqme: str) -> str:
     return fqme
 
 
-def month_key(times: np.ndarray) -> np.ndarray:
-    """Each epoch-second time's month as `datetime64[M]`."""
-    return times.astype('datetime64[s]').astype('datetime64[M]')
+# bars shorter than a minute are kept a UTC day a file (86,400 1 s bars),
+# longer ones a month a file (44,640 60 s bars)
+DAILY_BELOW = 60
 
 
-def month_name(month: np.datetime64) -> str:
-    return f'{np.datetime_as_string(month, unit="M")}.parquet'
+def _unit(timeframe: int) -> str:
+    return 'D' if timeframe < DAILY_BELOW else 'M'
 
 
-def month_bounds(name: str) -> tuple[int, int] | None:
-    """`[start, end)` epoch seconds of a `YYYY-MM.parquet` file name."""
-    m = _MONTH.match(name)
+def part_key(times: np.ndarray, timeframe: int) -> np.ndarray:
+    """Each epoch-second bar time's partition as a `datetime64` day/month."""
+    return times.astype('datetime64[s]').astype(f'datetime64[{_unit(timeframe)}]')
+
+
+def part_name(key: np.datetime64, timeframe: int) -> str:
+    return f'{np.datetime_as_string(key, unit=_unit(timeframe))}.parquet'
+
+
+def part_bounds(name: str, timeframe: int) -> tuple[int, int] | None:
+    """`[start, end)` epoch seconds of a partition file name (`YYYY-MM` or
+    `YYYY-MM-DD`, by timeframe), None for any other file."""
+    unit = _unit(timeframe)
+    m = (_DAYFILE if unit == 'D' else _MONTH).match(name)
     if m is None:
         return None
-    start = np.datetime64(f'{m[1]}-{m[2]}', 'M')
+    start = np.datetime64(m[1], unit)
     return (int(start.astype('datetime64[s]').astype(np.int64)),
             int((start + 1).astype('datetime64[s]').astype(np.int64)))
 
