@@ -167,6 +167,8 @@ async def backfill(
     """RPC: fetch `timeframes` from the backend into the store (bars at or
     after epoch second `since`); `{'ok': [BackfillReport builtins]}`."""
     async def _get() -> list[dict[str, Any]]:
+        if getattr(get_brokermod(broker), 'SERVES_STORE', False):
+            raise ValueError(f'{fqme} is a stored market: there is nothing to backfill')
         out = []
         for tf in timeframes:
             _, report = await _backfill(broker, fqme.lower(), int(tf), since, serve=False)
@@ -192,6 +194,9 @@ async def _backfill(
 
     bus = get_bus(broker)
     fetched = await bus.mod.open_history(bus.to_native(fqme), timeframe)
+    if getattr(bus.mod, 'SERVES_STORE', False):
+        # the backend's bars are the store's (`local`): nothing to merge
+        return fetched, None
     store = BarStore()
     lock = _store_locks.setdefault((fqme, timeframe), trio.Lock())
 

@@ -17,6 +17,7 @@ from . import (
     _market,  # noqa: F401
     _orders,  # noqa: F401
     _services,  # noqa: F401
+    _store,  # noqa: F401
 )
 from ._app import app
 

@@ -178,6 +178,7 @@ class BarStore:
                 remove(self.dir(fqme, tf) / 'closed.json')
                 _rmdir_quiet(self.dir(fqme, tf))
         if timeframe is None and start is None and end is None:
+            remove(self.root / 'bars' / fqme / 'meta.json')
             _rmdir_quiet(self.root / 'bars' / fqme)
         return gone
 
