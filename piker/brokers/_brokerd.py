@@ -109,7 +109,21 @@ def get_bus(broker: str) -> FeedBus:
     if bus is None:
         actor = tractor.current_actor()
         bus = _buses[broker] = FeedBus(get_brokermod(broker), broker, actor._service_n)
+        bus.recording |= _configured_recording(broker)
     return bus
+
+
+def _configured_recording(broker: str) -> set[str]:
+    """`[storage] record` fqmes of this broker (none if conf.toml is bad: logged)."""
+    from ..accounting import unpack_fqme
+    from ..config import ConfigError, load_conf
+
+    try:
+        fqmes = load_conf().storage.record
+    except ConfigError as err:
+        log.error(f'brokerd.{broker}: records nothing: {err}')
+        return set()
+    return {f.lower() for f in fqmes if unpack_fqme(f)[0] == broker}
 
 
 def unwrap_reply(reply: dict[str, Any]) -> Any:
@@ -212,6 +226,19 @@ async def _backfill(
                 raise BrokerError(f'{fqme}: {err}') from None
             log.error(f'{fqme}: serving {timeframe}s bars without the store: {err}')
             return fetched, None
+
+
+async def record(broker: str, fqmes: list[str], on: bool = True) -> dict[str, Any]:
+    """RPC: start (`on`) or stop recording every quote of `fqmes` into the
+    tick store while their upstreams run; `{'ok': {'recording': [fqmes],
+    'changed': [the fqmes this call switched]}}`."""
+    async def _set() -> dict[str, list[str]]:
+        bus = get_bus(broker)
+        before = set(bus.recording)
+        bus.record(list(fqmes), on=on)
+        return {'recording': sorted(bus.recording),
+                'changed': sorted(before ^ bus.recording)}
+    return await _reply(_set())
 
 
 async def feed_status(broker: str) -> dict[str, Any]:

@@ -36,6 +36,7 @@ numpy-convertible columns, and globs like DuckDB.
 from ._bars import BarStore, Gap
 from ._errors import StorageError
 from ._layout import store_root
+from ._record import TickRecorder
 from ._ticks import TICK_SCHEMA, TickStore, quotes_to_rows, rows_to_quotes
 
 __all__ = [
@@ -43,6 +44,7 @@ __all__ = [
     'BarStore',
     'Gap',
     'StorageError',
+    'TickRecorder',
     'TickStore',
     'quotes_to_rows',
     'rows_to_quotes',

@@ -85,6 +85,11 @@ class TickRecorder:
         self.error: str | None = None
         self.state = 'recording'
         self._published = 0.0
+        self.cancel_scope = trio.CancelScope()
+
+    def stop(self) -> None:
+        """End `run()` (after a last flush)."""
+        self.cancel_scope.cancel()
 
     def put(self, quote: Quote) -> None:
         """Queue `quote` (never blocks; the oldest one goes when full)."""
@@ -99,11 +104,12 @@ class TickRecorder:
         """Flush until cancelled; a last flush on the way out."""
         task_status.started()
         try:
-            while True:
-                with trio.move_on_after(self.retry_s if self.error else self.flush_s):
-                    await self._wake.wait()
-                self._wake = trio.Event()
-                await self.flush()
+            with self.cancel_scope:
+                while True:
+                    with trio.move_on_after(self.retry_s if self.error else self.flush_s):
+                        await self._wake.wait()
+                    self._wake = trio.Event()
+                    await self.flush()
         finally:
             with trio.CancelScope(shield=True):
                 with trio.move_on_after(5):
