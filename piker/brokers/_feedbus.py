@@ -42,7 +42,7 @@ class _Upstream:
     """One fqme's backend stream and who listens to it."""
 
     __slots__ = ('fqme', 'bs_fqme', 'subs', 'last', 'cs', 'ready', 'error', 'sent',
-                 'recorder')
+                 'recorder', 'bars')
 
     def __init__(self, fqme: str, bs_fqme: str) -> None:
         self.fqme = fqme
@@ -55,6 +55,8 @@ class _Upstream:
         self.sent = 0
         # a `piker.storage.TickRecorder` while this fqme is recorded
         self.recorder: Any = None
+        # a `piker.data._livebars.LiveBarWriter` (None: backend serves the store)
+        self.bars: Any = None
 
 
 class FanOut(trio.abc.SendChannel[Quote]):
@@ -80,6 +82,8 @@ class FanOut(trio.abc.SendChannel[Quote]):
             buf.put(fqme, quote)
         if up.recorder is not None:
             up.recorder.put(quote)
+        if up.bars is not None:
+            up.bars.quote(quote)
         up.sent += 1
         if up.sent % YIELD_EVERY:
             await trio.lowlevel.checkpoint_if_cancelled()
@@ -244,6 +248,10 @@ class FeedBus:
                     if up.fqme in self.recording:
                         # in the upstream's nursery: flushes and ends with it
                         n.start_soon(self._run_recorder, up)
+                    if not getattr(self.mod, 'SERVES_STORE', False):
+                        from ..data._livebars import LiveBarWriter
+                        up.bars = LiveBarWriter(up.fqme)
+                        n.start_soon(up.bars.run)
                     task_status.started()
             if not up.cs.cancelled_caught:
                 err = FeedError(f'{up.fqme}: backend stream_quotes() returned')
