@@ -147,7 +147,8 @@ class FeedBus:
         """One recorder for `up` until it is stopped or the upstream ends."""
         from ..storage import TickRecorder
 
-        rec = up.recorder = TickRecorder(up.fqme)
+        mkt = self._mkts.get(up.fqme)
+        rec = up.recorder = TickRecorder(up.fqme, mkt=mkt.to_builtins() if mkt else None)
         if up.last is not None:
             rec.put(up.last)
         try:

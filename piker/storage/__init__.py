@@ -9,6 +9,7 @@ polars, pandas and DuckDB as is:
                                                    bars for (market closed)
     ticks/<fqme>/<YYYY-MM-DD>/<n>.parquet          one recorded batch
     ticks/<fqme>/<YYYY-MM-DD>/c-<n>.parquet        batches 0..n compacted
+    ticks/<fqme>/mkt.json                          the market's MktPair
 
 e.g. `duckdb.sql("select * from '<dir>/bars/btcusdt.binance/60/*.parquet'")`
 or `polars.scan_parquet('<dir>/ticks/btcusdt.binance/*/*.parquet')`.

@@ -71,8 +71,12 @@ class TickRecorder:
 
     def __init__(self, fqme: str, store: TickStore | None = None, *,
                  batch: int = 1000, flush_s: float = 1.0,
-                 max_pending: int = 200_000, retry_s: float = 5.0) -> None:
+                 max_pending: int = 200_000, retry_s: float = 5.0,
+                 mkt: dict | None = None) -> None:
         self.fqme = fqme
+        # the market's `MktPair` builtins, kept beside the ticks (`mkt.json`)
+        # so a replay knows the market without its backend
+        self.mkt = mkt
         self.store = store or TickStore()
         self.batch = batch
         self.flush_s = flush_s
@@ -125,9 +129,14 @@ class TickRecorder:
         self._q.clear()
         seq0 = self.seq
         self.seq += len(quotes)
+        def write() -> None:
+            if self.mkt is not None:
+                self.store.write_mkt(self.fqme, self.mkt)
+                self.mkt = None
+            self.store.append(self.fqme, quotes_to_rows(quotes, seq0))
+
         try:
-            await trio.to_thread.run_sync(
-                lambda: self.store.append(self.fqme, quotes_to_rows(quotes, seq0)))
+            await trio.to_thread.run_sync(write)
         except StorageError as err:
             # keep what fits; the newest quotes win
             room = self._q.maxlen - len(self._q)

@@ -9,6 +9,7 @@ shows a row twice through `read()`).
 """
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable
 from pathlib import Path
@@ -16,6 +17,7 @@ from typing import Any
 
 import polars as pl
 
+from ..atomicfile import write_atomic
 from ._errors import storage_error
 from ._files import read_parquet, remove, write_parquet
 from ._layout import check_fqme, day_bounds_ns, day_name, store_root
@@ -85,6 +87,20 @@ class TickStore:
 
     def dir(self, fqme: str) -> Path:
         return self.root / 'ticks' / check_fqme(fqme)
+
+    def write_mkt(self, fqme: str, mkt: dict) -> None:
+        """Keep the market's `MktPair` builtins beside its ticks (`mkt.json`)."""
+        path = self.dir(fqme) / 'mkt.json'
+        try:
+            write_atomic(path, json.dumps(mkt, indent=1))
+        except OSError as err:
+            raise storage_error('write', path, err) from None
+
+    def read_mkt(self, fqme: str) -> dict | None:
+        try:
+            return json.loads((self.dir(fqme) / 'mkt.json').read_text())
+        except (OSError, ValueError):
+            return None
 
     def markets(self) -> list[str]:
         d = self.root / 'ticks'
