@@ -54,13 +54,17 @@ def test_a_gap_older_than_the_backend_serves_stays_open(tmp_path):
     assert report.bars == 10 + len(bars) - 100
 
 
-def test_feed_history_backfills_the_store_and_repairs_a_planted_gap(piker_env):
+def test_opening_a_market_backfills_and_history_repairs_a_planted_gap(piker_env):
     confdir, _ = piker_env
 
     async def main():
         async with open_feed('btcusdt.sim') as feed:
             store = BarStore()
-            assert len(await feed.stored('btcusdt.sim', 60)) == 0
+            # brokerd backfills a market as it opens (1 s, then 60 s bars)
+            with trio.fail_after(20):
+                while len(store.times('btcusdt.sim', 60)) < 1000:
+                    await trio.sleep(0.05)
+            assert len(store.times('btcusdt.sim', 1)) >= 3600
             first = await feed.history('btcusdt.sim', 60)
             stored = store.read('btcusdt.sim', 60)
             assert len(stored) >= len(first) - 1 and len(stored) > 1000

@@ -48,6 +48,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager as acm
+from functools import partial
 from typing import Any
 
 import msgspec
@@ -110,7 +111,25 @@ def get_bus(broker: str) -> FeedBus:
         actor = tractor.current_actor()
         bus = _buses[broker] = FeedBus(get_brokermod(broker), broker, actor._service_n)
         bus.recording |= _configured_recording(broker)
+        bus.on_start = partial(_backfill_on_open, broker)
     return bus
+
+
+async def _backfill_on_open(broker: str, fqme: str) -> None:
+    """A market just opened (any client: chart, script, emsd): bring its
+    stored bars up to now in the background. Never raises (logged)."""
+    from ..data import TIMEFRAMES
+
+    for tf in TIMEFRAMES:
+        try:
+            _, report = await _backfill(broker, fqme, tf, None, serve=False)
+        except Exception as err:  # noqa: BLE001 - a backfill must not fail the feed
+            log.warning(f'{fqme}: {tf}s backfill on open failed: {err}')
+            continue
+        if report is not None:
+            log.info(f'{fqme}: {tf}s backfilled, {report.bars} bars stored'
+                     + (f', {len(report.gaps)} gap(s) older than the backend serves'
+                        if report.gaps else ''))
 
 
 def _configured_recording(broker: str) -> set[str]:

@@ -107,6 +107,9 @@ class FeedBus:
         # fqmes recorded whenever their upstream runs (`[storage] record`,
         # `piker record`): see `record()`
         self.recording: set[str] = set()
+        # run (in the upstream's nursery) when an upstream has started:
+        # brokerd backfills the market's stored bars from the backend
+        self.on_start: Callable[[str], Any] | None = None
 
     def to_native(self, fqme: str) -> str:
         """Validate `fqme` and return its broker-native key."""
@@ -253,6 +256,8 @@ class FeedBus:
                         from ..data._livebars import LiveBarWriter
                         up.bars = LiveBarWriter(up.fqme)
                         n.start_soon(up.bars.run)
+                        if self.on_start is not None:
+                            n.start_soon(self.on_start, up.fqme)
                     task_status.started()
             if not up.cs.cancelled_caught:
                 err = FeedError(f'{up.fqme}: backend stream_quotes() returned')

@@ -24,6 +24,8 @@ from ._ohlc import OHLC_DTYPE, TIMEFRAMES
 
 log = get_logger('data.livebars')
 
+GRACE = 1.0
+
 
 class BarBuilder:
     """The bar in progress per timeframe; `trade()` returns the bars it closed."""
@@ -94,7 +96,9 @@ class LiveBarWriter:
         try:
             while True:
                 await trio.sleep(self.flush_s)
-                for tf, bar in self.builder.close_due(time.time()):
+                # a quiet bar closes GRACE s after its end: a trade that
+                # reaches brokerd late still lands in it
+                for tf, bar in self.builder.close_due(time.time() - GRACE):
                     self._closed.setdefault(tf, []).append(bar)
                 await self.flush()
         finally:
