@@ -109,3 +109,23 @@ def test_an_unwritable_store_never_stalls_the_recorded_feed(piker_env):
             assert 'a file is in the way of the store dir' in status['error']
 
     trio.run(main)
+
+
+def test_recorder_folds_batches_and_closes_a_day_into_one_file(tmp_path, piker_env):
+    from piker.storage import _record
+    store = TickStore(tmp_path)
+    rec = TickRecorder('btcusdt.sim', store, batch=1, flush_s=10)
+    day = 86_400 * 10**9
+
+    async def main():
+        for i in range(_record.COMPACT_EVERY + 5):
+            rec.put(_quote(i))
+            await rec.flush()
+        d = tmp_path / 'ticks/btcusdt.sim/2026-01-01'
+        assert len(list(d.iterdir())) == 6  # one folded file + 5 batches
+        rec.put({**_quote(1000), 'time_ns': _quote(1000)['time_ns'] + day})
+        await rec.flush()
+        assert [p.name for p in d.iterdir()] == [f'c-0-{_record.COMPACT_EVERY + 4}.parquet']
+
+    trio.run(main)
+    assert store.read('btcusdt.sim').height == _record.COMPACT_EVERY + 6

@@ -306,3 +306,29 @@ def test_one_second_bars_are_kept_a_day_a_file(tmp_path):
         '2026-01-01.parquet', '2026-01-02.parquet', '2026-01-03.parquet']
     assert np.array_equal(store.read('btcusdt.sim', 1, T0 + DAY, T0 + 2 * DAY)['time'],
                           times[(times >= T0 + DAY) & (times < T0 + 2 * DAY)])
+
+
+def test_rolling_compaction_and_a_crash_mid_compaction_never_doubles_rows(tmp_path):
+    store = TickStore(tmp_path)
+    base = T0 * 10**9
+    for k in range(6):
+        store.append('btcusdt.sim', quotes_to_rows([_quote(k, base + k)], seq0=k))
+    whole = store.read('btcusdt.sim')
+    assert store.pending_batches('btcusdt.sim', '2026-01-01') == 6
+    assert store.compact('btcusdt.sim', '2026-01-01', full=False) == 6
+    for k in range(6, 9):
+        store.append('btcusdt.sim', quotes_to_rows([_quote(k, base + k)], seq0=k))
+    assert store.compact('btcusdt.sim', '2026-01-01', full=False) == 3
+    d = tmp_path / 'ticks/btcusdt.sim/2026-01-01'
+    assert sorted(p.name for p in d.iterdir()) == ['c-0-5.parquet', 'c-6-8.parquet']
+    assert store.read('btcusdt.sim').head(6).equals(whole)
+    assert store.read('btcusdt.sim').height == 9
+    # a crash after writing the full compaction, before removing what it replaced
+    everything = store.read('btcusdt.sim')
+    from piker.storage._files import write_parquet
+    write_parquet(d / 'c-0-8.parquet', everything)
+    assert store.read('btcusdt.sim').equals(everything)
+    assert store.compact('btcusdt.sim', '2026-01-01') == 2
+    assert sorted(p.name for p in d.iterdir()) == ['c-0-8.parquet']
+    store.append('btcusdt.sim', quotes_to_rows([_quote(9, base + 9)], seq0=9))
+    assert (d / '9.parquet').exists() and store.read('btcusdt.sim').height == 10

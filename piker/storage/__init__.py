@@ -8,7 +8,7 @@ polars, pandas and DuckDB as is:
     bars/<fqme>/<timeframe>/closed.json            spans the venue has no
                                                    bars for (market closed)
     ticks/<fqme>/<YYYY-MM-DD>/<n>.parquet          one recorded batch
-    ticks/<fqme>/<YYYY-MM-DD>/c-<n>.parquet        batches 0..n compacted
+    ticks/<fqme>/<YYYY-MM-DD>/c-<lo>-<hi>.parquet  batches lo..hi compacted
     ticks/<fqme>/mkt.json                          the market's MktPair
 
 e.g. `duckdb.sql("select * from '<dir>/bars/btcusdt.binance/60/*.parquet'")`

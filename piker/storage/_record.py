@@ -7,7 +7,9 @@ deque every `flush_s` seconds (or at `batch` quotes) in a worker thread.
 If the store cannot be written (full disk, read-only dir), the error is
 logged once, the recorder's status says so, the oldest unwritten quotes
 are dropped past `max_pending` (counted), and it retries every
-`retry_s` seconds: the feed goes on either way.
+`retry_s` seconds: the feed goes on either way. Every `COMPACT_EVERY`
+batch files are folded into one, and a day into one file once the
+recording has moved past it (`TickStore.compact()`).
 
 Status: each recorder rewrites `<config dir>/record-status.json` (one
 entry per fqme: state, error, quotes written and dropped, `updated`) at
@@ -27,11 +29,14 @@ import trio
 from ..atomicfile import write_atomic
 from ..log import get_logger
 from ._errors import StorageError
+from ._layout import day_name
 from ._ticks import TickStore, quotes_to_rows
 
 log = get_logger('storage.record')
 
 STATUS_EVERY = 2.0
+# batch files of a day folded into one by the recorder
+COMPACT_EVERY = 60
 STALE_AFTER = 10.0
 
 Quote = dict[str, Any]
@@ -90,6 +95,7 @@ class TickRecorder:
         self.state = 'recording'
         self._published = 0.0
         self.cancel_scope = trio.CancelScope()
+        self._day: str | None = None
 
     def stop(self) -> None:
         """End `run()` (after a last flush)."""
@@ -134,6 +140,14 @@ class TickRecorder:
                 self.store.write_mkt(self.fqme, self.mkt)
                 self.mkt = None
             self.store.append(self.fqme, quotes_to_rows(quotes, seq0))
+            # keep the file count down: fold batches as they pile up, and a
+            # whole day into one file once the recording has left it
+            day = day_name(int(quotes[-1]['time_ns']))
+            if self._day is not None and day != self._day:
+                self.store.compact(self.fqme, self._day)
+            self._day = day
+            if self.store.pending_batches(self.fqme, day) >= COMPACT_EVERY:
+                self.store.compact(self.fqme, day, full=False)
 
         try:
             await trio.to_thread.run_sync(write)

@@ -2,10 +2,12 @@
 
 Each recorded batch is its own file `ticks/<fqme>/<day>/<n>.parquet`
 (`n` counting up per day): an append writes one new small file and
-rewrites nothing. `compact()` folds a day's batches `0..n` into one
-`c-<n>.parquet` (written before the batches are removed; readers take
-`c-<n>` and ignore batches numbered `<= n`, so a crash in between never
-shows a row twice through `read()`).
+rewrites nothing. `compact()` folds batches `lo..hi` into one
+`c-<lo>-<hi>.parquet` (the recorder does so as batches pile up, and for
+a whole day once it is over). The new file is written before the ones it
+replaces are removed, and readers skip any file whose range lies inside
+another's, so a crash in between never shows a row twice through
+`read()`.
 """
 from __future__ import annotations
 
@@ -29,7 +31,7 @@ TICK_SCHEMA: dict[str, Any] = {
     'asize': pl.Float64, 'last': pl.Float64, 'volume': pl.Float64,
 }
 _L1 = ('bid', 'ask', 'bsize', 'asize', 'last', 'volume')
-_CHUNK = re.compile(r'^(c-)?(\d+)\.parquet$')
+_CHUNK = re.compile(r'^(?:c-(\d+)-)?(\d+)\.parquet$')
 _NAN = float('nan')
 _DAY_NS = 86_400 * 10**9
 
@@ -120,7 +122,9 @@ class TickStore:
         except OSError as err:
             raise storage_error('list', d, err) from None
 
-    def _chunks(self, day_dir: Path) -> list[tuple[bool, int, Path]]:
+    def _chunks(self, day_dir: Path) -> list[tuple[int, int, Path]]:
+        """`(lo, hi, path)` of every batch (`n`: `n, n`) and compacted
+        (`c-lo-hi`) file of a day dir."""
         try:
             names = [p.name for p in day_dir.iterdir()]
         except FileNotFoundError:
@@ -131,16 +135,35 @@ class TickStore:
         for name in names:
             m = _CHUNK.match(name)
             if m:
-                out.append((bool(m[1]), int(m[2]), day_dir / name))
+                lo = int(m[1]) if m[1] is not None else int(m[2])
+                out.append((lo, int(m[2]), day_dir / name))
+        return out
+
+    def _cover(self, day_dir: Path) -> list[tuple[int, int, Path]]:
+        """The files that hold each batch once, in batch order: a file whose
+        range lies inside a wider one (left by a crash mid-compaction) is
+        skipped."""
+        out, covered = [], -1
+        for lo, hi, p in sorted(self._chunks(day_dir), key=lambda c: (c[0], -c[1])):
+            if hi > covered:
+                out.append((lo, hi, p))
+                covered = hi
         return out
 
     def files(self, fqme: str, day: str) -> list[Path]:
         """The files `read()` takes for one day, in order."""
-        chunks = self._chunks(self.dir(fqme) / day)
-        compacted = max((n for c, n, _ in chunks if c), default=-1)
-        base = [p for c, n, p in chunks if c and n == compacted]
-        rest = sorted((n, p) for c, n, p in chunks if not c and n > compacted)
-        return base + [p for _, p in rest]
+        return [p for _, _, p in self._cover(self.dir(fqme) / day)]
+
+    def _replace(self, d: Path, lo: int, hi: int, df: pl.DataFrame) -> int:
+        """Write `df` as `c-lo-hi`, then remove the files inside that range."""
+        new = d / f'c-{lo}-{hi}.parquet'
+        write_parquet(new, df)
+        removed = 0
+        for clo, chi, p in self._chunks(d):
+            if lo <= clo and chi <= hi and p != new:
+                remove(p)
+                removed += 1
+        return removed
 
     def append(self, fqme: str, rows: pl.DataFrame) -> int:
         """Write `rows` (`TICK_SCHEMA`) as new batch file(s), one per day.
@@ -163,7 +186,7 @@ class TickStore:
             key = (fqme, day)
             n = self._next.get(key)
             if n is None:
-                n = 1 + max((n for _, n, _ in self._chunks(self.dir(fqme) / day)),
+                n = 1 + max((hi for _, hi, _ in self._chunks(self.dir(fqme) / day)),
                             default=-1)
             written += write_parquet(self.dir(fqme) / day / f'{n}.parquet', part)
             self._next[key] = n + 1
@@ -188,20 +211,35 @@ class TickStore:
             df = df.filter(pl.col('time_ns') < end_ns)
         return df
 
-    def compact(self, fqme: str, day: str) -> int:
-        """Fold one day's batch files into one; returns the files removed."""
+    def compact(self, fqme: str, day: str, full: bool = True) -> int:
+        """Fold a day's files into one (`full`), or only its batch files
+        since the last compacted one (cheap, for a day still recording);
+        returns the files removed."""
         d = self.dir(fqme) / day
-        paths = self.files(fqme, day)
-        if len(paths) < 2:
-            return 0
-        top = max(n for _, n, _ in self._chunks(d))
-        write_parquet(d / f'c-{top}.parquet', read_parquet(paths))
-        removed = 0
-        for c, n, p in self._chunks(d):
-            if n < top or (not c and n == top):
+        cover = self._cover(d)
+        # files a crash left inside a wider one's range: already replaced
+        kept = {p for _, _, p in cover}
+        swept = 0
+        for _, _, p in self._chunks(d):
+            if p not in kept:
                 remove(p)
-                removed += 1
-        return removed
+                swept += 1
+        if not full:
+            tail = []
+            for lo, hi, p in reversed(cover):
+                if lo != hi or p.name.startswith('c-'):
+                    break
+                tail.append((lo, hi, p))
+            cover = tail[::-1]
+        if len(cover) < 2:
+            return swept
+        df = read_parquet([p for _, _, p in cover])
+        return swept + self._replace(d, cover[0][0], cover[-1][1], df)
+
+    def pending_batches(self, fqme: str, day: str) -> int:
+        """Batch files of a day not compacted yet."""
+        return sum(1 for lo, hi, p in self._cover(self.dir(fqme) / day)
+                   if not p.name.startswith('c-'))
 
     def delete(self, fqme: str, start_ns: int | None = None,
                end_ns: int | None = None) -> int:
@@ -233,11 +271,8 @@ class TickStore:
                 keep |= t >= end_ns
             kept = df.filter(keep)
             gone += df.height - kept.height
-            top = max(n for _, n, _ in self._chunks(d))
-            write_parquet(d / f'c-{top}.parquet', kept)
-            for c, n, p in self._chunks(d):
-                if n < top or not c:
-                    remove(p)
+            cover = self._cover(d)
+            self._replace(d, cover[0][0], cover[-1][1], kept)
         if start_ns is None and end_ns is None:
             _rmdir(self.dir(fqme))
         return gone
