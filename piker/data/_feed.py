@@ -86,14 +86,19 @@ class Feed:
         """The next batch of quotes (same as `await feed.stream.receive()`)."""
         return await self.stream.receive()
 
-    async def history(self, fqme: str, timeframe: int = 60) -> np.ndarray:
-        """OHLC bars (`OHLC_DTYPE`) of `timeframe` seconds for `fqme`, fetched
-        from brokerd now (so it includes bars the live market printed)."""
-        fqme = fqme.lower()
+    def _portal(self, fqme: str) -> tuple[str, tractor.Portal]:
+        """`(broker, brokerd portal)` serving `fqme` in this feed."""
         broker, *_ = unpack_fqme(fqme)
         portal = self._portals.get(broker)
         if portal is None:
             raise ValueError(f'{fqme!r} is not in this feed ({", ".join(self.fqmes)})')
+        return broker, portal
+
+    async def history(self, fqme: str, timeframe: int = 60) -> np.ndarray:
+        """OHLC bars (`OHLC_DTYPE`) of `timeframe` seconds for `fqme`, fetched
+        from brokerd now (so it includes bars the live market printed)."""
+        fqme = fqme.lower()
+        broker, portal = self._portal(fqme)
         packed = await _brokerd.call(
             portal, _brokerd.history, broker=broker, fqme=fqme,
             timeframe=int(timeframe),
@@ -116,10 +121,7 @@ class Feed:
         """Have brokerd fetch `timeframes` of `fqme` from the backend into the
         store (bars from epoch second `since` on); one report each."""
         fqme = fqme.lower()
-        broker, *_ = unpack_fqme(fqme)
-        portal = self._portals.get(broker)
-        if portal is None:
-            raise ValueError(f'{fqme!r} is not in this feed ({", ".join(self.fqmes)})')
+        broker, portal = self._portal(fqme)
         raw = await _brokerd.call(
             portal, _brokerd.backfill, broker=broker, fqme=fqme,
             timeframes=[int(t) for t in timeframes], since=since,

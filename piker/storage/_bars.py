@@ -22,7 +22,7 @@ import polars as pl
 from ..atomicfile import write_atomic
 from ..types import Struct
 from ._errors import StorageError, storage_error
-from ._files import read_parquet, remove, write_parquet
+from ._files import list_dir, read_parquet, remove, write_parquet
 from ._layout import check_fqme, part_bounds, part_key, part_name, store_root
 
 # the bar dtype is piker.data's OHLC_DTYPE; spelled here as columns because
@@ -113,14 +113,8 @@ class BarStore:
     def _months(self, fqme: str, timeframe: int,
                 start: int | None = None, end: int | None = None) -> list[Path]:
         d = self.dir(fqme, timeframe)
-        try:
-            names = sorted(p.name for p in d.iterdir())
-        except FileNotFoundError:
-            return []
-        except OSError as err:
-            raise storage_error('list', d, err) from None
         out = []
-        for name in names:
+        for name in list_dir(d):
             bounds = part_bounds(name, int(timeframe))
             if bounds is None:
                 continue
@@ -280,12 +274,7 @@ class BarStore:
 
 
 def _subdirs(d: Path) -> list[str]:
-    try:
-        return sorted(p.name for p in d.iterdir() if p.is_dir())
-    except FileNotFoundError:
-        return []
-    except OSError as err:
-        raise storage_error('list', d, err) from None
+    return list_dir(d, dirs_only=True)
 
 
 def _rmdir_quiet(d: Path) -> None:

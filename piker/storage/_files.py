@@ -51,3 +51,13 @@ def remove(path: Path) -> None:
         path.unlink(missing_ok=True)
     except OSError as err:
         raise storage_error('delete', path, err) from None
+
+
+def list_dir(d: Path, dirs_only: bool = False) -> list[str]:
+    """Sorted entry names of `d` (`[]` if it does not exist)."""
+    try:
+        return sorted(p.name for p in d.iterdir() if not dirs_only or p.is_dir())
+    except FileNotFoundError:
+        return []
+    except OSError as err:
+        raise storage_error('list', d, err) from None

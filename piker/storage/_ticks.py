@@ -21,7 +21,7 @@ import polars as pl
 
 from ..atomicfile import write_atomic
 from ._errors import storage_error
-from ._files import read_parquet, remove, write_parquet
+from ._files import list_dir, read_parquet, remove, write_parquet
 from ._layout import check_fqme, day_bounds_ns, day_name, store_root
 
 TICK_SCHEMA: dict[str, Any] = {
@@ -105,34 +105,16 @@ class TickStore:
             return None
 
     def markets(self) -> list[str]:
-        d = self.root / 'ticks'
-        try:
-            return sorted(p.name for p in d.iterdir() if p.is_dir())
-        except FileNotFoundError:
-            return []
-        except OSError as err:
-            raise storage_error('list', d, err) from None
+        return list_dir(self.root / 'ticks', dirs_only=True)
 
     def days(self, fqme: str) -> list[str]:
-        d = self.dir(fqme)
-        try:
-            return sorted(p.name for p in d.iterdir() if day_bounds_ns(p.name))
-        except FileNotFoundError:
-            return []
-        except OSError as err:
-            raise storage_error('list', d, err) from None
+        return [n for n in list_dir(self.dir(fqme)) if day_bounds_ns(n)]
 
     def _chunks(self, day_dir: Path) -> list[tuple[int, int, Path]]:
         """`(lo, hi, path)` of every batch (`n`: `n, n`) and compacted
         (`c-lo-hi`) file of a day dir."""
-        try:
-            names = [p.name for p in day_dir.iterdir()]
-        except FileNotFoundError:
-            return []
-        except OSError as err:
-            raise storage_error('list', day_dir, err) from None
         out = []
-        for name in names:
+        for name in list_dir(day_dir):
             m = _CHUNK.match(name)
             if m:
                 lo = int(m[1]) if m[1] is not None else int(m[2])
