@@ -72,3 +72,44 @@ def test_a_replayed_span_gives_identical_paper_fills_twice(recorded_market, pape
     assert all(first[:3]) and first[3] == []
     second = paper_sim(main, brokers=None)
     assert second == first
+
+
+def test_replay_span_from_env_and_config(piker_env, monkeypatch):
+    from piker.brokers import replay
+    confdir, _ = piker_env
+    (confdir / 'brokers.toml').write_text(
+        '[replay]\nstart = "2026-11-30T14:00"\nend = "2026-11-30T15:00"\nspeed = 4.0\n')
+    assert replay.span() == (1_796_047_200, 1_796_050_800, 4.0, False)
+    monkeypatch.setenv(replay.ENV_SPAN, '2026-11-30T14:00:05/2026-11-30T14:00:10')
+    monkeypatch.setenv(replay.ENV_SPEED, '0')
+    assert replay.span() == (1_796_047_205, 1_796_047_210, 0.0, False)
+    # the span bounds what is replayed
+    monkeypatch.setattr(replay, 'TickStore', lambda: __import__(
+        'piker.storage', fromlist=['TickStore']).TickStore(RECORDING))
+    got = replay.load_quotes('btcusdt.sim')
+    assert len(got) == 100 and got[0]['time_ns'] == 1_796_047_205 * 10**9
+
+
+def test_chart_replay_option(recorded_market):
+    import os
+    import subprocess
+    import sys
+
+    from pyqtgraph.Qt import QtGui
+
+    recorded_market(RECORDING)
+    exe = os.path.join(os.path.dirname(sys.executable), 'piker')
+    env = dict(os.environ, QT_QPA_PLATFORM='offscreen')
+    for span, words in (('14:00', 'give START/END as ISO times'),
+                        ('2026-11-30T14:00/13:00', 'END must come after START')):
+        bad = subprocess.run([exe, 'chart', 'btcusdt.sim', '--replay', span], env=env,
+                             capture_output=True, text=True, timeout=60)
+        assert bad.returncode == 2 and words in bad.stderr, bad.stderr
+    shot = Path(os.environ['PIKER_CONFIG_DIR']) / 'replay.png'
+    proc = subprocess.run(
+        [exe, 'chart', 'btcusdt.sim', '-t', '1', '--replay', '2026-11-30T14:00:05/14:00:15',
+         '--speed', '0', '--screenshot', str(shot), '--after', '0.5'],
+        env=env, capture_output=True, text=True, timeout=80)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert 'Traceback' not in proc.stderr
+    assert not QtGui.QImage(str(shot)).isNull()

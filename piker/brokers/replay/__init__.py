@@ -15,6 +15,9 @@ most four: `.replay` takes one).
     speed = 1.0                  # 1 = real time, N = N x, 0 = no pacing
     paused = false               # wait for `open_replay_control(fqme).play()`
 
+`piker chart FQME --replay 2026-11-30T14:00/16:00 --speed 10` charts
+`FQME.replay` over that span (it starts its own service tree for it).
+
 Quotes keep their recorded `time_ns`: the same recording gives the same
 quotes in the same order at every speed (bars, fills and their times
 too). At `speed = 0` quotes go out back to back, one scheduler yield
@@ -67,10 +70,25 @@ def _epoch(text: str | None, what: str) -> int | None:
     return int(when.timestamp())
 
 
+# `piker chart --replay` passes its span to the brokerd it starts this way
+ENV_SPAN = 'PIKER_REPLAY_SPAN'     # "<start ISO>/<end ISO>"
+ENV_SPEED = 'PIKER_REPLAY_SPEED'
+
+
 def span() -> tuple[int | None, int | None, float, bool]:
-    """`(start, end, speed, paused)` from `brokers.toml [replay]`."""
+    """`(start, end, speed, paused)` from `brokers.toml [replay]`, or from
+    `$PIKER_REPLAY_SPAN` / `$PIKER_REPLAY_SPEED` when set."""
+    import os
+
     conf = _conf()
-    speed = float(conf.get('speed', 1.0))
+    if os.environ.get(ENV_SPAN):
+        conf['start'], _, conf['end'] = os.environ[ENV_SPAN].partition('/')
+    if os.environ.get(ENV_SPEED):
+        conf['speed'] = os.environ[ENV_SPEED]
+    try:
+        speed = float(conf.get('speed', 1.0))
+    except ValueError:
+        raise ValueError(f'replay speed must be a number, got {conf["speed"]!r}') from None
     if not math.isfinite(speed) or speed < 0:
         raise ValueError(f'brokers.toml [replay] speed must be >= 0, got {speed}')
     return (_epoch(conf.get('start'), 'start'), _epoch(conf.get('end'), 'end'), speed,
