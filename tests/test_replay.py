@@ -113,3 +113,25 @@ def test_chart_replay_option(recorded_market):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert 'Traceback' not in proc.stderr
     assert not QtGui.QImage(str(shot)).isNull()
+
+
+def test_unpaced_replay_gives_the_fills_of_a_paced_one(recorded_market, paper_sim):
+    async def main(sim: PaperSim):
+        ems = await sim.open_ems(FQME)
+        oids = [await ems.place('buy', 99.0, 0.5, symbol=FQME),
+                await ems.place('sell', 101.5, 0.3, symbol=FQME),
+                await ems.place('buy', 98.7, 1.0, symbol=FQME)]
+        for oid in oids:
+            await ems.wait(oid, 'open')
+        async with open_replay_control('btcusdt.sim') as ctl:
+            await ctl.play()
+            await ctl.wait_done()
+        for oid in oids:
+            await ems.wait(oid, 'closed', timeout=10)
+        return [fill_prices(ems, oid) for oid in oids]
+
+    recorded_market(RECORDING, speed=10.0, paused=True)
+    paced = paper_sim(main, brokers=None)
+    recorded_market(RECORDING, speed=0.0, paused=True)
+    assert paper_sim(main, brokers=None) == paced
+    assert paper_sim(main, brokers=None) == paced
