@@ -88,11 +88,13 @@ def test_unknown_market_and_empty_store_errors():
 
 def test_ls_shows_a_recorder_error_and_calls_an_old_status_stale(piker_env):
     confdir, _ = piker_env
-    (confdir / 'record-status.json').write_text(json.dumps({
-        'btcusdt.sim': {'state': 'error', 'error': 'cannot write x: the disk is full',
-                        'updated': time.time()},
-        'ethusdt.sim': {'state': 'recording', 'error': None, 'updated': time.time() - 60},
-    }))
+    d = confdir / 'record-status'
+    d.mkdir()
+    (d / 'btcusdt.sim.json').write_text(json.dumps(
+        {'state': 'error', 'error': 'cannot write x: the disk is full',
+         'updated': time.time()}))
+    (d / 'ethusdt.sim.json').write_text(json.dumps(
+        {'state': 'recording', 'error': None, 'updated': time.time() - 60}))
     res = run('store', 'ls')
     assert 'the disk is full' in res.output
     assert 'stale' in res.output

@@ -11,8 +11,8 @@ are dropped past `max_pending` (counted), and it retries every
 batch files are folded into one, and a day into one file once the
 recording has moved past it (`TickStore.compact()`).
 
-Status: each recorder rewrites `<config dir>/record-status.json` (one
-entry per fqme: state, error, quotes written and dropped, `updated`) at
+Status: each recorder rewrites `<config dir>/record-status/<fqme>.json`
+(state, error, quotes written and dropped, `updated`) at
 most every `STATUS_EVERY` seconds; `piker store ls` shows it, and calls
 an entry not refreshed for `STALE_AFTER` seconds stale (no recorder
 running), so what it shows is never an old truth.
@@ -42,31 +42,35 @@ STALE_AFTER = 10.0
 Quote = dict[str, Any]
 
 
-def status_path():
+def status_dir():
+    """`<config dir>/record-status/`: one `<fqme>.json` per recorded market,
+    so recorders in different brokerds never overwrite each other."""
     from ..config import get_config_dir
-    return get_config_dir() / 'record-status.json'
+    return get_config_dir() / 'record-status'
 
 
 def read_status() -> dict[str, dict]:
     """fqme -> status entry; an entry older than `STALE_AFTER` is `stale`."""
-    try:
-        raw = json.loads(status_path().read_text())
-    except (OSError, ValueError):
-        return {}
+    out: dict[str, dict] = {}
     now = time.time()
-    for entry in raw.values():
+    try:
+        paths = sorted(status_dir().glob('*.json'))
+    except OSError:
+        return out
+    for path in paths:
+        try:
+            entry = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
         if now - entry.get('updated', 0) > STALE_AFTER and entry.get('state') != 'stopped':
             entry['state'] = 'stale (no recorder running)'
-    return raw
-
-
-_status: dict[str, dict] = {}
+        out[path.stem] = entry
+    return out
 
 
 def _publish(fqme: str, entry: dict) -> None:
-    _status[fqme] = entry
     try:
-        write_atomic(status_path(), json.dumps(_status, indent=1))
+        write_atomic(status_dir() / f'{fqme}.json', json.dumps(entry, indent=1))
     except OSError as err:
         log.debug(f'cannot write the record status: {err}')
 
