@@ -424,11 +424,19 @@ class EMSConf(_Model):
     risk: RiskConf = Field(default_factory=RiskConf)
 
 
+class StorageConf(_Model):
+    """The local market-data store (`[storage]`, see `piker.storage`)."""
+
+    # fqmes whose every L1 quote and trade brokerd records while it streams them
+    record: list[FqmeKey] = Field(default_factory=list)
+
+
 class Conf(_Model):
-    """`conf.toml`: UI and EMS settings."""
+    """`conf.toml`: UI, EMS and storage settings."""
 
     ui: UIConf = Field(default_factory=UIConf)
     ems: EMSConf = Field(default_factory=EMSConf)
+    storage: StorageConf = Field(default_factory=StorageConf)
 
 
 _DEFAULTS: dict[str, str] = {
@@ -503,6 +511,10 @@ _DEFAULTS: dict[str, str] = {
 #
 # [ems.risk.fqmes."btcusdt.sim"]    # one market: quote the fqme, it has dots
 # max_order_size = 5.0              # (inf lifts a default for this scope)
+#
+# [storage]               # the local bar and tick store (<config dir>/storage/)
+# record = ["btcusdt.sim"]  # markets whose every quote and trade brokerd records
+#                         # while it streams them (see also `piker record FQME`)
 ''',
 }
 

@@ -5,7 +5,9 @@ Spawned on demand under pikerd by `maybe_spawn_brokerd()`. Endpoints:
 - `feed_session(ctx, broker)`: a client process's one quote context per
   broker (see "Session protocol"), fed by the `FeedBus`.
 - `mkt_info(broker, fqmes)`, `search(broker, pattern)`,
-  `history(broker, fqme, timeframe)`: request/response calls;
+  `history(broker, fqme, timeframe)` (backend bars merged into the local
+  store, all stored bars back), `backfill(broker, fqme, timeframes,
+  since)` (the same, answering with reports): request/response calls;
   `feed_status(broker)`: sessions and upstreams, for diagnostics.
   They never raise for bad input: they return `{'ok': value}` or
   `{'error': {'type', 'msg'}}` (re-raised client side by
@@ -46,6 +48,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager as acm
+from functools import partial
 from typing import Any
 
 import msgspec
@@ -107,7 +110,39 @@ def get_bus(broker: str) -> FeedBus:
     if bus is None:
         actor = tractor.current_actor()
         bus = _buses[broker] = FeedBus(get_brokermod(broker), broker, actor._service_n)
+        bus.recording |= _configured_recording(broker)
+        bus.on_start = partial(_backfill_on_open, broker)
     return bus
+
+
+async def _backfill_on_open(broker: str, fqme: str) -> None:
+    """A market just opened (any client: chart, script, emsd): bring its
+    stored bars up to now in the background. Never raises (logged)."""
+    from ..data import TIMEFRAMES
+
+    for tf in TIMEFRAMES:
+        try:
+            _, report = await _backfill(broker, fqme, tf, None, serve=False)
+        except Exception as err:  # noqa: BLE001 - a backfill must not fail the feed
+            log.warning(f'{fqme}: {tf}s backfill on open failed: {err}')
+            continue
+        if report is not None:
+            log.info(f'{fqme}: {tf}s backfilled, {report.bars} bars stored'
+                     + (f', {len(report.gaps)} gap(s) older than the backend serves'
+                        if report.gaps else ''))
+
+
+def _configured_recording(broker: str) -> set[str]:
+    """`[storage] record` fqmes of this broker (none if conf.toml is bad: logged)."""
+    from ..accounting import unpack_fqme
+    from ..config import ConfigError, load_conf
+
+    try:
+        fqmes = load_conf().storage.record
+    except ConfigError as err:
+        log.error(f'brokerd.{broker}: records nothing: {err}')
+        return set()
+    return {f.lower() for f in fqmes if unpack_fqme(f)[0] == broker}
 
 
 def unwrap_reply(reply: dict[str, Any]) -> Any:
@@ -143,12 +178,86 @@ async def search(broker: str, pattern: str) -> dict[str, Any]:
 
 
 async def history(broker: str, fqme: str, timeframe: int = 60) -> dict[str, Any]:
-    """RPC: `{'ok': pack_array(bars)}` of `timeframe`-second OHLC bars."""
+    """RPC: `{'ok': pack_array(bars)}` of `timeframe`-second OHLC bars.
+
+    The backend's bars merged into the local store (backfill and gap
+    repair, `piker.data._backfill`), answered with everything stored. A
+    store that cannot be written (full disk, read-only) is logged as an
+    error and the backend's bars are served as they are.
+    """
     async def _get() -> dict[str, Any]:
-        bus = get_bus(broker)
-        arr = await bus.mod.open_history(bus.to_native(fqme), int(timeframe))
-        return pack_array(arr)
+        bars, _ = await _backfill(broker, fqme.lower(), int(timeframe), None, serve=True)
+        return pack_array(bars)
     return await _reply(_get())
+
+
+async def backfill(
+    broker: str,
+    fqme: str,
+    timeframes: list[int],
+    since: int | None = None,
+) -> dict[str, Any]:
+    """RPC: fetch `timeframes` from the backend into the store (bars at or
+    after epoch second `since`); `{'ok': [BackfillReport builtins]}`."""
+    async def _get() -> list[dict[str, Any]]:
+        if getattr(get_brokermod(broker), 'SERVES_STORE', False):
+            raise ValueError(f'{fqme} is a stored market: there is nothing to backfill')
+        out = []
+        for tf in timeframes:
+            _, report = await _backfill(broker, fqme.lower(), int(tf), since, serve=False)
+            out.append(report.to_builtins())
+        return out
+    return await _reply(_get())
+
+
+# one store writer per (fqme, timeframe) in this daemon
+_store_locks: dict[tuple[str, int], trio.Lock] = {}
+
+
+async def _backfill(
+    broker: str,
+    fqme: str,
+    timeframe: int,
+    since: int | None,
+    serve: bool,
+) -> tuple[Any, Any]:
+    """Fetch, merge into the store (in a thread), optionally read it all back."""
+    from ..data._backfill import merge_fetched
+    from ..storage import BarStore, StorageError
+
+    bus = get_bus(broker)
+    fetched = await bus.mod.open_history(bus.to_native(fqme), timeframe)
+    if getattr(bus.mod, 'SERVES_STORE', False):
+        # the backend's bars are the store's (`local`): nothing to merge
+        return fetched, None
+    store = BarStore()
+    lock = _store_locks.setdefault((fqme, timeframe), trio.Lock())
+
+    def work() -> tuple[Any, Any]:
+        report = merge_fetched(store, fqme, timeframe, fetched, since)
+        return (store.read(fqme, timeframe) if serve else None), report
+
+    async with lock:
+        try:
+            return await trio.to_thread.run_sync(work)
+        except StorageError as err:
+            if not serve:
+                raise BrokerError(f'{fqme}: {err}') from None
+            log.error(f'{fqme}: serving {timeframe}s bars without the store: {err}')
+            return fetched, None
+
+
+async def record(broker: str, fqmes: list[str], on: bool = True) -> dict[str, Any]:
+    """RPC: start (`on`) or stop recording every quote of `fqmes` into the
+    tick store while their upstreams run; `{'ok': {'recording': [fqmes],
+    'changed': [the fqmes this call switched]}}`."""
+    async def _set() -> dict[str, list[str]]:
+        bus = get_bus(broker)
+        before = set(bus.recording)
+        bus.record(list(fqmes), on=on)
+        return {'recording': sorted(bus.recording),
+                'changed': sorted(before ^ bus.recording)}
+    return await _reply(_set())
 
 
 async def feed_status(broker: str) -> dict[str, Any]:

@@ -41,7 +41,8 @@ YIELD_EVERY = 32
 class _Upstream:
     """One fqme's backend stream and who listens to it."""
 
-    __slots__ = ('fqme', 'bs_fqme', 'subs', 'last', 'cs', 'ready', 'error', 'sent')
+    __slots__ = ('fqme', 'bs_fqme', 'subs', 'last', 'cs', 'ready', 'error', 'sent',
+                 'recorder', 'bars')
 
     def __init__(self, fqme: str, bs_fqme: str) -> None:
         self.fqme = fqme
@@ -52,6 +53,10 @@ class _Upstream:
         self.ready = trio.Event()
         self.error: BaseException | None = None
         self.sent = 0
+        # a `piker.storage.TickRecorder` while this fqme is recorded
+        self.recorder: Any = None
+        # a `piker.data._livebars.LiveBarWriter` (None: backend serves the store)
+        self.bars: Any = None
 
 
 class FanOut(trio.abc.SendChannel[Quote]):
@@ -75,6 +80,10 @@ class FanOut(trio.abc.SendChannel[Quote]):
         up.last = quote
         for buf in up.subs:
             buf.put(fqme, quote)
+        if up.recorder is not None:
+            up.recorder.put(quote)
+        if up.bars is not None:
+            up.bars.quote(quote)
         up.sent += 1
         if up.sent % YIELD_EVERY:
             await trio.lowlevel.checkpoint_if_cancelled()
@@ -95,6 +104,12 @@ class FeedBus:
         self._n = nursery
         self._ups: dict[str, _Upstream] = {}
         self._mkts: dict[str, MktPair] = {}
+        # fqmes recorded whenever their upstream runs (`[storage] record`,
+        # `piker record`): see `record()`
+        self.recording: set[str] = set()
+        # run (in the upstream's nursery) when an upstream has started:
+        # brokerd backfills the market's stored bars from the backend
+        self.on_start: Callable[[str], Any] | None = None
 
     def to_native(self, fqme: str) -> str:
         """Validate `fqme` and return its broker-native key."""
@@ -113,6 +128,37 @@ class FeedBus:
         if mkt is None:
             mkt = self._mkts[fqme] = await self.mod.get_mkt_info(self.to_native(fqme))
         return mkt
+
+    def record(self, fqmes: list[str], on: bool = True) -> None:
+        """Start (or stop) recording `fqmes`: at once for a running upstream,
+        else from when one starts."""
+        for fqme in fqmes:
+            fqme = fqme.lower()
+            self.to_native(fqme)
+            if on:
+                self.recording.add(fqme)
+            else:
+                self.recording.discard(fqme)
+            up = self._ups.get(fqme)
+            if up is not None and up.ready.is_set():
+                if on and up.recorder is None:
+                    self._n.start_soon(self._run_recorder, up)
+                elif not on and up.recorder is not None:
+                    up.recorder.stop()
+
+    async def _run_recorder(self, up: _Upstream) -> None:
+        """One recorder for `up` until it is stopped or the upstream ends."""
+        from ..storage import TickRecorder
+
+        mkt = self._mkts.get(up.fqme)
+        rec = up.recorder = TickRecorder(up.fqme, mkt=mkt.to_builtins() if mkt else None)
+        if up.last is not None:
+            rec.put(up.last)
+        try:
+            await rec.run()
+        finally:
+            if up.recorder is rec:
+                up.recorder = None
 
     def upstreams(self) -> dict[str, int]:
         """fqme -> number of subscribers (for status and tests)."""
@@ -203,6 +249,15 @@ class FeedBus:
                         up.last = quote
                     up.ready.set()
                     started = True
+                    if up.fqme in self.recording:
+                        # in the upstream's nursery: flushes and ends with it
+                        n.start_soon(self._run_recorder, up)
+                    if not getattr(self.mod, 'SERVES_STORE', False):
+                        from ..data._livebars import LiveBarWriter
+                        up.bars = LiveBarWriter(up.fqme)
+                        n.start_soon(up.bars.run)
+                        if self.on_start is not None:
+                            n.start_soon(self.on_start, up.fqme)
                     task_status.started()
             if not up.cs.cancelled_caught:
                 err = FeedError(f'{up.fqme}: backend stream_quotes() returned')
@@ -210,6 +265,9 @@ class FeedBus:
             if not started:
                 raise
             err = exc
+        finally:
+            if up.recorder is not None:
+                up.recorder.stop()
         if err is not None and started:
             log.error(f'brokerd.{self.broker}: upstream {up.fqme} failed: {err!r}')
             if self._ups.get(up.fqme) is up:

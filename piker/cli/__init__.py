@@ -17,7 +17,9 @@ from . import (
     _history,  # noqa: F401
     _market,  # noqa: F401
     _orders,  # noqa: F401
+    _record,  # noqa: F401
     _services,  # noqa: F401
+    _store,  # noqa: F401
 )
 from ._app import app
 

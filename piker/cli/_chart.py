@@ -37,6 +37,12 @@ def chart(
         None, '--first-frame-t0', hidden=True,
         help='bench: print FIRST_FRAME <seconds since this epoch time> and exit',
     ),
+    replay: str = typer.Option(
+        None, '--replay', metavar='START/END',
+        help='replay what was recorded of FQME... over this span (UTC ISO, '
+             'e.g. 2026-11-30T14:00/16:00)',
+    ),
+    speed: float = typer.Option(1.0, '--speed', help='--replay speed: 1 real time, N x, 0 unpaced'),
     loglevel: str = typer.Option(None, '--loglevel', '-l', help='piker log level'),
 ) -> None:
     """Chart markets with live quotes and order mode (hold f/d/a, click to submit).
@@ -56,6 +62,8 @@ def chart(
         raise typer.BadParameter('must be > 0 seconds', param_hint='--timeframe')
     if after < 0:
         raise typer.BadParameter('must be >= 0 seconds', param_hint='--after')
+    if replay is not None:
+        fqmes = _replay_setup(fqmes, replay, speed)
     for fqme in fqmes:
         try:
             broker, *_ = unpack_fqme(fqme)
@@ -97,3 +105,39 @@ def chart(
     except (BrokerError, ConfigError, ServiceError, ValueError) as err:
         typer.echo(f'error: {err}', err=True)
         raise typer.Exit(1) from None
+
+
+def _replay_setup(fqmes: list[str], span: str, speed: float) -> list[str]:
+    """`--replay`: the replay fqmes, with the span and speed exported for the
+    brokerd.replay this chart starts; exit 2 on a bad span or a running pikerd
+    (its brokerd.replay would not see them)."""
+    import os
+    from datetime import datetime
+
+    from ..brokers.replay import ENV_SPAN, ENV_SPEED
+    from ..config import get_registry_addr
+    from ..service._registry import port_in_use
+
+    start, sep, end = span.partition('/')
+    try:
+        t0 = datetime.fromisoformat(start)
+        t1 = datetime.fromisoformat(end) if 'T' in end or '-' in end else (
+            datetime.fromisoformat(f'{t0.date().isoformat()}T{end}'))
+    except ValueError:
+        typer.echo(f'error: --replay {span!r}: give START/END as ISO times, e.g. '
+                   '2026-11-30T14:00/16:00 (UTC)', err=True)
+        raise typer.Exit(2) from None
+    if not sep or t1 <= t0:
+        typer.echo(f'error: --replay {span!r}: END must come after START', err=True)
+        raise typer.Exit(2)
+    if speed < 0:
+        typer.echo('error: --speed must be >= 0', err=True)
+        raise typer.Exit(2)
+    if port_in_use(get_registry_addr()):
+        typer.echo('error: --replay needs its own service tree, but pikerd is running: '
+                   'stop it, or set [replay] start/end/speed in brokers.toml and chart '
+                   'FQME.replay', err=True)
+        raise typer.Exit(2)
+    os.environ[ENV_SPAN] = f'{t0.isoformat()}/{t1.isoformat()}'
+    os.environ[ENV_SPEED] = repr(float(speed))
+    return [f if f.lower().endswith('.replay') else f'{f}.replay' for f in fqmes]

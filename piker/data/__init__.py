@@ -14,11 +14,13 @@ conflation (latest L1 per fqme, tick lists merged, at most
 `max_ticks` kept): see `_buffer.py`. History arrays use `OHLC_DTYPE`.
 """
 from ..brokers._errors import FeedError
+from ._backfill import BackfillReport
 from ._buffer import Batch, BufferClosed, QuoteBuffer
-from ._feed import Feed, open_feed
+from ._feed import Feed, open_feed, stored_bars
 from ._ohlc import OHLC_DTYPE, TIMEFRAMES, pack_array, unpack_array
 
 __all__ = [
+    'BackfillReport',
     'OHLC_DTYPE',
     'TIMEFRAMES',
     'Batch',
@@ -27,6 +29,7 @@ __all__ = [
     'FeedError',
     'QuoteBuffer',
     'open_feed',
+    'stored_bars',
     'pack_array',
     'unpack_array',
 ]

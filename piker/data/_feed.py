@@ -14,6 +14,7 @@ from contextlib import AsyncExitStack
 from contextlib import asynccontextmanager as acm
 from typing import Any
 
+import msgspec
 import numpy as np
 import tractor
 
@@ -23,9 +24,13 @@ from ..accounting import MktPair, unpack_fqme
 from ..brokers import _brokerd
 from ..brokers._errors import BrokerError, FeedError
 from ..brokers._registry import get_brokermod
+from ..log import get_logger
+from ._backfill import BackfillReport
 from ._buffer import Batch, QuoteBuffer
 from ._hub import FeedHub, get_hub
-from ._ohlc import unpack_array
+from ._ohlc import OHLC_DTYPE, TIMEFRAMES, unpack_array
+
+log = get_logger('data.feed')
 
 Quote = dict[str, Any]
 
@@ -39,7 +44,10 @@ class Feed:
     - `stream`: async iterator of batches `{fqme: quote}` (a
       `QuoteBuffer`: conflating, see `piker.data._buffer`); iterating it
       raises `FeedError` if the feed breaks.
-    - `await history(fqme, timeframe)`: OHLC bars from the backend.
+    - `await history(fqme, timeframe)`: OHLC bars from the backend,
+      merged into the local store (backfill, gap repair), all stored bars.
+    - `await stored(fqme, timeframe)`: the stored bars only, at once.
+    - `await backfill(fqme, timeframes, since)`: fetch into the store.
     - `last_heard(fqme)`: when brokerd last sent anything (quotes or its
       heartbeat) for this feed's stream of `fqme`.
     """
@@ -78,19 +86,61 @@ class Feed:
         """The next batch of quotes (same as `await feed.stream.receive()`)."""
         return await self.stream.receive()
 
-    async def history(self, fqme: str, timeframe: int = 60) -> np.ndarray:
-        """OHLC bars (`OHLC_DTYPE`) of `timeframe` seconds for `fqme`, fetched
-        from brokerd now (so it includes bars the live market printed)."""
-        fqme = fqme.lower()
+    def _portal(self, fqme: str) -> tuple[str, tractor.Portal]:
+        """`(broker, brokerd portal)` serving `fqme` in this feed."""
         broker, *_ = unpack_fqme(fqme)
         portal = self._portals.get(broker)
         if portal is None:
             raise ValueError(f'{fqme!r} is not in this feed ({", ".join(self.fqmes)})')
+        return broker, portal
+
+    async def history(self, fqme: str, timeframe: int = 60) -> np.ndarray:
+        """OHLC bars (`OHLC_DTYPE`) of `timeframe` seconds for `fqme`, fetched
+        from brokerd now (so it includes bars the live market printed)."""
+        fqme = fqme.lower()
+        broker, portal = self._portal(fqme)
         packed = await _brokerd.call(
             portal, _brokerd.history, broker=broker, fqme=fqme,
             timeframe=int(timeframe),
         )
         return unpack_array(packed)
+
+    async def stored(self, fqme: str, timeframe: int = 60) -> np.ndarray:
+        """The bars of `fqme` in the local store, read now from disk (no
+        backend, no IPC): what a chart shows at once, before `history()`
+        has backfilled up to now. Empty if nothing is stored or the store
+        cannot be read (logged)."""
+        return await stored_bars(fqme, timeframe)
+
+    async def backfill(
+        self,
+        fqme: str,
+        timeframes: tuple[int, ...] = TIMEFRAMES,
+        since: int | None = None,
+    ) -> list[BackfillReport]:
+        """Have brokerd fetch `timeframes` of `fqme` from the backend into the
+        store (bars from epoch second `since` on); one report each."""
+        fqme = fqme.lower()
+        broker, portal = self._portal(fqme)
+        raw = await _brokerd.call(
+            portal, _brokerd.backfill, broker=broker, fqme=fqme,
+            timeframes=[int(t) for t in timeframes], since=since,
+        )
+        return [msgspec.convert(r, BackfillReport) for r in raw]
+
+
+async def stored_bars(fqme: str, timeframe: int = 60) -> np.ndarray:
+    """`fqme`'s stored bars (`OHLC_DTYPE`), read in a worker thread."""
+    import trio
+
+    from ..storage import BarStore, StorageError
+
+    try:
+        return await trio.to_thread.run_sync(
+            BarStore().read, fqme.lower(), int(timeframe))
+    except StorageError as err:
+        log.error(f'{fqme}: cannot read stored bars: {err}')
+        return np.empty(0, dtype=OHLC_DTYPE)
 
 
 def _group(fqmes: list[str] | str) -> tuple[list[str], dict[str, list[str]]]:

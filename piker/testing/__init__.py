@@ -5,7 +5,8 @@ Fixtures that give every test an isolated piker world: a private
 touches a user's files or daemons (`piker_env`), and paper-trading
 simulations on top of it (`paper_sim`, or `run_sim()` directly): a fresh
 service tree per run, EMS sessions in paper mode, control of the sim
-market, and the paper venue's ledger and positions.
+market, and the paper venue's ledger and positions; `recorded_market`
+installs a recorded span to replay as a market (`piker.brokers.replay`).
 
 Fake venues (`fakes`: `open_fake_binance`, `FakeBinanceThread`, the
 `fake_binance` fixture) are real loopback servers speaking a venue's
@@ -32,6 +33,7 @@ from ._plugin import (
     paper_sim,
     piker_env,
     pytest_addoption,
+    recorded_market,
 )
 
 _LAZY = {'EMSSession', 'LeakedProcesses', 'PaperSim', 'run_sim'}
@@ -74,6 +76,7 @@ __all__ = [
     'paper_sim',
     'piker_env',
     'pytest_addoption',
+    'recorded_market',
     'run_binance_sim',
     'run_kraken_sim',
     'run_sim',

@@ -158,3 +158,36 @@ def fake_binance() -> Iterator[Any]:
     from .fakes.binance import FakeBinanceThread
     with FakeBinanceThread(quote_rate=0) as fake:
         yield fake
+
+
+@pytest.fixture
+def recorded_market(piker_env: tuple[Path, tuple[str, int]]) -> Callable[..., str]:
+    """Install a recorded span into the test's store; returns its replay fqme.
+
+    `recorded_market(src)` takes a store root holding `ticks/<fqme>/`
+    (what `piker record` writes under `<config dir>/storage`), copies
+    those recordings in and returns `'<fqme>.replay'` (the first, if there
+    are several): a market that replays them through the paper engine,
+    the EMS and `open_feed()` like a live one. `speed` (0: no pacing) and
+    `paused` (start with `open_replay_control(fqme).play()`) are written
+    to `brokers.toml [replay]`; pass `brokers=` to `paper_sim` runs to
+    keep them (`replay_conf()` gives the table).
+    """
+    import shutil
+
+    confdir, _ = piker_env
+
+    def install(src: str | Path, speed: float = 0.0, paused: bool = False) -> str:
+        src = Path(src)
+        ticks = src / 'ticks'
+        fqmes = sorted(p.name for p in ticks.iterdir() if p.is_dir()) if ticks.is_dir() else []
+        if not fqmes:
+            raise ValueError(f'{src} holds no recording (no ticks/<fqme>/ dirs)')
+        dest = confdir / 'storage' / 'ticks'
+        for fqme in fqmes:
+            shutil.copytree(ticks / fqme, dest / fqme, dirs_exist_ok=True)
+        (confdir / 'brokers.toml').write_text(
+            f'[replay]\nspeed = {float(speed)!r}\npaused = {str(bool(paused)).lower()}\n')
+        return f'{fqmes[0]}.replay'
+
+    return install

@@ -283,7 +283,13 @@ class ChartApp:
         for fqme in set(self.win.charts) - set(feed.fqmes):
             self.win.remove_chart(fqme)     # pre-made under a name the feed spells otherwise
         for fqme in feed.fqmes:
-            history = await feed.history(fqme, self.timeframe)
+            # stored bars at once; the backend's (backfilled into the store
+            # by brokerd) merge in when they come
+            history = await feed.stored(fqme, self.timeframe)
+            if len(history):
+                n.start_soon(self._backfill, feed, fqme)
+            else:
+                history = await feed.history(fqme, self.timeframe)
             self.win.add_chart(fqme, history, feed.mkts[fqme], self.timeframe)
         self.win.set_current(feed.fqmes[0])
         self.win.status.clear_order_status('app')
@@ -292,6 +298,18 @@ class ChartApp:
             n.start_soon(self._order_session, fqme)
         if self.screenshot is not None:
             n.start_soon(self._take_screenshot)
+
+    async def _backfill(self, feed: Feed, fqme: str) -> None:
+        """Merge the backend's bars into a chart drawn from stored ones."""
+        try:
+            bars = await feed.history(fqme, self.timeframe)
+        except Exception as err:  # noqa: BLE001 - the chart goes on with what it has
+            log.warning('%s: backfill failed: %s', fqme, err)
+            return
+        chart = self.win.charts.get(fqme)
+        if chart is not None:
+            added = chart.merge_history(bars)
+            log.info('%s: backfilled, %d older bars prepended', fqme, added)
 
     def _on_quotes(self, batch: dict[str, dict]) -> None:
         self.win.update_quotes(batch)

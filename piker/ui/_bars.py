@@ -159,6 +159,38 @@ class BarsModel:
         self.version += 1
         self.last_version += 1
 
+    def merge_history(self, history: np.ndarray) -> int:
+        """Merge bars fetched later (a backfill) into the model in place.
+
+        Bars of times the model lacks are inserted where they belong; for
+        times both have, `history`'s bar wins, except the model's last bar
+        (the live one, fed by trades since). Returns how many bars landed
+        before the model's first bar (a view keyed on indices shifts by
+        that much to keep showing the same bars).
+        """
+        n = self._len
+        if not len(history):
+            return 0
+        if not n:
+            self.set_history(history)
+            return 0
+        cols = self._cols
+        mine = np.empty(n, dtype=[(f, cols[f].dtype) for f in OHLC_FIELDS])
+        for f in OHLC_FIELDS:
+            mine[f] = cols[f][:n]
+        theirs = np.empty(len(history), dtype=mine.dtype)
+        for f in OHLC_FIELDS:
+            theirs[f] = history[f]
+        theirs = theirs[theirs['time'] < mine['time'][-1]]
+        before = int(np.count_nonzero(theirs['time'] < mine['time'][0]))
+        both = np.concatenate([mine, theirs])
+        order = np.argsort(both['time'], kind='stable')  # mine first per time
+        both = both[order]
+        keep = np.ones(len(both), dtype=bool)
+        keep[:-1] = both['time'][1:] != both['time'][:-1]  # last (theirs) wins
+        self.set_history(both[keep])
+        return before
+
     def append(
         self,
         time: int,

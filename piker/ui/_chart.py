@@ -202,6 +202,20 @@ class ChartWidget(QtWidgets.QWidget):
         self.volume_view.fit_y()
         self._update_title()
 
+    def merge_history(self, array: np.ndarray) -> int:
+        """Merge backfilled bars in place (no reload): older bars are
+        prepended and the view shifts with them, so it shows the same bars
+        as before. Returns how many bars were prepended."""
+        x0, x1 = self.view.viewRange()[0]
+        before = self.model.merge_history(array)
+        self.ohlc_item.reset()
+        self.volume_item.reset()
+        self._fit_axes()
+        if before:
+            self.view.setXRange(x0 + before, x1 + before, padding=0)
+        self._update_title()
+        return before
+
     def set_mkt_info(self, mkt_info: Any) -> None:
         """Use `mkt_info` (a `MktPair`) for price decimals and cursor tick rounding."""
         self.mkt_info = mkt_info
