@@ -424,11 +424,22 @@ class EMSConf(_Model):
     risk: RiskConf = Field(default_factory=RiskConf)
 
 
+class NetworkConf(_Model):
+    """`[network]`: running across machines (`piker pikerd` flags win)."""
+
+    host: str | None = Field(None, description="this host's routable address")
+    join: str | None = Field(None, description="'MAIN:PORT': join that pikerd")
+    serve: list[str] = Field(default_factory=list,
+                             description='daemons a joined host runs (brokerd.sim, ...)')
+    insecure: bool = Field(False, description='allow non-loopback plain TCP (no TLS)')
+
+
 class Conf(_Model):
-    """`conf.toml`: UI and EMS settings."""
+    """`conf.toml`: UI, EMS and network settings."""
 
     ui: UIConf = Field(default_factory=UIConf)
     ems: EMSConf = Field(default_factory=EMSConf)
+    network: NetworkConf = Field(default_factory=NetworkConf)
 
 
 _DEFAULTS: dict[str, str] = {
@@ -503,6 +514,12 @@ _DEFAULTS: dict[str, str] = {
 #
 # [ems.risk.fqmes."btcusdt.sim"]    # one market: quote the fqme, it has dots
 # max_order_size = 5.0              # (inf lifts a default for this scope)
+#
+# [network]               # several machines (README "Running on several machines")
+# host = "10.0.0.2"       # this host's routable address (pikerd --host)
+# join = "10.0.0.1:6116"  # a joined host: the main pikerd (pikerd --join)
+# serve = ["brokerd.binance", "paperboi.binance"]   # what a joined host runs
+# insecure = false        # true: plain TCP off loopback, NO authentication
 ''',
 }
 
