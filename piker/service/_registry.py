@@ -96,6 +96,8 @@ async def handshake(addr: Addr, timeout: float = 2.0) -> tuple[str, str] | None:
 
     if not await probe(addr, timeout=timeout):
         return None
+    from ._tls import TLSRefused
+
     chan = Channel(destaddr=addr)
     try:
         with trio.move_on_after(timeout):
@@ -103,12 +105,15 @@ async def handshake(addr: Addr, timeout: float = 2.0) -> tuple[str, str] | None:
             await chan.send(('piker-probe', str(uuid.uuid4())))
             value = await chan.recv()
             return str(value[0]), str(value[1])
+    except TLSRefused as err:
+        raise ServiceError(f'cannot talk to {addr[0]}:{addr[1]}: {err}') from None
     except (OSError, trio.BrokenResourceError, trio.ClosedResourceError,
             trio.EndOfChannel, TypeError, IndexError, ValueError):
         pass
     finally:
-        with trio.CancelScope(shield=True):
-            await chan.aclose()
+        if chan.msgstream is not None:
+            with trio.CancelScope(shield=True):
+                await chan.aclose()
     raise RegistryBusy(
         f'something listens at {addr[0]}:{addr[1]} but it is not a tractor '
         'actor (no handshake): not a pikerd. Free the address or set '
