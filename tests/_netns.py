@@ -96,7 +96,7 @@ class Hosts:
                               text=True, timeout=timeout)
 
     def spawn(self, h: str, argv: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
-        out = open(log, 'w')
+        out = open(log, 'a')  # a restarted process appends
         proc = subprocess.Popen(self.cmd(h, *argv), env=env, stdout=out, stderr=subprocess.STDOUT,
                                 start_new_session=True)
         self.procs.append(proc)
