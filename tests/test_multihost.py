@@ -239,16 +239,21 @@ def test_link_cut_fill_during_cut_reconciled_once(tree: Tree) -> None:
     client = tree.h.spawn('C', [PY, str(HERE / '_multihost_client.py'), 'order', FQME,
                                 '50000'], tree.env('C'), out)
     wait_for(lambda: '"open"' in out.read_text(), 30, 'the order works')
+    before = len(tree.log('A'))
     tree.h.cut('ab')
     try:
         time.sleep(1.0)
         go.touch()  # B's market crosses the order while A cannot see B
         wait_for(lambda: 'pushed' in (tree.root / 'ctl.log').read_text(), 10, 'push')
-        time.sleep(2.0)
+        # longer than emsd's venue watchdog: emsd loses paperboi and must
+        # reconnect and reconcile once the link is back
+        wait_for(lambda: 'VENUE DOWN: paperboi.sim' in tree.log('A')[before:], 20,
+                 'emsd sees the venue down')
         assert '"fill"' not in out.read_text()  # nothing can reach C during the cut
     finally:
         tree.h.restore('ab')
     client.wait(60)
+    assert 'paperboi.sim: order report reconciled' in tree.log('A')[before:]
     st = _statuses(out.read_text())
     resps = [s['resp'] for s in st]
     assert resps.count('fill') == 1, resps
