@@ -23,7 +23,8 @@ from pathlib import Path
 
 import msgspec
 import pytest
-from _netns import ADDR, PIKER, Hosts, NetnsUnavailable
+
+from piker.testing._netns import ADDR, PIKER, Hosts, NetnsUnavailable
 
 HERE = Path(__file__).parent
 PY = sys.executable

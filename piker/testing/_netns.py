@@ -1,4 +1,4 @@
-"""Three Linux network namespaces (hosts A, B, C) for multi-host tests.
+"""Three Linux network namespaces (hosts A, B, C) for multi-host tests and bench.
 
     B 10.217.1.2 --veth-- 10.217.1.1 A 10.217.2.1 --veth-- 10.217.2.2 C
 
