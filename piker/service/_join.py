@@ -125,6 +125,7 @@ async def serve_joined(
                 raise PikerdNotRunning(f'pikerd at {main[0]}:{main[1]} went away')
             get_console_log(loglevel)
             async with tractor.open_nursery() as an:
+                services: JoinedServices | None = None
                 try:
                     async with trio.open_nursery() as n:
                         services = JoinedServices(an, n, main, loglevel=loglevel,
@@ -144,7 +145,8 @@ async def serve_joined(
                         await services.stop_all()
                         n.cancel_scope.cancel()
                 finally:
-                    services.closing = True
-                    services._clear_global()
+                    if services is not None:
+                        services.closing = True
+                        services._clear_global()
                     with trio.CancelScope(shield=True):
                         await an.cancel()

@@ -127,14 +127,12 @@ async def _connect(self: Channel, destaddr: tuple[Any, ...] | None = None, **kwa
     destaddr = destaddr or self._destaddr
     assert isinstance(destaddr, tuple)
     host = str(destaddr[0])
+    ctx = None
+    if not is_loopback(host) and (tls_configured() or not insecure()):
+        ctx = _context(server=False)  # no identity: refused before connecting
     tcp = await trio.open_tcp_stream(*destaddr, **kwargs)
     stream: Any = tcp
-    if not is_loopback(host) and (tls_configured() or not insecure()):
-        try:
-            ctx = _context(server=False)
-        except TLSRefused:
-            await tcp.aclose()
-            raise
+    if ctx is not None:
         stream = _wrap(tcp, ctx, server_hostname=host)
         try:
             with trio.fail_after(TLS_HANDSHAKE_TIMEOUT):
