@@ -25,7 +25,8 @@ async def order(fqme: str, price: float) -> None:
         oid = await client.send(client.mk_order('buy', price, 0.001))
         async for msg in trades:
             if isinstance(msg, Status) and msg.oid == oid:
-                print(json.dumps({'oid': oid, 'resp': msg.resp, 'filled': msg.filled}),
+                print(json.dumps({'oid': oid, 'resp': msg.resp, 'filled': msg.filled,
+                                  'reason': msg.reason or ''}),
                       flush=True)
                 if msg.resp in DONE:
                     return

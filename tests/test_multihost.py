@@ -248,8 +248,8 @@ def test_link_cut_fill_during_cut_reconciled_once(tree: Tree) -> None:
         wait_for(lambda: 'pushed' in (tree.root / 'ctl.log').read_text(), 10, 'push')
         # longer than emsd's venue watchdog: emsd loses paperboi and must
         # reconnect and reconcile once the link is back
-        wait_for(lambda: 'VENUE DOWN: paperboi.sim' in tree.log('A')[before:], 20,
-                 'emsd sees the venue down')
+        wait_for(lambda: 'paperboi.sim is down' in out.read_text(), 20,
+                 'C told its order waits at a venue that is down')
         assert '"fill"' not in out.read_text()  # nothing can reach C during the cut
     finally:
         tree.h.restore('ab')
@@ -259,6 +259,8 @@ def test_link_cut_fill_during_cut_reconciled_once(tree: Tree) -> None:
     resps = [s['resp'] for s in st]
     assert resps.count('fill') == 1, resps
     assert resps[-1] == 'closed' and st[-1]['filled'] == 0.001, resps
+    down = [s for s in st if 'is down' in s['reason']]
+    assert [s['resp'] for s in down] == ['open']  # still working, not an error
     ctl.send_signal(signal.SIGTERM)
     ctl.wait(10)
 
@@ -278,7 +280,14 @@ def test_joined_supervisor_killed_venue_unreachable(tree: Tree) -> None:
     assert tree.joined is not None
     daemons = _pids_in(tree, 'B', 'piker.service._child_boot')
     assert daemons
+    out = tree.root / 'resting.log'
+    resting = tree.h.spawn('C', [PY, str(HERE / '_multihost_client.py'), 'order', FQME,
+                                 '50000'], tree.env('C'), out)
+    wait_for(lambda: '"open"' in out.read_text(), 30, 'a working order at B')
     os.kill(tree.joined.pid, signal.SIGKILL)
+    # its client is told the venue is down (the order waits there, not an error)
+    wait_for(lambda: 'paperboi.sim is down' in out.read_text(), 20, 'venue down notice')
+    resting.send_signal(signal.SIGTERM)
     tree.joined.wait(10)
     wait_for(lambda: not any(os.path.exists(f'/proc/{p}') and
                              'Z' not in Path(f'/proc/{p}/stat').read_text().split()[2]
@@ -287,3 +296,4 @@ def test_joined_supervisor_killed_venue_unreachable(tree: Tree) -> None:
     r = tree.order(70_000.0, timeout=90)
     st = _statuses(r.stdout)
     assert st and st[-1]['resp'] == 'error', (r.stdout, r.stderr[-2000:])
+    assert 'paperboi.sim' in st[-1]['reason'], st[-1]
