@@ -138,3 +138,26 @@ def test_connect_off_loopback_without_tls_is_refused(piker_env: tuple[Path, tupl
             await Channel(destaddr=('10.255.255.1', 9)).connect()
 
     trio.run(main)
+
+
+def test_broken_identity_costs_one_connection(ca: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A crl.pem caught half-written refuses that peer; the handler returns
+    (an error escaping it would take the actor's listener down)."""
+    _pki.issue(ca, 'me', ['10.0.0.1'], install=True)
+    (ca / 'crl.pem').write_text('-----BEGIN X509 CRL-----\ngarbage\n')
+
+    class _Sock:
+        def getpeername(self) -> tuple[str, int]:
+            return ('10.0.0.5', 40000)
+
+    class _Stream:
+        socket = _Sock()
+        closed = False
+
+        async def aclose(self) -> None:
+            self.closed = True
+
+    stream = _Stream()
+    with caplog.at_level(logging.ERROR):
+        trio.run(_tls._stream_handler, None, stream)
+    assert stream.closed and 'cannot load the TLS identity' in caplog.text

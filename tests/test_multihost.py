@@ -34,14 +34,16 @@ FQME = 'btcusdt.sim'
 pytestmark = pytest.mark.timeout(300)
 
 
-def wait_for(pred: Callable[[], object], timeout: float = 30.0, what: str = '') -> object:
+def wait_for(pred: Callable[[], object], timeout: float = 30.0, what: str = '',
+             show: Path | None = None) -> object:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         got = pred()
         if got:
             return got
         time.sleep(0.2)
-    raise AssertionError(f'timed out waiting for {what or pred}')
+    tail = f':\n{show.read_text(errors="replace")[-3000:]}' if show else ''
+    raise AssertionError(f'timed out waiting for {what or pred}{tail}')
 
 
 class Tree:
@@ -239,7 +241,7 @@ def test_link_cut_fill_during_cut_reconciled_once(tree: Tree) -> None:
     out = tree.root / 'order.log'
     client = tree.h.spawn('C', [PY, str(HERE / '_multihost_client.py'), 'order', FQME,
                                 '50000'], tree.env('C'), out)
-    wait_for(lambda: '"open"' in out.read_text(), 30, 'the order works')
+    wait_for(lambda: '"open"' in out.read_text(), 30, 'the order works', out)
     before = len(tree.log('A'))
     tree.h.cut('ab')
     try:
@@ -281,9 +283,10 @@ def test_joined_supervisor_killed_venue_unreachable(tree: Tree) -> None:
     daemons = _pids_in(tree, 'B', 'piker.service._child_boot')
     assert daemons
     out = tree.root / 'resting.log'
+    # far below the market (the link-cut test left it near 50,000): rests
     resting = tree.h.spawn('C', [PY, str(HERE / '_multihost_client.py'), 'order', FQME,
-                                 '50000'], tree.env('C'), out)
-    wait_for(lambda: '"open"' in out.read_text(), 30, 'a working order at B')
+                                 '40000'], tree.env('C'), out)
+    wait_for(lambda: '"open"' in out.read_text(), 30, 'a working order at B', out)
     os.kill(tree.joined.pid, signal.SIGKILL)
     # its client is told the venue is down (the order waits there, not an error)
     wait_for(lambda: 'paperboi.sim is down' in out.read_text(), 20, 'venue down notice')

@@ -132,6 +132,7 @@ async def serve_joined(
                                                   bind_host=host, **services_kw)
                         services._set_global()
                         n.start_soon(services._watch_own_listener)
+                        n.start_soon(services._prune_forever)  # deaf daemons here
                         for spec in specs:
                             await services.ensure_daemon(spec)
                         n.start_soon(services.rejoin_forever, host, names)

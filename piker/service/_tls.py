@@ -157,7 +157,16 @@ async def _stream_handler(self: _actor.Actor, stream: trio.SocketStream) -> None
         return
     wrapped: Any = stream
     if not is_loopback(peer[0]) and tls_configured():
-        wrapped = _wrap(stream, _context(server=True), server_side=True)
+        try:
+            ctx = _context(server=True)
+        except (OSError, ssl.SSLError, ValueError) as err:
+            # e.g. a crl.pem caught half-copied: this peer waits for the
+            # next attempt; the listener and other peers are untouched
+            log.error(f'refused connection from {peer[0]}:{peer[1]}: cannot load '
+                      f'the TLS identity in {certs_path()}: {err!r}')
+            await stream.aclose()
+            return
+        wrapped = _wrap(stream, ctx, server_side=True)
         try:
             with trio.fail_after(TLS_HANDSHAKE_TIMEOUT):
                 await wrapped.do_handshake()
