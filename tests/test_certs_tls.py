@@ -109,8 +109,9 @@ def test_bind_policy(piker_env: tuple[Path, tuple], monkeypatch: pytest.MonkeyPa
     _tls.check_bind('127.0.0.1', 'x')  # loopback: nothing to set up
     with pytest.raises(ServiceError, match='without TLS: set up TLS.*piker certs init'):
         _tls.check_bind('10.0.0.1', 'pikerd')
-    with pytest.raises(ServiceError, match='routable'):
-        _tls.check_bind('0.0.0.0', 'pikerd')
+    for unspecified in ('0.0.0.0', '::'):
+        with pytest.raises(ServiceError, match='routable'):
+            _tls.check_bind(unspecified, 'pikerd')
     monkeypatch.setenv('PIKER_INSECURE', '1')
     with caplog.at_level(logging.WARNING):
         _tls.check_bind('10.0.0.1', 'pikerd')

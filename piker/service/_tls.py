@@ -31,6 +31,7 @@ source address the kernel routes to the registry from).
 """
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
 import socket
@@ -199,8 +200,8 @@ def check_bind(host: str, what: str) -> None:
     if is_loopback(host):
         return
     try:
-        unspecified = socket.inet_aton(host) == b'\0\0\0\0'
-    except OSError:
+        unspecified = ipaddress.ip_address(host).is_unspecified  # 0.0.0.0, ::
+    except ValueError:
         unspecified = False
     if unspecified:
         raise ServiceError(
