@@ -431,12 +431,23 @@ class StorageConf(_Model):
     record: list[FqmeKey] = Field(default_factory=list)
 
 
+class NetworkConf(_Model):
+    """`[network]`: running across machines (`piker pikerd` flags win)."""
+
+    host: str | None = Field(None, description="this host's routable address")
+    join: str | None = Field(None, description="'MAIN:PORT': join that pikerd")
+    serve: list[str] = Field(default_factory=list,
+                             description='daemons a joined host runs (brokerd.sim, ...)')
+    insecure: bool = Field(False, description='allow non-loopback plain TCP (no TLS)')
+
+
 class Conf(_Model):
-    """`conf.toml`: UI, EMS and storage settings."""
+    """`conf.toml`: UI, EMS, storage and network settings."""
 
     ui: UIConf = Field(default_factory=UIConf)
     ems: EMSConf = Field(default_factory=EMSConf)
     storage: StorageConf = Field(default_factory=StorageConf)
+    network: NetworkConf = Field(default_factory=NetworkConf)
 
 
 _DEFAULTS: dict[str, str] = {
@@ -515,6 +526,12 @@ _DEFAULTS: dict[str, str] = {
 # [storage]               # the local bar and tick store (<config dir>/storage/)
 # record = ["btcusdt.sim"]  # markets whose every quote and trade brokerd records
 #                         # while it streams them (see also `piker record FQME`)
+#
+# [network]               # several machines (README "Running on several machines")
+# host = "10.0.0.2"       # this host's routable address (pikerd --host)
+# join = "10.0.0.1:6116"  # a joined host: the main pikerd (pikerd --join)
+# serve = ["brokerd.binance", "paperboi.binance"]   # what a joined host runs
+# insecure = false        # true: plain TCP off loopback, NO authentication
 ''',
 }
 

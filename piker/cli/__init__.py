@@ -11,6 +11,7 @@ import typer
 
 from . import (
     _accounting,  # noqa: F401
+    _certs,  # noqa: F401
     _chart,  # noqa: F401
     _ems,  # noqa: F401
     _fake,  # noqa: F401

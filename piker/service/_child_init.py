@@ -145,7 +145,11 @@ async def status() -> dict[str, Any]:
     pikerd calls it right after spawning a daemon: the reply proves the
     start-up hook ran in the child and that the child has registered.
     """
+    import tractor
+    actor = tractor.current_actor(err_on_no_runtime=False)
     return {
+        # where it listens: a joined supervisor's registry is remote
+        'addr': list(actor.accept_addr) if actor and actor.accept_addr else None,
         'pid': os.getpid(),
         'ppid': os.getppid(),
         'armed': _armed,

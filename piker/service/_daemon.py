@@ -223,3 +223,11 @@ async def _rpc_list() -> dict[str, dict]:
 async def _rpc_cancel(name: str) -> bool:
     """RPC: cancel daemon `name` gracefully."""
     return await _local_services().cancel_daemon(name)
+
+
+async def _rpc_join(host: str, names: list[str], entries: list) -> bool:
+    """RPC: a joined supervisor on `host` serves `names` and runs `entries`
+    (`[[name, uuid], [host, port]]`); called at join and every second after."""
+    await _local_services().joined(
+        host, list(names), [((e[0][0], e[0][1]), (e[1][0], int(e[1][1]))) for e in entries])
+    return True

@@ -46,7 +46,7 @@ import trio
 from ..log import get_logger
 from ..types import Struct
 from . import _child_init
-from ._registry import Addr, ServiceError, check_bind_host, listener_gone
+from ._registry import Addr, ServiceError, check_bind_host, is_loopback, listener_gone
 
 log = get_logger('service')
 
@@ -117,6 +117,8 @@ class DaemonInfo(Struct):
     state: str = 'running'
     restarts: int = 0
     managed: bool = True
+    # who supervises it: 'pikerd', 'pikerd@<host>' (a joined host), or ''
+    supervisor: str = 'pikerd'
 
 
 class _Daemon:
@@ -150,8 +152,14 @@ class Services:
         max_restarts: int = 5,
         restart_window: float = 60.0,
         prune_interval: float = 1.0,
+        bind_host: str = '127.0.0.1',
     ) -> None:
         self.an = an
+        # where daemons asked to bind loopback listen instead: this host's
+        # routable address when pikerd itself is exposed (multi-host)
+        self.bind_host = bind_host
+        # daemon name -> host of the joined supervisor serving it (`_join`)
+        self.remote: dict[str, str] = {}
         self.service_n = service_n
         self.registry_addr = registry_addr
         self.loglevel = loglevel
@@ -161,8 +169,7 @@ class Services:
         self.prune_interval = prune_interval
         self.closing = False
         self._arbiter = tractor.current_actor()
-        assert self._arbiter.is_arbiter, 'Services must run in the registry actor'
-        self._arbiter.unregister_actor = self._unregister_actor
+        self._init_registry()
         self._daemons: dict[str, _Daemon] = {}
         self._locks: defaultdict[str, trio.Lock] = defaultdict(trio.Lock)
         self._restarts: defaultdict[str, deque[float]] = defaultdict(deque)
@@ -170,6 +177,35 @@ class Services:
         self.exits: list[tuple[str, int | None, bool]] = []
 
     # --- registry ----------------------------------------------------------
+
+    def _init_registry(self) -> None:
+        assert self._arbiter.is_arbiter, 'Services must run in the registry actor'
+        self._arbiter.unregister_actor = self._unregister_actor
+
+    async def joined(self, host: str, names: list[str],
+                     entries: list[tuple[tuple[str, str], Addr]]) -> None:
+        """A joined supervisor on `host` serves `names`; (re-)register the
+        daemons it runs (after a pikerd restart nobody else would)."""
+        for name in names:
+            if self.remote.get(name) != host:
+                log.info(f'{name} is served by the joined host {host}')
+            self.remote[name] = host
+        for uid, addr in entries:
+            uid = (str(uid[0]), str(uid[1]))
+            if self._arbiter._registry.get(uid) != tuple(addr):
+                await self._arbiter.register_actor(uid, (str(addr[0]), int(addr[1])))
+
+    async def _ensure_remote(self, name: str) -> Addr:
+        """A daemon a joined host serves is never spawned here: wait for its
+        entry (it may be respawning) or say which host does not answer."""
+        with trio.move_on_after(self.spawn_timeout):
+            while True:
+                addr = self._live_entry(name)
+                if addr is not None and not await listener_gone(tuple(addr)):
+                    return tuple(addr)  # type: ignore[return-value]
+                await trio.sleep(0.1)
+        raise ServiceError(f'{name} runs on the joined host {self.remote[name]}, '
+                           f'which does not answer')
 
     def registry(self) -> dict[tuple[str, str], Addr]:
         """A copy of the tractor registry held by this (arbiter) actor."""
@@ -284,6 +320,8 @@ class Services:
         if self.closing:
             raise ServiceError(f'pikerd is shutting down, not spawning {spec.name}')
         check_bind_host(spec.bind_host, spec.expose, f'daemon {spec.name!r}')
+        if spec.name in self.remote:
+            return await self._ensure_remote(spec.name)
         async with self._locks[spec.name]:
             d = self._daemons.get(spec.name)
             if d is not None and d.state == 'running' and d.proc.poll() is None:
@@ -317,7 +355,8 @@ class Services:
                     spec.name,
                     enable_modules=modules,
                     loglevel=spec.loglevel,
-                    bind_addr=(spec.bind_host, 0),
+                    bind_addr=(self.bind_host if is_loopback(spec.bind_host)
+                               else spec.bind_host, 0),
                     infect_asyncio=spec.infect_asyncio,
                 )
                 d.portal = portal
@@ -330,7 +369,7 @@ class Services:
                     await _run_startup(spec, portal)
             if not status['armed']:
                 log.warning(f'{spec.name}: parent-death signal not armed (non-Linux?)')
-            addr = self._arbiter._registry.get(tuple(d.uid))
+            addr = self._registered_addr(d, status)
             if addr is None:
                 raise ServiceError(f'{spec.name} started but did not register')
             d.addr = (str(addr[0]), int(addr[1]))
@@ -351,6 +390,9 @@ class Services:
                     d.state = 'cancelling'
                     d.proc.kill()
             d.ready.set()
+
+    def _registered_addr(self, d: _Daemon, status: dict) -> Addr | None:
+        return self._arbiter._registry.get(tuple(d.uid))
 
     async def _await_ready(self, d: _Daemon, portal: tractor.Portal) -> dict:
         """Wait for the child's first RPC reply, or fail if it dies first.
@@ -441,7 +483,9 @@ class Services:
                 pid=d.pid if d else None,
                 state=d.state if d else 'running',
                 restarts=len(self._restarts.get(uid[0], ())),
-                managed=d is not None,
+                managed=d is not None or uid[0] in self.remote,
+                supervisor=('pikerd' if d else f'pikerd@{self.remote[uid[0]]}'
+                            if uid[0] in self.remote else ''),
             )
         for name, d in self._daemons.items():
             if d.state == 'failed' and name not in out:

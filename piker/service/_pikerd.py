@@ -37,6 +37,7 @@ from ._registry import (
     ServiceError,
     check_bind_host,
     handshake,
+    is_loopback,
     port_in_use,
     resolve_addr,
 )
@@ -146,8 +147,11 @@ async def _run_services(
         services: Services | None = None
         try:
             async with trio.open_nursery() as service_n:
+                # daemons listen where pikerd does when it is exposed
+                # (a routable address peers on other hosts can dial)
+                bind = '127.0.0.1' if is_loopback(addr[0]) else addr[0]
                 services = Services(
-                    an, service_n, addr, loglevel=loglevel, **services_kw,
+                    an, service_n, addr, loglevel=loglevel, bind_host=bind, **services_kw,
                 )
                 services._set_global()
                 service_n.start_soon(services._prune_forever)

@@ -3,7 +3,8 @@
 tractor 0.1.0a5 silently turns any root whose registry address has no
 listener into a registry (TRACTOR.md rule 8), so piker never lets tractor
 decide: it probes the address itself first. tractor has no authentication,
-so everything binds loopback unless the caller explicitly exposes it.
+so everything binds loopback unless the caller explicitly exposes it, and
+an exposed bind needs mutual TLS (`_tls`) or an explicit `--insecure`.
 """
 from __future__ import annotations
 
@@ -53,19 +54,21 @@ def is_loopback(host: str) -> bool:
 
 
 def check_bind_host(host: str, expose: bool, what: str) -> None:
-    """Refuse a non-loopback bind unless explicitly exposed; warn if so."""
+    """Refuse a non-loopback bind unless explicitly exposed *and* secured.
+
+    Exposed means mutual TLS (`_tls`: a certificate from `piker certs`),
+    or an explicit, loudly logged `--insecure`.
+    """
     if is_loopback(host):
         return
     if not expose:
         raise ServiceError(
-            f'{what} would bind {host!r}, which is not loopback. tractor has '
-            'no authentication: anyone who can reach that address can run '
-            'code in piker. Pass --host/expose=True to do this on purpose.'
+            f'{what} would bind {host!r}, which is not loopback. Pass '
+            '--host/expose=True to do this on purpose (with TLS set up: '
+            '`piker certs`).'
         )
-    log.warning(
-        f'{what} binds {host!r}: tractor has NO authentication, anyone who '
-        'can reach this address can control the service tree'
-    )
+    from ._tls import check_bind
+    check_bind(host, what)
 
 
 async def probe(addr: Addr, timeout: float = 0.5) -> bool:
@@ -93,6 +96,8 @@ async def handshake(addr: Addr, timeout: float = 2.0) -> tuple[str, str] | None:
 
     if not await probe(addr, timeout=timeout):
         return None
+    from ._tls import TLSRefused
+
     chan = Channel(destaddr=addr)
     try:
         with trio.move_on_after(timeout):
@@ -100,12 +105,15 @@ async def handshake(addr: Addr, timeout: float = 2.0) -> tuple[str, str] | None:
             await chan.send(('piker-probe', str(uuid.uuid4())))
             value = await chan.recv()
             return str(value[0]), str(value[1])
+    except TLSRefused as err:
+        raise ServiceError(f'cannot talk to {addr[0]}:{addr[1]}: {err}') from None
     except (OSError, trio.BrokenResourceError, trio.ClosedResourceError,
             trio.EndOfChannel, TypeError, IndexError, ValueError):
         pass
     finally:
-        with trio.CancelScope(shield=True):
-            await chan.aclose()
+        if chan.msgstream is not None:
+            with trio.CancelScope(shield=True):
+                await chan.aclose()
     raise RegistryBusy(
         f'something listens at {addr[0]}:{addr[1]} but it is not a tractor '
         'actor (no handshake): not a pikerd. Free the address or set '
