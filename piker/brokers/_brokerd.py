@@ -52,9 +52,9 @@ import msgspec
 import tractor
 import trio
 
-from ..data._buffer import QuoteBuffer
-from ..data._ohlc import pack_array
+from ..buffers import QuoteBuffer
 from ..log import get_logger
+from ..ohlc import pack_array
 from ._errors import BrokerError, error_to_msg, raise_from_msg
 from ._feedbus import FeedBus
 from ._registry import get_brokermod

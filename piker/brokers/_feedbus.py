@@ -6,7 +6,7 @@ For every fqme some client wants, the bus runs exactly one backend
 the quote's `symbol` to the fqme, remembers it as the fqme's latest quote
 (a new subscriber's first quote) and `put()`s it into every subscriber's
 `QuoteBuffer`. Buffers never block (they conflate, see
-`piker.data._buffer`), so a slow subscriber can never stall the upstream
+`piker.buffers`), so a slow subscriber can never stall the upstream
 or the other subscribers; and when `send()` returns the quote is in every
 current subscriber's buffer (which the sim's control `push()` relies on).
 
@@ -24,7 +24,7 @@ from typing import Any
 import trio
 
 from ..accounting import MktPair, strip_broker, unpack_fqme
-from ..data._buffer import QuoteBuffer
+from ..buffers import QuoteBuffer
 from ..log import get_logger
 from ._errors import FeedError, NoSuchBackend
 

@@ -23,9 +23,9 @@ from ..accounting import MktPair, unpack_fqme
 from ..brokers import _brokerd
 from ..brokers._errors import BrokerError, FeedError
 from ..brokers._registry import get_brokermod
-from ._buffer import Batch, QuoteBuffer
+from ..buffers import Batch, QuoteBuffer
+from ..ohlc import unpack_array
 from ._hub import FeedHub, get_hub
-from ._ohlc import unpack_array
 
 Quote = dict[str, Any]
 
@@ -37,7 +37,7 @@ class Feed:
     - `mkts`: `{fqme: MktPair}`.
     - `first_quotes`: `{fqme: quote}`, the latest quote at open time.
     - `stream`: async iterator of batches `{fqme: quote}` (a
-      `QuoteBuffer`: conflating, see `piker.data._buffer`); iterating it
+      `QuoteBuffer`: conflating, see `piker.buffers`); iterating it
       raises `FeedError` if the feed breaks.
     - `await history(fqme, timeframe)`: OHLC bars from the backend.
     - `last_heard(fqme)`: when brokerd last sent anything (quotes or its

@@ -4,7 +4,7 @@ Every `open_feed()` in a process that wants quotes from broker `b` goes
 through one `FeedHub`: one `feed_session` context to `brokerd.b` (so one
 IPC stream), refcounted per fqme. The hub's receive task never blocks: it
 drops each incoming batch into the `QuoteBuffer` of every local consumer
-(conflating, see `piker.data._buffer`), so a slow consumer in this process
+(conflating, see `piker.buffers`), so a slow consumer in this process
 cannot stall the stream, brokerd, or other consumers.
 
 The hub runs in the actor's service nursery (it outlives any one
@@ -29,8 +29,8 @@ from ..accounting import MktPair
 # module reference, not names: piker.brokers imports piker.data's buffers
 from ..brokers import _brokerd
 from ..brokers._errors import FeedError, raise_from_msg
+from ..buffers import QuoteBuffer
 from ..log import get_logger
-from ._buffer import QuoteBuffer
 
 log = get_logger('data.hub')
 
