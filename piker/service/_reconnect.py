@@ -1,4 +1,4 @@
-"""`Backoff`: the retry delays of a reconnect loop.
+"""`Backoff`: the retry delays of a reconnect loop; `leave_if_cancelled`.
 
 Every long-lived client of a daemon (emsd's venue relays and dark-book
 feeds, the paper engine's feeds, the chart's EMS session and quote feed)
@@ -18,6 +18,9 @@ while True:
         log.warning('lost the thing (%s): retrying in %.1fs', err, backoff.delay)
     await backoff.sleep()
 ```
+
+A failure that is really the tree shutting down must not be retried:
+such loops call `leave_if_cancelled()` before logging one.
 """
 from __future__ import annotations
 
@@ -66,3 +69,14 @@ class Backoff:
 
     def __repr__(self) -> str:
         return f'Backoff(delay={self.delay:g}, attempts={self.attempts})'
+
+
+async def leave_if_cancelled() -> None:
+    """Raise `Cancelled` (only) if this task is being cancelled.
+
+    When the tree shuts down, an upstream daemon often goes first and our
+    feed/dialogue fails with its ContextCancelled just as our own cancel
+    arrives, the two mixed in one exception group: that is a shutdown, not
+    a failure to log, retry or (escaping a service task) crash the actor on.
+    """
+    await trio.lowlevel.checkpoint_if_cancelled()
