@@ -18,9 +18,7 @@ import numpy as np
 import tractor
 
 from ..accounting import MktPair, unpack_fqme
-
-# module reference, not names: piker.brokers imports piker.data's buffers
-from ..brokers import _brokerd
+from ..brokers._brokerd import call, history, maybe_spawn_brokerd, mkt_info
 from ..brokers._errors import BrokerError, FeedError
 from ..brokers._registry import get_brokermod
 from ..buffers import Batch, QuoteBuffer
@@ -86,8 +84,8 @@ class Feed:
         portal = self._portals.get(broker)
         if portal is None:
             raise ValueError(f'{fqme!r} is not in this feed ({", ".join(self.fqmes)})')
-        packed = await _brokerd.call(
-            portal, _brokerd.history, broker=broker, fqme=fqme,
+        packed = await call(
+            portal, history, broker=broker, fqme=fqme,
             timeframe=int(timeframe),
         )
         return unpack_array(packed)
@@ -151,7 +149,7 @@ async def _setup(
 ) -> Feed:
     portals = {
         broker: await stack.enter_async_context(
-            _brokerd.maybe_spawn_brokerd(broker, loglevel=loglevel)
+            maybe_spawn_brokerd(broker, loglevel=loglevel)
         )
         for broker in by_broker
     }
@@ -169,8 +167,8 @@ async def _setup(
             mkts.update({f: hub.mkts[f] for f in group})
     else:
         for broker, group in by_broker.items():
-            raw = await _brokerd.call(
-                portals[broker], _brokerd.mkt_info, broker=broker, fqmes=group,
+            raw = await call(
+                portals[broker], mkt_info, broker=broker, fqmes=group,
             )
             mkts.update({f: MktPair.from_msg(m) for f, m in raw.items()})
         buf.close(FeedError('this feed was opened with start_stream=False'))

@@ -25,9 +25,7 @@ import tractor
 import trio
 
 from ..accounting import MktPair
-
-# module reference, not names: piker.brokers imports piker.data's buffers
-from ..brokers import _brokerd
+from ..brokers._brokerd import decode_batch, feed_session, maybe_spawn_brokerd
 from ..brokers._errors import FeedError, raise_from_msg
 from ..buffers import QuoteBuffer
 from ..log import get_logger
@@ -79,11 +77,11 @@ class FeedHub:
         started = False
         err: BaseException | None = None
         try:
-            async with _brokerd.maybe_spawn_brokerd(self.broker, loglevel=self.loglevel) as portal:
+            async with maybe_spawn_brokerd(self.broker, loglevel=self.loglevel) as portal:
                 with self._wd_cs:
                     self._wd_cs.deadline = trio.current_time() + WATCHDOG
                     async with portal.open_context(
-                        _brokerd.feed_session, broker=self.broker,
+                        feed_session, broker=self.broker,
                     ) as (ctx, _):
                         async with ctx.open_stream() as stream:
                             self._stream = stream
@@ -118,7 +116,6 @@ class FeedHub:
 
     async def _receive(self, stream: tractor.MsgStream) -> None:
         wd = self._wd_cs
-        decode_batch = _brokerd.decode_batch
         consumers = self.consumers
         last = self.last
         async for msg in stream:
