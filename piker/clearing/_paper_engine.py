@@ -65,6 +65,7 @@ from ._messages import (
     BrokerdStatus,
     MessageError,
     decode_backend_cmd,
+    reply_oid,
 )
 from ._paper_accounts import DiskAlarm, PaperAccounts
 from ._paper_store import StoredEvent, VenueStore
@@ -838,12 +839,6 @@ def native_fqme(symbol: str, broker: str) -> tuple[str, str]:
     return fqme, ''
 
 
-def reply_oid(raw: Any) -> str:
-    """The oid to answer a command with: its own if usable, else a marker."""
-    oid = raw.get('oid') if isinstance(raw, dict) else None
-    return oid if isinstance(oid, str) and oid.strip() else '<unknown>'
-
-
 def _new_reqid() -> str:
     import uuid
     return uuid.uuid4().hex
@@ -939,6 +934,7 @@ async def _close_when_gone(ctx: tractor.Context, commands: Any, poll: float = 0.
 __all__ = [
     'PAPERBOI_STARTUP', 'PaperVenue', 'fee_for', 'leave_if_cancelled', 'native_fqme', 'open_venue',
     'open_trade_dialog', 'paper_alarm', 'paper_audit', 'paperboi_name', 'price_problem',
+    'reply_oid',
     'startup',
     'strip_broker',
 ]
