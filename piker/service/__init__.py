@@ -28,7 +28,7 @@ from ._heartbeat import (
 )
 from ._mngr import DAEMON_MODULES, DaemonInfo, DaemonSpec, Services, current_services
 from ._pikerd import connect_pikerd, maybe_open_pikerd, open_pikerd, serve_pikerd
-from ._reconnect import Backoff, leave_if_cancelled
+from ._reconnect import Backoff, leave_if_cancelled, reconnecting
 from ._registry import PikerdNotRunning, RegistryBusy, ServiceError
 
 __all__ = [
@@ -57,6 +57,7 @@ __all__ = [
     'open_pikerd_portal',
     'open_watched_context',
     'ping',
+    'reconnecting',
     'serve_pikerd',
     'watch_peer',
     'watchdog',
