@@ -13,6 +13,10 @@ protocol, for testing real backends offline (docs/fake_binance.md); the
 `binance_sim` fixture (`run_binance_sim`) boots the whole tree against
 the fake Binance, live mode included.
 
+The EMS load generator (`_load`, run short by the tests and long by
+`bench/load.py`) and the /proc process bookkeeping (`_proc`) live here
+too, once, for the tests and the benches alike.
+
 The simulation kit (`_sim`) and the fakes are imported lazily: pytest
 loads this plugin in every run, and most test runs need neither.
 """
