@@ -126,11 +126,10 @@ class Echo:
 
 @acm
 async def open_echo() -> AsyncIterator[Echo]:
-    import _ems_rpc
-
     from piker.service import maybe_spawn_daemon
+    from piker.testing import _ems_rpc
 
-    async with maybe_spawn_daemon('bench_echo', enable_modules=['_ems_rpc']) as portal:
+    async with maybe_spawn_daemon('bench_echo', enable_modules=[_ems_rpc.__name__]) as portal:
         async with portal.open_context(_ems_rpc.echo) as (ctx, _):
             async with ctx.open_stream() as stream:
                 yield Echo(stream)
@@ -336,7 +335,7 @@ async def profiled(
     """
     import cProfile
 
-    import _ems_rpc
+    from piker.testing import _ems_rpc
 
     for phase in ('order -> open', 'pipelined'):
         for portal in portals.values():
@@ -373,6 +372,7 @@ async def run_tree(args: argparse.Namespace, res: Results, report: list[str]) ->
     from piker.brokers.sim import open_market_control
     from piker.clearing import open_ems
     from piker.service import maybe_open_pikerd, maybe_spawn_daemon
+    from piker.testing import _ems_rpc
 
     # paperboi loads the seeded ledger at start: seconds, more on a busy box
     async with maybe_open_pikerd(spawn_timeout=120.0), AsyncExitStack() as stack:
@@ -382,7 +382,7 @@ async def run_tree(args: argparse.Namespace, res: Results, report: list[str]) ->
             for name, mod in (('emsd', 'piker.clearing._ems'),
                               ('paperboi.sim', 'piker.clearing._paper_engine')):
                 portals[name] = await stack.enter_async_context(
-                    maybe_spawn_daemon(name, enable_modules=[mod, '_ems_rpc']),
+                    maybe_spawn_daemon(name, enable_modules=[mod, _ems_rpc.__name__]),
                 )
         echo = await stack.enter_async_context(open_echo())
         for i in range(WARMUP + args.orders):

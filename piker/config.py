@@ -30,6 +30,7 @@ from pydantic import (
 )
 
 from .atomicfile import write_atomic
+from .fqme import unpack_fqme
 
 DEFAULT_REGISTRY_HOST = '127.0.0.1'
 DEFAULT_REGISTRY_PORT = 6116
@@ -292,7 +293,6 @@ TradingStateName = Literal['active', 'reduce_only', 'halted']
 
 
 def _check_fqme_key(key: str) -> str:
-    from .accounting import unpack_fqme  # accounting imports this module
     unpack_fqme(key)  # ValueError saying what an fqme looks like
     return key
 

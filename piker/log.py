@@ -28,10 +28,11 @@ _RESET = '\x1b[0m'
 
 class _ActorFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
+        # no import: a process that never loaded tractor runs no actor, and
+        # this floor stays free of it (the import contracts check that)
+        tractor = sys.modules.get('tractor')
         try:
-            import tractor
-            actor = tractor.current_actor()
-            record.actor = actor.name
+            record.actor = tractor.current_actor().name  # type: ignore[union-attr]
         except Exception:
             record.actor = f'pid{os.getpid()}'
         return True

@@ -2,13 +2,11 @@
 
 The test's private PIKER_CONFIG_DIR / PIKER_REGISTRY_ADDR (autouse
 `piker_env` fixture) reach pikerd and its daemons through the
-environment. Process bookkeeping reads /proc (no psutil).
+environment. Process bookkeeping: `piker.testing._proc`.
 """
 from __future__ import annotations
 
-import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,54 +14,19 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from piker.testing._proc import alive, descendants, with_env
+from piker.testing._proc import port_open as _port_open
+
 PIKER = str(Path(sys.executable).parent / 'piker')
 
 
 def port_open(addr: tuple[str, int]) -> bool:
-    with socket.socket() as s:
-        return s.connect_ex(addr) == 0
-
-
-def alive(pid: int) -> bool:
-    """True if `pid` exists and is not a zombie."""
-    try:
-        stat = Path(f'/proc/{pid}/stat').read_text()
-    except (FileNotFoundError, ProcessLookupError):
-        return False
-    return stat.rsplit(')', 1)[1].split()[0] != 'Z'
-
-
-def descendants(pid: int) -> list[int]:
-    """Every live process below `pid`."""
-    children: dict[int, list[int]] = {}
-    for stat in Path('/proc').glob('[0-9]*/stat'):
-        try:
-            fields = stat.read_text().rsplit(')', 1)[1].split()
-        except (FileNotFoundError, ProcessLookupError):
-            continue
-        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
-    out, todo = [], [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            out.append(child)
-            todo.append(child)
-    return out
+    return _port_open(*addr)
 
 
 def with_registry(addr: tuple[str, int]) -> list[int]:
     """Live processes (not this one) started with registry address `addr`."""
-    needle = f'PIKER_REGISTRY_ADDR={addr[0]}:{addr[1]}\0'.encode()
-    found = []
-    for env in Path('/proc').glob('[0-9]*/environ'):
-        pid = int(env.parent.name)
-        if pid == os.getpid():
-            continue
-        try:
-            if needle in env.read_bytes() and alive(pid):
-                found.append(pid)
-        except (PermissionError, FileNotFoundError, ProcessLookupError):
-            continue
-    return found
+    return with_env('PIKER_REGISTRY_ADDR', f'{addr[0]}:{addr[1]}')
 
 
 class Pikerd:

@@ -9,8 +9,8 @@ from piker.brokers import BrokerError
 from piker.brokers.sim._history import gen_history
 from piker.brokers.sim._markets import MARKETS
 from piker.data import open_feed
-from piker.data._backfill import merge_fetched
 from piker.storage import BarStore, Gap
+from piker.storage._backfill import merge_fetched
 
 T_LIVE = 1_767_225_600 + 7 * 86_400
 

@@ -8,7 +8,7 @@ import trio
 from trio.testing import MockClock
 
 from piker.brokers._brokerd import COALESCE, RATE_WINDOW, _send_batches, decode_batch
-from piker.data._buffer import QuoteBuffer
+from piker.buffers import QuoteBuffer
 
 pytestmark = pytest.mark.timeout(30)
 

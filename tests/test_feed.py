@@ -23,19 +23,12 @@ from piker.brokers import FeedError, NoSuchBackend, SymbolNotFound, _brokerd
 from piker.brokers.sim import open_market_control
 from piker.data import OHLC_DTYPE, _hub, open_feed
 from piker.service import find_service, list_services, maybe_open_pikerd
+from piker.testing._proc import alive
 
 
 def write_sim_conf(confdir: Path, **kw) -> None:
     body = '\n'.join(f'{k} = {v!r}' for k, v in kw.items())
     (confdir / 'brokers.toml').write_text(f'[sim]\n{body}\n')
-
-
-def alive(pid: int) -> bool:
-    try:
-        stat = Path(f'/proc/{pid}/stat').read_text()
-    except FileNotFoundError:
-        return False
-    return stat.rsplit(')', 1)[1].split()[0] != 'Z'
 
 
 def assert_all_dead(pids: list[int], timeout: float = 5.0) -> None:

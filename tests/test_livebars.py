@@ -5,9 +5,9 @@ import time
 
 import trio
 
+from piker.brokers._livebars import BarBuilder
 from piker.brokers.sim import open_market_control
 from piker.data import open_feed
-from piker.data._livebars import BarBuilder
 from piker.storage import BarStore
 
 

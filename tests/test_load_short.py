@@ -1,5 +1,6 @@
-"""A short run of the EMS load test (`bench/load.py`): a few clients in two
-client processes, trading on three busy sim markets.
+"""A short run of the EMS load generator (`piker.testing._load`, whose
+command line is `bench/load.py`): a few clients in two client processes,
+trading on three busy sim markets.
 
 The full run (20 clients x 250 orders over 30 s at 1,000 quotes/s per
 market) is `uv run python bench/load.py`; this one checks the same
@@ -11,15 +12,10 @@ emsd's memory bounded.
 from __future__ import annotations
 
 import math
-import sys
-from pathlib import Path
 
 import pytest
 
-BENCH = Path(__file__).resolve().parent.parent / 'bench'
-sys.path.insert(0, str(BENCH))
-
-import load  # noqa: E402  (bench/load.py)
+from piker.testing import _load as load
 
 pytestmark = pytest.mark.timeout(90)
 

@@ -83,7 +83,7 @@ class Sub:
 @asynccontextmanager
 async def open_venue(bid: float = 99.0, ask: float = 100.0, size: float = 5.0):
     async with trio.open_nursery() as n:
-        venue = PaperVenue('sim', n)
+        venue = await PaperVenue.load('sim', n)
         sub = Sub()
         venue._subs.append(sub)
         # as if the feed were up: its market and touch are known

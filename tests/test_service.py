@@ -34,6 +34,7 @@ from piker.service import (
     open_pikerd,
     open_watched_context,
 )
+from piker.testing._proc import alive, children_of
 from tests import _daemon_fixtures as fx
 
 FIXTURES = ['tests._daemon_fixtures']
@@ -51,15 +52,6 @@ RESPAWN_WITHIN = 15.0  # one (re)spawn: pikerd's own default spawn_timeout
 HARD_KILL_AFTER = 3.0
 
 
-def alive(pid: int) -> bool:
-    """True if `pid` exists and is not a zombie."""
-    try:
-        stat = Path(f'/proc/{pid}/stat').read_text()
-    except FileNotFoundError:
-        return False
-    return stat.rsplit(')', 1)[1].split()[0] != 'Z'
-
-
 def wait_dead(pids: list[int], timeout: float = 5.0) -> list[int]:
     """Return the pids still alive after up to `timeout` seconds."""
     deadline = time.monotonic() + timeout
@@ -68,20 +60,6 @@ def wait_dead(pids: list[int], timeout: float = 5.0) -> list[int]:
             return []
         time.sleep(0.02)
     return [p for p in pids if alive(p)]
-
-
-def children_of(pid: int) -> list[int]:
-    """Direct child pids of `pid` (from /proc)."""
-    out = []
-    for d in Path('/proc').iterdir():
-        if d.name.isdigit():
-            try:
-                stat = (d / 'stat').read_text()
-            except OSError:
-                continue
-            if int(stat.rsplit(')', 1)[1].split()[1]) == pid:
-                out.append(int(d.name))
-    return [p for p in out if alive(p)]
 
 
 def port_free(addr: tuple[str, int]) -> bool:

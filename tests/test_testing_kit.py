@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from piker.service._mngr import teardown_order
-from piker.testing import LeakedProcesses, PaperSim, run_sim
+from piker.testing import LeakedProcesses, PaperSim, _proc, run_sim
 from piker.testing._sim import check_gone, descendants
 
 
@@ -30,6 +30,25 @@ def test_leaked_children_are_reported_and_killed():
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_proc_helpers_see_a_child_and_its_end():
+    """`_proc` (the one copy of the /proc bookkeeping): a child is seen by
+    parent, by environment, with its memory; a reaped one is gone."""
+    env = dict(os.environ, PIKER_PROC_TEST=f'{os.getpid()}')
+    proc = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'], env=env)
+    try:
+        assert proc.pid in _proc.children_of(os.getpid())
+        assert proc.pid in _proc.descendants(os.getpid())
+        assert _proc.with_env('PIKER_PROC_TEST', f'{os.getpid()}') == [proc.pid]
+        assert _proc.alive(proc.pid) and _proc.rss_kb(proc.pid) > 0
+        assert _proc.cpu_s(os.getpid()) > 0
+        assert _proc.proc_table()[proc.pid][0] == os.getpid()
+    finally:
+        proc.kill()
+        proc.wait()
+    assert not _proc.alive(proc.pid) and proc.pid not in _proc.children_of(os.getpid())
+    assert _proc.rss_kb(proc.pid) == 0 and _proc.with_env('PIKER_PROC_TEST', f'{os.getpid()}') == []
 
 
 def test_teardown_order_puts_consumers_first():

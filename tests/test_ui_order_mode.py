@@ -19,6 +19,7 @@ import trio
 
 from piker.accounting import Asset, MktPair
 from piker.clearing._messages import BrokerdPosition, Order, Status
+from piker.testing._proc import with_env
 from tests._qt_input import hover
 
 pytestmark = pytest.mark.timeout(60)
@@ -717,22 +718,6 @@ def test_cli_chart_rejects_bad_markets_before_starting_anything():
     assert res.exit_code == 2 and "'paper' or 'live'" in res.output
 
 
-def _procs_with_env(key: str, value: str) -> list[int]:
-    """Pids of processes whose environment has `key=value` (Linux /proc)."""
-    want = f'{key}={value}'.encode()
-    out = []
-    for entry in os.listdir('/proc'):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f'/proc/{entry}/environ', 'rb') as f:
-                if want in f.read().split(b'\0'):
-                    out.append(int(entry))
-        except OSError:
-            continue
-    return out
-
-
 @pytest.mark.timeout(90)
 def test_cli_chart_headless_screenshot_and_clean_exit(tmp_path):
     """`QT_QPA_PLATFORM=offscreen piker chart FQME --screenshot PNG --after S`
@@ -753,7 +738,7 @@ def test_cli_chart_headless_screenshot_and_clean_exit(tmp_path):
     assert 'Traceback' not in proc.stderr and 'ERROR' not in proc.stderr, proc.stderr[-3000:]
     img = QtGui.QImage(str(shot))
     assert not img.isNull() and img.width() >= 1200 and img.height() >= 700
-    assert _procs_with_env('PIKER_CONFIG_DIR', os.environ['PIKER_CONFIG_DIR']) == []
+    assert with_env('PIKER_CONFIG_DIR', os.environ['PIKER_CONFIG_DIR']) == []
 
 
 def test_filled_status_tells_the_average_fill_price_not_the_limit(qtbot, om):

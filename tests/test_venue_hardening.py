@@ -258,11 +258,12 @@ def test_a_fill_is_reported_when_the_disk_refuses_it_and_recorded_once_back(pape
         # the disk is back: the fill is recorded, once, and trading resumes
         ledgers.unlink()
         ledgers.mkdir()
+        # (the ledger is written first, then the positions, then the alarm
+        # clears: wait for the last of them)
         with trio.fail_after(15):
-            while tid not in sim.ledger():
+            while tid not in sim.ledger() or await venue_status(sim) is not None:
                 await trio.sleep(0.1)
         assert sim.ledger_size(FQME) == 6.0 and sim.position_size(FQME) == 6.0
-        assert await venue_status(sim) is None
         again = await ems.place('sell', 98.0, 5.0)
         await ems.wait(again, 'closed', timeout=10)
         await ems.wait_position(FQME, 1.0)

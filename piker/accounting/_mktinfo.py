@@ -6,41 +6,19 @@ with what (`src`), where (`venue`, `broker`), when it expires, and the
 price/size grids orders must sit on. It travels over IPC, so it is a plain
 msgspec struct that round-trips through `to_builtins()` -> `convert()`.
 
-An *fqme* (fully qualified market endpoint, DESIGN.md section 4) is the
-lower-case dotted name clients use everywhere:
-`<pair>[.<venue>][.<suffix>].<broker>`, e.g. `btcusdt.sim` or
-`mnq.cme.20261218.ib`. A backend only ever sees the broker-native key: the
-fqme with its `.<broker>` suffix stripped (`strip_broker()`).
+Markets are named by fqmes; their grammar lives on the bottom floor in
+`piker.fqme` (re-exported here and from `piker.accounting`).
 """
 from __future__ import annotations
 
-import functools
 import math
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 from typing import Any, Literal
 
 import msgspec
 
+from ..fqme import check_token, mk_fqme, strip_broker, unpack_fqme  # noqa: F401  (older import path)
 from ..types import Struct
-
-_FQME_HELP = (
-    'expected <pair>[.<venue>][.<suffix>].<broker>, '
-    "e.g. 'btcusdt.sim', 'mnq.cme.ib' or 'mnq.cme.20261218.ib'"
-)
-
-
-def _check_token(value: str, what: str, *, required: bool) -> None:
-    """Reject fqme tokens that would not survive a dotted round-trip."""
-    if not isinstance(value, str):
-        raise ValueError(f'{what} must be a string, got {value!r}')
-    if not value:
-        if required:
-            raise ValueError(f'{what} must not be empty')
-        return
-    if '.' in value or any(c.isspace() for c in value):
-        raise ValueError(
-            f'{what} {value!r} must not contain dots or whitespace'
-        )
 
 
 def to_decimal(value: Decimal | float | int | str, what: str = 'value') -> Decimal:
@@ -93,76 +71,6 @@ def quantize_to_tick(
     return out if out else Decimal(0)  # never a signed '-0'
 
 
-def unpack_fqme(fqme: str) -> tuple[str, str, str, str]:
-    """Split an fqme into `(broker, pair, venue, suffix)`, lower-cased.
-
-    `btcusdt.sim` -> `('sim', 'btcusdt', '', '')`,
-    `mnq.cme.ib` -> `('ib', 'mnq', 'cme', '')`,
-    `mnq.cme.20261218.ib` -> `('ib', 'mnq', 'cme', '20261218')`.
-    Anything else raises `ValueError` saying what a valid fqme looks like.
-    """
-    if not isinstance(fqme, str):
-        raise ValueError(f'fqme must be a string, got {fqme!r}; {_FQME_HELP}')
-    return _unpack_fqme(fqme)
-
-
-@functools.lru_cache(maxsize=4096)
-def _unpack_fqme(fqme: str) -> tuple[str, str, str, str]:
-    # cached: the order path splits the same few fqmes many times per
-    # order (errors raise, so they are never cached)
-    if not fqme:
-        raise ValueError(f'empty fqme; {_FQME_HELP}')
-    if any(c.isspace() for c in fqme):
-        raise ValueError(f'fqme {fqme!r} contains whitespace; {_FQME_HELP}')
-    tokens = fqme.lower().split('.')
-    if len(tokens) < 2:
-        raise ValueError(
-            f'fqme {fqme!r} has no broker suffix; {_FQME_HELP}'
-        )
-    if len(tokens) > 4:
-        raise ValueError(
-            f'fqme {fqme!r} has {len(tokens)} parts (at most 4); {_FQME_HELP}'
-        )
-    if not all(tokens):
-        raise ValueError(f'fqme {fqme!r} has an empty part; {_FQME_HELP}')
-    pair, *middle, broker = tokens
-    venue, suffix = (middle + ['', ''])[:2]
-    return broker, pair, venue, suffix
-
-
-def mk_fqme(broker: str, pair: str, venue: str = '', suffix: str = '') -> str:
-    """Build an fqme from its parts (the inverse of `unpack_fqme()`).
-
-    A `suffix` needs a `venue`: `pair.suffix.broker` would read back as a
-    venue.
-    """
-    _check_token(broker, 'broker', required=True)
-    _check_token(pair, 'pair', required=True)
-    _check_token(venue, 'venue', required=False)
-    _check_token(suffix, 'suffix', required=False)
-    if suffix and not venue:
-        raise ValueError(
-            f'suffix {suffix!r} needs a venue: {pair}.{suffix}.{broker} '
-            'would parse as venue'
-        )
-    return '.'.join(t for t in (pair, venue, suffix, broker) if t).lower()
-
-
-def strip_broker(fqme: str, broker: str | None = None) -> str:
-    """Return the broker-native key: `fqme` without its `.<broker>` suffix.
-
-    Strips the last token only (never `str.replace`, which would also eat
-    a pair or venue that happens to contain the broker name). If `broker`
-    is given the fqme must belong to it.
-    """
-    fbroker, *_ = unpack_fqme(fqme)
-    if broker is not None and fbroker != broker.lower():
-        raise ValueError(
-            f'fqme {fqme!r} belongs to broker {fbroker!r}, not {broker!r}'
-        )
-    return fqme.lower()[: -(len(fbroker) + 1)]
-
-
 class Asset(Struct, frozen=True, kw_only=True):
     """One side of a market: a coin, a currency, a stock, a contract.
 
@@ -175,7 +83,7 @@ class Asset(Struct, frozen=True, kw_only=True):
     tx_tick: Decimal
 
     def __post_init__(self) -> None:
-        _check_token(self.name, 'asset name', required=True)
+        check_token(self.name, 'asset name', required=True)
         if not self.atype:
             raise ValueError('asset atype must not be empty')
         tick = to_decimal(self.tx_tick, 'asset tx_tick')

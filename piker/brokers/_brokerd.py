@@ -55,9 +55,9 @@ import msgspec
 import tractor
 import trio
 
-from ..data._buffer import QuoteBuffer
-from ..data._ohlc import pack_array
+from ..buffers import QuoteBuffer
 from ..log import get_logger
+from ..ohlc import pack_array
 from ._errors import BrokerError, error_to_msg, raise_from_msg
 from ._feedbus import FeedBus
 from ._registry import get_brokermod
@@ -118,7 +118,7 @@ def get_bus(broker: str) -> FeedBus:
 async def _backfill_on_open(broker: str, fqme: str) -> None:
     """A market just opened (any client: chart, script, emsd): bring its
     stored bars up to now in the background. Never raises (logged)."""
-    from ..data import TIMEFRAMES
+    from ..ohlc import TIMEFRAMES
 
     for tf in TIMEFRAMES:
         try:
@@ -181,7 +181,7 @@ async def history(broker: str, fqme: str, timeframe: int = 60) -> dict[str, Any]
     """RPC: `{'ok': pack_array(bars)}` of `timeframe`-second OHLC bars.
 
     The backend's bars merged into the local store (backfill and gap
-    repair, `piker.data._backfill`), answered with everything stored. A
+    repair, `piker.storage._backfill`), answered with everything stored. A
     store that cannot be written (full disk, read-only) is logged as an
     error and the backend's bars are served as they are.
     """
@@ -222,8 +222,8 @@ async def _backfill(
     serve: bool,
 ) -> tuple[Any, Any]:
     """Fetch, merge into the store (in a thread), optionally read it all back."""
-    from ..data._backfill import merge_fetched
     from ..storage import BarStore, StorageError
+    from ..storage._backfill import merge_fetched
 
     bus = get_bus(broker)
     fetched = await bus.mod.open_history(bus.to_native(fqme), timeframe)

@@ -6,7 +6,7 @@ For every fqme some client wants, the bus runs exactly one backend
 the quote's `symbol` to the fqme, remembers it as the fqme's latest quote
 (a new subscriber's first quote) and `put()`s it into every subscriber's
 `QuoteBuffer`. Buffers never block (they conflate, see
-`piker.data._buffer`), so a slow subscriber can never stall the upstream
+`piker.buffers`), so a slow subscriber can never stall the upstream
 or the other subscribers; and when `send()` returns the quote is in every
 current subscriber's buffer (which the sim's control `push()` relies on).
 
@@ -24,7 +24,7 @@ from typing import Any
 import trio
 
 from ..accounting import MktPair, strip_broker, unpack_fqme
-from ..data._buffer import QuoteBuffer
+from ..buffers import QuoteBuffer
 from ..log import get_logger
 from ._errors import FeedError, NoSuchBackend
 
@@ -55,7 +55,7 @@ class _Upstream:
         self.sent = 0
         # a `piker.storage.TickRecorder` while this fqme is recorded
         self.recorder: Any = None
-        # a `piker.data._livebars.LiveBarWriter` (None: backend serves the store)
+        # a `piker.brokers._livebars.LiveBarWriter` (None: backend serves the store)
         self.bars: Any = None
 
 
@@ -253,7 +253,7 @@ class FeedBus:
                         # in the upstream's nursery: flushes and ends with it
                         n.start_soon(self._run_recorder, up)
                     if not getattr(self.mod, 'SERVES_STORE', False):
-                        from ..data._livebars import LiveBarWriter
+                        from ._livebars import LiveBarWriter
                         up.bars = LiveBarWriter(up.fqme)
                         n.start_soon(up.bars.run)
                         if self.on_start is not None:

@@ -54,6 +54,7 @@ __all__ = [
     'decode_client_msg',
     'decode_ems_msg',
     'error_status',
+    'reply_oid',
 ]
 
 Action = Literal['buy', 'sell', 'alert']
@@ -414,6 +415,13 @@ def decode_ems_msg(raw: Any) -> Status | BrokerdPosition:
 def decode_backend_cmd(raw: Any) -> BrokerdOrder | BrokerdCancel:
     """Decode an emsd -> backend command, or raise `MessageError`."""
     return _decode(raw, BackendCmd, 'backend command')
+
+
+def reply_oid(raw: Any) -> str:
+    """The oid a backend answers a command that does not decode with: its
+    own if usable, else a marker."""
+    oid = raw.get('oid') if isinstance(raw, dict) else None
+    return oid if isinstance(oid, str) and oid.strip() else '<unknown>'
 
 
 def decode_broker_msg(

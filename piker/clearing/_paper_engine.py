@@ -52,7 +52,7 @@ from ..accounting import (
 from ..config import PaperConf, load_brokers_conf
 from ..data import open_feed  # up front: no blocking import in a handler
 from ..log import get_console_log, get_logger
-from ..service import open_drained_stream
+from ..service import Backoff, leave_if_cancelled, open_drained_stream
 from ._matching import Fill, PaperBook, RestingOrder
 from ._messages import (
     BrokerdCancel,
@@ -65,6 +65,7 @@ from ._messages import (
     BrokerdStatus,
     MessageError,
     decode_backend_cmd,
+    reply_oid,
 )
 from ._paper_accounts import DiskAlarm, PaperAccounts
 from ._paper_store import StoredEvent, VenueStore
@@ -131,16 +132,17 @@ def _off_tick(value: float, tick: Decimal) -> bool:
 class PaperVenue:
     """Books, accounts and feeds of one broker's paper venue.
 
-    One instance per paperboi process; each emsd dialogue subscribes to its
-    events (normally there is exactly one emsd).
+    One instance per paperboi process (`open_venue()`), built by `load()`;
+    each emsd dialogue is one `serve(ctx)` that subscribes to its events
+    (normally there is exactly one emsd).
     """
 
     def __init__(self, broker: str, nursery: trio.Nursery) -> None:
+        # memory only: the disk is read by `load()`, off the event loop
         self.broker = broker
         self._nursery = nursery
-        conf = load_brokers_conf().backend(broker)
-        self.conf: PaperConf = conf.paper
-        self.accounts: list[str] = list(dict.fromkeys(['paper', *conf.accounts]))
+        self.conf = PaperConf()
+        self.accounts: list[str] = ['paper']
         self.books: dict[str, PaperBook] = {}
         self.mkts: dict[str, MktPair] = {}
         self._feeds: dict[str, trio.Event] = {}
@@ -159,10 +161,30 @@ class PaperVenue:
         # handled: a new dialogue's report waits for them (see report_orders)
         self._inboxes: set[Any] = set()
         self._handling = 0
+        # set (and replaced) whenever a command is handled or a dialogue
+        # ends: what `settle()` waits for
+        self._progress = trio.Event()
+        # the venue's own memory (working orders, replay log): see _paper_store
+        self.store: VenueStore
+
+    @classmethod
+    async def load(cls, broker: str, nursery: trio.Nursery) -> PaperVenue:
+        """A venue with its config, ledgers, positions and working orders
+        loaded, in a worker thread: a start-up that fsyncs repairs (or
+        reads a long ledger) must not stall the actor's event loop, its
+        heartbeats to pikerd and emsd included."""
+        venue = cls(broker, nursery)
+        await trio.to_thread.run_sync(venue._load_from_disk)
+        return venue
+
+    def _load_from_disk(self) -> None:
+        # not on the event loop: nothing else can see this venue yet
+        conf = load_brokers_conf().backend(self.broker)
+        self.conf = conf.paper
+        self.accounts = list(dict.fromkeys(['paper', *conf.accounts]))
         for acct in self.accounts:
             self.accounting.load(acct)
-        # the venue's own memory (working orders, replay log): see _paper_store
-        self.store = VenueStore(broker)
+        self.store = VenueStore(self.broker)
         self._repair_ledgers()
         self._restore_orders()
 
@@ -239,10 +261,19 @@ class PaperVenue:
         placed (a venue handles what it received), and a report made before
         that would tell the new emsd it never arrived."""
         with trio.move_on_after(timeout) as cs:
-            while self._handling or any(len(b) for b in self._inboxes if b is not inbox):
-                await trio.sleep(0.01)
+            while True:
+                # taken before the check: a change after it sets this event
+                progress = self._progress
+                if not (self._handling or any(len(b) for b in self._inboxes if b is not inbox)):
+                    break
+                await progress.wait()
         if cs.cancelled_caught:
             log.warning('order report made with commands still in flight after %ss', timeout)
+
+    def _progressed(self) -> None:
+        """A command was handled or a dialogue ended: wake `settle()`."""
+        self._progress.set()
+        self._progress = trio.Event()
 
     async def report_orders(self, stream: tractor.MsgStream) -> None:
         """Open a new dialogue with the venue's order report.
@@ -271,6 +302,65 @@ class PaperVenue:
         with trio.CancelScope(shield=True):
             for msg in msgs:
                 await stream.send(msg)
+
+    # -- one emsd dialogue ---------------------------------------------------
+
+    async def serve(self, ctx: tractor.Context) -> None:
+        """Run one trades dialogue (DESIGN.md section 5) on `ctx`.
+
+        The handshake (positions, accounts), then the order report, then
+        every command handled in arrival order until emsd ends the
+        dialogue or vanishes; the venue's events meanwhile go to it too.
+        """
+        await ctx.started((
+            [p.to_builtins() for p in self.positions()],
+            self.accounts,
+        ))
+        async with (
+            ctx.open_stream() as stream,
+            # a dedicated task keeps the stream empty (TRACTOR.md rule 9):
+            # while a fill is being persisted, order entry waits, and a
+            # stream left full would block the whole connection - emsd's
+            # heartbeats to us included, so emsd would declare us lost
+            open_drained_stream(stream, policy='never_drop', maxlen=COMMAND_BUFFER) as commands,
+        ):
+            await self.settle(commands)
+            async with self._lock:
+                # nothing happens at the venue between its report and the
+                # live events: both hold the lock
+                await self.report_orders(stream)
+                self._subs.append(stream)
+            self._inboxes.add(commands)
+            try:
+                async with trio.open_nursery() as n:
+                    n.start_soon(_close_when_gone, ctx, commands)
+                    async for raw in commands:
+                        await self._serve_one(raw, stream)
+                    n.cancel_scope.cancel()
+                if not ctx.chan.connected() and ctx._scope_nursery is not None:
+                    # emsd is gone: closing the stream or returning would
+                    # fail on the dead connection; end as cancelled (see
+                    # `watch_peer`)
+                    ctx._scope_nursery.cancel_scope.cancel()
+            finally:
+                self._inboxes.discard(commands)
+                if stream in self._subs:
+                    self._subs.remove(stream)
+                self._progressed()
+
+    async def _serve_one(self, raw: Any, origin: tractor.MsgStream) -> None:
+        self._handling += 1
+        try:
+            await self.handle(raw, origin=origin)
+        except Exception:
+            # a bug, not a bad message: answer it, keep serving
+            log.exception('failed to handle command %r', raw)
+            await self.reply(origin, BrokerdError(
+                oid=reply_oid(raw), reason='internal error handling this command',
+            ))
+        finally:
+            self._handling -= 1
+            self._progressed()
 
     # -- state for the handshake ------------------------------------------
 
@@ -335,7 +425,7 @@ class PaperVenue:
         The book outlives feed restarts: resting orders must survive a
         brokerd respawn.
         """
-        backoff = 0.1
+        backoff = Backoff()
         while True:
             try:
                 async with open_feed([fqme]) as feed:
@@ -351,7 +441,7 @@ class PaperVenue:
                     self.mkts[fqme] = feed.mkts[fqme]
                     self.books[fqme] = book
                     ready.set()
-                    backoff = 0.1
+                    backoff.reset()
                     async for batch in feed.stream:
                         quote = batch.get(fqme)
                         if quote is None:
@@ -372,12 +462,11 @@ class PaperVenue:
                     return
                 await leave_if_cancelled()
                 log.error('quote feed of %s failed (%s); retrying in %.1fs',
-                          fqme, err, backoff)
+                          fqme, err, backoff.delay)
             except BaseException:
                 await leave_if_cancelled()
                 raise
-            await trio.sleep(backoff)
-            backoff = min(backoff * 2, 5.0)
+            await backoff.sleep()
 
     async def _report_or_end(self, fills: list[Fill]) -> None:
         """`report_fills`, under the lock; should it fail all the same (a
@@ -710,17 +799,6 @@ class PaperVenue:
         ), filled=f.filled - f.size)
 
 
-async def leave_if_cancelled() -> None:
-    """Raise `Cancelled` (only) if this task is being cancelled.
-
-    When the tree shuts down, an upstream daemon often goes first and our
-    feed/dialogue fails with its ContextCancelled just as our own cancel
-    arrives, the two mixed in one exception group: that is a shutdown, not
-    a failure to log, retry or (escaping a service task) crash the actor on.
-    """
-    await trio.lowlevel.checkpoint_if_cancelled()
-
-
 def _as_touch_quote(quote: dict[str, Any]) -> dict[str, Any]:
     """Turn a snapshot quote (bid/ask fields) into touch ticks."""
     ticks = []
@@ -761,29 +839,39 @@ def native_fqme(symbol: str, broker: str) -> tuple[str, str]:
     return fqme, ''
 
 
-def reply_oid(raw: Any) -> str:
-    """The oid to answer a command with: its own if usable, else a marker."""
-    oid = raw.get('oid') if isinstance(raw, dict) else None
-    return oid if isinstance(oid, str) and oid.strip() else '<unknown>'
-
-
 def _new_reqid() -> str:
     import uuid
     return uuid.uuid4().hex
 
 
 _venues: dict[str, PaperVenue] = {}
+# broker -> set once its first `open_venue()` finished loading (or failed)
+_loading: dict[str, trio.Event] = {}
 
 
-def get_venue(broker: str) -> PaperVenue:
-    """This actor's paper venue of `broker`, loaded (and started) once."""
-    venue = _venues.get(broker)
-    if venue is None:
-        # tractor 0.1.0a5 has no public per-actor nursery; its service
-        # nursery lives as long as the actor does.
-        svc_n = tractor.current_actor()._service_n
-        venue = _venues[broker] = PaperVenue(broker, svc_n)
-        venue.start()
+async def open_venue(broker: str) -> PaperVenue:
+    """This actor's paper venue of `broker`, loaded (and started) once.
+
+    Concurrent callers (pikerd's start-up hook and a first dialogue) wait
+    for the one load; a load that fails raises here and is tried again by
+    the next caller.
+    """
+    while (venue := _venues.get(broker)) is None:
+        loading = _loading.get(broker)
+        if loading is not None:
+            await loading.wait()
+            continue
+        loading = _loading[broker] = trio.Event()
+        try:
+            # tractor 0.1.0a5 has no public per-actor nursery; its service
+            # nursery lives as long as the actor does.
+            svc_n = tractor.current_actor()._service_n
+            venue = await PaperVenue.load(broker, svc_n)
+            _venues[broker] = venue
+            venue.start()
+        finally:
+            del _loading[broker]
+            loading.set()
     return venue
 
 
@@ -795,7 +883,7 @@ async def startup() -> None:
     prefix = paperboi_name('')
     if not name.startswith(prefix):
         raise RuntimeError(f'{name!r} is not a paper venue ({prefix}<broker>)')
-    get_venue(name[len(prefix):])
+    await open_venue(name[len(prefix):])
 
 
 async def paper_audit(broker: str) -> dict[str, list[str]]:
@@ -828,50 +916,8 @@ async def open_trade_dialog(
     run in the actor's service nursery, not in this context.
     """
     get_console_log(loglevel)
-    venue = get_venue(broker)
-    await ctx.started((
-        [p.to_builtins() for p in venue.positions()],
-        venue.accounts,
-    ))
-    async with (
-        ctx.open_stream() as stream,
-        # a dedicated task keeps the stream empty (TRACTOR.md rule 9): while
-        # a fill is being persisted, order entry waits, and a stream left
-        # full would block the whole connection - emsd's heartbeats to us
-        # included, so emsd would declare us lost under load
-        open_drained_stream(stream, policy='never_drop', maxlen=COMMAND_BUFFER) as commands,
-    ):
-        await venue.settle(commands)
-        async with venue._lock:
-            # nothing happens at the venue between its report and the live
-            # events: both hold the lock
-            await venue.report_orders(stream)
-            venue._subs.append(stream)
-        venue._inboxes.add(commands)
-        try:
-            async with trio.open_nursery() as n:
-                n.start_soon(_close_when_gone, ctx, commands)
-                async for raw in commands:
-                    venue._handling += 1
-                    try:
-                        await venue.handle(raw, origin=stream)
-                    except Exception:
-                        # a bug, not a bad message: answer it, keep serving
-                        log.exception('failed to handle command %r', raw)
-                        await venue.reply(stream, BrokerdError(
-                            oid=reply_oid(raw), reason='internal error handling this command',
-                        ))
-                    finally:
-                        venue._handling -= 1
-                n.cancel_scope.cancel()
-            if not ctx.chan.connected() and ctx._scope_nursery is not None:
-                # emsd is gone: closing the stream or returning would fail
-                # on the dead connection; end as cancelled (see `watch_peer`)
-                ctx._scope_nursery.cancel_scope.cancel()
-        finally:
-            venue._inboxes.discard(commands)
-            if stream in venue._subs:
-                venue._subs.remove(stream)
+    venue = await open_venue(broker)
+    await venue.serve(ctx)
 
 
 async def _close_when_gone(ctx: tractor.Context, commands: Any, poll: float = 0.05) -> None:
@@ -886,8 +932,9 @@ async def _close_when_gone(ctx: tractor.Context, commands: Any, poll: float = 0.
 
 
 __all__ = [
-    'PAPERBOI_STARTUP', 'PaperVenue', 'fee_for', 'get_venue', 'native_fqme',
+    'PAPERBOI_STARTUP', 'PaperVenue', 'fee_for', 'leave_if_cancelled', 'native_fqme', 'open_venue',
     'open_trade_dialog', 'paper_alarm', 'paper_audit', 'paperboi_name', 'price_problem',
+    'reply_oid',
     'startup',
     'strip_broker',
 ]

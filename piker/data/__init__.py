@@ -11,13 +11,13 @@ markets and backends; see `_feed.py`. Quote format (DESIGN.md / CONTRACTS):
 
 Consumers read through a `QuoteBuffer` whose overflow policy is
 conflation (latest L1 per fqme, tick lists merged, at most
-`max_ticks` kept): see `_buffer.py`. History arrays use `OHLC_DTYPE`.
+`max_ticks` kept): see `piker.buffers`. History arrays use `OHLC_DTYPE`.
 """
 from ..brokers._errors import FeedError
-from ._backfill import BackfillReport
-from ._buffer import Batch, BufferClosed, QuoteBuffer
+from ..buffers import Batch, BufferClosed, QuoteBuffer
+from ..ohlc import OHLC_DTYPE, TIMEFRAMES, pack_array, unpack_array
+from ..storage._backfill import BackfillReport
 from ._feed import Feed, open_feed, stored_bars
-from ._ohlc import OHLC_DTYPE, TIMEFRAMES, pack_array, unpack_array
 
 __all__ = [
     'BackfillReport',

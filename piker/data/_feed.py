@@ -19,16 +19,14 @@ import numpy as np
 import tractor
 
 from ..accounting import MktPair, unpack_fqme
-
-# module reference, not names: piker.brokers imports piker.data's buffers
-from ..brokers import _brokerd
+from ..brokers._brokerd import backfill, call, history, maybe_spawn_brokerd, mkt_info
 from ..brokers._errors import BrokerError, FeedError
 from ..brokers._registry import get_brokermod
+from ..buffers import Batch, QuoteBuffer
 from ..log import get_logger
-from ._backfill import BackfillReport
-from ._buffer import Batch, QuoteBuffer
+from ..ohlc import OHLC_DTYPE, TIMEFRAMES, unpack_array
+from ..storage._backfill import BackfillReport
 from ._hub import FeedHub, get_hub
-from ._ohlc import OHLC_DTYPE, TIMEFRAMES, unpack_array
 
 log = get_logger('data.feed')
 
@@ -42,7 +40,7 @@ class Feed:
     - `mkts`: `{fqme: MktPair}`.
     - `first_quotes`: `{fqme: quote}`, the latest quote at open time.
     - `stream`: async iterator of batches `{fqme: quote}` (a
-      `QuoteBuffer`: conflating, see `piker.data._buffer`); iterating it
+      `QuoteBuffer`: conflating, see `piker.buffers`); iterating it
       raises `FeedError` if the feed breaks.
     - `await history(fqme, timeframe)`: OHLC bars from the backend,
       merged into the local store (backfill, gap repair), all stored bars.
@@ -99,8 +97,8 @@ class Feed:
         from brokerd now (so it includes bars the live market printed)."""
         fqme = fqme.lower()
         broker, portal = self._portal(fqme)
-        packed = await _brokerd.call(
-            portal, _brokerd.history, broker=broker, fqme=fqme,
+        packed = await call(
+            portal, history, broker=broker, fqme=fqme,
             timeframe=int(timeframe),
         )
         return unpack_array(packed)
@@ -122,8 +120,8 @@ class Feed:
         store (bars from epoch second `since` on); one report each."""
         fqme = fqme.lower()
         broker, portal = self._portal(fqme)
-        raw = await _brokerd.call(
-            portal, _brokerd.backfill, broker=broker, fqme=fqme,
+        raw = await call(
+            portal, backfill, broker=broker, fqme=fqme,
             timeframes=[int(t) for t in timeframes], since=since,
         )
         return [msgspec.convert(r, BackfillReport) for r in raw]
@@ -201,7 +199,7 @@ async def _setup(
 ) -> Feed:
     portals = {
         broker: await stack.enter_async_context(
-            _brokerd.maybe_spawn_brokerd(broker, loglevel=loglevel)
+            maybe_spawn_brokerd(broker, loglevel=loglevel)
         )
         for broker in by_broker
     }
@@ -219,8 +217,8 @@ async def _setup(
             mkts.update({f: hub.mkts[f] for f in group})
     else:
         for broker, group in by_broker.items():
-            raw = await _brokerd.call(
-                portals[broker], _brokerd.mkt_info, broker=broker, fqmes=group,
+            raw = await call(
+                portals[broker], mkt_info, broker=broker, fqmes=group,
             )
             mkts.update({f: MktPair.from_msg(m) for f, m in raw.items()})
         buf.close(FeedError('this feed was opened with start_stream=False'))

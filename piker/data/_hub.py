@@ -4,7 +4,7 @@ Every `open_feed()` in a process that wants quotes from broker `b` goes
 through one `FeedHub`: one `feed_session` context to `brokerd.b` (so one
 IPC stream), refcounted per fqme. The hub's receive task never blocks: it
 drops each incoming batch into the `QuoteBuffer` of every local consumer
-(conflating, see `piker.data._buffer`), so a slow consumer in this process
+(conflating, see `piker.buffers`), so a slow consumer in this process
 cannot stall the stream, brokerd, or other consumers.
 
 The hub runs in the actor's service nursery (it outlives any one
@@ -25,12 +25,10 @@ import tractor
 import trio
 
 from ..accounting import MktPair
-
-# module reference, not names: piker.brokers imports piker.data's buffers
-from ..brokers import _brokerd
+from ..brokers._brokerd import decode_batch, feed_session, maybe_spawn_brokerd
 from ..brokers._errors import FeedError, raise_from_msg
+from ..buffers import QuoteBuffer
 from ..log import get_logger
-from ._buffer import QuoteBuffer
 
 log = get_logger('data.hub')
 
@@ -79,11 +77,11 @@ class FeedHub:
         started = False
         err: BaseException | None = None
         try:
-            async with _brokerd.maybe_spawn_brokerd(self.broker, loglevel=self.loglevel) as portal:
+            async with maybe_spawn_brokerd(self.broker, loglevel=self.loglevel) as portal:
                 with self._wd_cs:
                     self._wd_cs.deadline = trio.current_time() + WATCHDOG
                     async with portal.open_context(
-                        _brokerd.feed_session, broker=self.broker,
+                        feed_session, broker=self.broker,
                     ) as (ctx, _):
                         async with ctx.open_stream() as stream:
                             self._stream = stream
@@ -118,7 +116,6 @@ class FeedHub:
 
     async def _receive(self, stream: tractor.MsgStream) -> None:
         wd = self._wd_cs
-        decode_batch = _brokerd.decode_batch
         consumers = self.consumers
         last = self.last
         async for msg in stream:

@@ -28,7 +28,7 @@ from ._heartbeat import (
 )
 from ._mngr import DAEMON_MODULES, DaemonInfo, DaemonSpec, Services, current_services
 from ._pikerd import connect_pikerd, maybe_open_pikerd, open_pikerd, serve_pikerd
-from ._reconnect import Backoff, reconnecting
+from ._reconnect import Backoff, leave_if_cancelled, reconnecting
 from ._registry import PikerdNotRunning, RegistryBusy, ServiceError
 
 __all__ = [
@@ -48,6 +48,7 @@ __all__ = [
     'connect_pikerd',
     'current_services',
     'find_service',
+    'leave_if_cancelled',
     'list_services',
     'maybe_open_pikerd',
     'maybe_spawn_daemon',

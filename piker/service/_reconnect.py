@@ -1,4 +1,4 @@
-"""`Backoff`: the retry delays of a reconnect loop.
+"""`Backoff`: the retry delays of a reconnect loop; `leave_if_cancelled`.
 
 Every long-lived client of a daemon (emsd's venue relays and dark-book
 feeds, the paper engine's feeds, the chart's EMS session and quote feed)
@@ -21,6 +21,9 @@ while True:
 
 `reconnecting(connect, what)` is that loop for a connection that heals
 itself (a venue's websocket).
+
+A failure that is really the tree shutting down must not be retried:
+such loops call `leave_if_cancelled()` before logging one.
 """
 from __future__ import annotations
 
@@ -111,3 +114,14 @@ async def reconnecting(
         if trio.current_time() - started >= healthy_after:
             backoff.reset()
         await backoff.sleep()
+
+
+async def leave_if_cancelled() -> None:
+    """Raise `Cancelled` (only) if this task is being cancelled.
+
+    When the tree shuts down, an upstream daemon often goes first and our
+    feed/dialogue fails with its ContextCancelled just as our own cancel
+    arrives, the two mixed in one exception group: that is a shutdown, not
+    a failure to log, retry or (escaping a service task) crash the actor on.
+    """
+    await trio.lowlevel.checkpoint_if_cancelled()

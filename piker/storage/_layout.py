@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..accounting import unpack_fqme
+from ..fqme import unpack_fqme
 
 _MONTH = re.compile(r'^(\d{4}-\d{2})\.parquet$')
 _DAYFILE = re.compile(r'^(\d{4}-\d{2}-\d{2})\.parquet$')

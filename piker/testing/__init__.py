@@ -19,6 +19,10 @@ The conformance kit (`piker.testing.conformance`, docs/backends.md) checks
 any backend against the contract: `pytest --pyargs
 piker.testing.conformance --backend NAME` (the option is this plugin's).
 
+The EMS load generator (`_load`, run short by the tests and long by
+`bench/load.py`) and the /proc process bookkeeping (`_proc`) live here
+too, once, for the tests and the benches alike.
+
 The simulation kit (`_sim`) and the fakes are imported lazily: pytest
 loads this plugin in every run, and most test runs need neither.
 """

@@ -87,7 +87,7 @@ def _reset_interrupted_runtime() -> None:
     if state is None or state._current_actor is None:
         return
     from ..service import _mngr
-    from ._sim import descendants
+    from ._proc import descendants
 
     state._current_actor = None
     state._runtime_vars.update(_is_root=False, _root_mailbox=(None, None), _debug_mode=False)

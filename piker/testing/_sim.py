@@ -40,6 +40,7 @@ from ..accounting import Account, TransactionLedger
 from ..clearing._client import EMSError, OrderClient, open_ems, wait_for_status
 from ..clearing._messages import BrokerdPosition, Status
 from ..service import PeerLost
+from ._proc import alive, descendants
 
 __all__ = ['EMSSession', 'LeakedProcesses', 'PaperSim', 'run_sim']
 
@@ -452,60 +453,14 @@ class PaperSim:
         self._n.cancel_scope.cancel()
 
 
-# -- process bookkeeping (Linux /proc; elsewhere the check is skipped) -----
-
-def _proc_table() -> dict[int, tuple[int, str]]:
-    """pid -> (ppid, state) of every process."""
-    table: dict[int, tuple[int, str]] = {}
-    try:
-        entries = os.listdir('/proc')
-    except OSError:
-        return table
-    for entry in entries:
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f'/proc/{entry}/stat') as f:
-                stat = f.read()
-        except OSError:
-            continue
-        # the command name may hold spaces and parens: split after the last ')'
-        fields = stat.rsplit(')', 1)[1].split()
-        table[int(entry)] = (int(fields[1]), fields[0])
-    return table
-
-
-def descendants(root: int) -> set[int]:
-    """Live (non-zombie) descendants of process `root`."""
-    table = _proc_table()
-    kids: dict[int, list[int]] = {}
-    for pid, (ppid, _) in table.items():
-        kids.setdefault(ppid, []).append(pid)
-    out: set[int] = set()
-    todo = [root]
-    while todo:
-        for child in kids.get(todo.pop(), []):
-            if child not in out:
-                out.add(child)
-                todo.append(child)
-    return {p for p in out if table[p][1] != 'Z'}
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f'/proc/{pid}/stat') as f:
-            stat = f.read()
-    except OSError:
-        return False
-    return stat.rsplit(')', 1)[1].split()[0] != 'Z'
-
+# -- process bookkeeping (`_proc`: Linux /proc; elsewhere the check is skipped)
 
 def check_gone(pids: set[int], timeout: float = 5.0) -> None:
     """Raise `LeakedProcesses` (after killing them) if any of `pids` lives on."""
     deadline = time.monotonic() + timeout
     left = set(pids)
     while left and time.monotonic() < deadline:
-        left = {p for p in left if _alive(p)}
+        left = {p for p in left if alive(p)}
         if left:
             time.sleep(0.02)
     if left:

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from ...data import OHLC_DTYPE
+from ...ohlc import OHLC_DTYPE
 
 INTERVALS = {1: '1s', 60: '1m'}
 PAGE = 1000

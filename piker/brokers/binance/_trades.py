@@ -46,11 +46,11 @@ from ...clearing._messages import (
     BrokerdStatus,
     MessageError,
     decode_backend_cmd,
+    reply_oid,
 )
-from ...clearing._paper_engine import reply_oid
 from ...log import get_console_log, get_logger
 from ...service import open_drained_stream, watch_peer
-from ._ledger import LedgerSink
+from .._ledger import LedgerSink
 from ._markets import BROKER, Market
 from ._orders import (
     WORKING,
@@ -104,7 +104,7 @@ class BinanceVenue:
         self._reported = False
         self._held: list[str | bytes] = []  # user events before the report
         self._lock = trio.Lock()  # one REST exchange + its events at a time
-        self.ledger = LedgerSink(account)
+        self.ledger = LedgerSink(BROKER, account)
         # the markets this account trades through piker (see `_state`)
         self.symbols: set[str] = load_symbols()
         self.pos = Positions(self.client, account, self.symbols)

@@ -25,8 +25,8 @@ from typing import Any
 
 import numpy as np
 
-from ...data import OHLC_DTYPE
 from ...log import get_logger
+from ...ohlc import OHLC_DTYPE
 
 log = get_logger('brokers.kraken.history')
 

@@ -30,7 +30,7 @@ from typing import Any
 import tractor
 import trio
 
-from ...accounting import TransactionLedger, to_decimal
+from ...accounting import to_decimal
 from ...clearing._messages import (
     BrokerdCancel,
     BrokerdError,
@@ -45,8 +45,8 @@ from ...clearing._messages import (
 from ...log import get_console_log, get_logger
 from ...service import Backoff, open_drained_stream, watch_peer
 from .._dialogue import reply_oid, sender
+from .._ledger import LedgerSink
 from .._traded import TradedSymbols, average_price
-from ..binance._ledger import LedgerSink
 from ._markets import BROKER, Market
 from ._orders import Exec, LiveOrder, Tracker, oid_of
 from ._private import ConnectionLost, PrivateWs
@@ -74,18 +74,6 @@ def _on_grid(value: float, tick: Decimal) -> float:
     return float(to_decimal(value).quantize(tick))
 
 
-class KrakenLedger(LedgerSink):
-    """The live account's fills in `trades_kraken_<account>.toml`: the
-    binance backend's ledger sink (venue-neutral but for the broker name)
-    on kraken's ledger; fills are written after emsd has them, a missed
-    one comes back with the next snapshot (the ledger drops repeats)."""
-
-    def __init__(self, account: str) -> None:
-        self.ledger = TransactionLedger.load(BROKER, account)
-        self._pending = []
-        self._wake = trio.Event()
-
-
 class KrakenVenue:
     """One trades dialogue's view of the Kraken account."""
 
@@ -98,7 +86,7 @@ class KrakenVenue:
                             self.on_event)
         self.sizes: dict[str, float] = {}
         self.fills: dict[str, list[tuple[bool, float, float]]] = {}
-        self.ledger = KrakenLedger(account)
+        self.ledger = LedgerSink(BROKER, account)
 
     def _key_of(self, symbol: str) -> str | None:
         m = self.sess.markets.by_symbol(symbol)

@@ -22,7 +22,7 @@ Quotes keep their recorded `time_ns`: the same recording gives the same
 quotes in the same order at every speed (bars, fills and their times
 too). At `speed = 0` quotes go out back to back, one scheduler yield
 apart: a consumer that falls behind gets them conflated (latest L1,
-every tick kept, see `piker.data._buffer`), so the paper engine, which
+every tick kept, see `piker.buffers`), so the paper engine, which
 fills on ticks, fills the same as at a paced speed (tested). History (`open_history`) is the stored bars of `<fqme>` before
 the span starts. When the span is over the market goes quiet (no quotes,
 brokerd's heartbeat goes on).

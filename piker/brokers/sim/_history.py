@@ -28,7 +28,7 @@ import math
 
 import numpy as np
 
-from ...data._ohlc import OHLC_DTYPE
+from ...ohlc import OHLC_DTYPE
 from ._markets import MarketSpec
 from ._walk import walk_seed
 

@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..storage import BarStore, Gap
 from ..types import Struct
+from ._bars import BarStore, Gap
 
 
 class BackfillReport(Struct):

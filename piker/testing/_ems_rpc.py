@@ -1,4 +1,4 @@
-"""RPC helpers `bench/ems.py` loads into actors it spawns (not piker API).
+"""RPC helpers the benches load into actors they spawn (not piker API).
 
 - `echo`: a trivial bidirectional stream, the floor an EMS round trip is
   compared with (same tractor IPC, no piker code);
@@ -7,8 +7,8 @@
   bench pre-spawns those daemons with this module enabled, so no daemon
   code needs a profiling hook.
 
-tractor imports an enabled module in the child from its file's directory,
-so this lives beside `ems.py` rather than inside the piker package.
+Used by `bench/ems.py` and the load generator (`_load`, when profiling);
+daemons enable it by its dotted name, `piker.testing._ems_rpc`.
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""RPC `bench/load.py` loads into the daemons it spawns (not piker API).
+"""RPC the load generator (`_load`) loads into the daemons it spawns (not piker API).
 
 `lag_start()` / `lag_stop()`: an event-loop lag monitor inside an actor. A
 task sleeps `period` seconds over and over; how much later than asked it
@@ -6,8 +6,7 @@ wakes is the time every other task of that actor had to wait for the loop
 (a heartbeat reply included). The bench pre-spawns emsd, paperboi and
 brokerd with this module enabled, so no daemon needs a hook for it.
 
-tractor imports an enabled module in the child from its file's directory,
-so this lives beside `load.py` rather than inside the piker package.
+Daemons enable it by its dotted name, `piker.testing._load_rpc`.
 """
 from __future__ import annotations
 

@@ -20,7 +20,7 @@ import numpy as np
 import trio
 
 from ..log import get_logger
-from ._ohlc import OHLC_DTYPE, TIMEFRAMES
+from ..ohlc import OHLC_DTYPE, TIMEFRAMES
 
 log = get_logger('data.livebars')
 

@@ -1,31 +1,40 @@
-"""The live account's fills in piker's trade ledger
-(`accounting/ledgers/trades_binance_<account>.toml`, see DESIGN.md
+"""A live backend's fills in piker's trade ledger
+(`accounting/ledgers/trades_<broker>_<account>.toml`, see DESIGN.md
 section 8), so `piker ledger binance spot` shows what traded.
 
-Binance is the record of truth: fills are reported to emsd first and
+The venue is the record of truth: fills are reported to emsd first and
 written here right after, in batches, off the event loop (the file is
 fsync'd). A fill this misses (a crash in between) comes back with the
-next order report (`myTrades`); the ledger drops repeats by tid.
+next order report (Binance's `myTrades`, Kraken's executions snapshot);
+the ledger drops repeats by tid.
 """
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Protocol
 
 import trio
 
-from ...accounting import Transaction, TransactionLedger
-from ...clearing._messages import BrokerdFill
-from ...log import get_logger
-from ._markets import BROKER, Market
+from ..accounting import MktPair, Transaction, TransactionLedger
+from ..clearing._messages import BrokerdFill
+from ..log import get_logger
 
-log = get_logger('brokers.binance.ledger')
+log = get_logger('brokers.ledger')
+
+
+class Market(Protocol):
+    """What the sink needs of a backend's market: its pair and native symbol."""
+
+    mkt: MktPair
+    symbol: str
 
 
 class LedgerSink:
     """Batches fills into one account's ledger (one writer task: `run`)."""
 
-    def __init__(self, account: str) -> None:
-        self.ledger = TransactionLedger.load(BROKER, account)
+    def __init__(self, broker: str, account: str) -> None:
+        self.broker = broker
+        self.ledger = TransactionLedger.load(broker, account)
         self._pending: list[Transaction] = []
         self._wake = trio.Event()
 
@@ -47,8 +56,8 @@ class LedgerSink:
                 try:
                     await trio.to_thread.run_sync(self.ledger.write)
                 except OSError as err:
-                    log.error('cannot write the binance ledger (%s); its fills come '
-                              'back with the next order report', err)
+                    log.error('cannot write the %s ledger (%s); its fills come '
+                              'back with the next order report', self.broker, err)
 
 
 __all__ = ['LedgerSink']
