@@ -189,13 +189,13 @@ def test_rate_limit_429_backs_off_and_retries(binance_sim):
         import time
         sim.push(FQME, bid=100, ask=101, bsize=1, asize=1)
         ems = await sim.open_ems(FQME)
-        sim.fake.faults.rate_limit(n=1, retry_after=1)
+        sim.fake.faults.rate_limit(n=1, retry_after=1, path='/api/v3/order')
         t0 = time.monotonic()
         oid = await ems.place('buy', 90.0, 0.1, account='spot')
         await ems.wait(oid, 'open', timeout=10)
         assert time.monotonic() - t0 >= 1.0
         # a 5XX leaves the order's fate unknown: it is looked up, not guessed
-        sim.fake.faults.server_errors(1)
+        sim.fake.faults.server_errors(1, path='/api/v3/order')
         failed = await ems.place('buy', 89.0, 0.1, account='spot')
         err = await ems.wait(failed, 'error', timeout=10)
         assert 'Internal error' in err.reason

@@ -65,10 +65,10 @@ def endpoint(fn: Handler, weight: int | Callable[[dict[str, str]], int],
         status = 200
         try:
             params = _params(query, body)
-            fake.faults.before_request()
+            fake.faults.before_request(request.url.path)
             now = fake.clock()
             w = weight(params) if callable(weight) else weight
-            headers = fake.limiter.charge(w, now)
+            headers = fake.limiter.charge(w, now, request.url.path)
             if security != 'NONE':
                 _auth.check_key(fake.api_key, request.headers.get('x-mbx-apikey'))
             if security == 'SIGNED':

@@ -37,19 +37,24 @@ class Faults:
         self._fake = fake
         self.ack_delay = 0.0
         self._errors = 0
+        self._errors_path: str | None = None
         self._dups = 0
         self._reorders = 0
         self._held: dict | None = None
 
     # -- REST --------------------------------------------------------------
 
-    def rate_limit(self, n: int = 1, retry_after: int = 1) -> None:
+    def rate_limit(self, n: int = 1, retry_after: int = 1, path: str | None = None) -> None:
+        """The next `n` REST requests (to `path` only, if given) get a 429."""
         lim = self._fake.limiter
         lim.forced = _count('rate_limit', n)
         lim.forced_retry_after = _count('retry_after', retry_after)
+        lim.forced_path = path
 
-    def server_errors(self, n: int = 1) -> None:
+    def server_errors(self, n: int = 1, path: str | None = None) -> None:
+        """The next `n` REST requests (to `path` only, if given) get a 503."""
         self._errors = _count('server_errors', n)
+        self._errors_path = path
 
     def delay_acks(self, seconds: float) -> None:
         seconds = float(seconds)
@@ -57,8 +62,8 @@ class Faults:
             raise ValueError(f'delay_acks takes 0..60 seconds, got {seconds!r}')
         self.ack_delay = seconds
 
-    def before_request(self) -> None:
-        if self._errors > 0:
+    def before_request(self, path: str = '') -> None:
+        if self._errors > 0 and self._errors_path in (None, path):
             self._errors -= 1
             raise err.internal_error()
 

@@ -38,6 +38,7 @@ class Limiter:
         self.violations = 0
         self.forced = 0
         self.forced_retry_after = 1
+        self.forced_path: str | None = None   # only requests to this path are forced
 
     def headers(self) -> dict[str, str]:
         return {'X-MBX-USED-WEIGHT-1M': str(self.used)}
@@ -48,7 +49,7 @@ class Limiter:
             self._window = window
             self.used = 0
 
-    def charge(self, weight: int, now: float) -> dict[str, str]:
+    def charge(self, weight: int, now: float, path: str = '') -> dict[str, str]:
         """Charge one request; returns the reply headers or raises 429/418."""
         self._roll(now)
         if self.banned_until > now:
@@ -58,7 +59,7 @@ class Limiter:
                        'Please use WebSocket Streams for live updates to avoid bans.',
                 status=418, headers={**self.headers(),
                                      'Retry-After': str(math.ceil(self.banned_until - now))})
-        if self.forced > 0:
+        if self.forced > 0 and self.forced_path in (None, path):
             self.forced -= 1
             raise self._too_many(str(self.forced_retry_after))
         self.used += weight
