@@ -37,8 +37,6 @@ from piker.clearing import (
     Status,
     ToVenue,
     Triggered,
-    decode_history,
-    encode_history,
 )
 from piker.clearing._dialogs import TERMINAL_PHASES
 
@@ -296,7 +294,7 @@ def test_modify_dark_order_rearms():
     h = Harness()
     h.order(exec_mode='dark', price=99.0)
     eff = h.order(exec_mode='dark', price=98.0, size=1.0)
-    assert eff[0] == Arm(oid='o1', fqme=FQME, action='buy', level=98.0, size=1.0, rearm=True)
+    assert eff[0] == Arm(oid='o1', fqme=FQME, action='buy', level=98.0, size=1.0)
     assert venue(eff) == []
     (st_,) = statuses(eff)
     assert st_.resp == 'dark_open' and st_.req.price == 98.0
@@ -696,19 +694,6 @@ def test_orphans_are_bounded():
     for i in range(5):
         h.status('open', reqid=i)
     assert h.table.orphans() == 3
-
-
-def test_history_round_trips():
-    h = Harness()
-    h.order()
-    h.ack()
-    h.status('open')
-    h.fill(2.0)
-    d = h.d()
-    data = d.history_json()
-    assert isinstance(data, bytes)
-    assert decode_history(data) == d.history
-    assert decode_history(encode_history([]).decode()) == []
 
 
 def test_filled_plus_remaining_is_size_on_every_status():

@@ -362,7 +362,7 @@ def test_restore_rebuilds_active_dialogs(journal: Journal):
     assert sorted((e.oid, e.level, e.direction) for e in effects) == [
         ('alert', 120.0, 'down'), ('dark', 95.0, 'up'),
     ]
-    assert all(isinstance(e, Arm) and not e.rearm for e in effects)
+    assert all(isinstance(e, Arm) for e in effects)
     for d in table:
         assert d.state() == ems.table[d.oid].state()
         assert d.history == ems.table[d.oid].history

@@ -35,8 +35,6 @@ from ._dialogs import (
     PendingRequest,
     Phase,
     ToVenue,
-    decode_history,
-    encode_history,
 )
 from ._journal import DialogRecord, Journal, JournalEntry, JournalError, journal_path
 from ._messages import (
@@ -106,8 +104,6 @@ __all__ = [
     'decode_broker_msg',
     'decode_client_msg',
     'decode_ems_msg',
-    'decode_history',
-    'encode_history',
     'error_status',
     'journal_path',
     'open_ems',

@@ -49,8 +49,6 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from enum import StrEnum
 from typing import Any, Literal, NamedTuple
 
-import msgspec
-
 from ..accounting import strip_broker
 from ..log import get_logger
 from ..types import Struct
@@ -89,8 +87,6 @@ __all__ = [
     'TRANSITIONS',
     'ToVenue',
     'Transition',
-    'decode_history',
-    'encode_history',
 ]
 
 log = get_logger(__name__)
@@ -108,7 +104,7 @@ class ToVenue(Struct, frozen=True):
 
 
 class Arm(Struct, frozen=True):
-    """Rest (or, with `rearm`, move) a dark trigger in the dark book.
+    """Rest (or move, if `oid` rests already) a dark trigger in the dark book.
 
     emsd supplies what only it knows: the market's last price (which fixes
     the trigger direction), price tick and padding. `direction` is set
@@ -122,7 +118,6 @@ class Arm(Struct, frozen=True):
     action: Action
     level: float
     size: float
-    rearm: bool = False
     direction: Direction | None = None
 
 
@@ -174,95 +169,22 @@ class Event(StrEnum):
     VENUE_ERROR = 'venue_error'      # BrokerdError
 
 
+Handler = Callable[['Dialog', Any], tuple['Phase', list[Effect]]]
+
+
 class Transition(NamedTuple):
     """`handler` (a `Dialog` method) runs; the dialog ends in one of `to`."""
 
-    handler: str
+    handler: Handler
     to: frozenset[Phase]
 
 
-def _t(handler: str, *to: Phase) -> Transition:
+def _t(handler: Handler, *to: Phase) -> Transition:
     return Transition(handler, frozenset(to))
 
 
 P, E = Phase, Event
 
-
-def _pre_ack(phase: Phase) -> dict[Event, Transition]:
-    """Transitions shared by the phases waiting for the venue's ack."""
-    stashing = phase is not P.CANCEL_STASHED
-    return {
-        E.MODIFY: _t('_stash_modify', phase) if stashing else _t('_refuse_modify', phase),
-        E.CANCEL: _t('_stash_cancel', P.CANCEL_STASHED) if stashing else _t('_ignore', phase),
-        E.ACK: _t('_ack', P.ACKED) if stashing else _t('_ack', P.CANCELING),
-        # anything the venue says before its ack waits for the ack
-        E.VENUE_PENDING: _t('_buffer', phase),
-        E.VENUE_OPEN: _t('_buffer', phase),
-        E.VENUE_CANCELED: _t('_buffer', phase),
-        E.VENUE_CLOSED: _t('_buffer', phase),
-        E.FILL: _t('_buffer', phase),
-        # the order itself was rejected
-        E.VENUE_ERROR: _t('_reject', P.ERROR),
-    }
-
-
-def _live(phase: Phase) -> dict[Event, Transition]:
-    """Transitions of an acked, working order (`acked` or `open`)."""
-    return {
-        # sent, or (while another modify is in flight) stashed: newest wins
-        E.MODIFY: _t('_modify_live', phase),
-        # sent at once, ahead of a stashed modify (which it drops)
-        E.CANCEL: _t('_cancel_live', P.CANCELING),
-        # a venue acks every BrokerdOrder, modifies included; the ack of
-        # the modify in flight sends the stashed one
-        E.ACK: _t('_modify_ack', phase),
-        E.VENUE_PENDING: _t('_ignore', phase),
-        E.VENUE_OPEN: _t('_open', P.OPEN),
-        E.FILL: _t('_fill', P.OPEN, P.CLOSED),
-        E.VENUE_CANCELED: _t('_venue_done', P.CANCELED, P.CLOSED),
-        E.VENUE_CLOSED: _t('_venue_done', P.CLOSED),
-        # a rejected modify/cancel leaves the order working; else it died
-        E.VENUE_ERROR: _t('_venue_error', phase, P.ERROR),
-    }
-
-
-_late_fill = {E.FILL: _t('_late_fill', P.CLOSED, P.CANCELED, P.ERROR)}
-
-# (phase, event) -> transition. A pair not listed is an invalid transition:
-# logged and ignored, never raised.
-TRANSITIONS: Mapping[Phase, Mapping[Event, Transition]] = {
-    P.NEW: {
-        E.SUBMIT: _t('_submit', P.DARK_OPEN, P.PENDING),
-    },
-    P.DARK_OPEN: {
-        E.MODIFY: _t('_modify_dark', P.DARK_OPEN, P.PENDING),
-        E.CANCEL: _t('_cancel_dark', P.CANCELED),
-        E.TRIGGER: _t('_trigger', P.DARK_TRIGGERED, P.ALERT_TRIGGERED),
-    },
-    P.PENDING: _pre_ack(P.PENDING),
-    P.DARK_TRIGGERED: _pre_ack(P.DARK_TRIGGERED),
-    P.CANCEL_STASHED: _pre_ack(P.CANCEL_STASHED),
-    P.ACKED: _live(P.ACKED),
-    P.OPEN: _live(P.OPEN),
-    P.CANCELING: {
-        E.MODIFY: _t('_refuse_modify', P.CANCELING),
-        E.CANCEL: _t('_ignore', P.CANCELING),
-        E.ACK: _t('_modify_ack', P.CANCELING),
-        E.VENUE_PENDING: _t('_ignore', P.CANCELING),
-        E.VENUE_OPEN: _t('_open', P.CANCELING),
-        # a fill racing the cancel still counts
-        E.FILL: _t('_fill', P.CANCELING, P.CLOSED),
-        E.VENUE_CANCELED: _t('_venue_done', P.CANCELED, P.CLOSED),
-        E.VENUE_CLOSED: _t('_venue_done', P.CLOSED),
-        # a rejected cancel (or modify sent before it) leaves it working
-        E.VENUE_ERROR: _t('_venue_error', P.CANCELING, P.ACKED, P.OPEN, P.ERROR),
-    },
-    P.ALERT_TRIGGERED: {},
-    # a venue may report a fill after the terminal status: count it
-    P.CLOSED: _late_fill,
-    P.CANCELED: _late_fill,
-    P.ERROR: _late_fill,
-}
 
 # the resp a client sees for a dialog resting in each phase
 _STATE_RESP: dict[Phase, Resp] = {
@@ -450,17 +372,9 @@ class Dialog:
         """The client-visible state: what a fresh subscriber should see."""
         return self._state_resp()
 
-    @property
-    def last_status(self) -> Status | None:
-        return self.history[-1] if self.history else None
-
     def snapshot(self) -> Status:
         """A `Status` of the dialog's current state (for a client handshake)."""
         return self._mk_status(self._state_resp(), src='emsd')
-
-    def history_json(self) -> bytes:
-        """The dialog's event history as JSON (for the journal)."""
-        return encode_history(self.history)
 
     # ---- persistence ------------------------------------------------------
 
@@ -564,7 +478,7 @@ class Dialog:
                 self.oid, event.value, self.phase.value, msg,
             )
             return []
-        nxt, effects = getattr(self, trans.handler)(msg)
+        nxt, effects = trans.handler(self, msg)
         if nxt not in trans.to:  # a bug in a handler, not in the input
             log.error(
                 'dialog %s: %s in %s went to %s, table allows %s',
@@ -764,7 +678,7 @@ class Dialog:
                 Disarm(oid=self.oid), cmd, *self._status('pending', src='emsd'),
             ]
         arm = Arm(oid=self.oid, fqme=self.fqme, action=new.action,
-                  level=new.price, size=new.size, rearm=True)
+                  level=new.price, size=new.size)
         return P.DARK_OPEN, [arm, *self._status('dark_open', src='emsd')]
 
     def _cancel_dark(self, _: Any) -> tuple[Phase, list[Effect]]:
@@ -951,6 +865,85 @@ class Dialog:
         return self.phase, effects + self._send_stashed()
 
 
+# ---- the transition table ------------------------------------------------
+
+def _pre_ack(phase: Phase) -> dict[Event, Transition]:
+    """Transitions shared by the phases waiting for the venue's ack."""
+    stashing = phase is not P.CANCEL_STASHED
+    return {
+        E.MODIFY: _t(Dialog._stash_modify, phase) if stashing else _t(Dialog._refuse_modify, phase),
+        E.CANCEL: _t(Dialog._stash_cancel, P.CANCEL_STASHED) if stashing else _t(Dialog._ignore, phase),
+        E.ACK: _t(Dialog._ack, P.ACKED) if stashing else _t(Dialog._ack, P.CANCELING),
+        # anything the venue says before its ack waits for the ack
+        E.VENUE_PENDING: _t(Dialog._buffer, phase),
+        E.VENUE_OPEN: _t(Dialog._buffer, phase),
+        E.VENUE_CANCELED: _t(Dialog._buffer, phase),
+        E.VENUE_CLOSED: _t(Dialog._buffer, phase),
+        E.FILL: _t(Dialog._buffer, phase),
+        # the order itself was rejected
+        E.VENUE_ERROR: _t(Dialog._reject, P.ERROR),
+    }
+
+
+def _live(phase: Phase) -> dict[Event, Transition]:
+    """Transitions of an acked, working order (`acked` or `open`)."""
+    return {
+        # sent, or (while another modify is in flight) stashed: newest wins
+        E.MODIFY: _t(Dialog._modify_live, phase),
+        # sent at once, ahead of a stashed modify (which it drops)
+        E.CANCEL: _t(Dialog._cancel_live, P.CANCELING),
+        # a venue acks every BrokerdOrder, modifies included; the ack of
+        # the modify in flight sends the stashed one
+        E.ACK: _t(Dialog._modify_ack, phase),
+        E.VENUE_PENDING: _t(Dialog._ignore, phase),
+        E.VENUE_OPEN: _t(Dialog._open, P.OPEN),
+        E.FILL: _t(Dialog._fill, P.OPEN, P.CLOSED),
+        E.VENUE_CANCELED: _t(Dialog._venue_done, P.CANCELED, P.CLOSED),
+        E.VENUE_CLOSED: _t(Dialog._venue_done, P.CLOSED),
+        # a rejected modify/cancel leaves the order working; else it died
+        E.VENUE_ERROR: _t(Dialog._venue_error, phase, P.ERROR),
+    }
+
+
+_late_fill = {E.FILL: _t(Dialog._late_fill, P.CLOSED, P.CANCELED, P.ERROR)}
+
+# (phase, event) -> transition. A pair not listed is an invalid transition:
+# logged and ignored, never raised.
+TRANSITIONS: Mapping[Phase, Mapping[Event, Transition]] = {
+    P.NEW: {
+        E.SUBMIT: _t(Dialog._submit, P.DARK_OPEN, P.PENDING),
+    },
+    P.DARK_OPEN: {
+        E.MODIFY: _t(Dialog._modify_dark, P.DARK_OPEN, P.PENDING),
+        E.CANCEL: _t(Dialog._cancel_dark, P.CANCELED),
+        E.TRIGGER: _t(Dialog._trigger, P.DARK_TRIGGERED, P.ALERT_TRIGGERED),
+    },
+    P.PENDING: _pre_ack(P.PENDING),
+    P.DARK_TRIGGERED: _pre_ack(P.DARK_TRIGGERED),
+    P.CANCEL_STASHED: _pre_ack(P.CANCEL_STASHED),
+    P.ACKED: _live(P.ACKED),
+    P.OPEN: _live(P.OPEN),
+    P.CANCELING: {
+        E.MODIFY: _t(Dialog._refuse_modify, P.CANCELING),
+        E.CANCEL: _t(Dialog._ignore, P.CANCELING),
+        E.ACK: _t(Dialog._modify_ack, P.CANCELING),
+        E.VENUE_PENDING: _t(Dialog._ignore, P.CANCELING),
+        E.VENUE_OPEN: _t(Dialog._open, P.CANCELING),
+        # a fill racing the cancel still counts
+        E.FILL: _t(Dialog._fill, P.CANCELING, P.CLOSED),
+        E.VENUE_CANCELED: _t(Dialog._venue_done, P.CANCELED, P.CLOSED),
+        E.VENUE_CLOSED: _t(Dialog._venue_done, P.CLOSED),
+        # a rejected cancel (or modify sent before it) leaves it working
+        E.VENUE_ERROR: _t(Dialog._venue_error, P.CANCELING, P.ACKED, P.OPEN, P.ERROR),
+    },
+    P.ALERT_TRIGGERED: {},
+    # a venue may report a fill after the terminal status: count it
+    P.CLOSED: _late_fill,
+    P.CANCELED: _late_fill,
+    P.ERROR: _late_fill,
+}
+
+
 def _event_of(msg: Any) -> Event:
     if isinstance(msg, BrokerdStatus):
         return _STATUS_EVENT[msg.status]
@@ -961,21 +954,6 @@ def _event_of(msg: Any) -> Event:
     if isinstance(msg, BrokerdOrderAck):
         return E.ACK
     raise TypeError(f'not a venue event: {msg!r}')
-
-
-# ---- history (de)serialisation, for the journal ------------------------
-
-_history_decoder = msgspec.json.Decoder(list[Status])
-
-
-def encode_history(statuses: list[Status]) -> bytes:
-    """Serialise a dialog's Status history to JSON bytes."""
-    return msgspec.json.encode(statuses)
-
-
-def decode_history(data: bytes | str) -> list[Status]:
-    """Inverse of `encode_history()`."""
-    return _history_decoder.decode(data)
 
 
 # ---- the table of every dialog ------------------------------------------

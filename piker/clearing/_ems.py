@@ -1056,9 +1056,4 @@ async def startup() -> None:
     get_router()
 
 
-async def ems_ping() -> float:
-    """RPC: the daemon's clock (liveness probe for tests and the CLI)."""
-    return time.time()
-
-
 __all__ = ['EMSD_NAME', 'Router', 'get_router', 'open_ems_dialog', 'startup']
