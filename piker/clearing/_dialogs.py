@@ -49,6 +49,8 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from enum import StrEnum
 from typing import Any, Literal, NamedTuple
 
+import msgspec
+
 from ..accounting import strip_broker
 from ..log import get_logger
 from ..types import Struct
@@ -68,13 +70,11 @@ from ._messages import (
     Order,
     Resp,
     Status,
-    decode_broker_msg,
-    decode_client_msg,
-    error_status,
 )
 
 __all__ = [
     'Arm',
+    'Mode',
     'Dialog',
     'DialogChange',
     'DialogState',
@@ -92,6 +92,7 @@ __all__ = [
 log = get_logger(__name__)
 
 ReqId = int | str
+Mode = Literal['live', 'paper']
 
 
 # ---- effects: what emsd must do after each input -------------------------
@@ -213,36 +214,27 @@ _arrival = itertools.count()
 _REL_TOL = 1e-9
 
 
+def _first(pair: tuple[int, Any]) -> int:
+    return pair[0]
+
+
 class _Buffered(NamedTuple):
     seq: int
     event: Event
     msg: Any
 
 
-class _Request:
+# ---- the dialog's data: one struct, used as is and journaled as is ------
+
+class PendingRequest(Struct):
     """A modify or cancel sent to the venue whose verdict is pending.
 
     Venues answer the requests of one order in the order they were sent,
     so the dialog keeps them in a FIFO: a venue error is the verdict on the
     oldest one, and a venue 'open' confirms the oldest modify once the
     venue has acked it (an earlier 'open' describes the previous version).
+    Compared by identity (`is`): two equal requests are still two.
     """
-
-    __slots__ = ('kind', 'order', 'acked')
-
-    def __init__(self, kind: str, order: Order | None = None) -> None:
-        self.kind = kind  # 'modify' | 'cancel'
-        self.order = order
-        self.acked = False
-
-    def __repr__(self) -> str:
-        return f'_Request({self.kind}, acked={self.acked})'
-
-
-# ---- persisted form of a dialog (for the journal) ------------------------
-
-class PendingRequest(Struct, frozen=True):
-    """A `_Request` as the journal stores it."""
 
     kind: Literal['modify', 'cancel']
     order: Order | None = None
@@ -250,93 +242,48 @@ class PendingRequest(Struct, frozen=True):
 
 
 class DialogState(Struct):
-    """Everything needed to resume a dialog exactly where it was.
+    """Everything emsd knows about one order, and all a restart needs.
 
-    The journal stores one per dialog (updated with every batch that
-    touched it) so a restarted emsd can rebuild the dialog with
-    `Dialog.from_state()`: the state machine then carries on as if it had
-    never stopped - same phase, reqid, fill tids (a replayed fill is still
-    dropped), stashed and outstanding requests. The Status history is not
-    part of it: the journal keeps that as the dialog's event timeline.
+    A `Dialog` keeps its data in one of these (`Dialog.s`), and the journal
+    stores it as is (updated with every batch that touched the dialog), so
+    a restarted emsd rebuilds the dialog with `Dialog.from_state()`: the
+    state machine then carries on as if it had never stopped - same
+    phase, reqid, fill tids (a replayed fill is still dropped), stashed
+    and outstanding requests, route and dark-trigger direction. The Status
+    history is not part of it: the journal keeps that as the dialog's
+    event timeline.
     """
 
     oid: str
-    req: Order
+    req: Order  # as clients should see it (see `Dialog`)
     confirmed: Order  # the version the venue is known to work
-    phase: Phase
+    phase: Phase = Phase.NEW
     reqid: ReqId | None = None
-    external: bool = False
-    fill_tids: list[str] = []
+    external: bool = False  # a venue order emsd did not place
+    # fills: seen trade ids, their sum, and the venue's cumulative report
+    fill_tids: set[str] = set()
     fill_sum: float = 0.0
     venue_filled: float = 0.0
+    # client requests waiting for the venue's ack of the order (a modify
+    # also for the venue's answer to the modify in flight)
     stashed_modify: Order | None = None
     stashed_cancel: bool = False
+    # modifies/cancels sent to the venue, oldest first
     outstanding: list[PendingRequest] = []
     # venue events waiting for the ack, in arrival order
     buffered: list[BrokerdStatus | BrokerdFill] = []
-    venue_orders: int = 0
-    pre_cancel: Phase = Phase.ACKED
+    venue_orders: int = 0  # new (reqid-less) venue orders ever sent
+    pre_cancel: Phase = Phase.ACKED  # what a client sees while a cancel runs
     terminal_sent: bool = False
-    opened: bool = False
+    opened: bool = False  # an 'open' Status went out
+    # the venue relay its orders go to ('live' or 'paper' at `req.broker`;
+    # None: never routed), and the direction its dark trigger was armed with
+    route: Mode | None = None
+    direction: Direction | None = None
 
     @property
     def terminal(self) -> bool:
         return self.phase in TERMINAL_PHASES
-
-    @property
-    def filled(self) -> float:
-        """Executed size, as `Dialog.filled` reports it."""
-        return min(max(self.fill_sum, self.venue_filled), self.req.size)
-
-
-class Dialog:
-    """One order dialog: the latest request, venue ids, fills and history.
-
-    `req` is the order as clients should see it: the latest request that
-    can still come true (a pending modify included; one the venue refused,
-    or whose size is below what is already filled, is not). Drive a
-    dialog only through `handle()` (normally via a `DialogTable`).
-    """
-
-    def __init__(
-        self,
-        req: Order,
-        *,
-        clock: Callable[[], int] = time.time_ns,
-    ) -> None:
-        self.oid: str = req.oid
-        self.req: Order = req
-        self.fqme: str = req.symbol
-        self.broker: str = req.broker
-        self.phase: Phase = Phase.NEW
-        self.reqid: ReqId | None = None
-        self.external: bool = False
-        self.history: list[Status] = []
-        # fills: seen trade ids, their sum, and the venue's cumulative report
-        self.fill_tids: set[str] = set()
-        self.fill_sum: float = 0.0
-        self.venue_filled: float = 0.0
-        # client requests waiting for the venue's ack of the order (a
-        # modify also for the venue's answer to the modify in flight)
-        self.stashed_modify: Order | None = None
-        self.stashed_cancel: bool = False
-        # venue events that arrived before the ack
-        self.buffered: list[_Buffered] = []
-        # modifies/cancels sent to the venue, oldest first
-        self.outstanding: list[_Request] = []
-        self.venue_orders: int = 0  # new (reqid-less) venue orders ever sent
-        self._confirmed: Order = req  # the version the venue is known to work
-        self._clock = clock
-        self._pre_cancel: Phase = Phase.ACKED
-        self._terminal_sent = False
-        self._opened = False  # an 'open' Status went out
-        self._drained = 0  # history entries already handed out as changes
-
-    # ---- views ----------------------------------------------------------
-
-    @property
-    def _executed_size(self) -> float:
-        return max(self.fill_sum, self.venue_filled)
 
     @property
     def filled(self) -> float:
@@ -345,11 +292,62 @@ class Dialog:
         Capped at the order size so `filled + remaining == size` holds even
         if a broken venue over-fills (which is logged as an error).
         """
-        return min(self._executed_size, self.req.size)
+        return min(max(self.fill_sum, self.venue_filled), self.req.size)
 
     @property
     def remaining(self) -> float:
         return max(self.req.size - self.filled, 0.0)
+
+
+class Dialog:
+    """One order dialog: its `DialogState` (`s`), Status history and owner.
+
+    `req` is the order as clients should see it: the latest request that
+    can still come true (a pending modify included; one the venue refused,
+    or whose size is below what is already filled, is not). Drive a
+    dialog only through `handle()` (normally via a `DialogTable`); the
+    fields of `s` read as the dialog's own (`dialog.phase`), and only the
+    dialog writes them. `owner` is the client session that placed it (it
+    hears the dialog whatever its subscriptions; None: restored, external).
+    """
+
+    __slots__ = ('s', 'oid', 'fqme', 'broker', 'owner', 'history', '_clock', '_drained',
+                 '_seqs')
+
+    def __init__(
+        self,
+        req: Order,
+        *,
+        clock: Callable[[], int] = time.time_ns,
+        state: DialogState | None = None,
+        history: list[Status] | None = None,
+        owner: int | None = None,
+        route: Mode | None = None,
+    ) -> None:
+        self.s = state if state is not None else DialogState(
+            oid=req.oid, req=req, confirmed=req, route=route,
+        )
+        self.oid: str = self.s.oid
+        self.fqme: str = req.symbol
+        self.broker: str = req.broker
+        self.owner = owner
+        self.history: list[Status] = list(history or ())
+        self._clock = clock
+        self._drained = len(self.history)  # history handed out as changes
+        # arrival order of `s.buffered` (across dialogs and orphans)
+        self._seqs: list[int] = [next(_arrival) for _ in self.s.buffered]
+
+    def __getattr__(self, name: str) -> Any:
+        # only reached for names that are not the dialog's own: its data
+        if name == 's':
+            raise AttributeError(name)
+        return getattr(self.s, name)
+
+    # ---- views ----------------------------------------------------------
+
+    @property
+    def _executed_size(self) -> float:
+        return max(self.s.fill_sum, self.s.venue_filled)
 
     @property
     def fully_filled(self) -> bool:
@@ -358,14 +356,14 @@ class Dialog:
         While a modify is unconfirmed the venue works either the old or the
         new size, so only the largest proves the order is done.
         """
-        sizes = [self._confirmed.size]
-        sizes += [r.order.size for r in self.outstanding if r.order is not None]
+        sizes = [self.s.confirmed.size]
+        sizes += [r.order.size for r in self.s.outstanding if r.order is not None]
         size = max(sizes)
         return size > 0 and self._executed_size >= size * (1 - _REL_TOL)
 
     @property
     def terminal(self) -> bool:
-        return self.phase in TERMINAL_PHASES
+        return self.s.phase in TERMINAL_PHASES
 
     @property
     def resp(self) -> Resp:
@@ -379,34 +377,20 @@ class Dialog:
     # ---- persistence ------------------------------------------------------
 
     def state(self, *, fill_tids: bool = True) -> DialogState:
-        """The dialog's resumable state (see `DialogState`).
+        """A copy of the dialog's data, safe to keep (see `DialogState`).
 
         Without `fill_tids` the seen fill ids are left out: every counted
         fill emitted a `fill` Status naming its tid, so `from_state()`
         recovers them from the history - and a journal need not rewrite a
-        list that grows with every fill of a big order.
+        set that grows with every fill of a big order. Orders are never
+        changed in place: only the containers are copied.
         """
-        return DialogState(
-            oid=self.oid,
-            req=self.req,
-            confirmed=self._confirmed,
-            phase=self.phase,
-            reqid=self.reqid,
-            external=self.external,
-            fill_tids=sorted(self.fill_tids) if fill_tids else [],
-            fill_sum=self.fill_sum,
-            venue_filled=self.venue_filled,
-            stashed_modify=self.stashed_modify,
-            stashed_cancel=self.stashed_cancel,
-            outstanding=[
-                PendingRequest(kind=r.kind, order=r.order, acked=r.acked)  # type: ignore[arg-type]
-                for r in self.outstanding
-            ],
-            buffered=[b.msg for b in sorted(self.buffered, key=lambda b: b.seq)],
-            venue_orders=self.venue_orders,
-            pre_cancel=self._pre_cancel,
-            terminal_sent=self._terminal_sent,
-            opened=self._opened,
+        s = self.s
+        return msgspec.structs.replace(
+            s,
+            fill_tids=set(s.fill_tids) if fill_tids else set(),
+            outstanding=[msgspec.structs.replace(r) for r in s.outstanding],
+            buffered=[m for _, m in sorted(zip(self._seqs, s.buffered, strict=True), key=_first)],
         )
 
     @classmethod
@@ -423,40 +407,49 @@ class Dialog:
         only the changes made after its restore. The tids of the history's
         `fill` Statuses count as seen (see `state(fill_tids=False)`).
         """
-        dialog = cls(state.req, clock=clock)
-        dialog.oid = state.oid
-        dialog._confirmed = state.confirmed
-        dialog.phase = state.phase
-        dialog.reqid = state.reqid
-        dialog.external = state.external
-        dialog.fill_tids = set(state.fill_tids)
+        state = msgspec.structs.replace(state, fill_tids=set(state.fill_tids))
         for st in history or ():
             tid = st.brokerd_msg.get('tid') if st.resp == 'fill' else None
             if isinstance(tid, str):
-                dialog.fill_tids.add(tid)
-        dialog.fill_sum = state.fill_sum
-        dialog.venue_filled = state.venue_filled
-        dialog.stashed_modify = state.stashed_modify
-        dialog.stashed_cancel = state.stashed_cancel
-        for pending in state.outstanding:
-            request = _Request(pending.kind, pending.order)
-            request.acked = pending.acked
-            dialog.outstanding.append(request)
-        dialog.buffered = [
-            _Buffered(next(_arrival), _event_of(msg), msg) for msg in state.buffered
-        ]
-        dialog.venue_orders = state.venue_orders
-        dialog._pre_cancel = state.pre_cancel
-        dialog._terminal_sent = state.terminal_sent
-        dialog._opened = state.opened
-        dialog.history = list(history or [])
-        dialog._drained = len(dialog.history)
-        return dialog
+                state.fill_tids.add(tid)
+        return cls(state.req, clock=clock, state=state, history=history)
+
+    def use_clock(self, clock: Callable[[], int]) -> None:
+        """Take the clock of the table that adopts this dialog."""
+        self._clock = clock
+
+    def claim(self, owner: int) -> None:
+        """`owner` (a client session) hears this dialog, unless one does."""
+        if self.owner is None:
+            self.owner = owner
+
+    def armed(self, direction: Direction) -> None:
+        """The dark book armed this dialog's trigger in `direction`."""
+        self.s.direction = direction
+
+    def announce(self, msg: BrokerdStatus) -> list[Effect]:
+        """An external order's first venue status: tell clients of it."""
+        effects = self.handle(_event_of(msg), msg)
+        if self.s.phase is P.ACKED:  # 'pending': still announce it
+            effects += self._status('pending', src=self.broker, reason='external order')
+        return effects
+
+    def drain_history(self) -> list[Status]:
+        """The Statuses emitted since the last call."""
+        new = self.history[self._drained:]
+        self._drained = len(self.history)
+        return new
+
+    def absorb(self, events: Iterable[_Buffered]) -> None:
+        """Venue events held for this dialog's reqid before its ack."""
+        for item in events:
+            self._seqs.append(item.seq)
+            self.s.buffered.append(item.msg)
 
     def __repr__(self) -> str:
         return (
-            f'Dialog({self.oid!r}, {self.phase.value}, {self.req.action} '
-            f'{self.req.size}@{self.req.price} {self.fqme}, reqid={self.reqid!r}, '
+            f'Dialog({self.oid!r}, {self.s.phase.value}, {self.s.req.action} '
+            f'{self.s.req.size}@{self.s.req.price} {self.fqme}, reqid={self.s.reqid!r}, '
             f'filled={self.filled})'
         )
 
@@ -469,33 +462,34 @@ class Dialog:
         and ignored. Buffered pre-ack venue events are replayed as soon as
         the dialog has left the pre-ack phases.
         """
-        trans = TRANSITIONS[self.phase].get(event)
+        trans = TRANSITIONS[self.s.phase].get(event)
         if trans is None:
             # after the end, stragglers (a 2nd 'closed', a late error) are normal
             level = logging.DEBUG if self.terminal else logging.WARNING
             log.log(
                 level, 'dialog %s: ignoring %s in phase %s: %r',
-                self.oid, event.value, self.phase.value, msg,
+                self.oid, event.value, self.s.phase.value, msg,
             )
             return []
         nxt, effects = trans.handler(self, msg)
         if nxt not in trans.to:  # a bug in a handler, not in the input
             log.error(
                 'dialog %s: %s in %s went to %s, table allows %s',
-                self.oid, event.value, self.phase.value, nxt.value,
+                self.oid, event.value, self.s.phase.value, nxt.value,
                 sorted(p.value for p in trans.to),
             )
-        self.phase = nxt
-        if self.buffered and self.phase not in PRE_ACK_PHASES:
+        self.s.phase = nxt
+        if self.s.buffered and self.s.phase not in PRE_ACK_PHASES:
             effects.extend(self._replay())
         return effects
 
     def _replay(self) -> list[Effect]:
-        buffered = sorted(self.buffered, key=lambda b: b.seq)
-        self.buffered = []
+        buffered = sorted(zip(self._seqs, self.s.buffered, strict=True), key=_first)
+        self.s.buffered = []
+        self._seqs = []
         effects: list[Effect] = []
-        for item in buffered:
-            effects.extend(self.handle(item.event, item.msg))
+        for _, msg in buffered:
+            effects.extend(self.handle(_event_of(msg), msg))
         return effects
 
     # ---- bookkeeping ----------------------------------------------------
@@ -503,19 +497,19 @@ class Dialog:
     def _refresh_req(self) -> None:
         """Re-derive `req`: the newest request that can still come true."""
         executed = self._executed_size
-        newest_first = [self.stashed_modify] if self.stashed_modify else []
+        newest_first = [self.s.stashed_modify] if self.s.stashed_modify else []
         newest_first += [
-            r.order for r in reversed(self.outstanding) if r.order is not None
+            r.order for r in reversed(self.s.outstanding) if r.order is not None
         ]
         for order in newest_first:
             # a venue refuses a size below what is filled already
             if order.size >= executed * (1 - _REL_TOL):
-                self.req = order
+                self.s.req = order
                 return
-        self.req = self._confirmed
-        if executed > self.req.size * (1 + _REL_TOL):
+        self.s.req = self.s.confirmed
+        if executed > self.s.req.size * (1 + _REL_TOL):
             log.error('dialog %s: venue reports %s filled of size %s',
-                      self.oid, executed, self.req.size)
+                      self.oid, executed, self.s.req.size)
 
     def _settle(self) -> None:
         """At the end no pending request will apply: show the venue's version.
@@ -524,36 +518,36 @@ class Dialog:
         later (bigger) modify whose confirmation had not arrived yet.
         """
         executed = self._executed_size
-        versions = [self._confirmed]
-        versions += [r.order for r in self.outstanding if r.order is not None]
-        self.req = next(
+        versions = [self.s.confirmed]
+        versions += [r.order for r in self.s.outstanding if r.order is not None]
+        self.s.req = next(
             (o for o in versions if o.size >= executed * (1 - _REL_TOL)),
             versions[-1],
         )
-        self.outstanding.clear()
-        self.stashed_modify = None
+        self.s.outstanding.clear()
+        self.s.stashed_modify = None
 
     def _executed(self, *, fill: float = 0.0, reported: float = 0.0) -> None:
         """Account for a fill or a venue's cumulative filled report."""
-        self.fill_sum += fill
-        self.venue_filled = max(self.venue_filled, reported)
+        self.s.fill_sum += fill
+        self.s.venue_filled = max(self.s.venue_filled, reported)
         self._refresh_req()
 
     def _apply_fill(self, fill: BrokerdFill) -> bool:
         """Count `fill` once; False if its tid was seen already."""
-        if fill.tid in self.fill_tids:
+        if fill.tid in self.s.fill_tids:
             log.info('dialog %s: dropping duplicate fill tid=%s', self.oid, fill.tid)
             return False
-        self.fill_tids.add(fill.tid)
+        self.s.fill_tids.add(fill.tid)
         self._executed(fill=fill.size)
         return True
 
     # ---- status construction --------------------------------------------
 
     def _state_resp(self) -> Resp:
-        phase = self.phase
+        phase = self.s.phase
         if phase in (P.CANCEL_STASHED, P.CANCELING):
-            phase = self._pre_cancel
+            phase = self.s.pre_cancel
         return _STATE_RESP.get(phase, 'pending')
 
     def _mk_status(
@@ -568,8 +562,8 @@ class Dialog:
             oid=self.oid,
             resp=resp,
             time_ns=self._clock(),
-            req=self.req,
-            reqid=self.reqid,
+            req=self.s.req,
+            reqid=self.s.reqid,
             src=src,
             filled=self.filled,
             remaining=self.remaining,
@@ -587,12 +581,12 @@ class Dialog:
     ) -> list[Effect]:
         """Record and emit one Status; refuses a second terminal one."""
         if resp in TERMINAL_RESPS:
-            if self._terminal_sent:
+            if self.s.terminal_sent:
                 log.error('dialog %s: dropping a second terminal %r', self.oid, resp)
                 return []
-            self._terminal_sent = True
+            self.s.terminal_sent = True
         status = self._mk_status(resp, src=src, reason=reason, brokerd_msg=brokerd_msg)
-        self._opened = self._opened or resp == 'open'
+        self.s.opened = self.s.opened or resp == 'open'
         self.history.append(status)
         return [status]
 
@@ -604,9 +598,9 @@ class Dialog:
     # ---- venue commands ---------------------------------------------------
 
     def _new_venue_order(self, price: float) -> ToVenue:
-        req = self.req
-        self.venue_orders += 1
-        self._confirmed = req
+        req = self.s.req
+        self.s.venue_orders += 1
+        self.s.confirmed = req
         return ToVenue(broker=self.broker, msg=BrokerdOrder(
             oid=self.oid,
             reqid=None,
@@ -619,11 +613,11 @@ class Dialog:
         ))
 
     def _send_modify(self, new: Order) -> ToVenue:
-        self.outstanding.append(_Request('modify', new))
+        self.s.outstanding.append(PendingRequest('modify', new))
         self._refresh_req()
         return ToVenue(broker=self.broker, msg=BrokerdOrder(
             oid=self.oid,
-            reqid=self.reqid,
+            reqid=self.s.reqid,
             symbol=strip_broker(self.fqme),
             action=new.action,  # type: ignore[arg-type]
             price=new.price,
@@ -633,18 +627,18 @@ class Dialog:
         ))
 
     def _send_cancel(self) -> ToVenue:
-        assert self.reqid is not None
-        self.outstanding.append(_Request('cancel'))
+        assert self.s.reqid is not None
+        self.s.outstanding.append(PendingRequest('cancel'))
         return ToVenue(broker=self.broker, msg=BrokerdCancel(
             oid=self.oid,
-            reqid=self.reqid,
-            account=self.req.account,
+            reqid=self.s.reqid,
+            account=self.s.req.account,
             time_ns=self._clock(),
         ))
 
     def _modify_problem(self, new: Order) -> str:
         """Why `new` cannot modify this dialog ('' if it can)."""
-        old = self.req
+        old = self.s.req
         for field in ('symbol', 'action', 'account'):
             if getattr(new, field) != getattr(old, field):
                 return (
@@ -669,8 +663,8 @@ class Dialog:
 
     def _modify_dark(self, new: Order) -> tuple[Phase, list[Effect]]:
         if problem := self._modify_problem(new):
-            return self.phase, self._refusal(f'modify refused: {problem}')
-        self.req = self._confirmed = new
+            return self.s.phase, self._refusal(f'modify refused: {problem}')
+        self.s.req = self.s.confirmed = new
         if new.exec_mode == 'live':
             # dark -> live: leave the book, go to the venue
             cmd = self._new_venue_order(new.price)
@@ -691,7 +685,7 @@ class Dialog:
             'price': trig.price, 'level': trig.level,
             'tick_type': trig.tick_type, 'direction': trig.direction,
         }
-        if self.req.action == 'alert':
+        if self.s.req.action == 'alert':
             return P.ALERT_TRIGGERED, self._status(
                 'alert_triggered', src='dark', brokerd_msg=details,
             )
@@ -703,37 +697,38 @@ class Dialog:
 
     def _stash_modify(self, new: Order) -> tuple[Phase, list[Effect]]:
         if problem := self._modify_problem(new):
-            return self.phase, self._refusal(f'modify refused: {problem}')
-        self.stashed_modify = new  # the latest wins
+            return self.s.phase, self._refusal(f'modify refused: {problem}')
+        self.s.stashed_modify = new  # the latest wins
         self._refresh_req()
-        return self.phase, []
+        return self.s.phase, []
 
     def _stash_cancel(self, _: Any) -> tuple[Phase, list[Effect]]:
-        self._pre_cancel = self.phase  # what a client still sees meanwhile
-        self.stashed_cancel = True
-        self.stashed_modify = None  # the cancel wins
+        self.s.pre_cancel = self.s.phase  # what a client still sees meanwhile
+        self.s.stashed_cancel = True
+        self.s.stashed_modify = None  # the cancel wins
         self._refresh_req()
         return P.CANCEL_STASHED, []
 
     def _refuse_modify(self, new: Order) -> tuple[Phase, list[Effect]]:
-        return self.phase, self._refusal('modify refused: a cancel is in progress')
+        return self.s.phase, self._refusal('modify refused: a cancel is in progress')
 
     def _ignore(self, msg: Any) -> tuple[Phase, list[Effect]]:
-        log.debug('dialog %s: nothing to do in %s for %r', self.oid, self.phase.value, msg)
-        return self.phase, []
+        log.debug('dialog %s: nothing to do in %s for %r', self.oid, self.s.phase.value, msg)
+        return self.s.phase, []
 
     def _buffer(self, msg: Any) -> tuple[Phase, list[Effect]]:
-        self.buffered.append(_Buffered(next(_arrival), _event_of(msg), msg))
-        return self.phase, []
+        self._seqs.append(next(_arrival))
+        self.s.buffered.append(msg)
+        return self.s.phase, []
 
     def _ack(self, ack: BrokerdOrderAck) -> tuple[Phase, list[Effect]]:
-        self.reqid = ack.reqid
-        if self.stashed_cancel:
-            self.stashed_cancel = False
-            self._pre_cancel = P.ACKED  # where a rejected cancel leaves it
+        self.s.reqid = ack.reqid
+        if self.s.stashed_cancel:
+            self.s.stashed_cancel = False
+            self.s.pre_cancel = P.ACKED  # where a rejected cancel leaves it
             return P.CANCELING, [self._send_cancel()]
-        if self.stashed_modify is not None:
-            new, self.stashed_modify = self.stashed_modify, None
+        if self.s.stashed_modify is not None:
+            new, self.s.stashed_modify = self.s.stashed_modify, None
             return P.ACKED, [self._send_modify(new)]
         return P.ACKED, []
 
@@ -745,54 +740,54 @@ class Dialog:
 
     def _modify_in_flight(self) -> bool:
         """A modify is at the venue, not yet answered (acked or refused)."""
-        return any(r.kind == 'modify' and not r.acked for r in self.outstanding)
+        return any(r.kind == 'modify' and not r.acked for r in self.s.outstanding)
 
     def _modify_live(self, new: Order) -> tuple[Phase, list[Effect]]:
         if problem := self._modify_problem(new):
-            return self.phase, self._refusal(f'modify refused: {problem}')
+            return self.s.phase, self._refusal(f'modify refused: {problem}')
         if self._modify_in_flight():
             # a venue works through one order's requests in turn: a burst
             # of modifies (a dragged line) would queue there, and a cancel
             # behind them. One at a time; meanwhile the newest waits here
             # and supersedes older waiting ones.
-            self.stashed_modify = new
+            self.s.stashed_modify = new
             self._refresh_req()
-            return self.phase, []
-        return self.phase, [self._send_modify(new)]
+            return self.s.phase, []
+        return self.s.phase, [self._send_modify(new)]
 
     def _send_stashed(self) -> list[Effect]:
         """Send the stashed modify once the one in flight is answered."""
-        new = self.stashed_modify
-        if new is None or self._modify_in_flight() or self.phase not in (P.ACKED, P.OPEN):
+        new = self.s.stashed_modify
+        if new is None or self._modify_in_flight() or self.s.phase not in (P.ACKED, P.OPEN):
             return []
-        self.stashed_modify = None
+        self.s.stashed_modify = None
         self._refresh_req()
         if problem := self._modify_problem(new):  # e.g. filled past its size meanwhile
             return self._refusal(f'modify refused: {problem}')
         return [self._send_modify(new)]
 
     def _cancel_live(self, _: Any) -> tuple[Phase, list[Effect]]:
-        self._pre_cancel = self.phase
-        self.stashed_modify = None  # the cancel wins
+        self.s.pre_cancel = self.s.phase
+        self.s.stashed_modify = None  # the cancel wins
         self._refresh_req()
         return P.CANCELING, [self._send_cancel()]
 
     def _modify_ack(self, ack: BrokerdOrderAck) -> tuple[Phase, list[Effect]]:
         # the venue acks every BrokerdOrder: this one is for the oldest
         # modify not acked yet (a repeated ack of the order itself is moot)
-        for request in self.outstanding:
+        for request in self.s.outstanding:
             if request.kind == 'modify' and not request.acked:
                 request.acked = True
                 break
-        return self.phase, self._send_stashed()
+        return self.s.phase, self._send_stashed()
 
     def _confirm_acked(self) -> bool:
         """A venue status after a modify's ack shows the modify applied."""
         confirmed = False
-        while self.outstanding and self.outstanding[0].acked:
-            order = self.outstanding.pop(0).order
+        while self.s.outstanding and self.s.outstanding[0].acked:
+            order = self.s.outstanding.pop(0).order
             assert order is not None  # only modifies are acked
-            self._confirmed = order
+            self.s.confirmed = order
             confirmed = True
         return confirmed
 
@@ -800,22 +795,22 @@ class Dialog:
         before = self.filled
         confirmed = self._confirm_acked()
         self._executed(reported=msg.filled)
-        if self.phase is P.CANCELING:
+        if self.s.phase is P.CANCELING:
             return P.CANCELING, []  # a cancel is coming: no news for clients
         # `_opened`: an order filled in part on arrival has moved on to
         # OPEN already, but its client has not been told it works yet
-        if self.phase is P.ACKED or confirmed or self.filled != before or not self._opened:
+        if self.s.phase is P.ACKED or confirmed or self.filled != before or not self.s.opened:
             return P.OPEN, self._status(
                 'open', src=self.broker, reason=msg.reason, brokerd_msg=msg.to_builtins(),
             )
         return P.OPEN, []
 
     def _fill(self, fill: BrokerdFill) -> tuple[Phase, list[Effect]]:
-        stay = P.OPEN if self.phase is P.ACKED else self.phase
+        stay = P.OPEN if self.s.phase is P.ACKED else self.s.phase
         if not self._apply_fill(fill):
-            return self.phase, []
-        if self.phase is P.CANCELING and self._pre_cancel is P.ACKED:
-            self._pre_cancel = P.OPEN  # it is certainly working at the venue
+            return self.s.phase, []
+        if self.s.phase is P.CANCELING and self.s.pre_cancel is P.ACKED:
+            self.s.pre_cancel = P.OPEN  # it is certainly working at the venue
         effects = self._status('fill', src=self.broker, brokerd_msg=fill.to_builtins())
         if self.fully_filled:
             self._settle()
@@ -825,10 +820,10 @@ class Dialog:
 
     def _late_fill(self, fill: BrokerdFill) -> tuple[Phase, list[Effect]]:
         if not self._apply_fill(fill):
-            return self.phase, []
-        log.warning('dialog %s: fill after terminal %s: %r', self.oid, self.phase.value, fill)
-        return self.phase, self._status(
-            'fill', src=self.broker, reason=f'fill after {self.phase.value}',
+            return self.s.phase, []
+        log.warning('dialog %s: fill after terminal %s: %r', self.oid, self.s.phase.value, fill)
+        return self.s.phase, self._status(
+            'fill', src=self.broker, reason=f'fill after {self.s.phase.value}',
             brokerd_msg=fill.to_builtins(),
         )
 
@@ -844,16 +839,16 @@ class Dialog:
 
     def _venue_error(self, err: BrokerdError) -> tuple[Phase, list[Effect]]:
         details = err.to_builtins()
-        if not self.outstanding:
+        if not self.s.outstanding:
             # no request of ours pending: the order itself failed
             self._settle()
             return P.ERROR, self._status(
                 'error', src=self.broker, reason=err.reason, brokerd_msg=details,
             )
         # the verdict on our oldest request: the order keeps working
-        request = self.outstanding.pop(0)
+        request = self.s.outstanding.pop(0)
         if request.kind == 'cancel':
-            self.phase = self._pre_cancel
+            self.s.phase = self.s.pre_cancel
             what = 'cancel'
         else:
             self._refresh_req()
@@ -862,7 +857,7 @@ class Dialog:
             self._state_resp(), src=self.broker,
             reason=f'{what} rejected: {err.reason}', brokerd_msg=details,
         )
-        return self.phase, effects + self._send_stashed()
+        return self.s.phase, effects + self._send_stashed()
 
 
 # ---- the transition table ------------------------------------------------
@@ -1051,32 +1046,24 @@ class DialogTable:
             dialog = self._dialogs.get(oid)
             if dialog is None:
                 continue
-            new = dialog.history[dialog._drained:]
-            dialog._drained = len(dialog.history)
-            out.append(DialogChange(dialog, new))
+            out.append(DialogChange(dialog, dialog.drain_history()))
         return out
 
-    def restore(
-        self,
-        dialogs: Iterable[Dialog],
-        *,
-        directions: Mapping[str, Direction] | None = None,
-    ) -> list[Effect]:
+    def restore(self, dialogs: Iterable[Dialog]) -> list[Effect]:
         """Adopt dialogs rebuilt from a journal (see `Dialog.from_state()`).
 
         Returns the effects that resume them: an `Arm` for each dialog
-        resting in the dark book (with its original trigger direction from
-        `directions`, when known). A dialog whose oid is already in the
-        table is skipped (logged): restoring twice never duplicates.
-        Restored dialogs do not count as changes and take the table's clock.
+        resting in the dark book (with its original trigger direction, when
+        known). A dialog whose oid is already in the table is skipped
+        (logged): restoring twice never duplicates. Restored dialogs do not
+        count as changes and take the table's clock.
         """
-        directions = directions or {}
         effects: list[Effect] = []
         for dialog in dialogs:
             if dialog.oid in self._dialogs:
                 log.warning('restore: dialog %s already known, skipped', dialog.oid)
                 continue
-            dialog._clock = self._clock  # one clock per table
+            dialog.use_clock(self._clock)  # one clock per table
             self._dialogs[dialog.oid] = dialog
             if dialog.reqid is not None:
                 self._by_reqid[(dialog.broker, dialog.reqid)] = dialog.oid
@@ -1087,29 +1074,33 @@ class DialogTable:
                 effects.append(Arm(
                     oid=dialog.oid, fqme=dialog.fqme, action=req.action,
                     level=req.price, size=req.size,
-                    direction=directions.get(dialog.oid),
+                    direction=dialog.direction,
                 ))
         self._evict()
         return effects
 
     # ---- client side ----------------------------------------------------
 
-    def on_client_msg(self, raw: Any) -> list[Effect]:
-        """Decode and apply a client message; a bad one gets an error reply."""
-        try:
-            msg = decode_client_msg(raw)
-        except MessageError as err:
-            log.warning('bad client message: %s: %r', err.reason, raw)
-            return [error_status(raw, err.reason, time_ns=self._clock())]
+    def on_client_msg(
+        self, msg: Order | Cancel, *, owner: int | None = None, route: Mode | None = None,
+    ) -> list[Effect]:
+        """Apply a (decoded) client command from session `owner`."""
         if isinstance(msg, Order):
-            return self.on_order(msg)
-        return self.on_cancel(msg)
+            return self.on_order(msg, owner=owner, route=route)
+        return self.on_cancel(msg, owner=owner)
 
-    def on_order(self, order: Order) -> list[Effect]:
-        """A new order, or a modify if `order.oid` has an active dialog."""
+    def on_order(
+        self, order: Order, *, owner: int | None = None, route: Mode | None = None,
+    ) -> list[Effect]:
+        """A new order, or a modify if `order.oid` has an active dialog.
+
+        A new dialog is owned by session `owner` and routed to its broker's
+        `route` venue; a modify leaves both as they were (a restored
+        dialog is claimed by the first session that modifies it).
+        """
         dialog = self._dialogs.get(order.oid)
         if dialog is None:
-            dialog = Dialog(order, clock=self._clock)
+            dialog = Dialog(order, clock=self._clock, owner=owner, route=route)
             self._dialogs[order.oid] = dialog
             return self._after(dialog, dialog.handle(E.SUBMIT, order))
         if dialog.terminal:
@@ -1118,10 +1109,13 @@ class DialogTable:
                 order.oid, dialog.phase.value, order,
             )
             return []
+        if owner is not None:
+            dialog.claim(owner)
         return self._after(dialog, dialog.handle(E.MODIFY, order))
 
-    def on_cancel(self, cancel: Cancel | str) -> list[Effect]:
-        """Cancel a dialog; an unknown oid gets an error reply."""
+    def on_cancel(self, cancel: Cancel | str, *, owner: int | None = None) -> list[Effect]:
+        """Cancel a dialog; an unknown oid gets an error reply (and leaves
+        no trace). The canceller of an ownerless dialog hears its end."""
         oid = cancel if isinstance(cancel, str) else cancel.oid
         dialog = self._dialogs.get(oid)
         if dialog is None:
@@ -1132,6 +1126,8 @@ class DialogTable:
         if dialog.terminal:
             log.info('cancel for finished dialog %s (%s) ignored', oid, dialog.phase.value)
             return []
+        if owner is not None:
+            dialog.claim(owner)
         return self._after(dialog, dialog.handle(E.CANCEL, cancel))
 
     # ---- dark book side --------------------------------------------------
@@ -1146,24 +1142,19 @@ class DialogTable:
 
     # ---- venue side -----------------------------------------------------
 
-    def on_broker_msg(self, msg: Any, broker: str) -> list[Effect]:
-        """Apply one backend -> emsd message from `broker`'s dialogue.
-
-        Accepts a decoded struct or the raw dict. Positions are not dialog
-        events: they are returned untouched for emsd to handle.
+    def on_broker_msg(
+        self, msg: Struct, broker: str, route: Mode | None = None,
+    ) -> list[Effect]:
+        """Apply one (decoded) backend -> emsd message from the dialogue
+        with `broker`'s `route` venue. Positions are not dialog events:
+        they are left for emsd to handle.
         """
-        if not isinstance(msg, Struct):
-            try:
-                msg = decode_broker_msg(msg)
-            except MessageError as err:
-                log.warning('bad message from %s: %s: %r', broker, err.reason, msg)
-                return []
         if isinstance(msg, BrokerdPosition):
             return []
         if isinstance(msg, BrokerdOrderAck):
             return self._on_ack(msg, broker)
         if isinstance(msg, BrokerdStatus | BrokerdFill):
-            return self._on_event(msg, broker)
+            return self._on_event(msg, broker, route)
         if isinstance(msg, BrokerdError):
             return self._on_error(msg, broker)
         log.warning('unexpected message from %s ignored: %r', broker, msg)
@@ -1182,10 +1173,12 @@ class DialogTable:
             return []
         if dialog.phase in PRE_ACK_PHASES:
             self._by_reqid[key] = ack.oid
-            dialog.buffered.extend(self._orphans.pop(key, ()))
+            dialog.absorb(self._orphans.pop(key, ()))
         return self._after(dialog, dialog.handle(E.ACK, ack))
 
-    def _on_event(self, msg: BrokerdStatus | BrokerdFill, broker: str) -> list[Effect]:
+    def _on_event(
+        self, msg: BrokerdStatus | BrokerdFill, broker: str, route: Mode | None,
+    ) -> list[Effect]:
         key = (broker, msg.reqid)
         dialog = self.by_reqid(broker, msg.reqid)
         if dialog is None and msg.oid:
@@ -1197,7 +1190,7 @@ class DialogTable:
                 self._by_reqid[key] = dialog.oid
         if dialog is None:
             if isinstance(msg, BrokerdStatus) and msg.req is not None:
-                return self._external(msg, broker)
+                return self._external(msg, broker, route)
             self._hold_orphan(key, msg)
             return []
         return self._after(dialog, dialog.handle(_event_of(msg), msg))
@@ -1220,8 +1213,11 @@ class DialogTable:
             dropped, events = self._orphans.popitem(last=False)
             log.warning('dropping %d events of never-acked reqid %r', len(events), dropped)
 
-    def _external(self, msg: BrokerdStatus, broker: str) -> list[Effect]:
-        """A venue order emsd did not place: open a dialog for it."""
+    def _external(
+        self, msg: BrokerdStatus, broker: str, route: Mode | None,
+    ) -> list[Effect]:
+        """A venue order emsd did not place: open a dialog for it (routed
+        back to the venue that announced it)."""
         assert msg.req is not None
         if msg.status not in ('open', 'pending'):
             log.info('finished external order %r from %s ignored', msg.reqid, broker)
@@ -1241,17 +1237,14 @@ class DialogTable:
         except MessageError as err:
             log.warning('bad external order from %s: %s', broker, err.reason)
             return []
-        dialog = Dialog(order, clock=self._clock)
-        dialog.external = True
-        dialog.reqid = msg.reqid
-        dialog.phase = P.ACKED
+        dialog = Dialog(order, clock=self._clock, state=DialogState(
+            oid=order.oid, req=order, confirmed=order, phase=P.ACKED,
+            reqid=msg.reqid, external=True, route=route,
+        ))
         self._dialogs[order.oid] = dialog
         self._by_reqid[(broker, msg.reqid)] = order.oid
-        dialog.buffered.extend(self._orphans.pop((broker, msg.reqid), ()))
-        effects = dialog.handle(_event_of(msg), msg)
-        if dialog.phase is P.ACKED:  # 'pending': still announce it
-            effects += dialog._status('pending', src=broker, reason='external order')
-        return self._after(dialog, effects)
+        dialog.absorb(self._orphans.pop((broker, msg.reqid), ()))
+        return self._after(dialog, dialog.announce(msg))
 
     def _fresh_oid(self, candidate: str) -> str:
         """`candidate` if no dialog uses it, else a new collision-free uuid."""

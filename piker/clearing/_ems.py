@@ -64,7 +64,7 @@ from ..service import (
     open_watched_context,
     watch_peer,
 )
-from ._dark import DarkBook, Direction, Triggered
+from ._dark import DarkBook, Triggered
 from ._dialogs import Arm, Dialog, DialogTable, Disarm, Effect, Phase, ToVenue
 from ._journal import (
     Journal,
@@ -224,10 +224,6 @@ class Router:
         # fqme -> monotonic time until which live orders skip waiting for
         # its market price (it had none: see `_await_mark`)
         self._no_mark_until: dict[str, float] = {}
-        # oid -> (broker, mode) of the relay its venue orders go to
-        self.routes: dict[str, tuple[str, Mode]] = {}
-        # oid -> id of the client that placed it (sees it whatever its subs)
-        self.owners: dict[str, int] = {}
         # (broker, account) -> fqme -> latest position
         self.positions: dict[tuple[str, str], dict[str, BrokerdPosition]] = defaultdict(dict)
 
@@ -251,10 +247,8 @@ class Router:
             arms = restore_dialogs(self.dialogs, records)
             venues: set[tuple[str, Mode]] = set()
             for rec in records:
-                if rec.route is not None:
-                    self.routes[rec.oid] = (rec.broker, rec.route)
-                    if rec.phase != Phase.DARK_OPEN:
-                        venues.add((rec.broker, rec.route))
+                if rec.route is not None and rec.phase != Phase.DARK_OPEN:
+                    venues.add((rec.broker, rec.route))
                 if rec.phase in ('pending', 'dark_triggered', 'cancel_stashed'):
                     log.warning(
                         'restored dialog %s was waiting for its venue ack when emsd '
@@ -317,25 +311,17 @@ class Router:
         if writer is None:
             return 0
         if changes:
-            return writer.submit(entries_from_changes(
-                changes, route_of=self._route_mode, direction_of=self._direction,
-            ))
+            return writer.submit(entries_from_changes(changes))
         return writer.ticket
 
     def _journal_refusal(self, status: Status, mode: Mode) -> None:
         """Keep a refused request in the history (it never made a dialog)."""
         if self.writer is not None:
+            dialog = self.dialogs.get(status.oid)
+            route = dialog.route if dialog is not None else None
             self.writer.submit([JournalEntry(
-                oid=status.oid, events=[status], route=self._route_mode(status.oid) or mode,
+                oid=status.oid, events=[status], route=route or mode,
             )])
-
-    def _route_mode(self, oid: str) -> Mode | None:
-        route = self.routes.get(oid)
-        return route[1] if route else None
-
-    def _direction(self, oid: str) -> Direction | None:
-        entry = self.book.get(oid)
-        return entry.direction if entry else None
 
     # -- relays -------------------------------------------------------------
 
@@ -361,11 +347,10 @@ class Router:
     def _relay_in_use(self, relay: Relay) -> bool:
         """A client of its broker and mode, or a working order routed to it
         (a resting dark order included: its trigger goes there)."""
-        key = (relay.broker, relay.mode)
         if any(relay.broker in c.brokers and c.mode == relay.mode
                for c in self.clients.values()):
             return True
-        return any(self.routes.get(d.oid) == key for d in self.dialogs.active())
+        return any(_routed_to(d, relay) for d in self.dialogs.active())
 
     async def reap_relays(self) -> None:
         """Close trades relays nobody has used for `relay_idle` seconds
@@ -476,11 +461,7 @@ class Router:
         """
         relay.syncing = True
         relay.synced = trio.Event()
-        route = (relay.broker, relay.mode)
-        sync = VenueSync(
-            self.dialogs, relay.broker, relay.venue,
-            ours=lambda d: self.routes.get(d.oid) == route,
-        )
+        sync = VenueSync(self.dialogs, relay.broker, relay.venue, relay.mode)
         deferred: list[ToVenue] = []
         synced: BrokerdOrdersSynced | None = None
         t0 = time.monotonic()
@@ -514,15 +495,8 @@ class Router:
     async def _apply_sync(self, relay: Relay, effects: list[Effect],
                           deferred: list[ToVenue]) -> None:
         """Carry out reconciling effects; hold venue commands back."""
-        self._adopt_routes(relay, effects)
         deferred += [e for e in effects if isinstance(e, ToVenue)]
         await self.execute([e for e in effects if not isinstance(e, ToVenue)])
-
-    def _adopt_routes(self, relay: Relay, effects: Iterable[Effect]) -> None:
-        """An external order announced by a venue routes back to it."""
-        for eff in effects:
-            if isinstance(eff, Status) and eff.oid not in self.routes:
-                self.routes[eff.oid] = (relay.broker, relay.mode)
 
     def _venue_lost(self, relay: Relay, reason: str) -> None:
         """Tell clients their orders at a lost venue still work (not errors).
@@ -532,12 +506,11 @@ class Router:
         fail at once (`_to_venue`): they cannot proceed.
         """
         relay.down = f'{relay.venue} is down ({reason})'
-        route = (relay.broker, relay.mode)
         notice = (f'{relay.down}: reconnecting; the order stays at the venue, '
                   'its news follow on reconnect')
         count = 0
         for dialog in self.dialogs.active():
-            if dialog.phase is Phase.DARK_OPEN or self.routes.get(dialog.oid) != route:
+            if dialog.phase is Phase.DARK_OPEN or not _routed_to(dialog, relay):
                 continue
             count += 1
             self.publish(dialog.snapshot().copy({'reason': notice}))
@@ -557,9 +530,7 @@ class Router:
                 if msg.broker in client.brokers:
                     client.push(msg)
             return
-        effects = self.dialogs.on_broker_msg(msg, relay.broker)
-        self._adopt_routes(relay, effects)
-        await self.execute(effects)
+        await self.execute(self.dialogs.on_broker_msg(msg, relay.broker, relay.mode))
 
     # -- dark feeds -----------------------------------------------------------
 
@@ -683,15 +654,9 @@ class Router:
                 self._journal_refusal(reply, client.mode)
                 client.push(reply)
                 return
-            self._forget_evicted()  # first: this oid may be new to the table
-            self.owners.setdefault(msg.oid, client.id)
-            self.routes.setdefault(msg.oid, (msg.broker, client.mode))
-        elif msg.oid in self.dialogs:
-            # (a restored dialog has no owner: its canceller hears the end;
-            # an unknown oid's error goes to the sender anyway, and keeping
-            # it would let garbage cancels grow emsd without bound)
-            self.owners.setdefault(msg.oid, client.id)
-        effects = self.dialogs.on_client_msg(msg)
+        # a new dialog is the client's, at its mode's venue; a restored one
+        # is claimed by its first modifier or canceller (who hears the end)
+        effects = self.dialogs.on_client_msg(msg, owner=client.id, route=client.mode)
         # even with no effects: a stashed modify/cancel changed the dialog
         await self.execute(effects, origin=client)
 
@@ -717,15 +682,6 @@ class Router:
             + ('nothing to cancel' if what == 'cancel' else 'a new order needs a new oid')
         )))
 
-    def _forget_evicted(self) -> None:
-        """Drop the owner/route of dialogs the table has evicted (it keeps
-        only so many finished ones): else a long-lived emsd grows by two
-        entries per order forever. Amortised: a sweep once the maps are
-        well past the table's size."""
-        if len(self.owners) + len(self.routes) > 4 * len(self.dialogs) + 4096:
-            self.owners = {o: c for o, c in self.owners.items() if o in self.dialogs}
-            self.routes = {o: r for o, r in self.routes.items() if o in self.dialogs}
-
     async def _check_order(self, client: ClientConn, order: Order) -> str:
         broker = order.broker
         try:
@@ -736,7 +692,7 @@ class Router:
         if existing is not None and existing.fqme != order.symbol:
             return (f'modify of {order.oid} cannot change its market '
                     f'{existing.fqme!r} to {order.symbol!r}')
-        _, mode = self.routes.get(order.oid, (broker, client.mode))
+        mode = existing.route if existing is not None and existing.route else client.mode
         if order.action != 'alert':
             try:
                 relay = await self.ensure_relay(broker, mode)
@@ -871,14 +827,18 @@ class Router:
             # a restored trigger keeps the direction it was placed with,
             # whatever the market did while emsd was down
             last = eff.level if eff.direction == 'down' else math.nextafter(eff.level, -math.inf)
-        self.book.arm(
+        entry = self.book.arm(
             eff.oid, eff.fqme, eff.action, eff.level, last, size=eff.size,
             price_tick=mkt.price_tick if mkt else None,
             pad_ticks=self.pad_ticks if mkt else 0,
         )
+        dialog = self.dialogs.get(eff.oid)
+        if dialog is not None:
+            dialog.armed(entry.direction)
 
     async def _to_venue(self, eff: ToVenue) -> None:
-        broker, mode = self.routes.get(eff.msg.oid, (eff.broker, 'paper'))
+        dialog = self.dialogs.get(eff.msg.oid)
+        broker, mode = eff.broker, (dialog.route if dialog is not None else None) or 'paper'
         relay = self.relays.get((broker, mode))
         if relay is not None and relay.syncing:
             # just reconnected: the venue's order report comes first
@@ -913,7 +873,10 @@ class Router:
 
     def _hears(self, client: ClientConn, oid: str, fqme: str) -> bool:
         """Whether `client` gets the Statuses of dialog `oid` (on `fqme`)."""
-        return fqme in client.fqmes or client.id == self.owners.get(oid)
+        if fqme in client.fqmes:
+            return True
+        dialog = self.dialogs.get(oid)
+        return dialog is not None and dialog.owner == client.id
 
     def publish(self, status: Status, origin: ClientConn | None = None) -> None:
         """Fan a Status out to every interested client."""
@@ -943,6 +906,11 @@ class Router:
             for d in self.dialogs.active()
         }
         return pps, accounts, dialogs
+
+
+def _routed_to(dialog: Dialog, relay: Relay) -> bool:
+    """Whether `dialog`'s venue orders go to `relay`."""
+    return dialog.broker == relay.broker and dialog.route == relay.mode
 
 
 def _open_journal(keep_days: float = 0.0) -> Journal | None:

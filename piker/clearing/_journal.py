@@ -47,7 +47,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import msgspec
 import trio
@@ -57,7 +57,15 @@ from ..config import get_config_dir
 from ..log import get_logger
 from ..types import Struct
 from ._dark import Direction
-from ._dialogs import Dialog, DialogChange, DialogState, DialogTable, Effect, Phase
+from ._dialogs import (
+    Dialog,
+    DialogChange,
+    DialogState,
+    DialogTable,
+    Effect,
+    Mode,
+    Phase,
+)
 from ._messages import Order, Status
 
 __all__ = [
@@ -73,7 +81,6 @@ __all__ = [
 
 log = get_logger(__name__)
 
-Mode = Literal['live', 'paper']
 ReqId = int | str
 
 SCHEMA_VERSION = 1
@@ -766,25 +773,15 @@ def _statements(script: str) -> list[str]:
 
 # ---- emsd glue ------------------------------------------------------------------
 
-def entries_from_changes(
-    changes: Iterable[DialogChange],
-    *,
-    route_of: Callable[[str], Mode | None],
-    direction_of: Callable[[str], Direction | None],
-) -> list[JournalEntry]:
-    """Journal entries for `DialogTable.drain_changes()` output.
-
-    emsd supplies what only it knows: each dialog's route (the venue
-    relay it uses) and the direction its dark trigger was armed with.
-    """
+def entries_from_changes(changes: Iterable[DialogChange]) -> list[JournalEntry]:
+    """Journal entries for `DialogTable.drain_changes()` output: each
+    dialog's data as it stands, and the Statuses it emitted meanwhile."""
     entries: list[JournalEntry] = []
     for dialog, new in changes:
+        state = dialog.state(fill_tids=False)  # the fill events name them
         entries.append(JournalEntry(
-            oid=dialog.oid,
-            events=new,
-            state=dialog.state(fill_tids=False),  # the fill events name them
-            route=route_of(dialog.oid),
-            direction=direction_of(dialog.oid) if dialog.phase is Phase.DARK_OPEN else None,
+            oid=dialog.oid, events=new, state=state, route=state.route,
+            direction=state.direction if state.phase is Phase.DARK_OPEN else None,
         ))
     return entries
 
@@ -797,14 +794,13 @@ def restore_dialogs(
 
     The effects are `Arm`s (with their original trigger directions) for
     every dialog resting in the dark book; emsd carries them out once the
-    market's feed is up.
+    market's feed is up. A record's route and direction columns are the
+    truth (a state journaled before they were part of it lacks them).
     """
     dialogs: list[Dialog] = []
-    directions: dict[str, Direction] = {}
     for rec in records:
         if rec.state is None:
             continue
-        dialogs.append(Dialog.from_state(rec.state, rec.events))
-        if rec.direction is not None:
-            directions[rec.oid] = rec.direction
-    return table.restore(dialogs, directions=directions)
+        state = msgspec.structs.replace(rec.state, route=rec.route, direction=rec.direction)
+        dialogs.append(Dialog.from_state(state, rec.events))
+    return table.restore(dialogs)
