@@ -44,7 +44,8 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
+from contextlib import asynccontextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -76,6 +77,7 @@ __all__ = [
     'JournalError',
     'entries_from_changes',
     'journal_path',
+    'open_journal_writer',
     'restore_dialogs',
 ]
 
@@ -772,6 +774,58 @@ def _statements(script: str) -> list[str]:
 
 
 # ---- emsd glue ------------------------------------------------------------------
+
+def _open_for_emsd(keep_days: float = 0.0) -> Journal | None:
+    """The journal in the config dir, or None (logged) if it cannot be had;
+    dialogs that ended more than `keep_days` ago are pruned (0: none)."""
+    try:
+        journal = Journal.open()
+    except JournalError as err:
+        log.error('EMS JOURNAL DISABLED, orders will not survive a restart: %s', err)
+        return None
+    if keep_days:
+        try:
+            gone = journal.prune(time.time_ns() - int(keep_days * 86_400e9))
+        except sqlite3.Error as err:
+            log.error('could not prune the EMS journal: %s', err)
+        else:
+            if gone:
+                log.info('EMS journal: forgot %d dialog(s) finished over %g days ago',
+                         gone, keep_days)
+    return journal
+
+
+@asynccontextmanager
+async def open_journal_writer(
+    keep_days: float = 0.0,
+    on_commit: Callable[[int], Any] | None = None,
+) -> AsyncIterator[tuple[JournalWriter | None, list[DialogRecord]]]:
+    """emsd's journal for its lifetime: its writer and the active dialogs
+    to restore.
+
+    The db work runs in a worker thread: a big journal's integrity check
+    must not stall heartbeats. A journal that cannot be opened leaves emsd
+    working, without memory (writer None, logged loudly). At the end the
+    writer writes what was queued, then the db closes.
+    """
+    journal: Journal | None = None
+    try:
+        try:
+            journal = await trio.to_thread.run_sync(_open_for_emsd, keep_days)
+            records = await trio.to_thread.run_sync(journal.active_dialogs) if journal else []
+        except Exception:
+            log.exception('cannot read the EMS journal: nothing restored')
+            records = []
+        writer = JournalWriter(journal, on_commit=on_commit) if journal is not None else None
+        async with trio.open_nursery() as n:
+            if writer is not None:
+                n.start_soon(writer.run)
+            yield writer, records
+            n.cancel_scope.cancel()
+    finally:
+        if journal is not None:
+            journal.close()
+
 
 def entries_from_changes(changes: Iterable[DialogChange]) -> list[JournalEntry]:
     """Journal entries for `DialogTable.drain_changes()` output: each

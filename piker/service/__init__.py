@@ -26,9 +26,10 @@ from ._heartbeat import (
     watch_peer,
     watchdog,
 )
+from ._lifetime import actor_nursery, start_actor_task
 from ._mngr import DAEMON_MODULES, DaemonInfo, DaemonSpec, Services, current_services
 from ._pikerd import connect_pikerd, maybe_open_pikerd, open_pikerd, serve_pikerd
-from ._reconnect import Backoff
+from ._reconnect import Backoff, leave_if_cancelled
 from ._registry import PikerdNotRunning, RegistryBusy, ServiceError
 
 __all__ = [
@@ -48,6 +49,8 @@ __all__ = [
     'connect_pikerd',
     'current_services',
     'find_service',
+    'actor_nursery',
+    'leave_if_cancelled',
     'list_services',
     'maybe_open_pikerd',
     'maybe_spawn_daemon',
@@ -57,6 +60,7 @@ __all__ = [
     'open_watched_context',
     'ping',
     'serve_pikerd',
+    'start_actor_task',
     'watch_peer',
     'watchdog',
 ]

@@ -66,3 +66,14 @@ class Backoff:
 
     def __repr__(self) -> str:
         return f'Backoff(delay={self.delay:g}, attempts={self.attempts})'
+
+
+async def leave_if_cancelled() -> None:
+    """Raise `Cancelled` (only) if this task is being cancelled.
+
+    When the tree shuts down, an upstream daemon often goes first and a
+    reconnect loop's connection fails with its ContextCancelled just as
+    the loop's own cancel arrives, the two mixed in one exception group:
+    that is a shutdown, not a loss to log and retry.
+    """
+    await trio.lowlevel.checkpoint_if_cancelled()
