@@ -292,11 +292,106 @@ class DialogState(Struct):
         Capped at the order size so `filled + remaining == size` holds even
         if a broken venue over-fills (which is logged as an error).
         """
-        return min(max(self.fill_sum, self.venue_filled), self.req.size)
+        return min(self.executed, self.req.size)
 
     @property
     def remaining(self) -> float:
         return max(self.req.size - self.filled, 0.0)
+
+    # ---- the arithmetic of its versions and fills (pure) ---------------
+
+    @property
+    def executed(self) -> float:
+        return max(self.fill_sum, self.venue_filled)
+
+    @property
+    def fully_filled(self) -> bool:
+        """Filled up to every size the venue may be working.
+
+        While a modify is unconfirmed the venue works either the old or the
+        new size, so only the largest proves the order is done.
+        """
+        sizes = [self.confirmed.size]
+        sizes += [r.order.size for r in self.outstanding if r.order is not None]
+        size = max(sizes)
+        return size > 0 and self.executed >= size * (1 - _REL_TOL)
+
+    def refresh_req(self) -> None:
+        """Re-derive `req`: the newest request that can still come true."""
+        executed = self.executed
+        newest_first = [self.stashed_modify] if self.stashed_modify else []
+        newest_first += [
+            r.order for r in reversed(self.outstanding) if r.order is not None
+        ]
+        for order in newest_first:
+            # a venue refuses a size below what is filled already
+            if order.size >= executed * (1 - _REL_TOL):
+                self.req = order
+                return
+        self.req = self.confirmed
+        if executed > self.req.size * (1 + _REL_TOL):
+            log.error('dialog %s: venue reports %s filled of size %s',
+                      self.oid, executed, self.req.size)
+
+    def settle(self) -> None:
+        """At the end no pending request will apply: show the venue's version.
+
+        That is the confirmed one, unless fills prove the venue had taken a
+        later (bigger) modify whose confirmation had not arrived yet.
+        """
+        executed = self.executed
+        versions = [self.confirmed]
+        versions += [r.order for r in self.outstanding if r.order is not None]
+        self.req = next(
+            (o for o in versions if o.size >= executed * (1 - _REL_TOL)),
+            versions[-1],
+        )
+        self.outstanding.clear()
+        self.stashed_modify = None
+
+    def add_executed(self, *, fill: float = 0.0, reported: float = 0.0) -> None:
+        """Account for a fill or a venue's cumulative filled report."""
+        self.fill_sum += fill
+        self.venue_filled = max(self.venue_filled, reported)
+        self.refresh_req()
+
+    def count_fill(self, fill: BrokerdFill) -> bool:
+        """Count `fill` once; False if its tid was seen already."""
+        if fill.tid in self.fill_tids:
+            log.info('dialog %s: dropping duplicate fill tid=%s', self.oid, fill.tid)
+            return False
+        self.fill_tids.add(fill.tid)
+        self.add_executed(fill=fill.size)
+        return True
+
+    def modify_problem(self, new: Order) -> str:
+        """Why `new` cannot modify this dialog ('' if it can)."""
+        old = self.req
+        for field in ('symbol', 'action', 'account'):
+            if getattr(new, field) != getattr(old, field):
+                return (
+                    f'a modify cannot change {field} '
+                    f'({getattr(old, field)!r} -> {getattr(new, field)!r})'
+                )
+        if new.exec_mode == 'dark' and old.exec_mode == 'live':
+            return 'a live order cannot be moved into the dark book; cancel it instead'
+        if self.filled and new.size < self.filled * (1 - _REL_TOL):
+            return f'new size {new.size} is below the filled size {self.filled}'
+        return ''
+
+    def modify_in_flight(self) -> bool:
+        """A modify is at the venue, not yet answered (acked or refused)."""
+        return any(r.kind == 'modify' and not r.acked for r in self.outstanding)
+
+    def confirm_acked(self) -> bool:
+        """A venue status after a modify's ack shows the modify applied."""
+        confirmed = False
+        while self.outstanding and self.outstanding[0].acked:
+            order = self.outstanding.pop(0).order
+            assert order is not None  # only modifies are acked
+            self.confirmed = order
+            confirmed = True
+        return confirmed
 
 
 class Dialog:
@@ -344,22 +439,6 @@ class Dialog:
         return getattr(self.s, name)
 
     # ---- views ----------------------------------------------------------
-
-    @property
-    def _executed_size(self) -> float:
-        return max(self.s.fill_sum, self.s.venue_filled)
-
-    @property
-    def fully_filled(self) -> bool:
-        """Filled up to every size the venue may be working.
-
-        While a modify is unconfirmed the venue works either the old or the
-        new size, so only the largest proves the order is done.
-        """
-        sizes = [self.s.confirmed.size]
-        sizes += [r.order.size for r in self.s.outstanding if r.order is not None]
-        size = max(sizes)
-        return size > 0 and self._executed_size >= size * (1 - _REL_TOL)
 
     @property
     def terminal(self) -> bool:
@@ -450,7 +529,7 @@ class Dialog:
         return (
             f'Dialog({self.oid!r}, {self.s.phase.value}, {self.s.req.action} '
             f'{self.s.req.size}@{self.s.req.price} {self.fqme}, reqid={self.s.reqid!r}, '
-            f'filled={self.filled})'
+            f'filled={self.s.filled})'
         )
 
     # ---- the dispatcher -------------------------------------------------
@@ -492,56 +571,6 @@ class Dialog:
             effects.extend(self.handle(_event_of(msg), msg))
         return effects
 
-    # ---- bookkeeping ----------------------------------------------------
-
-    def _refresh_req(self) -> None:
-        """Re-derive `req`: the newest request that can still come true."""
-        executed = self._executed_size
-        newest_first = [self.s.stashed_modify] if self.s.stashed_modify else []
-        newest_first += [
-            r.order for r in reversed(self.s.outstanding) if r.order is not None
-        ]
-        for order in newest_first:
-            # a venue refuses a size below what is filled already
-            if order.size >= executed * (1 - _REL_TOL):
-                self.s.req = order
-                return
-        self.s.req = self.s.confirmed
-        if executed > self.s.req.size * (1 + _REL_TOL):
-            log.error('dialog %s: venue reports %s filled of size %s',
-                      self.oid, executed, self.s.req.size)
-
-    def _settle(self) -> None:
-        """At the end no pending request will apply: show the venue's version.
-
-        That is the confirmed one, unless fills prove the venue had taken a
-        later (bigger) modify whose confirmation had not arrived yet.
-        """
-        executed = self._executed_size
-        versions = [self.s.confirmed]
-        versions += [r.order for r in self.s.outstanding if r.order is not None]
-        self.s.req = next(
-            (o for o in versions if o.size >= executed * (1 - _REL_TOL)),
-            versions[-1],
-        )
-        self.s.outstanding.clear()
-        self.s.stashed_modify = None
-
-    def _executed(self, *, fill: float = 0.0, reported: float = 0.0) -> None:
-        """Account for a fill or a venue's cumulative filled report."""
-        self.s.fill_sum += fill
-        self.s.venue_filled = max(self.s.venue_filled, reported)
-        self._refresh_req()
-
-    def _apply_fill(self, fill: BrokerdFill) -> bool:
-        """Count `fill` once; False if its tid was seen already."""
-        if fill.tid in self.s.fill_tids:
-            log.info('dialog %s: dropping duplicate fill tid=%s', self.oid, fill.tid)
-            return False
-        self.s.fill_tids.add(fill.tid)
-        self._executed(fill=fill.size)
-        return True
-
     # ---- status construction --------------------------------------------
 
     def _state_resp(self) -> Resp:
@@ -565,8 +594,8 @@ class Dialog:
             req=self.s.req,
             reqid=self.s.reqid,
             src=src,
-            filled=self.filled,
-            remaining=self.remaining,
+            filled=self.s.filled,
+            remaining=self.s.remaining,
             reason=reason,
             brokerd_msg=dict(brokerd_msg or {}),
         )
@@ -614,7 +643,7 @@ class Dialog:
 
     def _send_modify(self, new: Order) -> ToVenue:
         self.s.outstanding.append(PendingRequest('modify', new))
-        self._refresh_req()
+        self.s.refresh_req()
         return ToVenue(broker=self.broker, msg=BrokerdOrder(
             oid=self.oid,
             reqid=self.s.reqid,
@@ -636,21 +665,6 @@ class Dialog:
             time_ns=self._clock(),
         ))
 
-    def _modify_problem(self, new: Order) -> str:
-        """Why `new` cannot modify this dialog ('' if it can)."""
-        old = self.s.req
-        for field in ('symbol', 'action', 'account'):
-            if getattr(new, field) != getattr(old, field):
-                return (
-                    f'a modify cannot change {field} '
-                    f'({getattr(old, field)!r} -> {getattr(new, field)!r})'
-                )
-        if new.exec_mode == 'dark' and old.exec_mode == 'live':
-            return 'a live order cannot be moved into the dark book; cancel it instead'
-        if self.filled and new.size < self.filled * (1 - _REL_TOL):
-            return f'new size {new.size} is below the filled size {self.filled}'
-        return ''
-
     # ---- handlers: each returns (next phase, effects) ------------------
 
     def _submit(self, order: Order) -> tuple[Phase, list[Effect]]:
@@ -662,7 +676,7 @@ class Dialog:
         return P.PENDING, [cmd, *self._status('pending', src='emsd')]
 
     def _modify_dark(self, new: Order) -> tuple[Phase, list[Effect]]:
-        if problem := self._modify_problem(new):
+        if problem := self.s.modify_problem(new):
             return self.s.phase, self._refusal(f'modify refused: {problem}')
         self.s.req = self.s.confirmed = new
         if new.exec_mode == 'live':
@@ -696,17 +710,17 @@ class Dialog:
         ]
 
     def _stash_modify(self, new: Order) -> tuple[Phase, list[Effect]]:
-        if problem := self._modify_problem(new):
+        if problem := self.s.modify_problem(new):
             return self.s.phase, self._refusal(f'modify refused: {problem}')
         self.s.stashed_modify = new  # the latest wins
-        self._refresh_req()
+        self.s.refresh_req()
         return self.s.phase, []
 
     def _stash_cancel(self, _: Any) -> tuple[Phase, list[Effect]]:
         self.s.pre_cancel = self.s.phase  # what a client still sees meanwhile
         self.s.stashed_cancel = True
         self.s.stashed_modify = None  # the cancel wins
-        self._refresh_req()
+        self.s.refresh_req()
         return P.CANCEL_STASHED, []
 
     def _refuse_modify(self, new: Order) -> tuple[Phase, list[Effect]]:
@@ -733,43 +747,39 @@ class Dialog:
         return P.ACKED, []
 
     def _reject(self, err: BrokerdError) -> tuple[Phase, list[Effect]]:
-        self._settle()
+        self.s.settle()
         return P.ERROR, self._status(
             'error', src=self.broker, reason=err.reason, brokerd_msg=err.to_builtins(),
         )
 
-    def _modify_in_flight(self) -> bool:
-        """A modify is at the venue, not yet answered (acked or refused)."""
-        return any(r.kind == 'modify' and not r.acked for r in self.s.outstanding)
-
     def _modify_live(self, new: Order) -> tuple[Phase, list[Effect]]:
-        if problem := self._modify_problem(new):
+        if problem := self.s.modify_problem(new):
             return self.s.phase, self._refusal(f'modify refused: {problem}')
-        if self._modify_in_flight():
+        if self.s.modify_in_flight():
             # a venue works through one order's requests in turn: a burst
             # of modifies (a dragged line) would queue there, and a cancel
             # behind them. One at a time; meanwhile the newest waits here
             # and supersedes older waiting ones.
             self.s.stashed_modify = new
-            self._refresh_req()
+            self.s.refresh_req()
             return self.s.phase, []
         return self.s.phase, [self._send_modify(new)]
 
     def _send_stashed(self) -> list[Effect]:
         """Send the stashed modify once the one in flight is answered."""
         new = self.s.stashed_modify
-        if new is None or self._modify_in_flight() or self.s.phase not in (P.ACKED, P.OPEN):
+        if new is None or self.s.modify_in_flight() or self.s.phase not in (P.ACKED, P.OPEN):
             return []
         self.s.stashed_modify = None
-        self._refresh_req()
-        if problem := self._modify_problem(new):  # e.g. filled past its size meanwhile
+        self.s.refresh_req()
+        if problem := self.s.modify_problem(new):  # e.g. filled past its size meanwhile
             return self._refusal(f'modify refused: {problem}')
         return [self._send_modify(new)]
 
     def _cancel_live(self, _: Any) -> tuple[Phase, list[Effect]]:
         self.s.pre_cancel = self.s.phase
         self.s.stashed_modify = None  # the cancel wins
-        self._refresh_req()
+        self.s.refresh_req()
         return P.CANCELING, [self._send_cancel()]
 
     def _modify_ack(self, ack: BrokerdOrderAck) -> tuple[Phase, list[Effect]]:
@@ -781,25 +791,15 @@ class Dialog:
                 break
         return self.s.phase, self._send_stashed()
 
-    def _confirm_acked(self) -> bool:
-        """A venue status after a modify's ack shows the modify applied."""
-        confirmed = False
-        while self.s.outstanding and self.s.outstanding[0].acked:
-            order = self.s.outstanding.pop(0).order
-            assert order is not None  # only modifies are acked
-            self.s.confirmed = order
-            confirmed = True
-        return confirmed
-
     def _open(self, msg: BrokerdStatus) -> tuple[Phase, list[Effect]]:
-        before = self.filled
-        confirmed = self._confirm_acked()
-        self._executed(reported=msg.filled)
+        before = self.s.filled
+        confirmed = self.s.confirm_acked()
+        self.s.add_executed(reported=msg.filled)
         if self.s.phase is P.CANCELING:
             return P.CANCELING, []  # a cancel is coming: no news for clients
         # `_opened`: an order filled in part on arrival has moved on to
         # OPEN already, but its client has not been told it works yet
-        if self.s.phase is P.ACKED or confirmed or self.filled != before or not self.s.opened:
+        if self.s.phase is P.ACKED or confirmed or self.s.filled != before or not self.s.opened:
             return P.OPEN, self._status(
                 'open', src=self.broker, reason=msg.reason, brokerd_msg=msg.to_builtins(),
             )
@@ -807,19 +807,19 @@ class Dialog:
 
     def _fill(self, fill: BrokerdFill) -> tuple[Phase, list[Effect]]:
         stay = P.OPEN if self.s.phase is P.ACKED else self.s.phase
-        if not self._apply_fill(fill):
+        if not self.s.count_fill(fill):
             return self.s.phase, []
         if self.s.phase is P.CANCELING and self.s.pre_cancel is P.ACKED:
             self.s.pre_cancel = P.OPEN  # it is certainly working at the venue
         effects = self._status('fill', src=self.broker, brokerd_msg=fill.to_builtins())
-        if self.fully_filled:
-            self._settle()
+        if self.s.fully_filled:
+            self.s.settle()
             effects += self._status('closed', src=self.broker)
             return P.CLOSED, effects
         return stay, effects
 
     def _late_fill(self, fill: BrokerdFill) -> tuple[Phase, list[Effect]]:
-        if not self._apply_fill(fill):
+        if not self.s.count_fill(fill):
             return self.s.phase, []
         log.warning('dialog %s: fill after terminal %s: %r', self.oid, self.s.phase.value, fill)
         return self.s.phase, self._status(
@@ -828,10 +828,10 @@ class Dialog:
         )
 
     def _venue_done(self, msg: BrokerdStatus) -> tuple[Phase, list[Effect]]:
-        self._confirm_acked()
-        self._executed(reported=msg.filled)
-        closed = msg.status == 'closed' or self.fully_filled
-        self._settle()
+        self.s.confirm_acked()
+        self.s.add_executed(reported=msg.filled)
+        closed = msg.status == 'closed' or self.s.fully_filled
+        self.s.settle()
         return (P.CLOSED if closed else P.CANCELED), self._status(
             'closed' if closed else 'canceled', src=self.broker,
             reason=msg.reason, brokerd_msg=msg.to_builtins(),
@@ -841,7 +841,7 @@ class Dialog:
         details = err.to_builtins()
         if not self.s.outstanding:
             # no request of ours pending: the order itself failed
-            self._settle()
+            self.s.settle()
             return P.ERROR, self._status(
                 'error', src=self.broker, reason=err.reason, brokerd_msg=details,
             )
@@ -851,7 +851,7 @@ class Dialog:
             self.s.phase = self.s.pre_cancel
             what = 'cancel'
         else:
-            self._refresh_req()
+            self.s.refresh_req()
             what = 'modify'
         effects = self._status(
             self._state_resp(), src=self.broker,
