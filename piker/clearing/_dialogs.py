@@ -394,7 +394,217 @@ class DialogState(Struct):
         return confirmed
 
 
-class Dialog:
+class _ClientHandlers:
+    """`Dialog`'s handlers of client commands and dark-book triggers.
+
+    Each returns (next phase, effects); `TRANSITIONS` says which runs when.
+    """
+
+    __slots__ = ()
+
+    def _submit(self: Dialog, order: Order) -> tuple[Phase, list[Effect]]:
+        if order.exec_mode == 'dark':
+            arm = Arm(oid=self.oid, fqme=self.fqme, action=order.action,
+                      level=order.price, size=order.size)
+            return P.DARK_OPEN, [arm, *self._status('dark_open', src='emsd')]
+        cmd = self._new_venue_order(order.price)
+        return P.PENDING, [cmd, *self._status('pending', src='emsd')]
+
+    def _modify_dark(self: Dialog, new: Order) -> tuple[Phase, list[Effect]]:
+        if problem := self.s.modify_problem(new):
+            return self.s.phase, self._refusal(f'modify refused: {problem}')
+        self.s.req = self.s.confirmed = new
+        if new.exec_mode == 'live':
+            # dark -> live: leave the book, go to the venue
+            cmd = self._new_venue_order(new.price)
+            return P.PENDING, [
+                Disarm(oid=self.oid), cmd, *self._status('pending', src='emsd'),
+            ]
+        arm = Arm(oid=self.oid, fqme=self.fqme, action=new.action,
+                  level=new.price, size=new.size)
+        return P.DARK_OPEN, [arm, *self._status('dark_open', src='emsd')]
+
+    def _cancel_dark(self: Dialog, _: Any) -> tuple[Phase, list[Effect]]:
+        return P.CANCELED, [
+            Disarm(oid=self.oid), *self._status('canceled', src='emsd'),
+        ]
+
+    def _trigger(self: Dialog, trig: Triggered) -> tuple[Phase, list[Effect]]:
+        details = {
+            'price': trig.price, 'level': trig.level,
+            'tick_type': trig.tick_type, 'direction': trig.direction,
+        }
+        if self.s.req.action == 'alert':
+            return P.ALERT_TRIGGERED, self._status(
+                'alert_triggered', src='dark', brokerd_msg=details,
+            )
+        cmd = self._new_venue_order(trig.submit_price)
+        details['submit_price'] = trig.submit_price
+        return P.DARK_TRIGGERED, [
+            cmd, *self._status('dark_triggered', src='dark', brokerd_msg=details),
+        ]
+
+    def _stash_modify(self: Dialog, new: Order) -> tuple[Phase, list[Effect]]:
+        if problem := self.s.modify_problem(new):
+            return self.s.phase, self._refusal(f'modify refused: {problem}')
+        self.s.stashed_modify = new  # the latest wins
+        self.s.refresh_req()
+        return self.s.phase, []
+
+    def _stash_cancel(self: Dialog, _: Any) -> tuple[Phase, list[Effect]]:
+        self.s.pre_cancel = self.s.phase  # what a client still sees meanwhile
+        self.s.stashed_cancel = True
+        self.s.stashed_modify = None  # the cancel wins
+        self.s.refresh_req()
+        return P.CANCEL_STASHED, []
+
+    def _refuse_modify(self: Dialog, new: Order) -> tuple[Phase, list[Effect]]:
+        return self.s.phase, self._refusal('modify refused: a cancel is in progress')
+
+    def _modify_live(self: Dialog, new: Order) -> tuple[Phase, list[Effect]]:
+        if problem := self.s.modify_problem(new):
+            return self.s.phase, self._refusal(f'modify refused: {problem}')
+        if self.s.modify_in_flight():
+            # a venue works through one order's requests in turn: a burst
+            # of modifies (a dragged line) would queue there, and a cancel
+            # behind them. One at a time; meanwhile the newest waits here
+            # and supersedes older waiting ones.
+            self.s.stashed_modify = new
+            self.s.refresh_req()
+            return self.s.phase, []
+        return self.s.phase, [self._send_modify(new)]
+
+    def _send_stashed(self: Dialog) -> list[Effect]:
+        """Send the stashed modify once the one in flight is answered."""
+        new = self.s.stashed_modify
+        if new is None or self.s.modify_in_flight() or self.s.phase not in (P.ACKED, P.OPEN):
+            return []
+        self.s.stashed_modify = None
+        self.s.refresh_req()
+        if problem := self.s.modify_problem(new):  # e.g. filled past its size meanwhile
+            return self._refusal(f'modify refused: {problem}')
+        return [self._send_modify(new)]
+
+    def _cancel_live(self: Dialog, _: Any) -> tuple[Phase, list[Effect]]:
+        self.s.pre_cancel = self.s.phase
+        self.s.stashed_modify = None  # the cancel wins
+        self.s.refresh_req()
+        return P.CANCELING, [self._send_cancel()]
+
+
+class _VenueHandlers:
+    """`Dialog`'s handlers of venue events (acks, statuses, fills, errors).
+
+    Each returns (next phase, effects); `TRANSITIONS` says which runs when.
+    """
+
+    __slots__ = ()
+
+    def _ignore(self: Dialog, msg: Any) -> tuple[Phase, list[Effect]]:
+        log.debug('dialog %s: nothing to do in %s for %r', self.oid, self.s.phase.value, msg)
+        return self.s.phase, []
+
+    def _buffer(self: Dialog, msg: Any) -> tuple[Phase, list[Effect]]:
+        self._seqs.append(next(_arrival))
+        self.s.buffered.append(msg)
+        return self.s.phase, []
+
+    def _ack(self: Dialog, ack: BrokerdOrderAck) -> tuple[Phase, list[Effect]]:
+        self.s.reqid = ack.reqid
+        if self.s.stashed_cancel:
+            self.s.stashed_cancel = False
+            self.s.pre_cancel = P.ACKED  # where a rejected cancel leaves it
+            return P.CANCELING, [self._send_cancel()]
+        if self.s.stashed_modify is not None:
+            new, self.s.stashed_modify = self.s.stashed_modify, None
+            return P.ACKED, [self._send_modify(new)]
+        return P.ACKED, []
+
+    def _reject(self: Dialog, err: BrokerdError) -> tuple[Phase, list[Effect]]:
+        self.s.settle()
+        return P.ERROR, self._status(
+            'error', src=self.broker, reason=err.reason, brokerd_msg=err.to_builtins(),
+        )
+
+    def _modify_ack(self: Dialog, ack: BrokerdOrderAck) -> tuple[Phase, list[Effect]]:
+        # the venue acks every BrokerdOrder: this one is for the oldest
+        # modify not acked yet (a repeated ack of the order itself is moot)
+        for request in self.s.outstanding:
+            if request.kind == 'modify' and not request.acked:
+                request.acked = True
+                break
+        return self.s.phase, self._send_stashed()
+
+    def _open(self: Dialog, msg: BrokerdStatus) -> tuple[Phase, list[Effect]]:
+        before = self.s.filled
+        confirmed = self.s.confirm_acked()
+        self.s.add_executed(reported=msg.filled)
+        if self.s.phase is P.CANCELING:
+            return P.CANCELING, []  # a cancel is coming: no news for clients
+        # `_opened`: an order filled in part on arrival has moved on to
+        # OPEN already, but its client has not been told it works yet
+        if self.s.phase is P.ACKED or confirmed or self.s.filled != before or not self.s.opened:
+            return P.OPEN, self._status(
+                'open', src=self.broker, reason=msg.reason, brokerd_msg=msg.to_builtins(),
+            )
+        return P.OPEN, []
+
+    def _fill(self: Dialog, fill: BrokerdFill) -> tuple[Phase, list[Effect]]:
+        stay = P.OPEN if self.s.phase is P.ACKED else self.s.phase
+        if not self.s.count_fill(fill):
+            return self.s.phase, []
+        if self.s.phase is P.CANCELING and self.s.pre_cancel is P.ACKED:
+            self.s.pre_cancel = P.OPEN  # it is certainly working at the venue
+        effects = self._status('fill', src=self.broker, brokerd_msg=fill.to_builtins())
+        if self.s.fully_filled:
+            self.s.settle()
+            effects += self._status('closed', src=self.broker)
+            return P.CLOSED, effects
+        return stay, effects
+
+    def _late_fill(self: Dialog, fill: BrokerdFill) -> tuple[Phase, list[Effect]]:
+        if not self.s.count_fill(fill):
+            return self.s.phase, []
+        log.warning('dialog %s: fill after terminal %s: %r', self.oid, self.s.phase.value, fill)
+        return self.s.phase, self._status(
+            'fill', src=self.broker, reason=f'fill after {self.s.phase.value}',
+            brokerd_msg=fill.to_builtins(),
+        )
+
+    def _venue_done(self: Dialog, msg: BrokerdStatus) -> tuple[Phase, list[Effect]]:
+        self.s.confirm_acked()
+        self.s.add_executed(reported=msg.filled)
+        closed = msg.status == 'closed' or self.s.fully_filled
+        self.s.settle()
+        return (P.CLOSED if closed else P.CANCELED), self._status(
+            'closed' if closed else 'canceled', src=self.broker,
+            reason=msg.reason, brokerd_msg=msg.to_builtins(),
+        )
+
+    def _venue_error(self: Dialog, err: BrokerdError) -> tuple[Phase, list[Effect]]:
+        details = err.to_builtins()
+        if not self.s.outstanding:
+            # no request of ours pending: the order itself failed
+            self.s.settle()
+            return P.ERROR, self._status(
+                'error', src=self.broker, reason=err.reason, brokerd_msg=details,
+            )
+        # the verdict on our oldest request: the order keeps working
+        request = self.s.outstanding.pop(0)
+        if request.kind == 'cancel':
+            self.s.phase = self.s.pre_cancel
+            what = 'cancel'
+        else:
+            self.s.refresh_req()
+            what = 'modify'
+        effects = self._status(
+            self._state_resp(), src=self.broker,
+            reason=f'{what} rejected: {err.reason}', brokerd_msg=details,
+        )
+        return self.s.phase, effects + self._send_stashed()
+
+
+class Dialog(_ClientHandlers, _VenueHandlers):
     """One order dialog: its `DialogState` (`s`), Status history and owner.
 
     `req` is the order as clients should see it: the latest request that
@@ -664,200 +874,6 @@ class Dialog:
             account=self.s.req.account,
             time_ns=self._clock(),
         ))
-
-    # ---- handlers: each returns (next phase, effects) ------------------
-
-    def _submit(self, order: Order) -> tuple[Phase, list[Effect]]:
-        if order.exec_mode == 'dark':
-            arm = Arm(oid=self.oid, fqme=self.fqme, action=order.action,
-                      level=order.price, size=order.size)
-            return P.DARK_OPEN, [arm, *self._status('dark_open', src='emsd')]
-        cmd = self._new_venue_order(order.price)
-        return P.PENDING, [cmd, *self._status('pending', src='emsd')]
-
-    def _modify_dark(self, new: Order) -> tuple[Phase, list[Effect]]:
-        if problem := self.s.modify_problem(new):
-            return self.s.phase, self._refusal(f'modify refused: {problem}')
-        self.s.req = self.s.confirmed = new
-        if new.exec_mode == 'live':
-            # dark -> live: leave the book, go to the venue
-            cmd = self._new_venue_order(new.price)
-            return P.PENDING, [
-                Disarm(oid=self.oid), cmd, *self._status('pending', src='emsd'),
-            ]
-        arm = Arm(oid=self.oid, fqme=self.fqme, action=new.action,
-                  level=new.price, size=new.size)
-        return P.DARK_OPEN, [arm, *self._status('dark_open', src='emsd')]
-
-    def _cancel_dark(self, _: Any) -> tuple[Phase, list[Effect]]:
-        return P.CANCELED, [
-            Disarm(oid=self.oid), *self._status('canceled', src='emsd'),
-        ]
-
-    def _trigger(self, trig: Triggered) -> tuple[Phase, list[Effect]]:
-        details = {
-            'price': trig.price, 'level': trig.level,
-            'tick_type': trig.tick_type, 'direction': trig.direction,
-        }
-        if self.s.req.action == 'alert':
-            return P.ALERT_TRIGGERED, self._status(
-                'alert_triggered', src='dark', brokerd_msg=details,
-            )
-        cmd = self._new_venue_order(trig.submit_price)
-        details['submit_price'] = trig.submit_price
-        return P.DARK_TRIGGERED, [
-            cmd, *self._status('dark_triggered', src='dark', brokerd_msg=details),
-        ]
-
-    def _stash_modify(self, new: Order) -> tuple[Phase, list[Effect]]:
-        if problem := self.s.modify_problem(new):
-            return self.s.phase, self._refusal(f'modify refused: {problem}')
-        self.s.stashed_modify = new  # the latest wins
-        self.s.refresh_req()
-        return self.s.phase, []
-
-    def _stash_cancel(self, _: Any) -> tuple[Phase, list[Effect]]:
-        self.s.pre_cancel = self.s.phase  # what a client still sees meanwhile
-        self.s.stashed_cancel = True
-        self.s.stashed_modify = None  # the cancel wins
-        self.s.refresh_req()
-        return P.CANCEL_STASHED, []
-
-    def _refuse_modify(self, new: Order) -> tuple[Phase, list[Effect]]:
-        return self.s.phase, self._refusal('modify refused: a cancel is in progress')
-
-    def _ignore(self, msg: Any) -> tuple[Phase, list[Effect]]:
-        log.debug('dialog %s: nothing to do in %s for %r', self.oid, self.s.phase.value, msg)
-        return self.s.phase, []
-
-    def _buffer(self, msg: Any) -> tuple[Phase, list[Effect]]:
-        self._seqs.append(next(_arrival))
-        self.s.buffered.append(msg)
-        return self.s.phase, []
-
-    def _ack(self, ack: BrokerdOrderAck) -> tuple[Phase, list[Effect]]:
-        self.s.reqid = ack.reqid
-        if self.s.stashed_cancel:
-            self.s.stashed_cancel = False
-            self.s.pre_cancel = P.ACKED  # where a rejected cancel leaves it
-            return P.CANCELING, [self._send_cancel()]
-        if self.s.stashed_modify is not None:
-            new, self.s.stashed_modify = self.s.stashed_modify, None
-            return P.ACKED, [self._send_modify(new)]
-        return P.ACKED, []
-
-    def _reject(self, err: BrokerdError) -> tuple[Phase, list[Effect]]:
-        self.s.settle()
-        return P.ERROR, self._status(
-            'error', src=self.broker, reason=err.reason, brokerd_msg=err.to_builtins(),
-        )
-
-    def _modify_live(self, new: Order) -> tuple[Phase, list[Effect]]:
-        if problem := self.s.modify_problem(new):
-            return self.s.phase, self._refusal(f'modify refused: {problem}')
-        if self.s.modify_in_flight():
-            # a venue works through one order's requests in turn: a burst
-            # of modifies (a dragged line) would queue there, and a cancel
-            # behind them. One at a time; meanwhile the newest waits here
-            # and supersedes older waiting ones.
-            self.s.stashed_modify = new
-            self.s.refresh_req()
-            return self.s.phase, []
-        return self.s.phase, [self._send_modify(new)]
-
-    def _send_stashed(self) -> list[Effect]:
-        """Send the stashed modify once the one in flight is answered."""
-        new = self.s.stashed_modify
-        if new is None or self.s.modify_in_flight() or self.s.phase not in (P.ACKED, P.OPEN):
-            return []
-        self.s.stashed_modify = None
-        self.s.refresh_req()
-        if problem := self.s.modify_problem(new):  # e.g. filled past its size meanwhile
-            return self._refusal(f'modify refused: {problem}')
-        return [self._send_modify(new)]
-
-    def _cancel_live(self, _: Any) -> tuple[Phase, list[Effect]]:
-        self.s.pre_cancel = self.s.phase
-        self.s.stashed_modify = None  # the cancel wins
-        self.s.refresh_req()
-        return P.CANCELING, [self._send_cancel()]
-
-    def _modify_ack(self, ack: BrokerdOrderAck) -> tuple[Phase, list[Effect]]:
-        # the venue acks every BrokerdOrder: this one is for the oldest
-        # modify not acked yet (a repeated ack of the order itself is moot)
-        for request in self.s.outstanding:
-            if request.kind == 'modify' and not request.acked:
-                request.acked = True
-                break
-        return self.s.phase, self._send_stashed()
-
-    def _open(self, msg: BrokerdStatus) -> tuple[Phase, list[Effect]]:
-        before = self.s.filled
-        confirmed = self.s.confirm_acked()
-        self.s.add_executed(reported=msg.filled)
-        if self.s.phase is P.CANCELING:
-            return P.CANCELING, []  # a cancel is coming: no news for clients
-        # `_opened`: an order filled in part on arrival has moved on to
-        # OPEN already, but its client has not been told it works yet
-        if self.s.phase is P.ACKED or confirmed or self.s.filled != before or not self.s.opened:
-            return P.OPEN, self._status(
-                'open', src=self.broker, reason=msg.reason, brokerd_msg=msg.to_builtins(),
-            )
-        return P.OPEN, []
-
-    def _fill(self, fill: BrokerdFill) -> tuple[Phase, list[Effect]]:
-        stay = P.OPEN if self.s.phase is P.ACKED else self.s.phase
-        if not self.s.count_fill(fill):
-            return self.s.phase, []
-        if self.s.phase is P.CANCELING and self.s.pre_cancel is P.ACKED:
-            self.s.pre_cancel = P.OPEN  # it is certainly working at the venue
-        effects = self._status('fill', src=self.broker, brokerd_msg=fill.to_builtins())
-        if self.s.fully_filled:
-            self.s.settle()
-            effects += self._status('closed', src=self.broker)
-            return P.CLOSED, effects
-        return stay, effects
-
-    def _late_fill(self, fill: BrokerdFill) -> tuple[Phase, list[Effect]]:
-        if not self.s.count_fill(fill):
-            return self.s.phase, []
-        log.warning('dialog %s: fill after terminal %s: %r', self.oid, self.s.phase.value, fill)
-        return self.s.phase, self._status(
-            'fill', src=self.broker, reason=f'fill after {self.s.phase.value}',
-            brokerd_msg=fill.to_builtins(),
-        )
-
-    def _venue_done(self, msg: BrokerdStatus) -> tuple[Phase, list[Effect]]:
-        self.s.confirm_acked()
-        self.s.add_executed(reported=msg.filled)
-        closed = msg.status == 'closed' or self.s.fully_filled
-        self.s.settle()
-        return (P.CLOSED if closed else P.CANCELED), self._status(
-            'closed' if closed else 'canceled', src=self.broker,
-            reason=msg.reason, brokerd_msg=msg.to_builtins(),
-        )
-
-    def _venue_error(self, err: BrokerdError) -> tuple[Phase, list[Effect]]:
-        details = err.to_builtins()
-        if not self.s.outstanding:
-            # no request of ours pending: the order itself failed
-            self.s.settle()
-            return P.ERROR, self._status(
-                'error', src=self.broker, reason=err.reason, brokerd_msg=details,
-            )
-        # the verdict on our oldest request: the order keeps working
-        request = self.s.outstanding.pop(0)
-        if request.kind == 'cancel':
-            self.s.phase = self.s.pre_cancel
-            what = 'cancel'
-        else:
-            self.s.refresh_req()
-            what = 'modify'
-        effects = self._status(
-            self._state_resp(), src=self.broker,
-            reason=f'{what} rejected: {err.reason}', brokerd_msg=details,
-        )
-        return self.s.phase, effects + self._send_stashed()
 
 
 # ---- the transition table ------------------------------------------------
