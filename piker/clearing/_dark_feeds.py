@@ -105,6 +105,9 @@ class DarkFeeds:
         if dialog is not None:
             dialog.armed(entry.direction)
 
+    def disarm(self, oid: str) -> None:
+        self.book.disarm(oid)
+
     async def resume(self, fqme: str, arms: list[Arm]) -> None:
         """Re-arm restored dark orders once their market's feed is up."""
         try:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from ..log import get_logger
 from ._dialogs import Arm, DialogTable, Disarm, Effect, Mode, ToVenue
@@ -27,16 +27,28 @@ from ._journal import JournalEntry, JournalWriter, entries_from_changes
 from ._messages import BrokerdError, BrokerdPosition, Status
 from ._risk import RiskGate
 
-if TYPE_CHECKING:
-    from ._dark_feeds import DarkFeeds
-    from ._relays import Relays
-
 __all__ = ['Effects']
 
 log = get_logger(__name__)
 
 # a Status saying one of these is published only once the journal has it
 _DURABLE_RESPS = frozenset({'pending', 'dark_open', 'dark_triggered'})
+
+
+class Venues(Protocol):
+    """Where `ToVenue` commands go (`_relays.Relays`)."""
+
+    async def send(self, eff: ToVenue, mode: Mode) -> str:
+        """Send; '' or why it could not be sent."""
+        ...
+
+
+class Dark(Protocol):
+    """Where `Arm`/`Disarm` go (`_dark_feeds.DarkFeeds`)."""
+
+    def arm(self, eff: Arm) -> None: ...
+
+    def disarm(self, oid: str) -> None: ...
 
 
 class Effects:
@@ -47,15 +59,15 @@ class Effects:
         self.dialogs = dialogs
         self.risk = risk
         self.clients = clients
-        self.venues: Relays | None = None
-        self.dark: DarkFeeds | None = None
+        self.venues: Venues | None = None
+        self.dark: Dark | None = None
         # the journal's group-commit writer (None: not (yet) open, or no
         # journal), and the Status batches held back until a commit:
         # (ticket, statuses, origin), in order
         self.writer: JournalWriter | None = None
         self._held: deque[tuple[int, list[Status], ClientConn | None]] = deque()
 
-    def connect(self, venues: Relays, dark: DarkFeeds) -> None:
+    def connect(self, venues: Venues, dark: Dark) -> None:
         self.venues, self.dark = venues, dark
 
     def attach(self, writer: JournalWriter | None) -> None:
@@ -95,7 +107,7 @@ class Effects:
                 dark_change = True
             elif isinstance(eff, Disarm):
                 assert self.dark is not None
-                self.dark.book.disarm(eff.oid)
+                self.dark.disarm(eff.oid)
                 dark_change = True
         ticket = self._journal_changes()
         statuses = [eff for eff in effects if isinstance(eff, Status)]
