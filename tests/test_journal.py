@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
@@ -794,3 +795,23 @@ def test_writer_survives_a_failing_batch(journal: Journal, monkeypatch, caplog):
 
     trio.run(main)
     assert 'was not written' in caplog.text
+
+
+def test_a_state_journaled_before_route_and_direction_were_in_it_restores(journal: Journal):
+    """Older rows keep the route and trigger direction only in their
+    columns: the restored dialog takes them from there."""
+    ems = Ems(journal)
+    ems.book_says['dark'] = 'up'
+    ems.order('dark', exec_mode='dark', price=90.0)
+    ems.order('live')
+    conn = journal._conn
+    for oid, state_json in conn.execute('SELECT oid, state FROM dialogs').fetchall():
+        old = msgspec.json.decode(state_json)
+        del old['route'], old['direction']
+        conn.execute('UPDATE dialogs SET state = ? WHERE oid = ?',
+                     (msgspec.json.encode(old).decode(), oid))
+    table = DialogTable()
+    (arm,) = restore_dialogs(table, journal.active_dialogs())
+    assert (arm.oid, arm.direction) == ('dark', 'up')
+    assert table['dark'].route == table['live'].route == 'paper'
+    assert table['dark'].direction == 'up' and table['live'].direction is None
