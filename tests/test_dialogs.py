@@ -1062,3 +1062,12 @@ TestDialogMachine = DialogMachine.TestCase
 TestDialogMachine.settings = settings(
     max_examples=150, stateful_step_count=40, deadline=None, derandomize=True,
 )
+
+
+def test_an_emsd_cancel_of_a_dark_order_says_why():
+    h = Harness()
+    h.order(exec_mode='dark')
+    (disarm, st_) = h.table.on_cancel('o1', reason='trading is halted')
+    assert isinstance(disarm, Disarm)
+    assert st_.resp == 'canceled' and st_.reason == 'trading is halted'
+    assert h.d().history[-1] is st_

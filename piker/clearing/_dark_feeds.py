@@ -24,7 +24,7 @@ from ..service import Backoff, leave_if_cancelled
 from ._dark import DarkBook, Triggered
 from ._dialogs import Arm, DialogTable, Effect, Phase
 from ._effects import Effects
-from ._messages import Order, Status
+from ._messages import Order
 from ._risk import RiskGate, quote_mark
 
 __all__ = ['LIVE_MARK_WAIT', 'NO_MARK_RETRY', 'DarkFeed', 'DarkFeeds', 'open_dark_feeds']
@@ -131,11 +131,7 @@ class DarkFeeds:
         if refusal is None:
             return self.dialogs.on_trigger(trig)
         log.warning('dark order %s not sent: %s', trig.oid, refusal.reason)
-        effects = self.dialogs.on_cancel(trig.oid)
-        for eff in effects:
-            if isinstance(eff, Status) and eff.oid == trig.oid:
-                eff.reason = refusal.reason
-        return effects
+        return self.dialogs.on_cancel(trig.oid, reason=refusal.reason)
 
     # -- market prices (the risk gate's price band) --------------------------
 

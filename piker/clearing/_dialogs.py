@@ -424,9 +424,9 @@ class _ClientHandlers:
                   level=new.price, size=new.size)
         return P.DARK_OPEN, [arm, *self._status('dark_open', src='emsd')]
 
-    def _cancel_dark(self: Dialog, _: Any) -> tuple[Phase, list[Effect]]:
+    def _cancel_dark(self: Dialog, why: str) -> tuple[Phase, list[Effect]]:
         return P.CANCELED, [
-            Disarm(oid=self.oid), *self._status('canceled', src='emsd'),
+            Disarm(oid=self.oid), *self._status('canceled', src='emsd', reason=why),
         ]
 
     def _trigger(self: Dialog, trig: Triggered) -> tuple[Phase, list[Effect]]:
@@ -1129,9 +1129,12 @@ class DialogTable:
             dialog.claim(owner)
         return self._after(dialog, dialog.handle(E.MODIFY, order))
 
-    def on_cancel(self, cancel: Cancel | str, *, owner: int | None = None) -> list[Effect]:
+    def on_cancel(
+        self, cancel: Cancel | str, *, owner: int | None = None, reason: str = '',
+    ) -> list[Effect]:
         """Cancel a dialog; an unknown oid gets an error reply (and leaves
-        no trace). The canceller of an ownerless dialog hears its end."""
+        no trace). The canceller of an ownerless dialog hears its end; a
+        dark order's `canceled` says `reason` (emsd's own cancels say why)."""
         oid = cancel if isinstance(cancel, str) else cancel.oid
         dialog = self._dialogs.get(oid)
         if dialog is None:
@@ -1144,7 +1147,7 @@ class DialogTable:
             return []
         if owner is not None:
             dialog.claim(owner)
-        return self._after(dialog, dialog.handle(E.CANCEL, cancel))
+        return self._after(dialog, dialog.handle(E.CANCEL, reason))
 
     # ---- dark book side --------------------------------------------------
 
