@@ -52,6 +52,47 @@ async def echo(ctx: tractor.Context) -> None:
     _events.append('peer-lost' if watch.lost else 'stream-ended')
 
 
+async def nap(seconds: float) -> None:
+    """RPC: take `seconds` to answer."""
+    await trio.sleep(seconds)
+
+
+async def context_count() -> int:
+    """RPC: how many contexts this actor's runtime holds (a leak check)."""
+    return len(tractor.current_actor()._contexts)
+
+
+async def close_listener() -> None:
+    """RPC: close this actor's listener, leaving the process (and its
+    connection to pikerd) alive: a deaf daemon (tests/test_wire.py)."""
+    tractor.current_actor().cancel_server()
+
+
+async def crash_runtime() -> None:
+    """RPC: crash this actor's runtime (not just this RPC task): an error in
+    its service nursery, soon after this RPC returned. tractor then tears
+    the service nursery (listener included) down, while the shielded
+    message loop with the parent keeps the process: a deaf daemon."""
+
+    async def _boom() -> None:
+        await trio.sleep(0.2)
+        raise RuntimeError('testd runtime crash')
+
+    tractor.current_actor()._service_n.start_soon(_boom)
+
+
+async def report_crash() -> None:
+    """RPC: what a daemon does when its runtime crashes in a way tractor
+    reports at once: ship the error to its parent (tractor's
+    `try_ship_error_to_parent`), then exit 1. The reply never comes."""
+    from tractor import _actor
+
+    actor = tractor.current_actor()
+    await _actor.try_ship_error_to_parent(actor._parent_chan, RuntimeError('testd crashed'))
+    await trio.sleep(0.2)
+    os._exit(1)
+
+
 @tractor.context
 async def counter(ctx: tractor.Context, n: int, delay: float = 0.0) -> None:
     """Stream the integers 0..n-1 (as fast as possible when delay is 0)."""

@@ -23,6 +23,8 @@ restarted one (nothing crashed), and a marketable order still fills.
 
 One service tree per test; hypothesis drives from a worker thread and
 each example runs in the tree's trio loop (`trio.from_thread.run`).
+Below the streams, tests/test_fuzz_wire.py throws raw bytes, frames and
+RPCs at every daemon's port with the same garbage (`junk`).
 """
 from __future__ import annotations
 

@@ -138,3 +138,58 @@ def test_a_gone_caller_is_not_logged_as_a_crash():
     # a real crash still shows
     assert f.filter(record('Actor crashed:', ValueError('bug')))
     assert f.filter(record('something else', None))
+
+
+def test_the_gone_caller_filter_sees_tractors_records(caplog):
+    """Installed where tractor logs them (a filter on the parent 'tractor'
+    logger never saw the records of 'tractor._actor')."""
+    import logging
+
+    from tractor.log import get_logger
+
+    gone = trio.BrokenResourceError('socket connection broken')
+    with caplog.at_level(logging.ERROR, logger='tractor'):
+        get_logger('tractor._actor').error("Failed to ship error to caller @ ('x', 'y') !?")
+        try:
+            raise gone
+        except trio.BrokenResourceError:
+            get_logger('tractor._actor').exception('Actor crashed:')
+        get_logger('tractor._actor').error('a real one')
+    assert [r.getMessage() for r in caplog.records] == ['a real one']
+
+
+# --- one-shot RPCs leave no context behind ------------------------------------
+
+def test_one_shot_rpcs_leave_no_context_on_either_side(piker_env):
+    """tractor kept one `Context` per `portal.run()` in both actors for good
+    (a heartbeat runs 4 a second per watched peer)."""
+    import tractor
+
+    from piker.service import (
+        maybe_spawn_daemon,
+        open_pikerd,
+        open_watched_context,
+        ping,
+    )
+    from tests import _daemon_fixtures as fx
+
+    async def main() -> tuple[int, int]:
+        async with open_pikerd():
+            async with maybe_spawn_daemon('testd', enable_modules=['tests._daemon_fixtures']) as p:
+                me = tractor.current_actor()
+                mine, theirs = len(me._contexts), await p.run(fx.context_count)
+                for _ in range(200):
+                    await p.run(ping)
+                with trio.move_on_after(0.1):  # a caller that gives up waiting
+                    await p.run(fx.nap, seconds=0.3)
+                # a context endpoint still works (tractor pops those itself)
+                async with open_watched_context(p, fx.echo) as (ctx, _):
+                    async with ctx.open_stream() as stream:
+                        await stream.send(1)
+                        assert await stream.receive() == 1
+                with trio.move_on_after(3):  # the nap and the echo end over there
+                    while await p.run(fx.context_count) > theirs:
+                        await trio.sleep(0.05)
+                return len(me._contexts) - mine, await p.run(fx.context_count) - theirs
+
+    assert trio.run(main) == (0, 0)

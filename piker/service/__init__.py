@@ -9,7 +9,7 @@ long-lived contexts run under heartbeats (`watch_peer`, `watchdog`,
 `open_watched_context`), consumers read streams through bounded drain
 buffers (`open_drained_stream`) and reconnect loops wait with `Backoff`.
 """
-from . import _tractor_fixes  # noqa: F401  (first: every actor runs with them)
+from . import _tractor_fixes, _wire  # noqa: F401  (first: every actor runs with them)
 from ._buffer import DrainBuffer, Policy, open_drained_stream
 from ._daemon import (
     cancel_service,

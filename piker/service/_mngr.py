@@ -21,6 +21,16 @@ connections, so `find_actor` never hands out a dead address for long.
 Only a refused connection counts as gone (a slow accept on a busy box does
 not), and since pikerd drops entries itself, its registry treats
 unregistering an already-dropped entry as done rather than an error.
+
+The same task probes every running daemon's own address: a daemon whose
+process lives but whose listener is gone (measured: a bad connection once
+tore emsd's listener down while its message loop with pikerd kept it
+running, unreachable, for ever) can serve nobody. After
+`DEAF_STRIKES` refused probes in a row (a daemon exiting on purpose closes
+its listener a moment before it exits) it is killed, and so respawned like
+any crash. pikerd itself exits with an error if its own listener goes:
+it could not respawn anything any more (tractor spawns a child with the
+parent's listening address: `OSError(9, 'Bad file descriptor')`).
 """
 from __future__ import annotations
 
@@ -46,6 +56,9 @@ DAEMON_MODULES: list[str] = ['piker.service._child_init', 'piker.service._heartb
 DaemonState = Literal['starting', 'running', 'cancelling', 'failed']
 
 _services: Services | None = None
+
+# refused probes in a row before a daemon with a live process counts as dead
+DEAF_STRIKES = 3
 
 
 def teardown_order(names: Iterable[str]) -> list[str]:
@@ -120,6 +133,7 @@ class _Daemon:
         self.error: BaseException | None = None
         self.ready = trio.Event()  # spawn finished: running, or `error` set
         self.exited = trio.Event()
+        self.deaf = 0  # refused listener probes in a row
 
 
 class Services:
@@ -214,10 +228,50 @@ class Services:
                 dropped += self.drop_entry(uid)
         return dropped
 
+    async def check_listeners(self) -> list[str]:
+        """Kill the running daemons whose listener is gone; their names.
+
+        Probed concurrently (a slow accept costs one `timeout`, not one per
+        daemon). The supervisor then sees an unrequested exit: a respawn.
+        """
+        running = [d for d in self._daemons.values()
+                   if d.state == 'running' and d.addr and d.proc.poll() is None]
+        gone: dict[str, bool] = {}
+
+        async def _probe(d: _Daemon) -> None:
+            gone[d.spec.name] = await listener_gone(d.addr, timeout=0.5)  # type: ignore[arg-type]
+
+        async with trio.open_nursery() as n:
+            for d in running:
+                n.start_soon(_probe, d)
+        killed = []
+        for d in running:
+            d.deaf = d.deaf + 1 if gone[d.spec.name] else 0
+            if d.deaf < DEAF_STRIKES or d.state != 'running' or d.proc.poll() is not None:
+                continue
+            log.error(
+                f'{d.spec.name} (pid {d.pid}) no longer accepts connections at '
+                f'{d.addr[0]}:{d.addr[1]}: killing it, to be respawned'  # type: ignore[index]
+            )
+            d.proc.kill()
+            killed.append(d.spec.name)
+        return killed
+
     async def _prune_forever(self) -> None:
         while True:
             await trio.sleep(self.prune_interval)
             await self.prune()
+            await self.check_listeners()
+
+    async def _watch_own_listener(self) -> None:
+        """Exit pikerd (an error) if its listener closes while it is not
+        shutting down: a registry nobody can reach is not half a pikerd."""
+        await self._arbiter._server_down.wait()
+        if not (self.closing or self._arbiter._cancel_called):
+            raise ServiceError(
+                "pikerd's listener closed: it can no longer be reached or "
+                'respawn daemons; exiting'
+            )
 
     # --- spawning ----------------------------------------------------------
 

@@ -151,6 +151,7 @@ async def _run_services(
                 )
                 services._set_global()
                 service_n.start_soon(services._prune_forever)
+                service_n.start_soon(services._watch_own_listener)
                 try:
                     yield services
                 finally:
