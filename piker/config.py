@@ -23,8 +23,10 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    SecretStr,
     ValidationError,
     field_validator,
+    model_validator,
 )
 
 from .atomicfile import write_atomic
@@ -118,16 +120,99 @@ class SimConf(BackendConf):
     )
 
 
+BINANCE_REST = 'https://api.binance.com'
+BINANCE_WS = 'wss://stream.binance.com:9443'
+BINANCE_TESTNET_REST = 'https://testnet.binance.vision'
+BINANCE_TESTNET_WS = 'wss://stream.testnet.binance.vision'
+ENV_BINANCE_KEY = 'PIKER_BINANCE_API_KEY'
+ENV_BINANCE_SECRET = 'PIKER_BINANCE_API_SECRET'
+
+
+class BinanceConf(BackendConf):
+    """Binance spot (`[binance]`).
+
+    Keys come from (first found): `api_key`/`api_secret`, the files named
+    by `api_key_file`/`api_secret_file`, or the environment variables
+    `PIKER_BINANCE_API_KEY`/`PIKER_BINANCE_API_SECRET`. They are
+    `SecretStr`s: a repr, a log line or a traceback shows `**********`.
+    Without keys the backend serves market data and paper trading only.
+    `testnet = true` points both URLs at Binance's spot testnet unless they
+    are given explicitly.
+    """
+
+    model_config = ConfigDict(extra='forbid', validate_assignment=True)
+    api_key: SecretStr | None = None
+    api_secret: SecretStr | None = None
+    api_key_file: Path | None = None
+    api_secret_file: Path | None = None
+    testnet: bool = False
+    rest_url: str = ''
+    ws_url: str = ''
+    recv_window_ms: int = Field(5000, gt=0, le=60000)
+    accounts: list[str] = Field(default_factory=lambda: ['paper', 'spot'])
+
+    @model_validator(mode='after')
+    def _resolve(self) -> BinanceConf:
+        # plain object.__setattr__: validate_assignment would recurse here
+        if not self.rest_url:
+            object.__setattr__(
+                self, 'rest_url', BINANCE_TESTNET_REST if self.testnet else BINANCE_REST)
+        if not self.ws_url:
+            object.__setattr__(
+                self, 'ws_url', BINANCE_TESTNET_WS if self.testnet else BINANCE_WS)
+        for name, path_field, env in (
+            ('api_key', 'api_key_file', ENV_BINANCE_KEY),
+            ('api_secret', 'api_secret_file', ENV_BINANCE_SECRET),
+        ):
+            if getattr(self, name) is not None:
+                continue
+            path = getattr(self, path_field)
+            value = read_secret_file(path) if path is not None else os.environ.get(env)
+            if value:
+                object.__setattr__(self, name, SecretStr(value.strip()))
+        if (self.api_key is None) != (self.api_secret is None):
+            raise ValueError('give both api_key and api_secret (or neither)')
+        return self
+
+    @property
+    def has_keys(self) -> bool:
+        return self.api_key is not None and self.api_secret is not None
+
+
+def read_secret_file(path: Path) -> str:
+    """The secret in `path`; a warning if other users may read the file."""
+    path = Path(path).expanduser()
+    try:
+        mode = path.stat().st_mode
+        text = path.read_text()
+    except OSError as err:
+        raise ValueError(f'cannot read secret file {str(path)!r}: {err.strerror}') from None
+    if mode & 0o077:
+        import warnings
+        warnings.warn(
+            f'{path} holds a secret but is readable by other users '
+            f'(mode {oct(mode & 0o777)}): chmod 600 it', stacklevel=2,
+        )
+        from .log import get_logger
+        get_logger(__name__).warning(
+            '%s holds a secret but is readable by other users (mode %s): chmod 600 it',
+            path, oct(mode & 0o777))
+    return text
+
+
 class BrokersConf(_Model):
     """`brokers.toml`: one table per backend."""
 
     model_config = ConfigDict(extra='allow', validate_assignment=True)
     sim: SimConf = Field(default_factory=SimConf)
+    binance: BinanceConf = Field(default_factory=BinanceConf)
 
     def backend(self, name: str) -> BackendConf:
         """Return the validated settings of backend `name` (defaults if absent)."""
         if name == 'sim':
             return self.sim
+        if name == 'binance':
+            return self.binance
         raw = (self.model_extra or {}).get(name, {})
         if isinstance(raw, BackendConf):
             return raw
@@ -304,6 +389,17 @@ _DEFAULTS: dict[str, str] = {
 # fee_per_unit = 0.0
 # fee_min = 0.0
 # latency_ms = 0.0     # delay before acks and fills
+#
+# [binance]            # Binance spot; without keys: market data + paper only
+# accounts = ["paper", "spot"]   # "spot" is the live account (--mode live)
+# testnet = false      # true: Binance's spot testnet (testnet.binance.vision)
+# rest_url = "https://api.binance.com"     # defaults: production (or testnet)
+# ws_url = "wss://stream.binance.com:9443"
+# recv_window_ms = 5000
+# # API keys (only for live trading), first found of: api_key = "..." and
+# # api_secret = "..."; api_key_file = "~/.config/piker/binance.key" and
+# # api_secret_file (chmod 600 them); or the environment variables
+# # PIKER_BINANCE_API_KEY and PIKER_BINANCE_API_SECRET
 ''',
     'conf.toml': '''\
 # piker settings.

@@ -57,7 +57,10 @@ Required:
              'ticks': [{'type': 'bid'|'ask'|'trade'|'last',
                         'price': float, 'size': float}, ...]}
 
-        `ticks` lists what changed in this update, in order.
+        `ticks` lists what changed in this update, in order. A backend
+        that heals its own upstream (reconnects) says so with a tick
+        `{'type': 'gap', 'price': nan, 'size': 0.0, 'reason': str}` when
+        it loses it and when it is back; emsd tells dark orders.
 
 Optional:
 

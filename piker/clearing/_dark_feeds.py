@@ -192,6 +192,9 @@ class DarkFeeds:
                         if last is not None:
                             feed.last = last
                         feed.mark = quote_mark(quote, feed.mark)
+                        for tick in quote.get('ticks') or ():
+                            if tick.get('type') == 'gap':  # the backend reconnected
+                                self._notice(fqme, str(tick.get('reason', '')))
                         fired = self.book.process_quote(fqme, quote)
                         if fired:
                             effects: list[Effect] = []

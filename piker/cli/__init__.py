@@ -13,6 +13,7 @@ from . import (
     _accounting,  # noqa: F401
     _chart,  # noqa: F401
     _ems,  # noqa: F401
+    _fake,  # noqa: F401
     _history,  # noqa: F401
     _market,  # noqa: F401
     _orders,  # noqa: F401

@@ -59,10 +59,15 @@ def chart(
     for fqme in fqmes:
         try:
             broker, *_ = unpack_fqme(fqme)
-            get_brokermod(broker)
+            mod = get_brokermod(broker)
         except Exception as err:  # noqa: BLE001 - ValueError / NoSuchBackend: say which
             typer.echo(f'error: {err}', err=True)
             raise typer.Exit(2) from None
+        # a live backend that cannot trade now (e.g. no API keys) says why
+        why = getattr(mod, 'live_unavailable', lambda: None)() if mode == 'live' else None
+        if why:
+            typer.echo(f'error: {why}; use --mode paper', err=True)
+            raise typer.Exit(2)
 
     from ..brokers._errors import BrokerError
     from ..config import ConfigError

@@ -174,9 +174,15 @@ def search(
         async with maybe_open_pikerd(loglevel=loglevel):
             for name in names:
                 async with _brokerd.maybe_spawn_brokerd(name, loglevel) as portal:
-                    found.update(await _brokerd.call(
-                        portal, _brokerd.search, broker=name, pattern=pattern,
-                    ))
+                    try:
+                        found.update(await _brokerd.call(
+                            portal, _brokerd.search, broker=name, pattern=pattern,
+                        ))
+                    except _user_errors() as err:
+                        if len(names) == 1:
+                            raise
+                        # one unreachable venue must not hide the others
+                        typer.echo(f'warning: {name}: {err}', err=True)
         return found
 
     try:

@@ -248,6 +248,11 @@ def _check_mode(mode: str, fqme: str) -> None:
         typer.echo(f'error: backend {broker!r} has no live trading: use --mode paper',
                    err=True)
         raise typer.Exit(2)
+    # a live backend that cannot trade now (e.g. no API keys) says why
+    why = getattr(mod, 'live_unavailable', lambda: None)() if mode == 'live' else None
+    if why:
+        typer.echo(f'error: {why}; use --mode paper', err=True)
+        raise typer.Exit(2)
 
 
 def _check_order(

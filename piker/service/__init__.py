@@ -29,7 +29,7 @@ from ._heartbeat import (
 from ._lifetime import actor_nursery, start_actor_task
 from ._mngr import DAEMON_MODULES, DaemonInfo, DaemonSpec, Services, current_services
 from ._pikerd import connect_pikerd, maybe_open_pikerd, open_pikerd, serve_pikerd
-from ._reconnect import Backoff, leave_if_cancelled
+from ._reconnect import Backoff, leave_if_cancelled, reconnecting
 from ._registry import PikerdNotRunning, RegistryBusy, ServiceError
 
 __all__ = [
@@ -59,6 +59,7 @@ __all__ = [
     'open_pikerd_portal',
     'open_watched_context',
     'ping',
+    'reconnecting',
     'serve_pikerd',
     'start_actor_task',
     'watch_peer',

@@ -18,10 +18,19 @@ while True:
         log.warning('lost the thing (%s): retrying in %.1fs', err, backoff.delay)
     await backoff.sleep()
 ```
+
+`reconnecting(connect, what)` is that loop for a connection that heals
+itself (a venue's websocket).
 """
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 import trio
+
+from ..log import get_logger
+
+log = get_logger(__name__)
 
 FIRST = 0.1     # s: the first retry comes quickly (a respawn takes ~0.5 s)
 CAP = 5.0       # s: a long outage is retried at least this often
@@ -66,6 +75,42 @@ class Backoff:
 
     def __repr__(self) -> str:
         return f'Backoff(delay={self.delay:g}, attempts={self.attempts})'
+
+
+async def reconnecting(
+    connect: Callable[[], Awaitable[None]],
+    what: str,
+    *,
+    backoff: Backoff | None = None,
+    retry_on: tuple[type[BaseException], ...] = (Exception,),
+    healthy_after: float = 10.0,
+    on_down: Callable[[BaseException | None], None] | None = None,
+) -> None:
+    """Run `await connect()` forever, reconnecting after it ends or fails.
+
+    The loop above for a connection that heals itself (a venue's
+    websocket: Binance drops every connection after 24 h): `connect()`
+    returning counts as a disconnect, an exception outside `retry_on`
+    propagates (a permanent failure: a ban, a bad key), and a connection
+    that stayed up `healthy_after` seconds resets the backoff. `on_down(err)`
+    is called on each disconnect (err None: it just ended), before the wait.
+    """
+    backoff = backoff or Backoff()
+    while True:
+        started = trio.current_time()
+        err: BaseException | None = None
+        try:
+            await connect()
+            log.warning('%s: disconnected; reconnecting', what)
+        except retry_on as exc:
+            err = exc
+            log.warning('%s: connection failed (%s: %s); reconnecting',
+                        what, type(exc).__name__, exc)
+        if on_down is not None:
+            on_down(err)
+        if trio.current_time() - started >= healthy_after:
+            backoff.reset()
+        await backoff.sleep()
 
 
 async def leave_if_cancelled() -> None:

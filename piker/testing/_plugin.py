@@ -130,3 +130,20 @@ def paper_sim(piker_env: tuple[Path, tuple[str, int]]) -> SimRunner:
     """
     confdir, addr = piker_env
     return SimRunner(confdir, addr)
+
+
+@pytest.fixture
+def fake_binance() -> Iterator[Any]:
+    """A fake Binance spot venue in a background thread (`FakeBinanceThread`).
+
+    Its market moves only when the test says so (`quote_rate=0`):
+    ```python
+    def test_it(fake_binance, piker_env):
+        (piker_env[0] / 'brokers.toml').write_text(fake_binance.config_toml())
+        fake_binance.push('BTCUSDT', bid=64000, ask=64000.01, bsize=1, asize=1)
+    ```
+    See docs/fake_binance.md; build your own with other options.
+    """
+    from .fakes.binance import FakeBinanceThread
+    with FakeBinanceThread(quote_rate=0) as fake:
+        yield fake

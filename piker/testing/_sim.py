@@ -546,34 +546,50 @@ def run_sim(
     `check_leaks`, raises `LeakedProcesses` if any child process survives
     the teardown.
     """
+    confdir = isolated_config_dir('run_sim()')
+    _write_toml(confdir / 'brokers.toml', brokers)
+    _write_toml(confdir / 'conf.toml', conf)
+    result, pids = trio.run(
+        run_tree, async_fn, confdir, loglevel, timeout,
+    )
+    if check_leaks:
+        check_gone(pids)
+    return result
+
+
+def isolated_config_dir(who: str) -> Path:
+    """The test's private config dir; refuses to run without one."""
     from ..config import ENV_CONFIG_DIR, ENV_REGISTRY_ADDR, get_config_dir
-    from ..service import maybe_open_pikerd
 
     missing = [v for v in (ENV_CONFIG_DIR, ENV_REGISTRY_ADDR) if not os.environ.get(v)]
     if missing:
         raise RuntimeError(
-            f'run_sim() needs an isolated piker environment ({", ".join(missing)} '
+            f'{who} needs an isolated piker environment ({", ".join(missing)} '
             'unset): use the `paper_sim` / `piker_env` fixtures'
         )
     confdir = get_config_dir()
     confdir.mkdir(parents=True, exist_ok=True)
-    _write_toml(confdir / 'brokers.toml', brokers)
-    _write_toml(confdir / 'conf.toml', conf)
+    return confdir
 
-    async def main() -> tuple[Any, set[int]]:
-        pids: set[int] = set()
-        async with maybe_open_pikerd(loglevel=loglevel) as services:
-            async with trio.open_nursery() as n:
-                sim = PaperSim(n, services, confdir, loglevel)
-                try:
-                    with trio.fail_after(timeout):
-                        result = await async_fn(sim)
-                finally:
-                    pids = sim.child_pids()
-                    await sim.aclose()
-        return result, pids
 
-    result, pids = trio.run(main)
-    if check_leaks:
-        check_gone(pids)
-    return result
+async def run_tree(
+    async_fn: Callable[[PaperSim], Awaitable[Any]],
+    confdir: Path,
+    loglevel: str | None,
+    timeout: float,
+) -> tuple[Any, set[int]]:
+    """Inside a trio run: boot the tree, `await async_fn(sim)` (cancelled
+    after `timeout`), tear down; return its result and the child pids seen."""
+    from ..service import maybe_open_pikerd
+
+    pids: set[int] = set()
+    async with maybe_open_pikerd(loglevel=loglevel) as services:
+        async with trio.open_nursery() as n:
+            sim = PaperSim(n, services, confdir, loglevel)
+            try:
+                with trio.fail_after(timeout):
+                    result = await async_fn(sim)
+            finally:
+                pids = sim.child_pids()
+                await sim.aclose()
+    return result, pids
