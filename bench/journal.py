@@ -54,10 +54,7 @@ class Emsd:
         self.journal = journal
 
     def commit(self) -> None:
-        self.journal.record(entries_from_changes(
-            self.table.drain_changes(),
-            route_of=lambda _: 'paper', direction_of=lambda _: 'down',
-        ))
+        self.journal.record(entries_from_changes(self.table.drain_changes()))
 
 
 def _timed(fn, n: int) -> list[float]:
@@ -88,11 +85,11 @@ def main() -> None:
     print(f'{"batch":<24} {"p50 µs":>8} {"p99 µs":>8} {"max µs":>9}')
 
     def submit(i: int) -> None:
-        ems.table.on_order(_order(f'd{i}', price=50.0 + i * 1e-3))
+        ems.table.on_order(_order(f'd{i}', price=50.0 + i * 1e-3), route='paper')
         ems.commit()
     _row('submit (dark order)', _timed(submit, n))
 
-    ems.table.on_order(_order('live', mode='live'))
+    ems.table.on_order(_order('live', mode='live'), route='paper')
     ems.table.on_broker_msg(BrokerdOrderAck(oid='live', reqid='r', account='paper'), 'sim')
     ems.table.on_broker_msg(BrokerdStatus(reqid='r', status='open', account='paper',
                                           time_ns=1), 'sim')

@@ -37,13 +37,15 @@ def populate(now_ns: int) -> None:
     table = DialogTable(clock=lambda: clock[0], track_changes=True)
     with Journal.open() as journal:
 
-        def commit() -> None:
-            journal.record(entries_from_changes(
-                table.drain_changes(), route_of=lambda _: 'paper',
-                direction_of=lambda _: 'up',
-            ))
+        def place(order: Order) -> None:
+            table.on_order(order, route='paper')
+            if order.exec_mode == 'dark':
+                table[order.oid].armed('up')  # as emsd's dark book does
 
-        table.on_order(Order(oid='aaaa1111-filled', symbol='btcusdt.sim', action='buy',
+        def commit() -> None:
+            journal.record(entries_from_changes(table.drain_changes()))
+
+        place(Order(oid='aaaa1111-filled', symbol='btcusdt.sim', action='buy',
                              exec_mode='live', price=65000.5, size=0.5, account='paper'))
         commit()
         table.on_broker_msg(BrokerdOrderAck(oid='aaaa1111-filled', reqid='r1',
@@ -55,13 +57,13 @@ def populate(now_ns: int) -> None:
                                         price=65000.0, broker_time=1.0, time_ns=1), 'sim')
         commit()
         clock[0] = now_ns - HOUR
-        table.on_order(Order(oid='aaaa2222-canceled', symbol='ethusdt.sim', action='sell',
+        place(Order(oid='aaaa2222-canceled', symbol='ethusdt.sim', action='sell',
                              exec_mode='dark', price=3000.0, size=2.0, account='paper'))
         commit()
         table.on_cancel('aaaa2222-canceled')
         commit()
         clock[0] = now_ns
-        table.on_order(Order(oid='bbbb3333-alert', symbol='btcusdt.sim', action='alert',
+        place(Order(oid='bbbb3333-alert', symbol='btcusdt.sim', action='alert',
                              exec_mode='dark', price=70000.0, size=0.0, account='paper'))
         commit()
 

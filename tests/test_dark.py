@@ -131,18 +131,6 @@ def test_disarm_then_no_fire():
     assert fired(book, ('ask', 200.0)) == []
 
 
-def test_rearm_moves_level_and_recomputes_direction():
-    book = DarkBook()
-    book.arm('b', FQME, 'buy', 101.0, last_price=100.0, size=2.0)
-    entry = book.rearm('b', 95.0, last_price=100.0)
-    assert (entry.level, entry.direction, entry.size) == (95.0, 'down', 2.0)
-    assert len(book) == 1
-    assert fired(book, ('ask', 101.0)) == []
-    assert fired(book, ('ask', 95.0)) == ['b']
-    with pytest.raises(KeyError):
-        book.rearm('b', 90.0, last_price=100.0)
-
-
 def test_arm_same_oid_replaces():
     book = DarkBook()
     book.arm('b', FQME, 'buy', 101.0, last_price=100.0)

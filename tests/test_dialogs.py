@@ -32,13 +32,14 @@ from piker.clearing import (
     DialogTable,
     Disarm,
     Event,
+    MessageError,
     Order,
     Phase,
     Status,
     ToVenue,
     Triggered,
-    decode_history,
-    encode_history,
+    decode_broker_msg,
+    decode_client_msg,
 )
 from piker.clearing._dialogs import TERMINAL_PHASES
 
@@ -296,7 +297,7 @@ def test_modify_dark_order_rearms():
     h = Harness()
     h.order(exec_mode='dark', price=99.0)
     eff = h.order(exec_mode='dark', price=98.0, size=1.0)
-    assert eff[0] == Arm(oid='o1', fqme=FQME, action='buy', level=98.0, size=1.0, rearm=True)
+    assert eff[0] == Arm(oid='o1', fqme=FQME, action='buy', level=98.0, size=1.0)
     assert venue(eff) == []
     (st_,) = statuses(eff)
     assert st_.resp == 'dark_open' and st_.req.price == 98.0
@@ -659,24 +660,38 @@ def test_external_order_gets_a_dialog():
     assert done == [] and 'ext-3' not in h.table
 
 
-def test_on_client_msg_decodes_and_replies_to_garbage():
+def test_on_client_msg_takes_typed_commands_and_keeps_their_owner():
     h = Harness()
-    eff = h.table.on_client_msg(mk_order().to_builtins())
+    eff = h.table.on_client_msg(mk_order(), owner=7, route='paper')
     assert resps(eff) == ['pending']
-    eff = h.table.on_client_msg(Cancel(oid='o1').to_builtins())
+    assert h.d().owner == 7 and h.d().route == 'paper'
+    eff = h.table.on_client_msg(Cancel(oid='o1'), owner=8)
     assert eff == [] and h.d().phase is Phase.CANCEL_STASHED
-    (st_,) = h.table.on_client_msg(dict(mk_order('o2').to_builtins(), size=-1))
-    assert st_.resp == 'error' and st_.oid == 'o2' and 'size' in st_.reason
-    assert 'o2' not in h.table
+    assert h.d().owner == 7  # a canceller does not take over an owned dialog
+    # the wire is decoded once, at emsd's boundary: garbage never gets here
+    with pytest.raises(MessageError, match='size'):
+        decode_client_msg(dict(mk_order('o2').to_builtins(), size=-1))
 
 
-def test_on_broker_msg_decodes_raw_and_drops_garbage():
+def test_restored_dialog_is_claimed_by_its_first_canceller():
     h = Harness()
     h.order()
-    assert h.broker(BrokerdOrderAck(oid='o1', reqid='r1', account='paper').to_builtins()) == []
+    back = Dialog.from_state(h.d().state(), h.d().history)
+    table = DialogTable()
+    table.restore([back])
+    assert back.owner is None
+    table.on_cancel(Cancel(oid='o1'), owner=3)
+    assert back.owner == 3
+
+
+def test_on_broker_msg_takes_typed_messages():
+    h = Harness()
+    h.order()
+    assert h.broker(decode_broker_msg(
+        BrokerdOrderAck(oid='o1', reqid='r1', account='paper').to_builtins())) == []
     assert h.d().reqid == 'r1'
-    assert h.broker({'name': 'fill', 'reqid': 'r1'}) == []
-    assert h.broker([1, 2, 3]) == []
+    with pytest.raises(MessageError):
+        decode_broker_msg({'name': 'fill', 'reqid': 'r1'})
     pos = BrokerdPosition(broker=BROKER, account='paper', symbol=FQME, size=1.0, avg_price=1.0)
     assert h.broker(pos) == []
 
@@ -696,19 +711,6 @@ def test_orphans_are_bounded():
     for i in range(5):
         h.status('open', reqid=i)
     assert h.table.orphans() == 3
-
-
-def test_history_round_trips():
-    h = Harness()
-    h.order()
-    h.ack()
-    h.status('open')
-    h.fill(2.0)
-    d = h.d()
-    data = d.history_json()
-    assert isinstance(data, bytes)
-    assert decode_history(data) == d.history
-    assert decode_history(encode_history([]).decode()) == []
 
 
 def test_filled_plus_remaining_is_size_on_every_status():
@@ -990,7 +992,7 @@ class DialogMachine(RuleBasedStateMachine):
         msg = outbox.pop(i)
         if isinstance(msg, BrokerdFill | BrokerdStatus):
             self.delivered.append(msg)
-        self.run(self.table.on_broker_msg(msg.to_builtins(), BROKER))
+        self.run(self.table.on_broker_msg(decode_broker_msg(msg.to_builtins()), BROKER))
 
     @precondition(lambda self: self.delivered)
     @rule(data=st.data())
@@ -1060,3 +1062,12 @@ TestDialogMachine = DialogMachine.TestCase
 TestDialogMachine.settings = settings(
     max_examples=150, stateful_step_count=40, deadline=None, derandomize=True,
 )
+
+
+def test_an_emsd_cancel_of_a_dark_order_says_why():
+    h = Harness()
+    h.order(exec_mode='dark')
+    (disarm, st_) = h.table.on_cancel('o1', reason='trading is halted')
+    assert isinstance(disarm, Disarm)
+    assert st_.resp == 'canceled' and st_.reason == 'trading is halted'
+    assert h.d().history[-1] is st_

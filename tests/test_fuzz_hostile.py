@@ -264,7 +264,7 @@ def test_error_reply_to_a_map_with_odd_keys_decodes():
 
 
 def test_a_gone_client_never_breaks_the_fanout():
-    from piker.clearing._ems import ClientConn
+    from piker.clearing._fanout import ClientConn
 
     gone, live = ClientConn(FQME, 'paper'), ClientConn(FQME, 'paper')
     gone.recv_ch.close()  # its sender task ended: the client went away
@@ -275,19 +275,18 @@ def test_a_gone_client_never_breaks_the_fanout():
 
 
 def test_garbage_cancels_leave_no_trace_in_emsd():
-    from piker.clearing._ems import ClientConn, Router
+    from piker.clearing._ems import open_emsd
+    from piker.config import load_conf
 
     async def main():
-        async with trio.open_nursery() as n:
-            router = Router(n)
-            client = ClientConn(FQME, 'paper')
-            router.clients[client.id] = client
-            for i in range(100):
-                await router.on_client_msg(client, {'name': 'cancel', 'oid': f'ghost-{i}' * 1000})
-            errors = [client.recv_ch.receive_nowait() for _ in range(100)]
+        async with open_emsd(load_conf().ems) as emsd:
+            with emsd.clients.session(FQME, 'paper') as client:
+                for i in range(100):
+                    await emsd.intake.on_client_msg(
+                        client, {'name': 'cancel', 'oid': f'ghost-{i}' * 1000})
+                errors = [client.recv_ch.receive_nowait() for _ in range(100)]
             assert all(e.resp == 'error' and 'unknown oid' in e.reason for e in errors)
-            assert not router.owners and not router.routes
-            n.cancel_scope.cancel()
+            assert len(emsd.dialogs) == 0  # nothing kept for a ghost
 
     trio.run(main)
 

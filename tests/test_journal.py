@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
@@ -64,22 +65,20 @@ class Ems:
             clock=clock or (lambda: next(self.now)), track_changes=True, **kw,
         )
         self.journal = journal
-        self.directions: dict[str, str] = {}
         self.routes: dict[str, str] = {}
+        # the direction the dark book arms each oid's trigger with
+        self.book_says: dict[str, str] = {}
 
     def commit(self, effects: list) -> list:
         for eff in effects:
-            if isinstance(eff, Arm):
-                self.directions.setdefault(eff.oid, eff.direction or 'down')
-        self.journal.record(entries_from_changes(
-            self.table.drain_changes(),
-            route_of=lambda oid: self.routes.get(oid, 'paper'),  # type: ignore[arg-type,return-value]
-            direction_of=self.directions.get,  # type: ignore[arg-type]
-        ))
+            if isinstance(eff, Arm):  # as emsd's dark book does
+                self.table[eff.oid].armed(eff.direction or self.book_says.get(eff.oid, 'down'))
+        self.journal.record(entries_from_changes(self.table.drain_changes()))
         return effects
 
     def order(self, oid: str = 'o1', **kw: Any) -> list:
-        return self.commit(self.table.on_order(mk_order(oid, **kw)))
+        route = self.routes.get(oid, 'paper')
+        return self.commit(self.table.on_order(mk_order(oid, **kw), route=route))  # type: ignore[arg-type]
 
     def cancel(self, oid: str = 'o1') -> list:
         return self.commit(self.table.on_cancel(Cancel(oid=oid)))
@@ -203,7 +202,7 @@ def test_live_dialog_timeline(journal: Journal):
     assert rec.phase == 'closed' and not rec.active and rec.filled == 2.0
     assert rec.events[2].brokerd_msg['size'] == 0.5
     # fill tids are not rewritten with every batch: the fill events name them
-    assert rec.state is not None and rec.state.fill_tids == []
+    assert rec.state is not None and rec.state.fill_tids == set()
     assert Dialog.from_state(rec.state, rec.events).fill_tids == {'t1', 't2'}
     assert rec.created_ns <= rec.updated_ns
     assert rec.events == ems.table['o1'].history
@@ -346,7 +345,7 @@ def test_failed_batch_is_rolled_back_whole(journal: Journal):
 def test_restore_rebuilds_active_dialogs(journal: Journal):
     ems = Ems(journal)
     ems.order('dark', exec_mode='dark', price=90.0, size=3.0)
-    ems.directions['dark'] = 'up'  # as the book armed it
+    ems.book_says['dark'] = 'up'  # the market is below it now
     ems.order('dark', exec_mode='dark', price=95.0, size=3.0)  # a modify
     ems.order('alert', action='alert', price=120.0, size=0.0)
     ems.order('live')
@@ -362,7 +361,7 @@ def test_restore_rebuilds_active_dialogs(journal: Journal):
     assert sorted((e.oid, e.level, e.direction) for e in effects) == [
         ('alert', 120.0, 'down'), ('dark', 95.0, 'up'),
     ]
-    assert all(isinstance(e, Arm) and not e.rearm for e in effects)
+    assert all(isinstance(e, Arm) for e in effects)
     for d in table:
         assert d.state() == ems.table[d.oid].state()
         assert d.history == ems.table[d.oid].history
@@ -459,9 +458,7 @@ def test_restored_table_is_indistinguishable(ops, split):
         split = min(split, len(ops))
         for n, (oid, op) in enumerate(ops[:split]):
             _apply(orig, op, oid, n)
-            journal.record(entries_from_changes(
-                orig.drain_changes(), route_of=lambda _: 'paper', direction_of=lambda _: None,
-            ))
+            journal.record(entries_from_changes(orig.drain_changes()))
         # events held for a reqid nobody knows yet live only in memory: their
         # ack went to the same (now dead) venue session, it cannot come later
         assume(orig.orphans() == 0)
@@ -711,8 +708,7 @@ def test_since_parsing_helper_types(journal: Journal):
 # ---- group commit (JournalWriter): emsd's writes, off its event loop -------------
 
 def _entries(table: DialogTable) -> list[JournalEntry]:
-    return entries_from_changes(table.drain_changes(), route_of=lambda oid: 'paper',
-                                direction_of=lambda oid: None)
+    return entries_from_changes(table.drain_changes())
 
 
 def test_writer_group_commits_and_flushes(journal: Journal):
@@ -799,3 +795,23 @@ def test_writer_survives_a_failing_batch(journal: Journal, monkeypatch, caplog):
 
     trio.run(main)
     assert 'was not written' in caplog.text
+
+
+def test_a_state_journaled_before_route_and_direction_were_in_it_restores(journal: Journal):
+    """Older rows keep the route and trigger direction only in their
+    columns: the restored dialog takes them from there."""
+    ems = Ems(journal)
+    ems.book_says['dark'] = 'up'
+    ems.order('dark', exec_mode='dark', price=90.0)
+    ems.order('live')
+    conn = journal._conn
+    for oid, state_json in conn.execute('SELECT oid, state FROM dialogs').fetchall():
+        old = msgspec.json.decode(state_json)
+        del old['route'], old['direction']
+        conn.execute('UPDATE dialogs SET state = ? WHERE oid = ?',
+                     (msgspec.json.encode(old).decode(), oid))
+    table = DialogTable()
+    (arm,) = restore_dialogs(table, journal.active_dialogs())
+    assert (arm.oid, arm.direction) == ('dark', 'up')
+    assert table['dark'].route == table['live'].route == 'paper'
+    assert table['dark'].direction == 'up' and table['live'].direction is None

@@ -61,10 +61,11 @@ class World:
         self.others: set[str] = set()  # dialogs routed elsewhere
 
     def sync(self) -> VenueSync:
-        return VenueSync(self.table, BROKER, VENUE, ours=lambda d: d.oid not in self.others)
+        return VenueSync(self.table, BROKER, VENUE, route='paper')
 
     def pending(self, oid: str, **kw: Any) -> None:
-        self.table.on_order(mk_order(oid, **kw))
+        route = 'live' if oid in self.others else 'paper'
+        self.table.on_order(mk_order(oid, **kw), route=route)  # type: ignore[arg-type]
 
     def open(self, oid: str, reqid: str, **kw: Any) -> None:
         self.pending(oid, **kw)
@@ -108,8 +109,8 @@ def test_a_dialog_the_venue_does_not_list_is_resolved():
     w.open('filled', 'r-f')
     w.table.on_broker_msg(fill('r-f', 'filled', size=2.0), BROKER)
     w.open('kept', 'r-k')
-    w.open('elsewhere', 'r-e')
     w.others.add('elsewhere')
+    w.open('elsewhere', 'r-e')
     w.pending('never')        # sent, never acked, unknown to the venue
     w.table.on_order(mk_order('dark', exec_mode='dark'))
     sync = w.sync()

@@ -5,13 +5,21 @@ Scripts, the CLI and the UI need only the client API (DESIGN.md section
 `Status` / `BrokerdPosition` messages; `wait_for_status()` is the usual
 way to await one dialog's progress.
 
-The pure core underneath: `_messages` is the wire protocol (section 5),
-`_dialogs` the per-order state machine emsd runs every message through,
-`_dark` the trigger index of resting dark orders and alerts, `_journal`
-emsd's SQLite journal of every dialog (restore and history), `_risk` the
-pre-trade limits and trading state (kill switch) emsd checks orders with.
-The daemons (`_ems`: emsd, `_ems_admin`: its `piker ems` RPC,
-`_paper_engine`: paperboi) are RPC modules, not API.
+The pure core: `_messages` is the wire protocol (section 5), `_dialogs`
+the per-order state machine emsd runs every message through (`Dialog`,
+its data `DialogState`, the `TRANSITIONS` table, `DialogTable`), `_dark`
+the trigger index of resting dark orders and alerts, `_reconcile` a
+venue's order report applied to the table, `_risk` the pre-trade limits
+and trading state (kill switch), `_journal` emsd's SQLite journal of every
+dialog (restore and history).
+
+emsd (RPC modules, not API): `_ems` is its wiring (`open_emsd()`, the
+client session), made of `_fanout` (client queues: who hears what),
+`_relays` (venue trades dialogues: connect, reconnect, reconcile, send),
+`_dark_feeds` (the dark book's market feeds and triggers), `_intake`
+(client commands in) and `_effects` (the executor of the core's effects
+that joins them); `_ems_admin` is its `piker ems` RPC. `_paper_engine`
+is paperboi, the paper venue.
 """
 from ._client import (
     EMSError,
@@ -35,8 +43,6 @@ from ._dialogs import (
     PendingRequest,
     Phase,
     ToVenue,
-    decode_history,
-    encode_history,
 )
 from ._journal import DialogRecord, Journal, JournalEntry, JournalError, journal_path
 from ._messages import (
@@ -106,8 +112,6 @@ __all__ = [
     'decode_broker_msg',
     'decode_client_msg',
     'decode_ems_msg',
-    'decode_history',
-    'encode_history',
     'error_status',
     'journal_path',
     'open_ems',

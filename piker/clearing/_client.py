@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import math
 import re
-import time
 import uuid
 from collections import OrderedDict
 from collections.abc import AsyncIterator
@@ -389,10 +388,6 @@ async def wait_for_status(
             if isinstance(msg, Status) and msg.oid == oid and msg.resp in want:
                 return msg
     raise EMSError(f'trades stream ended before {oid} reached {want}')
-
-
-def now_ns() -> int:
-    return time.time_ns()
 
 
 __all__ = [

@@ -225,30 +225,6 @@ class DarkBook:
         self._keys[oid] = key
         return entry
 
-    def rearm(
-        self,
-        oid: str,
-        level: float,
-        last_price: float,
-        size: float | None = None,
-    ) -> DarkEntry:
-        """Move the trigger of a resting `oid` (a modify); KeyError if unknown.
-
-        The direction is recomputed from `last_price`: a modify is a new
-        placement.
-        """
-        old = self._entries[oid]
-        return self.arm(
-            oid,
-            old.fqme,
-            old.action,
-            level,
-            last_price,
-            size=old.size if size is None else size,
-            price_tick=old.price_tick,
-            pad_ticks=old.pad_ticks,
-        )
-
     def disarm(self, oid: str) -> bool:
         """Remove `oid`'s trigger; False if it is not resting (or already fired)."""
         entry = self._entries.pop(oid, None)

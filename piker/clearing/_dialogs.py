@@ -70,13 +70,11 @@ from ._messages import (
     Order,
     Resp,
     Status,
-    decode_broker_msg,
-    decode_client_msg,
-    error_status,
 )
 
 __all__ = [
     'Arm',
+    'Mode',
     'Dialog',
     'DialogChange',
     'DialogState',
@@ -89,13 +87,12 @@ __all__ = [
     'TRANSITIONS',
     'ToVenue',
     'Transition',
-    'decode_history',
-    'encode_history',
 ]
 
 log = get_logger(__name__)
 
 ReqId = int | str
+Mode = Literal['live', 'paper']
 
 
 # ---- effects: what emsd must do after each input -------------------------
@@ -108,7 +105,7 @@ class ToVenue(Struct, frozen=True):
 
 
 class Arm(Struct, frozen=True):
-    """Rest (or, with `rearm`, move) a dark trigger in the dark book.
+    """Rest (or move, if `oid` rests already) a dark trigger in the dark book.
 
     emsd supplies what only it knows: the market's last price (which fixes
     the trigger direction), price tick and padding. `direction` is set
@@ -122,7 +119,6 @@ class Arm(Struct, frozen=True):
     action: Action
     level: float
     size: float
-    rearm: bool = False
     direction: Direction | None = None
 
 
@@ -174,95 +170,22 @@ class Event(StrEnum):
     VENUE_ERROR = 'venue_error'      # BrokerdError
 
 
+Handler = Callable[['Dialog', Any], tuple['Phase', list[Effect]]]
+
+
 class Transition(NamedTuple):
     """`handler` (a `Dialog` method) runs; the dialog ends in one of `to`."""
 
-    handler: str
+    handler: Handler
     to: frozenset[Phase]
 
 
-def _t(handler: str, *to: Phase) -> Transition:
+def _t(handler: Handler, *to: Phase) -> Transition:
     return Transition(handler, frozenset(to))
 
 
 P, E = Phase, Event
 
-
-def _pre_ack(phase: Phase) -> dict[Event, Transition]:
-    """Transitions shared by the phases waiting for the venue's ack."""
-    stashing = phase is not P.CANCEL_STASHED
-    return {
-        E.MODIFY: _t('_stash_modify', phase) if stashing else _t('_refuse_modify', phase),
-        E.CANCEL: _t('_stash_cancel', P.CANCEL_STASHED) if stashing else _t('_ignore', phase),
-        E.ACK: _t('_ack', P.ACKED) if stashing else _t('_ack', P.CANCELING),
-        # anything the venue says before its ack waits for the ack
-        E.VENUE_PENDING: _t('_buffer', phase),
-        E.VENUE_OPEN: _t('_buffer', phase),
-        E.VENUE_CANCELED: _t('_buffer', phase),
-        E.VENUE_CLOSED: _t('_buffer', phase),
-        E.FILL: _t('_buffer', phase),
-        # the order itself was rejected
-        E.VENUE_ERROR: _t('_reject', P.ERROR),
-    }
-
-
-def _live(phase: Phase) -> dict[Event, Transition]:
-    """Transitions of an acked, working order (`acked` or `open`)."""
-    return {
-        # sent, or (while another modify is in flight) stashed: newest wins
-        E.MODIFY: _t('_modify_live', phase),
-        # sent at once, ahead of a stashed modify (which it drops)
-        E.CANCEL: _t('_cancel_live', P.CANCELING),
-        # a venue acks every BrokerdOrder, modifies included; the ack of
-        # the modify in flight sends the stashed one
-        E.ACK: _t('_modify_ack', phase),
-        E.VENUE_PENDING: _t('_ignore', phase),
-        E.VENUE_OPEN: _t('_open', P.OPEN),
-        E.FILL: _t('_fill', P.OPEN, P.CLOSED),
-        E.VENUE_CANCELED: _t('_venue_done', P.CANCELED, P.CLOSED),
-        E.VENUE_CLOSED: _t('_venue_done', P.CLOSED),
-        # a rejected modify/cancel leaves the order working; else it died
-        E.VENUE_ERROR: _t('_venue_error', phase, P.ERROR),
-    }
-
-
-_late_fill = {E.FILL: _t('_late_fill', P.CLOSED, P.CANCELED, P.ERROR)}
-
-# (phase, event) -> transition. A pair not listed is an invalid transition:
-# logged and ignored, never raised.
-TRANSITIONS: Mapping[Phase, Mapping[Event, Transition]] = {
-    P.NEW: {
-        E.SUBMIT: _t('_submit', P.DARK_OPEN, P.PENDING),
-    },
-    P.DARK_OPEN: {
-        E.MODIFY: _t('_modify_dark', P.DARK_OPEN, P.PENDING),
-        E.CANCEL: _t('_cancel_dark', P.CANCELED),
-        E.TRIGGER: _t('_trigger', P.DARK_TRIGGERED, P.ALERT_TRIGGERED),
-    },
-    P.PENDING: _pre_ack(P.PENDING),
-    P.DARK_TRIGGERED: _pre_ack(P.DARK_TRIGGERED),
-    P.CANCEL_STASHED: _pre_ack(P.CANCEL_STASHED),
-    P.ACKED: _live(P.ACKED),
-    P.OPEN: _live(P.OPEN),
-    P.CANCELING: {
-        E.MODIFY: _t('_refuse_modify', P.CANCELING),
-        E.CANCEL: _t('_ignore', P.CANCELING),
-        E.ACK: _t('_modify_ack', P.CANCELING),
-        E.VENUE_PENDING: _t('_ignore', P.CANCELING),
-        E.VENUE_OPEN: _t('_open', P.CANCELING),
-        # a fill racing the cancel still counts
-        E.FILL: _t('_fill', P.CANCELING, P.CLOSED),
-        E.VENUE_CANCELED: _t('_venue_done', P.CANCELED, P.CLOSED),
-        E.VENUE_CLOSED: _t('_venue_done', P.CLOSED),
-        # a rejected cancel (or modify sent before it) leaves it working
-        E.VENUE_ERROR: _t('_venue_error', P.CANCELING, P.ACKED, P.OPEN, P.ERROR),
-    },
-    P.ALERT_TRIGGERED: {},
-    # a venue may report a fill after the terminal status: count it
-    P.CLOSED: _late_fill,
-    P.CANCELED: _late_fill,
-    P.ERROR: _late_fill,
-}
 
 # the resp a client sees for a dialog resting in each phase
 _STATE_RESP: dict[Phase, Resp] = {
@@ -291,36 +214,27 @@ _arrival = itertools.count()
 _REL_TOL = 1e-9
 
 
+def _first(pair: tuple[int, Any]) -> int:
+    return pair[0]
+
+
 class _Buffered(NamedTuple):
     seq: int
     event: Event
     msg: Any
 
 
-class _Request:
+# ---- the dialog's data: one struct, used as is and journaled as is ------
+
+class PendingRequest(Struct):
     """A modify or cancel sent to the venue whose verdict is pending.
 
     Venues answer the requests of one order in the order they were sent,
     so the dialog keeps them in a FIFO: a venue error is the verdict on the
     oldest one, and a venue 'open' confirms the oldest modify once the
     venue has acked it (an earlier 'open' describes the previous version).
+    Compared by identity (`is`): two equal requests are still two.
     """
-
-    __slots__ = ('kind', 'order', 'acked')
-
-    def __init__(self, kind: str, order: Order | None = None) -> None:
-        self.kind = kind  # 'modify' | 'cancel'
-        self.order = order
-        self.acked = False
-
-    def __repr__(self) -> str:
-        return f'_Request({self.kind}, acked={self.acked})'
-
-
-# ---- persisted form of a dialog (for the journal) ------------------------
-
-class PendingRequest(Struct, frozen=True):
-    """A `_Request` as the journal stores it."""
 
     kind: Literal['modify', 'cancel']
     order: Order | None = None
@@ -328,93 +242,48 @@ class PendingRequest(Struct, frozen=True):
 
 
 class DialogState(Struct):
-    """Everything needed to resume a dialog exactly where it was.
+    """Everything emsd knows about one order, and all a restart needs.
 
-    The journal stores one per dialog (updated with every batch that
-    touched it) so a restarted emsd can rebuild the dialog with
-    `Dialog.from_state()`: the state machine then carries on as if it had
-    never stopped - same phase, reqid, fill tids (a replayed fill is still
-    dropped), stashed and outstanding requests. The Status history is not
-    part of it: the journal keeps that as the dialog's event timeline.
+    A `Dialog` keeps its data in one of these (`Dialog.s`), and the journal
+    stores it as is (updated with every batch that touched the dialog), so
+    a restarted emsd rebuilds the dialog with `Dialog.from_state()`: the
+    state machine then carries on as if it had never stopped - same
+    phase, reqid, fill tids (a replayed fill is still dropped), stashed
+    and outstanding requests, route and dark-trigger direction. The Status
+    history is not part of it: the journal keeps that as the dialog's
+    event timeline.
     """
 
     oid: str
-    req: Order
+    req: Order  # as clients should see it (see `Dialog`)
     confirmed: Order  # the version the venue is known to work
-    phase: Phase
+    phase: Phase = Phase.NEW
     reqid: ReqId | None = None
-    external: bool = False
-    fill_tids: list[str] = []
+    external: bool = False  # a venue order emsd did not place
+    # fills: seen trade ids, their sum, and the venue's cumulative report
+    fill_tids: set[str] = set()
     fill_sum: float = 0.0
     venue_filled: float = 0.0
+    # client requests waiting for the venue's ack of the order (a modify
+    # also for the venue's answer to the modify in flight)
     stashed_modify: Order | None = None
     stashed_cancel: bool = False
+    # modifies/cancels sent to the venue, oldest first
     outstanding: list[PendingRequest] = []
     # venue events waiting for the ack, in arrival order
     buffered: list[BrokerdStatus | BrokerdFill] = []
-    venue_orders: int = 0
-    pre_cancel: Phase = Phase.ACKED
+    venue_orders: int = 0  # new (reqid-less) venue orders ever sent
+    pre_cancel: Phase = Phase.ACKED  # what a client sees while a cancel runs
     terminal_sent: bool = False
-    opened: bool = False
+    opened: bool = False  # an 'open' Status went out
+    # the venue relay its orders go to ('live' or 'paper' at `req.broker`;
+    # None: never routed), and the direction its dark trigger was armed with
+    route: Mode | None = None
+    direction: Direction | None = None
 
     @property
     def terminal(self) -> bool:
         return self.phase in TERMINAL_PHASES
-
-    @property
-    def filled(self) -> float:
-        """Executed size, as `Dialog.filled` reports it."""
-        return min(max(self.fill_sum, self.venue_filled), self.req.size)
-
-
-class Dialog:
-    """One order dialog: the latest request, venue ids, fills and history.
-
-    `req` is the order as clients should see it: the latest request that
-    can still come true (a pending modify included; one the venue refused,
-    or whose size is below what is already filled, is not). Drive a
-    dialog only through `handle()` (normally via a `DialogTable`).
-    """
-
-    def __init__(
-        self,
-        req: Order,
-        *,
-        clock: Callable[[], int] = time.time_ns,
-    ) -> None:
-        self.oid: str = req.oid
-        self.req: Order = req
-        self.fqme: str = req.symbol
-        self.broker: str = req.broker
-        self.phase: Phase = Phase.NEW
-        self.reqid: ReqId | None = None
-        self.external: bool = False
-        self.history: list[Status] = []
-        # fills: seen trade ids, their sum, and the venue's cumulative report
-        self.fill_tids: set[str] = set()
-        self.fill_sum: float = 0.0
-        self.venue_filled: float = 0.0
-        # client requests waiting for the venue's ack of the order (a
-        # modify also for the venue's answer to the modify in flight)
-        self.stashed_modify: Order | None = None
-        self.stashed_cancel: bool = False
-        # venue events that arrived before the ack
-        self.buffered: list[_Buffered] = []
-        # modifies/cancels sent to the venue, oldest first
-        self.outstanding: list[_Request] = []
-        self.venue_orders: int = 0  # new (reqid-less) venue orders ever sent
-        self._confirmed: Order = req  # the version the venue is known to work
-        self._clock = clock
-        self._pre_cancel: Phase = Phase.ACKED
-        self._terminal_sent = False
-        self._opened = False  # an 'open' Status went out
-        self._drained = 0  # history entries already handed out as changes
-
-    # ---- views ----------------------------------------------------------
-
-    @property
-    def _executed_size(self) -> float:
-        return max(self.fill_sum, self.venue_filled)
 
     @property
     def filled(self) -> float:
@@ -423,11 +292,17 @@ class Dialog:
         Capped at the order size so `filled + remaining == size` holds even
         if a broken venue over-fills (which is logged as an error).
         """
-        return min(self._executed_size, self.req.size)
+        return min(self.executed, self.req.size)
 
     @property
     def remaining(self) -> float:
         return max(self.req.size - self.filled, 0.0)
+
+    # ---- the arithmetic of its versions and fills (pure) ---------------
+
+    @property
+    def executed(self) -> float:
+        return max(self.fill_sum, self.venue_filled)
 
     @property
     def fully_filled(self) -> bool:
@@ -436,63 +311,375 @@ class Dialog:
         While a modify is unconfirmed the venue works either the old or the
         new size, so only the largest proves the order is done.
         """
-        sizes = [self._confirmed.size]
+        sizes = [self.confirmed.size]
         sizes += [r.order.size for r in self.outstanding if r.order is not None]
         size = max(sizes)
-        return size > 0 and self._executed_size >= size * (1 - _REL_TOL)
+        return size > 0 and self.executed >= size * (1 - _REL_TOL)
+
+    def refresh_req(self) -> None:
+        """Re-derive `req`: the newest request that can still come true."""
+        executed = self.executed
+        newest_first = [self.stashed_modify] if self.stashed_modify else []
+        newest_first += [
+            r.order for r in reversed(self.outstanding) if r.order is not None
+        ]
+        for order in newest_first:
+            # a venue refuses a size below what is filled already
+            if order.size >= executed * (1 - _REL_TOL):
+                self.req = order
+                return
+        self.req = self.confirmed
+        if executed > self.req.size * (1 + _REL_TOL):
+            log.error('dialog %s: venue reports %s filled of size %s',
+                      self.oid, executed, self.req.size)
+
+    def settle(self) -> None:
+        """At the end no pending request will apply: show the venue's version.
+
+        That is the confirmed one, unless fills prove the venue had taken a
+        later (bigger) modify whose confirmation had not arrived yet.
+        """
+        executed = self.executed
+        versions = [self.confirmed]
+        versions += [r.order for r in self.outstanding if r.order is not None]
+        self.req = next(
+            (o for o in versions if o.size >= executed * (1 - _REL_TOL)),
+            versions[-1],
+        )
+        self.outstanding.clear()
+        self.stashed_modify = None
+
+    def add_executed(self, *, fill: float = 0.0, reported: float = 0.0) -> None:
+        """Account for a fill or a venue's cumulative filled report."""
+        self.fill_sum += fill
+        self.venue_filled = max(self.venue_filled, reported)
+        self.refresh_req()
+
+    def count_fill(self, fill: BrokerdFill) -> bool:
+        """Count `fill` once; False if its tid was seen already."""
+        if fill.tid in self.fill_tids:
+            log.info('dialog %s: dropping duplicate fill tid=%s', self.oid, fill.tid)
+            return False
+        self.fill_tids.add(fill.tid)
+        self.add_executed(fill=fill.size)
+        return True
+
+    def modify_problem(self, new: Order) -> str:
+        """Why `new` cannot modify this dialog ('' if it can)."""
+        old = self.req
+        for field in ('symbol', 'action', 'account'):
+            if getattr(new, field) != getattr(old, field):
+                return (
+                    f'a modify cannot change {field} '
+                    f'({getattr(old, field)!r} -> {getattr(new, field)!r})'
+                )
+        if new.exec_mode == 'dark' and old.exec_mode == 'live':
+            return 'a live order cannot be moved into the dark book; cancel it instead'
+        if self.filled and new.size < self.filled * (1 - _REL_TOL):
+            return f'new size {new.size} is below the filled size {self.filled}'
+        return ''
+
+    def modify_in_flight(self) -> bool:
+        """A modify is at the venue, not yet answered (acked or refused)."""
+        return any(r.kind == 'modify' and not r.acked for r in self.outstanding)
+
+    def confirm_acked(self) -> bool:
+        """A venue status after a modify's ack shows the modify applied."""
+        confirmed = False
+        while self.outstanding and self.outstanding[0].acked:
+            order = self.outstanding.pop(0).order
+            assert order is not None  # only modifies are acked
+            self.confirmed = order
+            confirmed = True
+        return confirmed
+
+
+class _ClientHandlers:
+    """`Dialog`'s handlers of client commands and dark-book triggers.
+
+    Each returns (next phase, effects); `TRANSITIONS` says which runs when.
+    """
+
+    __slots__ = ()
+
+    def _submit(self: Dialog, order: Order) -> tuple[Phase, list[Effect]]:
+        if order.exec_mode == 'dark':
+            arm = Arm(oid=self.oid, fqme=self.fqme, action=order.action,
+                      level=order.price, size=order.size)
+            return P.DARK_OPEN, [arm, *self._status('dark_open', src='emsd')]
+        cmd = self._new_venue_order(order.price)
+        return P.PENDING, [cmd, *self._status('pending', src='emsd')]
+
+    def _modify_dark(self: Dialog, new: Order) -> tuple[Phase, list[Effect]]:
+        if problem := self.s.modify_problem(new):
+            return self.s.phase, self._refusal(f'modify refused: {problem}')
+        self.s.req = self.s.confirmed = new
+        if new.exec_mode == 'live':
+            # dark -> live: leave the book, go to the venue
+            cmd = self._new_venue_order(new.price)
+            return P.PENDING, [
+                Disarm(oid=self.oid), cmd, *self._status('pending', src='emsd'),
+            ]
+        arm = Arm(oid=self.oid, fqme=self.fqme, action=new.action,
+                  level=new.price, size=new.size)
+        return P.DARK_OPEN, [arm, *self._status('dark_open', src='emsd')]
+
+    def _cancel_dark(self: Dialog, why: str) -> tuple[Phase, list[Effect]]:
+        return P.CANCELED, [
+            Disarm(oid=self.oid), *self._status('canceled', src='emsd', reason=why),
+        ]
+
+    def _trigger(self: Dialog, trig: Triggered) -> tuple[Phase, list[Effect]]:
+        details = {
+            'price': trig.price, 'level': trig.level,
+            'tick_type': trig.tick_type, 'direction': trig.direction,
+        }
+        if self.s.req.action == 'alert':
+            return P.ALERT_TRIGGERED, self._status(
+                'alert_triggered', src='dark', brokerd_msg=details,
+            )
+        cmd = self._new_venue_order(trig.submit_price)
+        details['submit_price'] = trig.submit_price
+        return P.DARK_TRIGGERED, [
+            cmd, *self._status('dark_triggered', src='dark', brokerd_msg=details),
+        ]
+
+    def _stash_modify(self: Dialog, new: Order) -> tuple[Phase, list[Effect]]:
+        if problem := self.s.modify_problem(new):
+            return self.s.phase, self._refusal(f'modify refused: {problem}')
+        self.s.stashed_modify = new  # the latest wins
+        self.s.refresh_req()
+        return self.s.phase, []
+
+    def _stash_cancel(self: Dialog, _: Any) -> tuple[Phase, list[Effect]]:
+        self.s.pre_cancel = self.s.phase  # what a client still sees meanwhile
+        self.s.stashed_cancel = True
+        self.s.stashed_modify = None  # the cancel wins
+        self.s.refresh_req()
+        return P.CANCEL_STASHED, []
+
+    def _refuse_modify(self: Dialog, new: Order) -> tuple[Phase, list[Effect]]:
+        return self.s.phase, self._refusal('modify refused: a cancel is in progress')
+
+    def _modify_live(self: Dialog, new: Order) -> tuple[Phase, list[Effect]]:
+        if problem := self.s.modify_problem(new):
+            return self.s.phase, self._refusal(f'modify refused: {problem}')
+        if self.s.modify_in_flight():
+            # a venue works through one order's requests in turn: a burst
+            # of modifies (a dragged line) would queue there, and a cancel
+            # behind them. One at a time; meanwhile the newest waits here
+            # and supersedes older waiting ones.
+            self.s.stashed_modify = new
+            self.s.refresh_req()
+            return self.s.phase, []
+        return self.s.phase, [self._send_modify(new)]
+
+    def _send_stashed(self: Dialog) -> list[Effect]:
+        """Send the stashed modify once the one in flight is answered."""
+        new = self.s.stashed_modify
+        if new is None or self.s.modify_in_flight() or self.s.phase not in (P.ACKED, P.OPEN):
+            return []
+        self.s.stashed_modify = None
+        self.s.refresh_req()
+        if problem := self.s.modify_problem(new):  # e.g. filled past its size meanwhile
+            return self._refusal(f'modify refused: {problem}')
+        return [self._send_modify(new)]
+
+    def _cancel_live(self: Dialog, _: Any) -> tuple[Phase, list[Effect]]:
+        self.s.pre_cancel = self.s.phase
+        self.s.stashed_modify = None  # the cancel wins
+        self.s.refresh_req()
+        return P.CANCELING, [self._send_cancel()]
+
+
+class _VenueHandlers:
+    """`Dialog`'s handlers of venue events (acks, statuses, fills, errors).
+
+    Each returns (next phase, effects); `TRANSITIONS` says which runs when.
+    """
+
+    __slots__ = ()
+
+    def _ignore(self: Dialog, msg: Any) -> tuple[Phase, list[Effect]]:
+        log.debug('dialog %s: nothing to do in %s for %r', self.oid, self.s.phase.value, msg)
+        return self.s.phase, []
+
+    def _buffer(self: Dialog, msg: Any) -> tuple[Phase, list[Effect]]:
+        self._seqs.append(next(_arrival))
+        self.s.buffered.append(msg)
+        return self.s.phase, []
+
+    def _ack(self: Dialog, ack: BrokerdOrderAck) -> tuple[Phase, list[Effect]]:
+        self.s.reqid = ack.reqid
+        if self.s.stashed_cancel:
+            self.s.stashed_cancel = False
+            self.s.pre_cancel = P.ACKED  # where a rejected cancel leaves it
+            return P.CANCELING, [self._send_cancel()]
+        if self.s.stashed_modify is not None:
+            new, self.s.stashed_modify = self.s.stashed_modify, None
+            return P.ACKED, [self._send_modify(new)]
+        return P.ACKED, []
+
+    def _reject(self: Dialog, err: BrokerdError) -> tuple[Phase, list[Effect]]:
+        self.s.settle()
+        return P.ERROR, self._status(
+            'error', src=self.broker, reason=err.reason, brokerd_msg=err.to_builtins(),
+        )
+
+    def _modify_ack(self: Dialog, ack: BrokerdOrderAck) -> tuple[Phase, list[Effect]]:
+        # the venue acks every BrokerdOrder: this one is for the oldest
+        # modify not acked yet (a repeated ack of the order itself is moot)
+        for request in self.s.outstanding:
+            if request.kind == 'modify' and not request.acked:
+                request.acked = True
+                break
+        return self.s.phase, self._send_stashed()
+
+    def _open(self: Dialog, msg: BrokerdStatus) -> tuple[Phase, list[Effect]]:
+        before = self.s.filled
+        confirmed = self.s.confirm_acked()
+        self.s.add_executed(reported=msg.filled)
+        if self.s.phase is P.CANCELING:
+            return P.CANCELING, []  # a cancel is coming: no news for clients
+        # `_opened`: an order filled in part on arrival has moved on to
+        # OPEN already, but its client has not been told it works yet
+        if self.s.phase is P.ACKED or confirmed or self.s.filled != before or not self.s.opened:
+            return P.OPEN, self._status(
+                'open', src=self.broker, reason=msg.reason, brokerd_msg=msg.to_builtins(),
+            )
+        return P.OPEN, []
+
+    def _fill(self: Dialog, fill: BrokerdFill) -> tuple[Phase, list[Effect]]:
+        stay = P.OPEN if self.s.phase is P.ACKED else self.s.phase
+        if not self.s.count_fill(fill):
+            return self.s.phase, []
+        if self.s.phase is P.CANCELING and self.s.pre_cancel is P.ACKED:
+            self.s.pre_cancel = P.OPEN  # it is certainly working at the venue
+        effects = self._status('fill', src=self.broker, brokerd_msg=fill.to_builtins())
+        if self.s.fully_filled:
+            self.s.settle()
+            effects += self._status('closed', src=self.broker)
+            return P.CLOSED, effects
+        return stay, effects
+
+    def _late_fill(self: Dialog, fill: BrokerdFill) -> tuple[Phase, list[Effect]]:
+        if not self.s.count_fill(fill):
+            return self.s.phase, []
+        log.warning('dialog %s: fill after terminal %s: %r', self.oid, self.s.phase.value, fill)
+        return self.s.phase, self._status(
+            'fill', src=self.broker, reason=f'fill after {self.s.phase.value}',
+            brokerd_msg=fill.to_builtins(),
+        )
+
+    def _venue_done(self: Dialog, msg: BrokerdStatus) -> tuple[Phase, list[Effect]]:
+        self.s.confirm_acked()
+        self.s.add_executed(reported=msg.filled)
+        closed = msg.status == 'closed' or self.s.fully_filled
+        self.s.settle()
+        return (P.CLOSED if closed else P.CANCELED), self._status(
+            'closed' if closed else 'canceled', src=self.broker,
+            reason=msg.reason, brokerd_msg=msg.to_builtins(),
+        )
+
+    def _venue_error(self: Dialog, err: BrokerdError) -> tuple[Phase, list[Effect]]:
+        details = err.to_builtins()
+        if not self.s.outstanding:
+            # no request of ours pending: the order itself failed
+            self.s.settle()
+            return P.ERROR, self._status(
+                'error', src=self.broker, reason=err.reason, brokerd_msg=details,
+            )
+        # the verdict on our oldest request: the order keeps working
+        request = self.s.outstanding.pop(0)
+        if request.kind == 'cancel':
+            self.s.phase = self.s.pre_cancel
+            what = 'cancel'
+        else:
+            self.s.refresh_req()
+            what = 'modify'
+        effects = self._status(
+            self._state_resp(), src=self.broker,
+            reason=f'{what} rejected: {err.reason}', brokerd_msg=details,
+        )
+        return self.s.phase, effects + self._send_stashed()
+
+
+class Dialog(_ClientHandlers, _VenueHandlers):
+    """One order dialog: its `DialogState` (`s`), Status history and owner.
+
+    `req` is the order as clients should see it: the latest request that
+    can still come true (a pending modify included; one the venue refused,
+    or whose size is below what is already filled, is not). Drive a
+    dialog only through `handle()` (normally via a `DialogTable`); the
+    fields of `s` read as the dialog's own (`dialog.phase`), and only the
+    dialog writes them. `owner` is the client session that placed it (it
+    hears the dialog whatever its subscriptions; None: restored, external).
+    """
+
+    __slots__ = ('s', 'oid', 'fqme', 'broker', 'owner', 'history', '_clock', '_drained',
+                 '_seqs')
+
+    def __init__(
+        self,
+        req: Order,
+        *,
+        clock: Callable[[], int] = time.time_ns,
+        state: DialogState | None = None,
+        history: list[Status] | None = None,
+        owner: int | None = None,
+        route: Mode | None = None,
+    ) -> None:
+        self.s = state if state is not None else DialogState(
+            oid=req.oid, req=req, confirmed=req, route=route,
+        )
+        self.oid: str = self.s.oid
+        self.fqme: str = req.symbol
+        self.broker: str = req.broker
+        self.owner = owner
+        self.history: list[Status] = list(history or ())
+        self._clock = clock
+        self._drained = len(self.history)  # history handed out as changes
+        # arrival order of `s.buffered` (across dialogs and orphans)
+        self._seqs: list[int] = [next(_arrival) for _ in self.s.buffered]
+
+    def __getattr__(self, name: str) -> Any:
+        # only reached for names that are not the dialog's own: its data
+        if name == 's':
+            raise AttributeError(name)
+        return getattr(self.s, name)
+
+    # ---- views ----------------------------------------------------------
 
     @property
     def terminal(self) -> bool:
-        return self.phase in TERMINAL_PHASES
+        return self.s.phase in TERMINAL_PHASES
 
     @property
     def resp(self) -> Resp:
         """The client-visible state: what a fresh subscriber should see."""
         return self._state_resp()
 
-    @property
-    def last_status(self) -> Status | None:
-        return self.history[-1] if self.history else None
-
     def snapshot(self) -> Status:
         """A `Status` of the dialog's current state (for a client handshake)."""
         return self._mk_status(self._state_resp(), src='emsd')
 
-    def history_json(self) -> bytes:
-        """The dialog's event history as JSON (for the journal)."""
-        return encode_history(self.history)
-
     # ---- persistence ------------------------------------------------------
 
     def state(self, *, fill_tids: bool = True) -> DialogState:
-        """The dialog's resumable state (see `DialogState`).
+        """A copy of the dialog's data, safe to keep (see `DialogState`).
 
         Without `fill_tids` the seen fill ids are left out: every counted
         fill emitted a `fill` Status naming its tid, so `from_state()`
         recovers them from the history - and a journal need not rewrite a
-        list that grows with every fill of a big order.
+        set that grows with every fill of a big order. Orders are never
+        changed in place: only the containers are copied.
         """
-        return DialogState(
-            oid=self.oid,
-            req=self.req,
-            confirmed=self._confirmed,
-            phase=self.phase,
-            reqid=self.reqid,
-            external=self.external,
-            fill_tids=sorted(self.fill_tids) if fill_tids else [],
-            fill_sum=self.fill_sum,
-            venue_filled=self.venue_filled,
-            stashed_modify=self.stashed_modify,
-            stashed_cancel=self.stashed_cancel,
-            outstanding=[
-                PendingRequest(kind=r.kind, order=r.order, acked=r.acked)  # type: ignore[arg-type]
-                for r in self.outstanding
-            ],
-            buffered=[b.msg for b in sorted(self.buffered, key=lambda b: b.seq)],
-            venue_orders=self.venue_orders,
-            pre_cancel=self._pre_cancel,
-            terminal_sent=self._terminal_sent,
-            opened=self._opened,
+        s = self.s
+        return msgspec.structs.replace(
+            s,
+            fill_tids=set(s.fill_tids) if fill_tids else set(),
+            outstanding=[msgspec.structs.replace(r) for r in s.outstanding],
+            buffered=[m for _, m in sorted(zip(self._seqs, s.buffered, strict=True), key=_first)],
         )
 
     @classmethod
@@ -509,41 +696,50 @@ class Dialog:
         only the changes made after its restore. The tids of the history's
         `fill` Statuses count as seen (see `state(fill_tids=False)`).
         """
-        dialog = cls(state.req, clock=clock)
-        dialog.oid = state.oid
-        dialog._confirmed = state.confirmed
-        dialog.phase = state.phase
-        dialog.reqid = state.reqid
-        dialog.external = state.external
-        dialog.fill_tids = set(state.fill_tids)
+        state = msgspec.structs.replace(state, fill_tids=set(state.fill_tids))
         for st in history or ():
             tid = st.brokerd_msg.get('tid') if st.resp == 'fill' else None
             if isinstance(tid, str):
-                dialog.fill_tids.add(tid)
-        dialog.fill_sum = state.fill_sum
-        dialog.venue_filled = state.venue_filled
-        dialog.stashed_modify = state.stashed_modify
-        dialog.stashed_cancel = state.stashed_cancel
-        for pending in state.outstanding:
-            request = _Request(pending.kind, pending.order)
-            request.acked = pending.acked
-            dialog.outstanding.append(request)
-        dialog.buffered = [
-            _Buffered(next(_arrival), _event_of(msg), msg) for msg in state.buffered
-        ]
-        dialog.venue_orders = state.venue_orders
-        dialog._pre_cancel = state.pre_cancel
-        dialog._terminal_sent = state.terminal_sent
-        dialog._opened = state.opened
-        dialog.history = list(history or [])
-        dialog._drained = len(dialog.history)
-        return dialog
+                state.fill_tids.add(tid)
+        return cls(state.req, clock=clock, state=state, history=history)
+
+    def use_clock(self, clock: Callable[[], int]) -> None:
+        """Take the clock of the table that adopts this dialog."""
+        self._clock = clock
+
+    def claim(self, owner: int) -> None:
+        """`owner` (a client session) hears this dialog, unless one does."""
+        if self.owner is None:
+            self.owner = owner
+
+    def armed(self, direction: Direction) -> None:
+        """The dark book armed this dialog's trigger in `direction`."""
+        self.s.direction = direction
+
+    def announce(self, msg: BrokerdStatus) -> list[Effect]:
+        """An external order's first venue status: tell clients of it."""
+        effects = self.handle(_event_of(msg), msg)
+        if self.s.phase is P.ACKED:  # 'pending': still announce it
+            effects += self._status('pending', src=self.broker, reason='external order')
+        return effects
+
+    def drain_history(self) -> list[Status]:
+        """The Statuses emitted since the last call."""
+        new = self.history[self._drained:]
+        self._drained = len(self.history)
+        return new
+
+    def absorb(self, events: Iterable[_Buffered]) -> None:
+        """Venue events held for this dialog's reqid before its ack."""
+        for item in events:
+            self._seqs.append(item.seq)
+            self.s.buffered.append(item.msg)
 
     def __repr__(self) -> str:
         return (
-            f'Dialog({self.oid!r}, {self.phase.value}, {self.req.action} '
-            f'{self.req.size}@{self.req.price} {self.fqme}, reqid={self.reqid!r}, '
-            f'filled={self.filled})'
+            f'Dialog({self.oid!r}, {self.s.phase.value}, {self.s.req.action} '
+            f'{self.s.req.size}@{self.s.req.price} {self.fqme}, reqid={self.s.reqid!r}, '
+            f'filled={self.s.filled})'
         )
 
     # ---- the dispatcher -------------------------------------------------
@@ -555,91 +751,42 @@ class Dialog:
         and ignored. Buffered pre-ack venue events are replayed as soon as
         the dialog has left the pre-ack phases.
         """
-        trans = TRANSITIONS[self.phase].get(event)
+        trans = TRANSITIONS[self.s.phase].get(event)
         if trans is None:
             # after the end, stragglers (a 2nd 'closed', a late error) are normal
             level = logging.DEBUG if self.terminal else logging.WARNING
             log.log(
                 level, 'dialog %s: ignoring %s in phase %s: %r',
-                self.oid, event.value, self.phase.value, msg,
+                self.oid, event.value, self.s.phase.value, msg,
             )
             return []
-        nxt, effects = getattr(self, trans.handler)(msg)
+        nxt, effects = trans.handler(self, msg)
         if nxt not in trans.to:  # a bug in a handler, not in the input
             log.error(
                 'dialog %s: %s in %s went to %s, table allows %s',
-                self.oid, event.value, self.phase.value, nxt.value,
+                self.oid, event.value, self.s.phase.value, nxt.value,
                 sorted(p.value for p in trans.to),
             )
-        self.phase = nxt
-        if self.buffered and self.phase not in PRE_ACK_PHASES:
+        self.s.phase = nxt
+        if self.s.buffered and self.s.phase not in PRE_ACK_PHASES:
             effects.extend(self._replay())
         return effects
 
     def _replay(self) -> list[Effect]:
-        buffered = sorted(self.buffered, key=lambda b: b.seq)
-        self.buffered = []
+        buffered = sorted(zip(self._seqs, self.s.buffered, strict=True), key=_first)
+        self.s.buffered = []
+        self._seqs = []
         effects: list[Effect] = []
-        for item in buffered:
-            effects.extend(self.handle(item.event, item.msg))
+        for _, msg in buffered:
+            effects.extend(self.handle(_event_of(msg), msg))
         return effects
-
-    # ---- bookkeeping ----------------------------------------------------
-
-    def _refresh_req(self) -> None:
-        """Re-derive `req`: the newest request that can still come true."""
-        executed = self._executed_size
-        newest_first = [self.stashed_modify] if self.stashed_modify else []
-        newest_first += [
-            r.order for r in reversed(self.outstanding) if r.order is not None
-        ]
-        for order in newest_first:
-            # a venue refuses a size below what is filled already
-            if order.size >= executed * (1 - _REL_TOL):
-                self.req = order
-                return
-        self.req = self._confirmed
-        if executed > self.req.size * (1 + _REL_TOL):
-            log.error('dialog %s: venue reports %s filled of size %s',
-                      self.oid, executed, self.req.size)
-
-    def _settle(self) -> None:
-        """At the end no pending request will apply: show the venue's version.
-
-        That is the confirmed one, unless fills prove the venue had taken a
-        later (bigger) modify whose confirmation had not arrived yet.
-        """
-        executed = self._executed_size
-        versions = [self._confirmed]
-        versions += [r.order for r in self.outstanding if r.order is not None]
-        self.req = next(
-            (o for o in versions if o.size >= executed * (1 - _REL_TOL)),
-            versions[-1],
-        )
-        self.outstanding.clear()
-        self.stashed_modify = None
-
-    def _executed(self, *, fill: float = 0.0, reported: float = 0.0) -> None:
-        """Account for a fill or a venue's cumulative filled report."""
-        self.fill_sum += fill
-        self.venue_filled = max(self.venue_filled, reported)
-        self._refresh_req()
-
-    def _apply_fill(self, fill: BrokerdFill) -> bool:
-        """Count `fill` once; False if its tid was seen already."""
-        if fill.tid in self.fill_tids:
-            log.info('dialog %s: dropping duplicate fill tid=%s', self.oid, fill.tid)
-            return False
-        self.fill_tids.add(fill.tid)
-        self._executed(fill=fill.size)
-        return True
 
     # ---- status construction --------------------------------------------
 
     def _state_resp(self) -> Resp:
-        phase = self.phase
+        phase = self.s.phase
         if phase in (P.CANCEL_STASHED, P.CANCELING):
-            phase = self._pre_cancel
+            phase = self.s.pre_cancel
         return _STATE_RESP.get(phase, 'pending')
 
     def _mk_status(
@@ -654,11 +801,11 @@ class Dialog:
             oid=self.oid,
             resp=resp,
             time_ns=self._clock(),
-            req=self.req,
-            reqid=self.reqid,
+            req=self.s.req,
+            reqid=self.s.reqid,
             src=src,
-            filled=self.filled,
-            remaining=self.remaining,
+            filled=self.s.filled,
+            remaining=self.s.remaining,
             reason=reason,
             brokerd_msg=dict(brokerd_msg or {}),
         )
@@ -673,12 +820,12 @@ class Dialog:
     ) -> list[Effect]:
         """Record and emit one Status; refuses a second terminal one."""
         if resp in TERMINAL_RESPS:
-            if self._terminal_sent:
+            if self.s.terminal_sent:
                 log.error('dialog %s: dropping a second terminal %r', self.oid, resp)
                 return []
-            self._terminal_sent = True
+            self.s.terminal_sent = True
         status = self._mk_status(resp, src=src, reason=reason, brokerd_msg=brokerd_msg)
-        self._opened = self._opened or resp == 'open'
+        self.s.opened = self.s.opened or resp == 'open'
         self.history.append(status)
         return [status]
 
@@ -690,9 +837,9 @@ class Dialog:
     # ---- venue commands ---------------------------------------------------
 
     def _new_venue_order(self, price: float) -> ToVenue:
-        req = self.req
-        self.venue_orders += 1
-        self._confirmed = req
+        req = self.s.req
+        self.s.venue_orders += 1
+        self.s.confirmed = req
         return ToVenue(broker=self.broker, msg=BrokerdOrder(
             oid=self.oid,
             reqid=None,
@@ -705,11 +852,11 @@ class Dialog:
         ))
 
     def _send_modify(self, new: Order) -> ToVenue:
-        self.outstanding.append(_Request('modify', new))
-        self._refresh_req()
+        self.s.outstanding.append(PendingRequest('modify', new))
+        self.s.refresh_req()
         return ToVenue(broker=self.broker, msg=BrokerdOrder(
             oid=self.oid,
-            reqid=self.reqid,
+            reqid=self.s.reqid,
             symbol=strip_broker(self.fqme),
             action=new.action,  # type: ignore[arg-type]
             price=new.price,
@@ -719,236 +866,93 @@ class Dialog:
         ))
 
     def _send_cancel(self) -> ToVenue:
-        assert self.reqid is not None
-        self.outstanding.append(_Request('cancel'))
+        assert self.s.reqid is not None
+        self.s.outstanding.append(PendingRequest('cancel'))
         return ToVenue(broker=self.broker, msg=BrokerdCancel(
             oid=self.oid,
-            reqid=self.reqid,
-            account=self.req.account,
+            reqid=self.s.reqid,
+            account=self.s.req.account,
             time_ns=self._clock(),
         ))
 
-    def _modify_problem(self, new: Order) -> str:
-        """Why `new` cannot modify this dialog ('' if it can)."""
-        old = self.req
-        for field in ('symbol', 'action', 'account'):
-            if getattr(new, field) != getattr(old, field):
-                return (
-                    f'a modify cannot change {field} '
-                    f'({getattr(old, field)!r} -> {getattr(new, field)!r})'
-                )
-        if new.exec_mode == 'dark' and old.exec_mode == 'live':
-            return 'a live order cannot be moved into the dark book; cancel it instead'
-        if self.filled and new.size < self.filled * (1 - _REL_TOL):
-            return f'new size {new.size} is below the filled size {self.filled}'
-        return ''
 
-    # ---- handlers: each returns (next phase, effects) ------------------
+# ---- the transition table ------------------------------------------------
 
-    def _submit(self, order: Order) -> tuple[Phase, list[Effect]]:
-        if order.exec_mode == 'dark':
-            arm = Arm(oid=self.oid, fqme=self.fqme, action=order.action,
-                      level=order.price, size=order.size)
-            return P.DARK_OPEN, [arm, *self._status('dark_open', src='emsd')]
-        cmd = self._new_venue_order(order.price)
-        return P.PENDING, [cmd, *self._status('pending', src='emsd')]
+def _pre_ack(phase: Phase) -> dict[Event, Transition]:
+    """Transitions shared by the phases waiting for the venue's ack."""
+    stashing = phase is not P.CANCEL_STASHED
+    return {
+        E.MODIFY: _t(Dialog._stash_modify, phase) if stashing else _t(Dialog._refuse_modify, phase),
+        E.CANCEL: _t(Dialog._stash_cancel, P.CANCEL_STASHED) if stashing else _t(Dialog._ignore, phase),
+        E.ACK: _t(Dialog._ack, P.ACKED) if stashing else _t(Dialog._ack, P.CANCELING),
+        # anything the venue says before its ack waits for the ack
+        E.VENUE_PENDING: _t(Dialog._buffer, phase),
+        E.VENUE_OPEN: _t(Dialog._buffer, phase),
+        E.VENUE_CANCELED: _t(Dialog._buffer, phase),
+        E.VENUE_CLOSED: _t(Dialog._buffer, phase),
+        E.FILL: _t(Dialog._buffer, phase),
+        # the order itself was rejected
+        E.VENUE_ERROR: _t(Dialog._reject, P.ERROR),
+    }
 
-    def _modify_dark(self, new: Order) -> tuple[Phase, list[Effect]]:
-        if problem := self._modify_problem(new):
-            return self.phase, self._refusal(f'modify refused: {problem}')
-        self.req = self._confirmed = new
-        if new.exec_mode == 'live':
-            # dark -> live: leave the book, go to the venue
-            cmd = self._new_venue_order(new.price)
-            return P.PENDING, [
-                Disarm(oid=self.oid), cmd, *self._status('pending', src='emsd'),
-            ]
-        arm = Arm(oid=self.oid, fqme=self.fqme, action=new.action,
-                  level=new.price, size=new.size, rearm=True)
-        return P.DARK_OPEN, [arm, *self._status('dark_open', src='emsd')]
 
-    def _cancel_dark(self, _: Any) -> tuple[Phase, list[Effect]]:
-        return P.CANCELED, [
-            Disarm(oid=self.oid), *self._status('canceled', src='emsd'),
-        ]
+def _live(phase: Phase) -> dict[Event, Transition]:
+    """Transitions of an acked, working order (`acked` or `open`)."""
+    return {
+        # sent, or (while another modify is in flight) stashed: newest wins
+        E.MODIFY: _t(Dialog._modify_live, phase),
+        # sent at once, ahead of a stashed modify (which it drops)
+        E.CANCEL: _t(Dialog._cancel_live, P.CANCELING),
+        # a venue acks every BrokerdOrder, modifies included; the ack of
+        # the modify in flight sends the stashed one
+        E.ACK: _t(Dialog._modify_ack, phase),
+        E.VENUE_PENDING: _t(Dialog._ignore, phase),
+        E.VENUE_OPEN: _t(Dialog._open, P.OPEN),
+        E.FILL: _t(Dialog._fill, P.OPEN, P.CLOSED),
+        E.VENUE_CANCELED: _t(Dialog._venue_done, P.CANCELED, P.CLOSED),
+        E.VENUE_CLOSED: _t(Dialog._venue_done, P.CLOSED),
+        # a rejected modify/cancel leaves the order working; else it died
+        E.VENUE_ERROR: _t(Dialog._venue_error, phase, P.ERROR),
+    }
 
-    def _trigger(self, trig: Triggered) -> tuple[Phase, list[Effect]]:
-        details = {
-            'price': trig.price, 'level': trig.level,
-            'tick_type': trig.tick_type, 'direction': trig.direction,
-        }
-        if self.req.action == 'alert':
-            return P.ALERT_TRIGGERED, self._status(
-                'alert_triggered', src='dark', brokerd_msg=details,
-            )
-        cmd = self._new_venue_order(trig.submit_price)
-        details['submit_price'] = trig.submit_price
-        return P.DARK_TRIGGERED, [
-            cmd, *self._status('dark_triggered', src='dark', brokerd_msg=details),
-        ]
 
-    def _stash_modify(self, new: Order) -> tuple[Phase, list[Effect]]:
-        if problem := self._modify_problem(new):
-            return self.phase, self._refusal(f'modify refused: {problem}')
-        self.stashed_modify = new  # the latest wins
-        self._refresh_req()
-        return self.phase, []
+_late_fill = {E.FILL: _t(Dialog._late_fill, P.CLOSED, P.CANCELED, P.ERROR)}
 
-    def _stash_cancel(self, _: Any) -> tuple[Phase, list[Effect]]:
-        self._pre_cancel = self.phase  # what a client still sees meanwhile
-        self.stashed_cancel = True
-        self.stashed_modify = None  # the cancel wins
-        self._refresh_req()
-        return P.CANCEL_STASHED, []
-
-    def _refuse_modify(self, new: Order) -> tuple[Phase, list[Effect]]:
-        return self.phase, self._refusal('modify refused: a cancel is in progress')
-
-    def _ignore(self, msg: Any) -> tuple[Phase, list[Effect]]:
-        log.debug('dialog %s: nothing to do in %s for %r', self.oid, self.phase.value, msg)
-        return self.phase, []
-
-    def _buffer(self, msg: Any) -> tuple[Phase, list[Effect]]:
-        self.buffered.append(_Buffered(next(_arrival), _event_of(msg), msg))
-        return self.phase, []
-
-    def _ack(self, ack: BrokerdOrderAck) -> tuple[Phase, list[Effect]]:
-        self.reqid = ack.reqid
-        if self.stashed_cancel:
-            self.stashed_cancel = False
-            self._pre_cancel = P.ACKED  # where a rejected cancel leaves it
-            return P.CANCELING, [self._send_cancel()]
-        if self.stashed_modify is not None:
-            new, self.stashed_modify = self.stashed_modify, None
-            return P.ACKED, [self._send_modify(new)]
-        return P.ACKED, []
-
-    def _reject(self, err: BrokerdError) -> tuple[Phase, list[Effect]]:
-        self._settle()
-        return P.ERROR, self._status(
-            'error', src=self.broker, reason=err.reason, brokerd_msg=err.to_builtins(),
-        )
-
-    def _modify_in_flight(self) -> bool:
-        """A modify is at the venue, not yet answered (acked or refused)."""
-        return any(r.kind == 'modify' and not r.acked for r in self.outstanding)
-
-    def _modify_live(self, new: Order) -> tuple[Phase, list[Effect]]:
-        if problem := self._modify_problem(new):
-            return self.phase, self._refusal(f'modify refused: {problem}')
-        if self._modify_in_flight():
-            # a venue works through one order's requests in turn: a burst
-            # of modifies (a dragged line) would queue there, and a cancel
-            # behind them. One at a time; meanwhile the newest waits here
-            # and supersedes older waiting ones.
-            self.stashed_modify = new
-            self._refresh_req()
-            return self.phase, []
-        return self.phase, [self._send_modify(new)]
-
-    def _send_stashed(self) -> list[Effect]:
-        """Send the stashed modify once the one in flight is answered."""
-        new = self.stashed_modify
-        if new is None or self._modify_in_flight() or self.phase not in (P.ACKED, P.OPEN):
-            return []
-        self.stashed_modify = None
-        self._refresh_req()
-        if problem := self._modify_problem(new):  # e.g. filled past its size meanwhile
-            return self._refusal(f'modify refused: {problem}')
-        return [self._send_modify(new)]
-
-    def _cancel_live(self, _: Any) -> tuple[Phase, list[Effect]]:
-        self._pre_cancel = self.phase
-        self.stashed_modify = None  # the cancel wins
-        self._refresh_req()
-        return P.CANCELING, [self._send_cancel()]
-
-    def _modify_ack(self, ack: BrokerdOrderAck) -> tuple[Phase, list[Effect]]:
-        # the venue acks every BrokerdOrder: this one is for the oldest
-        # modify not acked yet (a repeated ack of the order itself is moot)
-        for request in self.outstanding:
-            if request.kind == 'modify' and not request.acked:
-                request.acked = True
-                break
-        return self.phase, self._send_stashed()
-
-    def _confirm_acked(self) -> bool:
-        """A venue status after a modify's ack shows the modify applied."""
-        confirmed = False
-        while self.outstanding and self.outstanding[0].acked:
-            order = self.outstanding.pop(0).order
-            assert order is not None  # only modifies are acked
-            self._confirmed = order
-            confirmed = True
-        return confirmed
-
-    def _open(self, msg: BrokerdStatus) -> tuple[Phase, list[Effect]]:
-        before = self.filled
-        confirmed = self._confirm_acked()
-        self._executed(reported=msg.filled)
-        if self.phase is P.CANCELING:
-            return P.CANCELING, []  # a cancel is coming: no news for clients
-        # `_opened`: an order filled in part on arrival has moved on to
-        # OPEN already, but its client has not been told it works yet
-        if self.phase is P.ACKED or confirmed or self.filled != before or not self._opened:
-            return P.OPEN, self._status(
-                'open', src=self.broker, reason=msg.reason, brokerd_msg=msg.to_builtins(),
-            )
-        return P.OPEN, []
-
-    def _fill(self, fill: BrokerdFill) -> tuple[Phase, list[Effect]]:
-        stay = P.OPEN if self.phase is P.ACKED else self.phase
-        if not self._apply_fill(fill):
-            return self.phase, []
-        if self.phase is P.CANCELING and self._pre_cancel is P.ACKED:
-            self._pre_cancel = P.OPEN  # it is certainly working at the venue
-        effects = self._status('fill', src=self.broker, brokerd_msg=fill.to_builtins())
-        if self.fully_filled:
-            self._settle()
-            effects += self._status('closed', src=self.broker)
-            return P.CLOSED, effects
-        return stay, effects
-
-    def _late_fill(self, fill: BrokerdFill) -> tuple[Phase, list[Effect]]:
-        if not self._apply_fill(fill):
-            return self.phase, []
-        log.warning('dialog %s: fill after terminal %s: %r', self.oid, self.phase.value, fill)
-        return self.phase, self._status(
-            'fill', src=self.broker, reason=f'fill after {self.phase.value}',
-            brokerd_msg=fill.to_builtins(),
-        )
-
-    def _venue_done(self, msg: BrokerdStatus) -> tuple[Phase, list[Effect]]:
-        self._confirm_acked()
-        self._executed(reported=msg.filled)
-        closed = msg.status == 'closed' or self.fully_filled
-        self._settle()
-        return (P.CLOSED if closed else P.CANCELED), self._status(
-            'closed' if closed else 'canceled', src=self.broker,
-            reason=msg.reason, brokerd_msg=msg.to_builtins(),
-        )
-
-    def _venue_error(self, err: BrokerdError) -> tuple[Phase, list[Effect]]:
-        details = err.to_builtins()
-        if not self.outstanding:
-            # no request of ours pending: the order itself failed
-            self._settle()
-            return P.ERROR, self._status(
-                'error', src=self.broker, reason=err.reason, brokerd_msg=details,
-            )
-        # the verdict on our oldest request: the order keeps working
-        request = self.outstanding.pop(0)
-        if request.kind == 'cancel':
-            self.phase = self._pre_cancel
-            what = 'cancel'
-        else:
-            self._refresh_req()
-            what = 'modify'
-        effects = self._status(
-            self._state_resp(), src=self.broker,
-            reason=f'{what} rejected: {err.reason}', brokerd_msg=details,
-        )
-        return self.phase, effects + self._send_stashed()
+# (phase, event) -> transition. A pair not listed is an invalid transition:
+# logged and ignored, never raised.
+TRANSITIONS: Mapping[Phase, Mapping[Event, Transition]] = {
+    P.NEW: {
+        E.SUBMIT: _t(Dialog._submit, P.DARK_OPEN, P.PENDING),
+    },
+    P.DARK_OPEN: {
+        E.MODIFY: _t(Dialog._modify_dark, P.DARK_OPEN, P.PENDING),
+        E.CANCEL: _t(Dialog._cancel_dark, P.CANCELED),
+        E.TRIGGER: _t(Dialog._trigger, P.DARK_TRIGGERED, P.ALERT_TRIGGERED),
+    },
+    P.PENDING: _pre_ack(P.PENDING),
+    P.DARK_TRIGGERED: _pre_ack(P.DARK_TRIGGERED),
+    P.CANCEL_STASHED: _pre_ack(P.CANCEL_STASHED),
+    P.ACKED: _live(P.ACKED),
+    P.OPEN: _live(P.OPEN),
+    P.CANCELING: {
+        E.MODIFY: _t(Dialog._refuse_modify, P.CANCELING),
+        E.CANCEL: _t(Dialog._ignore, P.CANCELING),
+        E.ACK: _t(Dialog._modify_ack, P.CANCELING),
+        E.VENUE_PENDING: _t(Dialog._ignore, P.CANCELING),
+        E.VENUE_OPEN: _t(Dialog._open, P.CANCELING),
+        # a fill racing the cancel still counts
+        E.FILL: _t(Dialog._fill, P.CANCELING, P.CLOSED),
+        E.VENUE_CANCELED: _t(Dialog._venue_done, P.CANCELED, P.CLOSED),
+        E.VENUE_CLOSED: _t(Dialog._venue_done, P.CLOSED),
+        # a rejected cancel (or modify sent before it) leaves it working
+        E.VENUE_ERROR: _t(Dialog._venue_error, P.CANCELING, P.ACKED, P.OPEN, P.ERROR),
+    },
+    P.ALERT_TRIGGERED: {},
+    # a venue may report a fill after the terminal status: count it
+    P.CLOSED: _late_fill,
+    P.CANCELED: _late_fill,
+    P.ERROR: _late_fill,
+}
 
 
 def _event_of(msg: Any) -> Event:
@@ -961,21 +965,6 @@ def _event_of(msg: Any) -> Event:
     if isinstance(msg, BrokerdOrderAck):
         return E.ACK
     raise TypeError(f'not a venue event: {msg!r}')
-
-
-# ---- history (de)serialisation, for the journal ------------------------
-
-_history_decoder = msgspec.json.Decoder(list[Status])
-
-
-def encode_history(statuses: list[Status]) -> bytes:
-    """Serialise a dialog's Status history to JSON bytes."""
-    return msgspec.json.encode(statuses)
-
-
-def decode_history(data: bytes | str) -> list[Status]:
-    """Inverse of `encode_history()`."""
-    return _history_decoder.decode(data)
 
 
 # ---- the table of every dialog ------------------------------------------
@@ -1073,32 +1062,24 @@ class DialogTable:
             dialog = self._dialogs.get(oid)
             if dialog is None:
                 continue
-            new = dialog.history[dialog._drained:]
-            dialog._drained = len(dialog.history)
-            out.append(DialogChange(dialog, new))
+            out.append(DialogChange(dialog, dialog.drain_history()))
         return out
 
-    def restore(
-        self,
-        dialogs: Iterable[Dialog],
-        *,
-        directions: Mapping[str, Direction] | None = None,
-    ) -> list[Effect]:
+    def restore(self, dialogs: Iterable[Dialog]) -> list[Effect]:
         """Adopt dialogs rebuilt from a journal (see `Dialog.from_state()`).
 
         Returns the effects that resume them: an `Arm` for each dialog
-        resting in the dark book (with its original trigger direction from
-        `directions`, when known). A dialog whose oid is already in the
-        table is skipped (logged): restoring twice never duplicates.
-        Restored dialogs do not count as changes and take the table's clock.
+        resting in the dark book (with its original trigger direction, when
+        known). A dialog whose oid is already in the table is skipped
+        (logged): restoring twice never duplicates. Restored dialogs do not
+        count as changes and take the table's clock.
         """
-        directions = directions or {}
         effects: list[Effect] = []
         for dialog in dialogs:
             if dialog.oid in self._dialogs:
                 log.warning('restore: dialog %s already known, skipped', dialog.oid)
                 continue
-            dialog._clock = self._clock  # one clock per table
+            dialog.use_clock(self._clock)  # one clock per table
             self._dialogs[dialog.oid] = dialog
             if dialog.reqid is not None:
                 self._by_reqid[(dialog.broker, dialog.reqid)] = dialog.oid
@@ -1109,29 +1090,33 @@ class DialogTable:
                 effects.append(Arm(
                     oid=dialog.oid, fqme=dialog.fqme, action=req.action,
                     level=req.price, size=req.size,
-                    direction=directions.get(dialog.oid),
+                    direction=dialog.direction,
                 ))
         self._evict()
         return effects
 
     # ---- client side ----------------------------------------------------
 
-    def on_client_msg(self, raw: Any) -> list[Effect]:
-        """Decode and apply a client message; a bad one gets an error reply."""
-        try:
-            msg = decode_client_msg(raw)
-        except MessageError as err:
-            log.warning('bad client message: %s: %r', err.reason, raw)
-            return [error_status(raw, err.reason, time_ns=self._clock())]
+    def on_client_msg(
+        self, msg: Order | Cancel, *, owner: int | None = None, route: Mode | None = None,
+    ) -> list[Effect]:
+        """Apply a (decoded) client command from session `owner`."""
         if isinstance(msg, Order):
-            return self.on_order(msg)
-        return self.on_cancel(msg)
+            return self.on_order(msg, owner=owner, route=route)
+        return self.on_cancel(msg, owner=owner)
 
-    def on_order(self, order: Order) -> list[Effect]:
-        """A new order, or a modify if `order.oid` has an active dialog."""
+    def on_order(
+        self, order: Order, *, owner: int | None = None, route: Mode | None = None,
+    ) -> list[Effect]:
+        """A new order, or a modify if `order.oid` has an active dialog.
+
+        A new dialog is owned by session `owner` and routed to its broker's
+        `route` venue; a modify leaves both as they were (a restored
+        dialog is claimed by the first session that modifies it).
+        """
         dialog = self._dialogs.get(order.oid)
         if dialog is None:
-            dialog = Dialog(order, clock=self._clock)
+            dialog = Dialog(order, clock=self._clock, owner=owner, route=route)
             self._dialogs[order.oid] = dialog
             return self._after(dialog, dialog.handle(E.SUBMIT, order))
         if dialog.terminal:
@@ -1140,10 +1125,16 @@ class DialogTable:
                 order.oid, dialog.phase.value, order,
             )
             return []
+        if owner is not None:
+            dialog.claim(owner)
         return self._after(dialog, dialog.handle(E.MODIFY, order))
 
-    def on_cancel(self, cancel: Cancel | str) -> list[Effect]:
-        """Cancel a dialog; an unknown oid gets an error reply."""
+    def on_cancel(
+        self, cancel: Cancel | str, *, owner: int | None = None, reason: str = '',
+    ) -> list[Effect]:
+        """Cancel a dialog; an unknown oid gets an error reply (and leaves
+        no trace). The canceller of an ownerless dialog hears its end; a
+        dark order's `canceled` says `reason` (emsd's own cancels say why)."""
         oid = cancel if isinstance(cancel, str) else cancel.oid
         dialog = self._dialogs.get(oid)
         if dialog is None:
@@ -1154,7 +1145,9 @@ class DialogTable:
         if dialog.terminal:
             log.info('cancel for finished dialog %s (%s) ignored', oid, dialog.phase.value)
             return []
-        return self._after(dialog, dialog.handle(E.CANCEL, cancel))
+        if owner is not None:
+            dialog.claim(owner)
+        return self._after(dialog, dialog.handle(E.CANCEL, reason))
 
     # ---- dark book side --------------------------------------------------
 
@@ -1168,24 +1161,19 @@ class DialogTable:
 
     # ---- venue side -----------------------------------------------------
 
-    def on_broker_msg(self, msg: Any, broker: str) -> list[Effect]:
-        """Apply one backend -> emsd message from `broker`'s dialogue.
-
-        Accepts a decoded struct or the raw dict. Positions are not dialog
-        events: they are returned untouched for emsd to handle.
+    def on_broker_msg(
+        self, msg: Struct, broker: str, route: Mode | None = None,
+    ) -> list[Effect]:
+        """Apply one (decoded) backend -> emsd message from the dialogue
+        with `broker`'s `route` venue. Positions are not dialog events:
+        they are left for emsd to handle.
         """
-        if not isinstance(msg, Struct):
-            try:
-                msg = decode_broker_msg(msg)
-            except MessageError as err:
-                log.warning('bad message from %s: %s: %r', broker, err.reason, msg)
-                return []
         if isinstance(msg, BrokerdPosition):
             return []
         if isinstance(msg, BrokerdOrderAck):
             return self._on_ack(msg, broker)
         if isinstance(msg, BrokerdStatus | BrokerdFill):
-            return self._on_event(msg, broker)
+            return self._on_event(msg, broker, route)
         if isinstance(msg, BrokerdError):
             return self._on_error(msg, broker)
         log.warning('unexpected message from %s ignored: %r', broker, msg)
@@ -1204,10 +1192,12 @@ class DialogTable:
             return []
         if dialog.phase in PRE_ACK_PHASES:
             self._by_reqid[key] = ack.oid
-            dialog.buffered.extend(self._orphans.pop(key, ()))
+            dialog.absorb(self._orphans.pop(key, ()))
         return self._after(dialog, dialog.handle(E.ACK, ack))
 
-    def _on_event(self, msg: BrokerdStatus | BrokerdFill, broker: str) -> list[Effect]:
+    def _on_event(
+        self, msg: BrokerdStatus | BrokerdFill, broker: str, route: Mode | None,
+    ) -> list[Effect]:
         key = (broker, msg.reqid)
         dialog = self.by_reqid(broker, msg.reqid)
         if dialog is None and msg.oid:
@@ -1219,7 +1209,7 @@ class DialogTable:
                 self._by_reqid[key] = dialog.oid
         if dialog is None:
             if isinstance(msg, BrokerdStatus) and msg.req is not None:
-                return self._external(msg, broker)
+                return self._external(msg, broker, route)
             self._hold_orphan(key, msg)
             return []
         return self._after(dialog, dialog.handle(_event_of(msg), msg))
@@ -1242,8 +1232,11 @@ class DialogTable:
             dropped, events = self._orphans.popitem(last=False)
             log.warning('dropping %d events of never-acked reqid %r', len(events), dropped)
 
-    def _external(self, msg: BrokerdStatus, broker: str) -> list[Effect]:
-        """A venue order emsd did not place: open a dialog for it."""
+    def _external(
+        self, msg: BrokerdStatus, broker: str, route: Mode | None,
+    ) -> list[Effect]:
+        """A venue order emsd did not place: open a dialog for it (routed
+        back to the venue that announced it)."""
         assert msg.req is not None
         if msg.status not in ('open', 'pending'):
             log.info('finished external order %r from %s ignored', msg.reqid, broker)
@@ -1263,17 +1256,14 @@ class DialogTable:
         except MessageError as err:
             log.warning('bad external order from %s: %s', broker, err.reason)
             return []
-        dialog = Dialog(order, clock=self._clock)
-        dialog.external = True
-        dialog.reqid = msg.reqid
-        dialog.phase = P.ACKED
+        dialog = Dialog(order, clock=self._clock, state=DialogState(
+            oid=order.oid, req=order, confirmed=order, phase=P.ACKED,
+            reqid=msg.reqid, external=True, route=route,
+        ))
         self._dialogs[order.oid] = dialog
         self._by_reqid[(broker, msg.reqid)] = order.oid
-        dialog.buffered.extend(self._orphans.pop((broker, msg.reqid), ()))
-        effects = dialog.handle(_event_of(msg), msg)
-        if dialog.phase is P.ACKED:  # 'pending': still announce it
-            effects += dialog._status('pending', src=broker, reason='external order')
-        return self._after(dialog, effects)
+        dialog.absorb(self._orphans.pop((broker, msg.reqid), ()))
+        return self._after(dialog, dialog.announce(msg))
 
     def _fresh_oid(self, candidate: str) -> str:
         """`candidate` if no dialog uses it, else a new collision-free uuid."""

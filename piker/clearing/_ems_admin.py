@@ -1,7 +1,7 @@
 """emsd's admin RPC: the kill switch and risk status (`piker ems ...`).
 
 These functions run inside emsd (it is spawned with this module in its
-`enable_modules`, see `EMSD_MODULES`) and act on its one `Router`:
+`enable_modules`, see `EMSD_MODULES`) and act on its one `Emsd`:
 
 - `set_trading_state(state, reason='', cancel_all=False)`: switch to
   `active`, `reduce_only` or `halted`, effective for the very next order,
@@ -21,7 +21,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..log import get_logger
-from ._ems import get_router
+from ._ems import current
 from ._risk_state import STATE_FILE, switch_state
 
 __all__ = [
@@ -39,17 +39,17 @@ EMSD_STARTUP = 'piker.clearing._ems:startup'
 
 async def cancel_all_orders(fqme: str | None = None) -> list[str]:
     """RPC: cancel every working buy/sell dialog (of `fqme`); their oids."""
-    router = get_router()
+    emsd = await current()
     fqme = fqme.lower() if fqme else None
     oids: list[str] = []
     effects: list[Any] = []
-    for dialog in router.dialogs.active(fqme):
+    for dialog in emsd.dialogs.active(fqme):
         if dialog.req.action == 'alert':
             continue
         oids.append(dialog.oid)
-        effects += router.dialogs.on_cancel(dialog.oid)
+        effects += emsd.dialogs.on_cancel(dialog.oid)
     if effects:
-        await router.execute(effects)
+        await emsd.fx.execute(effects)
     log.warning('cancelled %d working order(s)%s', len(oids), f' of {fqme}' if fqme else '')
     return oids
 
@@ -64,13 +64,13 @@ async def set_trading_state(
     Returns `{'state', 'previous', 'canceled'}`. An unknown state raises
     `ValueError` naming the valid ones.
     """
-    router = get_router()
-    previous = switch_state(router.risk, state, reason)
-    log.warning('trading state %s -> %s%s', previous.value, router.risk.state.value,
+    risk = (await current()).risk
+    previous = switch_state(risk, state, reason)
+    log.warning('trading state %s -> %s%s', previous.value, risk.state.value,
                 f' ({reason})' if reason else '')
     canceled = await cancel_all_orders() if cancel_all else []
     return {
-        'state': router.risk.state.value,
+        'state': risk.state.value,
         'previous': previous.value,
         'canceled': canceled,
     }
@@ -78,17 +78,17 @@ async def set_trading_state(
 
 async def risk_status() -> dict[str, Any]:
     """RPC: the gate's `RiskReport` plus where the state is recorded."""
-    router = get_router()
-    report = router.risk.report().to_builtins()
+    risk = (await current()).risk
+    report = risk.report().to_builtins()
     report['state_file'] = STATE_FILE
-    report['working'] = router.risk.working()
+    report['working'] = risk.working()
     return report
 
 
 async def flush_journal() -> int:
     """RPC: return once everything emsd published is committed to its
     journal (readers of the db then see it all); the batches written so far."""
-    writer = get_router().writer
+    writer = (await current()).fx.writer
     if writer is None:
         return 0
     await writer.flush()
@@ -104,24 +104,16 @@ async def ems_state() -> dict[str, Any]:
     SIGKILL included, leaves within ~0.1 s; its orders stay working);
     `venues`: each trades relay's state ('up', 'syncing' or 'down: why').
     """
-    router = get_router()
-    venues = {}
-    for relay in router.relays.values():
-        if relay.syncing:
-            state = 'syncing'
-        elif relay.stream is not None:
-            state = 'up'
-        else:
-            state = f'down: {relay.down or relay.error or "connecting"}'
-        venues[relay.venue] = state
+    emsd = await current()
+    writer = emsd.fx.writer
     return {
-        'restored': router.restored.is_set(),
-        'armed': sorted(e.oid for e in router.book.entries()),
+        'restored': emsd.restored.is_set(),
+        'armed': sorted(e.oid for e in emsd.dark.book.entries()),
         'clients': [
             {'id': c.id, 'mode': c.mode, 'fqmes': sorted(c.fqmes),
              'queued': c.send_ch.statistics().current_buffer_used}
-            for c in router.clients.values()
+            for c in emsd.clients.conns.values()
         ],
-        'venues': venues,
-        'journal_backlog': router.writer.backlog if router.writer is not None else 0,
+        'venues': {r.venue: r.state for r in emsd.relays.relays.values()},
+        'journal_backlog': writer.backlog if writer is not None else 0,
     }

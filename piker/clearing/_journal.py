@@ -44,10 +44,11 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
+from contextlib import asynccontextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import msgspec
 import trio
@@ -57,7 +58,15 @@ from ..config import get_config_dir
 from ..log import get_logger
 from ..types import Struct
 from ._dark import Direction
-from ._dialogs import Dialog, DialogChange, DialogState, DialogTable, Effect, Phase
+from ._dialogs import (
+    Dialog,
+    DialogChange,
+    DialogState,
+    DialogTable,
+    Effect,
+    Mode,
+    Phase,
+)
 from ._messages import Order, Status
 
 __all__ = [
@@ -68,12 +77,12 @@ __all__ = [
     'JournalError',
     'entries_from_changes',
     'journal_path',
+    'open_journal_writer',
     'restore_dialogs',
 ]
 
 log = get_logger(__name__)
 
-Mode = Literal['live', 'paper']
 ReqId = int | str
 
 SCHEMA_VERSION = 1
@@ -766,25 +775,67 @@ def _statements(script: str) -> list[str]:
 
 # ---- emsd glue ------------------------------------------------------------------
 
-def entries_from_changes(
-    changes: Iterable[DialogChange],
-    *,
-    route_of: Callable[[str], Mode | None],
-    direction_of: Callable[[str], Direction | None],
-) -> list[JournalEntry]:
-    """Journal entries for `DialogTable.drain_changes()` output.
+def _open_for_emsd(keep_days: float = 0.0) -> Journal | None:
+    """The journal in the config dir, or None (logged) if it cannot be had;
+    dialogs that ended more than `keep_days` ago are pruned (0: none)."""
+    try:
+        journal = Journal.open()
+    except JournalError as err:
+        log.error('EMS JOURNAL DISABLED, orders will not survive a restart: %s', err)
+        return None
+    if keep_days:
+        try:
+            gone = journal.prune(time.time_ns() - int(keep_days * 86_400e9))
+        except sqlite3.Error as err:
+            log.error('could not prune the EMS journal: %s', err)
+        else:
+            if gone:
+                log.info('EMS journal: forgot %d dialog(s) finished over %g days ago',
+                         gone, keep_days)
+    return journal
 
-    emsd supplies what only it knows: each dialog's route (the venue
-    relay it uses) and the direction its dark trigger was armed with.
+
+@asynccontextmanager
+async def open_journal_writer(
+    keep_days: float = 0.0,
+    on_commit: Callable[[int], Any] | None = None,
+) -> AsyncIterator[tuple[JournalWriter | None, list[DialogRecord]]]:
+    """emsd's journal for its lifetime: its writer and the active dialogs
+    to restore.
+
+    The db work runs in a worker thread: a big journal's integrity check
+    must not stall heartbeats. A journal that cannot be opened leaves emsd
+    working, without memory (writer None, logged loudly). At the end the
+    writer writes what was queued, then the db closes.
     """
+    journal: Journal | None = None
+    try:
+        try:
+            journal = await trio.to_thread.run_sync(_open_for_emsd, keep_days)
+            records = await trio.to_thread.run_sync(journal.active_dialogs) if journal else []
+        except Exception:
+            log.exception('cannot read the EMS journal: nothing restored')
+            records = []
+        writer = JournalWriter(journal, on_commit=on_commit) if journal is not None else None
+        async with trio.open_nursery() as n:
+            if writer is not None:
+                n.start_soon(writer.run)
+            yield writer, records
+            n.cancel_scope.cancel()
+    finally:
+        if journal is not None:
+            journal.close()
+
+
+def entries_from_changes(changes: Iterable[DialogChange]) -> list[JournalEntry]:
+    """Journal entries for `DialogTable.drain_changes()` output: each
+    dialog's data as it stands, and the Statuses it emitted meanwhile."""
     entries: list[JournalEntry] = []
     for dialog, new in changes:
+        state = dialog.state(fill_tids=False)  # the fill events name them
         entries.append(JournalEntry(
-            oid=dialog.oid,
-            events=new,
-            state=dialog.state(fill_tids=False),  # the fill events name them
-            route=route_of(dialog.oid),
-            direction=direction_of(dialog.oid) if dialog.phase is Phase.DARK_OPEN else None,
+            oid=dialog.oid, events=new, state=state, route=state.route,
+            direction=state.direction if state.phase is Phase.DARK_OPEN else None,
         ))
     return entries
 
@@ -797,14 +848,13 @@ def restore_dialogs(
 
     The effects are `Arm`s (with their original trigger directions) for
     every dialog resting in the dark book; emsd carries them out once the
-    market's feed is up.
+    market's feed is up. A record's route and direction columns are the
+    truth (a state journaled before they were part of it lacks them).
     """
     dialogs: list[Dialog] = []
-    directions: dict[str, Direction] = {}
     for rec in records:
         if rec.state is None:
             continue
-        dialogs.append(Dialog.from_state(rec.state, rec.events))
-        if rec.direction is not None:
-            directions[rec.oid] = rec.direction
-    return table.restore(dialogs, directions=directions)
+        state = msgspec.structs.replace(rec.state, route=rec.route, direction=rec.direction)
+        dialogs.append(Dialog.from_state(state, rec.events))
+    return table.restore(dialogs)

@@ -46,7 +46,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..log import get_logger
-from ._dialogs import PRE_ACK_PHASES, Dialog, DialogTable, Effect, Phase
+from ._dialogs import PRE_ACK_PHASES, Dialog, DialogTable, Effect, Mode, Phase
 from ._messages import (
     BrokerdError,
     BrokerdFill,
@@ -73,8 +73,8 @@ def _announces(msg: Any) -> bool:
 class VenueSync:
     """One venue's order report, applied to emsd's `DialogTable`.
 
-    `ours(dialog)` says whether a dialog's orders go to this venue (emsd
-    routes per (broker, mode)). Feed each report message to `on_msg()`,
+    The venue is `broker`'s `route` one: emsd routes per (broker, mode),
+    and a dialog is this venue's if its route says so. Feed each report message to `on_msg()`,
     then the closing `BrokerdOrdersSynced` to `finish()`.
     """
 
@@ -83,20 +83,23 @@ class VenueSync:
         table: DialogTable,
         broker: str,
         venue: str,
-        ours: Callable[[Dialog], bool],
+        route: Mode,
         *,
         clock: Callable[[], int] = time.time_ns,
     ) -> None:
         self.table = table
         self.broker = broker
         self.venue = venue
-        self._ours = ours
+        self.route = route
         self._clock = clock
         # oids the venue announced as working, and counts for the log
         self.announced: set[str] = set()
         self.applied = 0
         self.dropped = 0
         self.resolved: list[str] = []
+
+    def _ours(self, dialog: Dialog) -> bool:
+        return dialog.broker == self.broker and dialog.route == self.route
 
     def _find(self, msg: BrokerdStatus | BrokerdFill) -> Dialog | None:
         dialog = self.table.by_reqid(self.broker, msg.reqid)
@@ -110,11 +113,11 @@ class VenueSync:
         """Apply one message of the report (a past event or an announcement)."""
         if not isinstance(msg, BrokerdStatus | BrokerdFill):
             # not part of a report (an ack, an error): the usual path
-            return self.table.on_broker_msg(msg, self.broker)
+            return self.table.on_broker_msg(msg, self.broker, self.route)
         dialog = self._find(msg)
         if dialog is None:
             if _announces(msg):
-                effects = self.table.on_broker_msg(msg, self.broker)  # external
+                effects = self.table.on_broker_msg(msg, self.broker, self.route)  # external
                 ext = self.table.by_reqid(self.broker, msg.reqid)
                 if ext is not None:
                     self.announced.add(ext.oid)
@@ -172,7 +175,8 @@ class VenueSync:
         request, so only a dialog whose every request is from before the
         reconnect is handled (always the case: nothing new was sent yet).
         """
-        lost = [r for r in dialog.outstanding if not r.acked and r in in_flight]
+        lost = [r for r in dialog.outstanding
+                if not r.acked and any(r is f for f in in_flight)]
         if len(lost) != len([r for r in dialog.outstanding if not r.acked]):
             log.warning('dialog %s has requests from before and after the reconnect '
                         'in flight: left to the venue to answer', dialog.oid)

@@ -26,6 +26,7 @@ from ._heartbeat import (
     watch_peer,
     watchdog,
 )
+from ._lifetime import actor_nursery, start_actor_task
 from ._mngr import DAEMON_MODULES, DaemonInfo, DaemonSpec, Services, current_services
 from ._pikerd import connect_pikerd, maybe_open_pikerd, open_pikerd, serve_pikerd
 from ._reconnect import Backoff, leave_if_cancelled, reconnecting
@@ -48,6 +49,7 @@ __all__ = [
     'connect_pikerd',
     'current_services',
     'find_service',
+    'actor_nursery',
     'leave_if_cancelled',
     'list_services',
     'maybe_open_pikerd',
@@ -59,6 +61,7 @@ __all__ = [
     'ping',
     'reconnecting',
     'serve_pikerd',
+    'start_actor_task',
     'watch_peer',
     'watchdog',
 ]

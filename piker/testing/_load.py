@@ -665,7 +665,7 @@ async def load_phase(cfg: Config, market: Market, portals: dict[str, Any]) -> Re
 
     if cfg.venue_watchdog:
         old = await portals['emsd'].run(
-            _load_rpc.set_module_attr, module='piker.clearing._ems',
+            _load_rpc.set_module_attr, module='piker.clearing._relays',
             name='VENUE_WATCHDOG_TIMEOUT', value=cfg.venue_watchdog)
         print(f'what-if: emsd venue watchdog {old} s -> {cfg.venue_watchdog} s', flush=True)
     # warm up: daemons spawned, the venue's and emsd's feeds of every

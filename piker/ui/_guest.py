@@ -41,10 +41,6 @@ class _Reenter(QtCore.QObject):
         return super().event(ev)
 
 
-class GuestRunError(RuntimeError):
-    """The Qt loop ended before the trio guest run finished."""
-
-
 def run_qt_guest(
     async_fn: Callable[..., Awaitable[Any]],
     *args: Any,

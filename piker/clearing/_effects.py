@@ -1,0 +1,194 @@
+"""emsd's executor of the core's effects: what joins its IO edges.
+
+`DialogTable` turns every input into effects; `Effects.execute()` carries
+them out, always in the same order:
+
+1. the dark book (`Arm`/`Disarm`, local, no checkpoint) - so the journal
+   records the direction a trigger was armed with;
+2. the journal (what the batch changed, one group-commit ticket);
+3. the batch's `Status`es, to the risk gate and the client fan-out - held
+   until committed when they promise something a crash must not lose;
+4. the batch's `ToVenue` commands, on their venue relay - after the
+   Statuses (a command that cannot be sent ends its dialog with an
+   `error` that must follow the batch's `pending`), and, if the batch
+   changed the dark book, after its commit (a restarted emsd must never
+   re-arm a trigger whose order already went to the venue).
+"""
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable
+from typing import Protocol
+
+from ..log import get_logger
+from ._dialogs import Arm, DialogTable, Disarm, Effect, Mode, ToVenue
+from ._fanout import ClientConn, Clients
+from ._journal import JournalEntry, JournalWriter, entries_from_changes
+from ._messages import BrokerdError, BrokerdPosition, Status
+from ._risk import RiskGate
+
+__all__ = ['Effects']
+
+log = get_logger(__name__)
+
+# a Status saying one of these is published only once the journal has it
+_DURABLE_RESPS = frozenset({'pending', 'dark_open', 'dark_triggered'})
+
+
+class Venues(Protocol):
+    """Where `ToVenue` commands go (`_relays.Relays`)."""
+
+    async def send(self, eff: ToVenue, mode: Mode) -> str:
+        """Send; '' or why it could not be sent."""
+        ...
+
+
+class Dark(Protocol):
+    """Where `Arm`/`Disarm` go (`_dark_feeds.DarkFeeds`)."""
+
+    def arm(self, eff: Arm) -> None: ...
+
+    def disarm(self, oid: str) -> None: ...
+
+
+class Effects:
+    """Carries out dialog effects on the dark book, journal, clients and
+    venues (wired in by `connect()`; the journal by `attach()`)."""
+
+    def __init__(self, dialogs: DialogTable, risk: RiskGate, clients: Clients) -> None:
+        self.dialogs = dialogs
+        self.risk = risk
+        self.clients = clients
+        self.venues: Venues | None = None
+        self.dark: Dark | None = None
+        # the journal's group-commit writer (None: not (yet) open, or no
+        # journal), and the Status batches held back until a commit:
+        # (ticket, statuses, origin), in order
+        self.writer: JournalWriter | None = None
+        self._held: deque[tuple[int, list[Status], ClientConn | None]] = deque()
+
+    def connect(self, venues: Venues, dark: Dark) -> None:
+        self.venues, self.dark = venues, dark
+
+    def attach(self, writer: JournalWriter | None) -> None:
+        """Journal from now on (None: stop, publishing what was held)."""
+        self.writer = writer
+        if writer is None:
+            self.release(None)
+
+    # -- the order of things ----------------------------------------------------
+
+    async def execute(self, effects: Iterable[Effect], origin: ClientConn | None = None) -> None:
+        """Carry out effects (see the module doc for the order)."""
+        effects, commit_first = self._book_and_journal(effects, origin)
+        venue = [eff for eff in effects if isinstance(eff, ToVenue)]
+        if venue and commit_first and self.writer is not None:
+            await self.writer.flush(commit_first)
+        for eff in venue:
+            await self.to_venue(eff)
+
+    def execute_nowait(self, effects: Iterable[Effect]) -> None:
+        """`execute()` for effects that need no venue round trip."""
+        self._book_and_journal(effects, None)
+
+    def _book_and_journal(
+        self, effects: Iterable[Effect], origin: ClientConn | None,
+    ) -> tuple[list[Effect], int]:
+        """Dark book, journal, then the batch's Statuses (`_emit`).
+
+        Returns the effects and, if the batch changed the dark book, its
+        journal ticket (else 0)."""
+        effects = list(effects)
+        dark_change = False
+        for eff in effects:
+            if isinstance(eff, Arm):
+                assert self.dark is not None
+                self.dark.arm(eff)
+                dark_change = True
+            elif isinstance(eff, Disarm):
+                assert self.dark is not None
+                self.dark.disarm(eff.oid)
+                dark_change = True
+        ticket = self._journal_changes()
+        statuses = [eff for eff in effects if isinstance(eff, Status)]
+        if statuses:
+            durable = dark_change or any(st.resp in _DURABLE_RESPS for st in statuses)
+            self._emit(statuses, origin, ticket, durable)
+        return effects, ticket if dark_change else 0
+
+    # -- the journal ------------------------------------------------------------
+
+    def _journal_changes(self) -> int:
+        """Queue what the last input changed for the journal (one batch);
+        returns the writer's ticket for it (0: no journal)."""
+        changes = self.dialogs.drain_changes()
+        writer = self.writer
+        if writer is None:
+            return 0
+        if changes:
+            return writer.submit(entries_from_changes(changes))
+        return writer.ticket
+
+    def journal_refusal(self, status: Status, mode: Mode) -> None:
+        """Keep a refused request in the history (it never made a dialog)."""
+        if self.writer is not None:
+            dialog = self.dialogs.get(status.oid)
+            route = dialog.route if dialog is not None else None
+            self.writer.submit([JournalEntry(
+                oid=status.oid, events=[status], route=route or mode,
+            )])
+
+    def _emit(
+        self, statuses: list[Status], origin: ClientConn | None, ticket: int, durable: bool,
+    ) -> None:
+        """Publish a batch's Statuses, in batch order across batches.
+
+        The journal commits behind the order path (`JournalWriter`): the
+        venue already has a new order while its batch is being written.
+        What a client is *told* about a placed or re-armed order (a batch
+        that changed the dark book, or says `pending`, `dark_open` or
+        `dark_triggered`) is held until committed: a client that heard its
+        order was taken finds it again after any emsd crash. Every later
+        batch queues behind a held one, so no client sees a dialog's events
+        out of order. Other news (open, fills, ends) goes out at once: a
+        crash before its commit loses it from the journal only, and the
+        venue's order report brings it back (`_reconcile`).
+        """
+        if self.writer is not None and (durable or self._held):
+            self._held.append((ticket, statuses, origin))
+            self.writer.want(ticket)
+            return
+        for st in statuses:
+            self.publish(st, origin)
+
+    def release(self, committed: int | None) -> None:
+        """Publish held batches up to ticket `committed` (None: all)."""
+        held = self._held
+        while held and (committed is None or held[0][0] <= committed):
+            _, statuses, origin = held.popleft()
+            for st in statuses:
+                self.publish(st, origin)
+
+    # -- the world --------------------------------------------------------------
+
+    def publish(self, status: Status, origin: ClientConn | None = None) -> None:
+        """A Status leaves emsd: the risk gate counts it, clients hear it."""
+        self.risk.observe(status)
+        self.clients.publish(status, origin)
+
+    def position(self, msg: BrokerdPosition) -> None:
+        """A venue's position report: to the risk gate and its clients."""
+        self.risk.observe(msg)
+        self.clients.position(msg)
+
+    async def to_venue(self, eff: ToVenue) -> None:
+        """Send a venue command; one that cannot be sent ends in an error."""
+        assert self.venues is not None
+        dialog = self.dialogs.get(eff.msg.oid)
+        mode = (dialog.route if dialog is not None else None) or 'paper'
+        problem = await self.venues.send(eff, mode)
+        if problem:
+            log.error('cannot send %s for %s: %s', type(eff.msg).__name__, eff.msg.oid, problem)
+            self.execute_nowait(self.dialogs.on_broker_msg(BrokerdError(
+                oid=eff.msg.oid, reqid=getattr(eff.msg, 'reqid', None), reason=problem,
+            ), eff.broker))

@@ -1,0 +1,143 @@
+"""emsd's intake of client commands: decode, check, then the dialog table.
+
+Every command is decoded once, here. An order (new, or a modify) is
+checked before its dialog sees it - a known backend and account, a
+reachable venue, the market's feed for a dark order (or its price for a
+live one), then the risk gate last, with no checkpoint between the gate
+and the table, so an accepted order is counted at once. A refusal is an
+`error` Status (a refused modify leaves the order working as it was) and
+is kept in the journal's history. Cancels are never checked.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from ..brokers import get_brokermod
+from ..log import get_logger
+from ._dark_feeds import DarkFeeds
+from ._dialogs import Dialog, DialogTable
+from ._effects import Effects
+from ._fanout import ClientConn, Clients
+from ._messages import Cancel, MessageError, Order, decode_client_msg, error_status
+from ._relays import Relays
+from ._risk import RiskGate
+
+__all__ = ['Intake']
+
+log = get_logger(__name__)
+
+
+class Intake:
+    """Client commands into the dialog table."""
+
+    def __init__(
+        self,
+        dialogs: DialogTable,
+        risk: RiskGate,
+        clients: Clients,
+        fx: Effects,
+        relays: Relays,
+        dark: DarkFeeds,
+    ) -> None:
+        self.dialogs = dialogs
+        self.risk = risk
+        self.clients = clients
+        self.fx = fx
+        self.relays = relays
+        self.dark = dark
+
+    async def on_client_msg(self, client: ClientConn, raw: Any) -> None:
+        """Validate, route and apply one client command."""
+        try:
+            msg = decode_client_msg(raw)
+        except MessageError as err:
+            log.warning('bad message from client %s: %s', client.id, err.reason)
+            client.push(error_status(raw, err.reason))
+            return
+        ended = self.dialogs.get(msg.oid)
+        if ended is not None and ended.terminal:
+            self._on_finished(client, msg, ended)
+            return
+        if isinstance(msg, Order) and not await self._accept(client, msg):
+            return
+        # a new dialog is the client's, at its mode's venue; a restored one
+        # is claimed by its first modifier or canceller (who hears the end)
+        effects = self.dialogs.on_client_msg(msg, owner=client.id, route=client.mode)
+        # even with no effects: a stashed modify/cancel changed the dialog
+        await self.fx.execute(effects, origin=client)
+
+    async def _accept(self, client: ClientConn, order: Order) -> bool:
+        """Check `order`; a refused one is answered here (False)."""
+        problem = await self._check(client, order)
+        if not problem:
+            # last, and with no checkpoint before the dialog table:
+            # an accepted order is counted at once
+            live = self.dialogs.get(order.oid)
+            refusal = self.risk.check(
+                order, existing=live.req if live is not None else None,
+                session=client.id, mark=self.dark.mark(order.symbol),
+            )
+            problem = refusal.reason if refusal is not None else ''
+        if not problem:
+            return True
+        log.warning('order %s refused: %s', order.oid, problem)
+        live = self.dialogs.get(order.oid)
+        if live is not None and not live.terminal:
+            # a refused modify: the order works on as it was
+            reply = live.snapshot().copy({'reason': f'modify refused: {problem}'})
+        else:
+            reply = error_status(order, problem)
+        self.fx.journal_refusal(reply, client.mode)
+        client.push(reply)
+        return False
+
+    async def _check(self, client: ClientConn, order: Order) -> str:
+        """Why emsd cannot take `order` ('' if it can)."""
+        broker = order.broker
+        try:
+            get_brokermod(broker)
+        except Exception as err:  # NoSuchBackend: lists the known ones
+            return str(err)
+        existing = self.dialogs.get(order.oid)
+        if existing is not None and existing.fqme != order.symbol:
+            return (f'modify of {order.oid} cannot change its market '
+                    f'{existing.fqme!r} to {order.symbol!r}')
+        mode = (existing.route if existing is not None else None) or client.mode
+        if order.action != 'alert':
+            try:
+                relay = await self.relays.ensure(broker, mode)
+            except Exception as err:
+                return str(err)
+            if order.account not in relay.accounts:
+                return (f'unknown account {order.account!r} for {broker} '
+                        f'({mode}): use one of {relay.accounts}')
+        if order.exec_mode == 'dark' or order.action == 'alert':
+            try:
+                await self.dark.ensure(order.symbol)
+            except Exception as err:
+                return str(err)
+        else:
+            await self.dark.await_mark(order)
+        return ''
+
+    def _on_finished(self, client: ClientConn, msg: Order | Cancel, dialog: Dialog) -> None:
+        """A modify, re-send or cancel of a dialog that has ended.
+
+        Never a second terminal Status: a client that hears the dialog (it
+        placed it, or watches its market) has its answer in the dialog's
+        terminal Status, sent already or on its way (the request raced the
+        end; `OrderClient` sends none for orders it saw end). Any
+        other client gets an `error`: the first and only end it hears of
+        that oid, kept out of the dialog's journal history.
+        """
+        what = 'cancel' if isinstance(msg, Cancel) else 'order'
+        if self.clients.hears(client, dialog.oid, dialog.fqme):
+            log.info('%s for finished dialog %s (%s) from client %s dropped: '
+                     'its end answers it', what, dialog.oid, dialog.phase.value, client.id)
+            return
+        log.warning('%s for finished dialog %s (%s) refused', what, dialog.oid,
+                    dialog.phase.value)
+        client.push(error_status(msg, (
+            f'order {dialog.oid} is already {dialog.phase.value}: '
+            + ('nothing to cancel' if what == 'cancel' else 'a new order needs a new oid')
+        )))
