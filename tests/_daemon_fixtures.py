@@ -52,6 +52,19 @@ async def echo(ctx: tractor.Context) -> None:
     _events.append('peer-lost' if watch.lost else 'stream-ended')
 
 
+@tractor.context
+async def die_on_goodbye(ctx: tractor.Context) -> None:
+    """Start, then die (SIGKILL) when the caller cancels: the link breaks
+    while a finished session is being closed."""
+    import signal
+
+    await ctx.started(os.getpid())
+    try:
+        await trio.sleep_forever()
+    finally:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
 async def nap(seconds: float) -> None:
     """RPC: take `seconds` to answer."""
     await trio.sleep(seconds)

@@ -285,6 +285,23 @@ def test_rule2_rule7_sigkilled_daemon_noticed_and_respawned(piker_env):
     assert wait_dead([pid, new_pid]) == []
 
 
+@pytest.mark.timeout(GUARD)
+def test_a_peer_lost_while_closing_a_finished_block_is_not_an_error(piker_env):
+    """The caller's block ended normally; the daemon dies during the goodbye
+    (cancel, then the remote result): nothing pending is lost, so the block
+    exits cleanly instead of raising PeerLost (seen across hosts)."""
+
+    async def main():
+        async with open_pikerd(max_restarts=0):
+            async with maybe_spawn_daemon('testd', enable_modules=FIXTURES) as portal:
+                with trio.fail_after(5):
+                    async with open_watched_context(portal, fx.die_on_goodbye) as (_, pid):
+                        pass
+                return pid
+
+    assert wait_dead([trio.run(main)]) == []
+
+
 async def wait_all_dead(pids: list[int], timeout: float) -> None:
     with trio.fail_after(timeout):
         while any(alive(p) for p in pids):
