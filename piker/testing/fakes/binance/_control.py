@@ -9,19 +9,13 @@ loopback only). `ControlClient` is the matching client.
 """
 from __future__ import annotations
 
-import json
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from starlette.requests import Request
-from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from .._control import PREFIX, control_routes
 from ._errors import BinanceError
 
-if TYPE_CHECKING:
-    from ._fake import FakeBinance
-
-PREFIX = '/_fake'
 READ = ('orders', 'trades', 'balances', 'request_log', 'info')
 WRITE = ('push', 'resume', 'pause', 'step', 'set_gaps', 'deposit', 'fill',
          'fill_while_away', 'expire_listen_keys', 'set_weight_limit')
@@ -29,42 +23,9 @@ FAULTS = ('disconnect_streams', 'rate_limit', 'server_errors', 'delay_acks',
           'duplicate_reports', 'reorder_reports', 'state')
 
 
-def _target(fake: FakeBinance, name: str) -> Any:
-    if name.startswith('fault/'):
-        sub = name[len('fault/'):]
-        if sub in FAULTS:
-            return getattr(fake.faults, sub)
-    elif name in READ or name in WRITE:
-        return getattr(fake, name)
-    return None
-
-
-async def _call(request: Request) -> JSONResponse:
-    fake: FakeBinance = request.app.state.fake
-    name = request.path_params['name']
-    fn = _target(fake, name)
-    if fn is None:
-        return JSONResponse({'error': f'no control {name!r}'}, status_code=404)
-    if request.method == 'GET' and name not in READ and name != 'fault/state':
-        return JSONResponse({'error': f'{name} changes state: POST it'}, status_code=405)
-    kwargs: Any = dict(request.query_params)
-    if request.method == 'POST':
-        raw = await request.body()
-        try:
-            kwargs = json.loads(raw) if raw.strip() else {}
-        except ValueError as e:
-            return JSONResponse({'error': f'body is not JSON: {e}'}, status_code=400)
-    if not isinstance(kwargs, dict):
-        return JSONResponse({'error': 'arguments must be a JSON object'}, status_code=400)
-    try:
-        result = fn(**kwargs)
-    except (TypeError, ValueError, BinanceError) as e:
-        return JSONResponse({'error': f'{type(e).__name__}: {e}'}, status_code=400)
-    return JSONResponse({'result': result})
-
-
 def routes() -> list[Route]:
-    return [Route(PREFIX + '/{name:path}', _call, methods=['GET', 'POST'])]
+    """The control API of `FakeBinance` (see `piker.testing.fakes._control`)."""
+    return control_routes(READ, WRITE, FAULTS, errors=(BinanceError,))
 
 
 class ControlClient:
