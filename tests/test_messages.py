@@ -218,3 +218,52 @@ def test_error_status_salvages_what_it_can():
     assert error_status({'oid': 5}, 'bad').oid == ''
     # the reply itself is a valid wire message
     assert decode_ems_msg(st.to_builtins()) == st
+
+
+# ---- order types, time in force, groups (issue 15) ----------------------
+
+@pytest.mark.parametrize('change,needle', [
+    ({'type': 'stop', 'price': 0.0}, 'needs a trigger price'),
+    ({'type': 'stop_limit'}, 'needs a limit price'),
+    ({'type': 'stop_limit', 'limit': 0.0}, 'limit must be > 0'),
+    ({'type': 'limit', 'limit': 99.0}, 'only a stop_limit'),
+    ({'type': 'trailing_stop'}, 'needs a trail'),
+    ({'type': 'stop', 'trail': {'amount': 5.0}}, 'only a trailing_stop'),
+    ({'type': 'trailing_stop', 'trail': {'amount': 0.0}}, 'trail amount'),
+    ({'type': 'trailing_stop', 'trail': {'amount': 100, 'unit': 'pct'}}, 'percent'),
+    ({'type': 'market'}, 'type'),
+    ({'tif': 'gtd'}, 'needs expires_ns'),
+    ({'tif': 'gtc', 'expires_ns': 5}, 'only a gtd'),
+    ({'tif': 'day'}, 'tif'),
+    ({'action': 'alert', 'type': 'stop'}, 'an alert has no order type'),
+    ({'action': 'alert', 'reduce_only': True}, 'an alert cannot'),
+    ({'action': 'alert', 'tif': 'ioc'}, 'an alert cannot be ioc'),
+    ({'parent': 'o1'}, 'its own parent'),
+    ({'parent': ''}, 'parent must be'),
+    ({'oco': ' '}, 'oco must be'),
+])
+def test_order_type_validation(change, needle):
+    raw = dict(ORDER.to_builtins(), **change)
+    with pytest.raises(MessageError) as exc:
+        decode_client_msg(raw)
+    assert needle in exc.value.reason
+
+
+def test_trigger_types_are_dark_and_old_orders_stay_valid():
+    stop = decode_client_msg(dict(ORDER.to_builtins(), type='stop', price=90.0))
+    assert stop.exec_mode == 'dark' and stop.tif == 'gtc' and not stop.reduce_only
+    trail = decode_client_msg(dict(
+        ORDER.to_builtins(), type='trailing_stop', price=0.0,
+        trail={'amount': 0.5, 'unit': 'pct'},
+    ))
+    assert trail.trail.unit == 'pct' and trail.exec_mode == 'dark'
+    # a message from before issue 15 (no new keys) decodes to a plain limit
+    old = {k: v for k, v in ORDER.to_builtins().items()
+           if k in ('name', 'oid', 'symbol', 'action', 'exec_mode', 'price',
+                    'size', 'account', 'brokers')}
+    order = decode_client_msg(old)
+    assert (order.type, order.tif, order.parent, order.oco) == ('limit', 'gtc', None, None)
+    child = mk_order(oid='tp', parent='o1', oco='g1', reduce_only=True)
+    assert decode_client_msg(child.to_builtins()) == child
+    assert Status(oid='x', resp='expired', time_ns=1, req=ORDER).terminal
+    assert not Status(oid='x', resp='held', time_ns=1, req=ORDER).terminal

@@ -46,9 +46,13 @@ __all__ = [
     'ExecMode',
     'MessageError',
     'Order',
+    'OrderType',
     'Resp',
     'Status',
     'TERMINAL_RESPS',
+    'TRIGGER_TYPES',
+    'TimeInForce',
+    'Trail',
     'decode_backend_cmd',
     'decode_broker_msg',
     'decode_client_msg',
@@ -60,23 +64,37 @@ __all__ = [
 Action = Literal['buy', 'sell', 'alert']
 VenueAction = Literal['buy', 'sell']
 ExecMode = Literal['dark', 'live']
+# limit: today's order (a dark limit's trigger direction comes from the
+# last price); the others are held in emsd's dark book until their trigger
+# (`Order.price`) is touched, with a direction fixed by type and side
+OrderType = Literal['limit', 'stop', 'stop_limit', 'take_profit', 'trailing_stop']
+TRIGGER_TYPES: frozenset[str] = frozenset(
+    {'stop', 'stop_limit', 'take_profit', 'trailing_stop'}
+)
+# gtd: good till `Order.expires_ns`, enforced by emsd (sent on as gtc)
+TimeInForce = Literal['gtc', 'ioc', 'fok', 'gtd']
+VenueTimeInForce = Literal['gtc', 'ioc', 'fok']
 ReqId = int | str
+# held: a bracket child waiting for its entry to fill (nothing armed yet);
+# expired: a gtd order whose expiry passed (docs/protocol.md has the table)
 Resp = Literal[
     'pending',
     'open',
+    'held',
     'dark_open',
     'dark_triggered',
     'alert_triggered',
     'fill',
     'closed',
     'canceled',
+    'expired',
     'error',
 ]
 BrokerdStatusKind = Literal['open', 'canceled', 'closed', 'pending']
 
 # a dialog ends with exactly one Status whose resp is one of these
 TERMINAL_RESPS: frozenset[str] = frozenset(
-    {'alert_triggered', 'closed', 'canceled', 'error'}
+    {'alert_triggered', 'closed', 'canceled', 'expired', 'error'}
 )
 
 
@@ -134,12 +152,42 @@ _TAG = 'name'  # the tag field every message carries on the wire
 
 # ---- client -> emsd ----------------------------------------------------
 
+class Trail(Struct, frozen=True):
+    """How far a trailing stop's trigger follows the best price.
+
+    `unit='ticks'`: `amount` price ticks of the market; `unit='pct'`:
+    `amount` percent of the best price seen (0.5 = 0.5 %).
+    """
+
+    amount: float
+    unit: Literal['ticks', 'pct'] = 'ticks'
+
+    def __post_init__(self) -> None:
+        if not math.isfinite(self.amount) or self.amount <= 0:
+            raise MessageError(f'trail amount must be > 0, got {self.amount!r}')
+        if self.unit == 'pct' and self.amount >= 100:
+            raise MessageError(f'a trail in percent must be < 100, got {self.amount!r}')
+
+
 class Order(Struct, tag='order', tag_field=_TAG):
     """A client's order request; re-sending an existing `oid` is a modify.
 
     `symbol` is an fqme (normalised to lower case). Alerts are always held
     in the dark book, so their `exec_mode` is normalised to `'dark'`, and
     their `size` may be 0 (an alert trades nothing).
+
+    `type` (docs/protocol.md): for `limit`, `price` is the limit price;
+    for the trigger types it is the trigger, and the order is held in
+    emsd's dark book (`exec_mode` normalised to `'dark'`) until it fires:
+    `stop` is released as a marketable limit padded by the dark pad ticks,
+    `stop_limit` as a limit at `limit`, `take_profit` (limit-if-touched)
+    at `price`, `trailing_stop` like `stop` with a trigger that follows the
+    best price by `trail` (`price` 0: start from the market).
+    `tif`/`expires_ns`: time in force; `reduce_only`: never increases the
+    position. `parent`: the entry oid of a bracket child (armed only for
+    what the entry has filled); `oco`: a group id, orders sharing it are
+    one-cancels-other. Every new field has a default, so the messages of
+    older clients stay valid.
     """
 
     oid: str
@@ -150,6 +198,14 @@ class Order(Struct, tag='order', tag_field=_TAG):
     size: float
     account: str
     brokers: list[str] = []
+    type: OrderType = 'limit'
+    limit: float | None = None
+    trail: Trail | None = None
+    tif: TimeInForce = 'gtc'
+    expires_ns: int | None = None
+    reduce_only: bool = False
+    parent: str | None = None
+    oco: str | None = None
 
     def __post_init__(self) -> None:
         _check_id(self.oid, 'oid')
@@ -161,6 +217,50 @@ class Order(Struct, tag='order', tag_field=_TAG):
             self.exec_mode = 'dark'
         else:
             _check_size(self.size)
+        self._check_type()
+        self._check_tif()
+        self._check_group()
+
+    def _check_type(self) -> None:
+        kind = self.type
+        if self.action == 'alert' and kind != 'limit':
+            raise MessageError(f'an alert has no order type, got {kind!r}')
+        if kind in TRIGGER_TYPES:
+            self.exec_mode = 'dark'
+            if self.price == 0 and kind != 'trailing_stop':
+                raise MessageError(f'a {kind} order needs a trigger price > 0')
+        if kind == 'stop_limit':
+            if self.limit is None:
+                raise MessageError('a stop_limit order needs a limit price')
+            _check_price(self.limit, 'limit')
+            if self.limit == 0:
+                raise MessageError('limit must be > 0, got 0.0')
+        elif self.limit is not None:
+            raise MessageError(f'only a stop_limit order has a limit price, not {kind!r}')
+        if kind == 'trailing_stop':
+            if self.trail is None:
+                raise MessageError('a trailing_stop order needs a trail')
+        elif self.trail is not None:
+            raise MessageError(f'only a trailing_stop order has a trail, not {kind!r}')
+
+    def _check_tif(self) -> None:
+        if self.tif == 'gtd':
+            if self.expires_ns is None or self.expires_ns <= 0:
+                raise MessageError('a gtd order needs expires_ns (UTC epoch ns) > 0')
+        elif self.expires_ns is not None:
+            raise MessageError(f'only a gtd order has expires_ns, not {self.tif!r}')
+        if self.tif in ('ioc', 'fok') and self.action == 'alert':
+            raise MessageError(f'an alert cannot be {self.tif}')
+
+    def _check_group(self) -> None:
+        if self.action == 'alert' and (self.reduce_only or self.parent):
+            raise MessageError('an alert cannot be reduce_only or a bracket child')
+        if self.parent is not None:
+            _check_id(self.parent, 'parent')
+            if self.parent == self.oid:
+                raise MessageError('an order cannot be its own parent')
+        if self.oco is not None:
+            _check_id(self.oco, 'oco')
 
     @property
     def broker(self) -> str:
@@ -201,6 +301,10 @@ class Status(Struct, tag='status', tag_field=_TAG):
     remaining: float | None = None
     reason: str = ''
     brokerd_msg: dict[str, Any] = {}
+    # a trigger type's current trigger (a trailing stop's moves), and the
+    # size of a bracket child armed so far (None: not a bracket child)
+    trigger: float | None = None
+    armed: float | None = None
 
     def __post_init__(self) -> None:
         if self.remaining is None:
@@ -249,6 +353,7 @@ class BrokerdOrder(Struct, tag='brokerd_order', tag_field=_TAG):
     account: str
     time_ns: int
     reqid: ReqId | None = None
+    tif: VenueTimeInForce = 'gtc'
 
     def __post_init__(self) -> None:
         _check_id(self.oid, 'oid')
