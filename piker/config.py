@@ -287,6 +287,10 @@ class UIConf(_Model):
     # the chart greys its prices after this long without a word from brokerd
     # (quotes or its 0.25 s heartbeat); None: the chart's default (2 s)
     stale_after_s: float | None = Field(None, gt=0)
+    # shift+f / shift+d stage a bracket: its take-profit and stop-loss this
+    # many price ticks from the entry (drag them after placing to adjust)
+    bracket_tp_ticks: int = Field(50, ge=1)
+    bracket_sl_ticks: int = Field(25, ge=1)
 
 
 TradingStateName = Literal['active', 'reduce_only', 'halted']
@@ -494,6 +498,8 @@ _DEFAULTS: dict[str, str] = {
 # default_slots = 4
 # stale_after_s = 2.0   # grey the prices after this long without a word from
 #                       # brokerd (quotes or its 0.25 s heartbeat)
+# bracket_tp_ticks = 50 # shift+f / shift+d brackets: take-profit and stop-loss
+# bracket_sl_ticks = 25 # this many price ticks from the entry
 #
 # [ems]
 # dark_pad_ticks = 5   # price ticks a triggered dark order is padded by

@@ -6,7 +6,8 @@ says what it is at a glance:
 
 - colour: the side (buy, sell, alert) or the position colour;
 - dash: dotted for orders held in emsd's dark book (dark orders, alerts),
-  solid for orders working at the venue (live);
+  solid for orders working at the venue (live), dashed for a bracket
+  child emsd holds until its entry fills (`held`);
 - alpha: faded while *pending* (submitted, modified or cancelling but not
   yet confirmed by the EMS), opaque once confirmed.
 
@@ -27,7 +28,7 @@ from ._theme import DARK, Theme, qcolor
 if TYPE_CHECKING:
     from ._chart import ChartWidget
 
-Dash = Literal['dark', 'live', 'position']
+Dash = Literal['dark', 'live', 'position', 'held']
 
 LINE_WIDTH = 2
 HOVER_WIDTH = 4
@@ -37,6 +38,7 @@ _STYLES: dict[str, QtCore.Qt.PenStyle] = {
     'dark': QtCore.Qt.PenStyle.DotLine,
     'live': QtCore.Qt.PenStyle.SolidLine,
     'position': QtCore.Qt.PenStyle.DashDotLine,
+    'held': QtCore.Qt.PenStyle.DashLine,    # a bracket child not armed yet
 }
 
 

@@ -47,6 +47,7 @@ from pyqtgraph.Qt import QtCore, QtGui
 from ..accounting import MktPair, Position
 from ..clearing._messages import TERMINAL_RESPS, BrokerdPosition, Order, Status
 from ..log import get_logger
+from ._brackets import Brackets, type_text
 from ._lines import LevelLine
 from ._markers import ExecMarkers
 from ._pane import SettingsPane
@@ -92,7 +93,7 @@ class LineState(enum.Enum):
     UNKNOWN = 'unknown'        # the EMS is disconnected: may have changed since
 
 
-_CONFIRMED = {'open': LineState.OPEN, 'dark_open': LineState.OPEN,
+_CONFIRMED = {'open': LineState.OPEN, 'dark_open': LineState.OPEN, 'held': LineState.OPEN,
               'pending': LineState.PENDING, 'dark_triggered': LineState.TRIGGERED}
 
 
@@ -199,6 +200,8 @@ class OrderMode(QtCore.QObject):
         view.sig_click.connect(self._on_click)
         view.sig_cursor_moved.connect(self._on_cursor_moved)
         self.pane.sig_changed.connect(self._on_settings_changed)
+        # brackets, stops, take-profits (its slots run after the ones above)
+        self.brackets = Brackets(self, ui.bracket_tp_ticks, ui.bracket_sl_ticks)
         self._refresh_pane()
 
     # --- prices and sizes -----------------------------------------------------
@@ -230,7 +233,8 @@ class OrderMode(QtCore.QObject):
         if req.action == 'alert':
             return f'alert @ {price}'
         size_txt = fmt_size(req.size if size is None else size, self.mkt.size_tick_digits)
-        return f'{req.action} {size_txt} @ {price} ({req.exec_mode}, {req.account})'
+        kind = '' if req.type == 'limit' else f'{type_text(req, self.chart.format_price)} '
+        return f'{kind}{req.action} {size_txt} @ {price} ({req.exec_mode}, {req.account})'
 
     # --- staging ----------------------------------------------------------------
 
@@ -253,6 +257,7 @@ class OrderMode(QtCore.QObject):
         return self.staged
 
     def unstage(self) -> None:
+        self.brackets.unstage()
         if self.staged is not None:
             self.staged.line.remove()
             self.staged = None
@@ -326,7 +331,7 @@ class OrderMode(QtCore.QObject):
         price = self.quantize(price)
         req = ol.req
         size = req.size
-        if req.action != 'alert':
+        if req.action != 'alert' and not self.brackets.fixed_size(req):
             try:
                 info = self.order_info(req.action, price)
                 if info['size'] > ol.filled:
@@ -337,7 +342,7 @@ class OrderMode(QtCore.QObject):
             ol.line.set_price(req.price)
             return None
         try:
-            new = self.client.update_nowait(oid, price=price, size=size)
+            new = self.brackets.update(oid, price, size)
         except Exception as err:  # noqa: BLE001 - unknown oid, bad update, closed session
             ol.line.set_price(req.price)
             self.status.set_order_status(oid, f'modify failed: {err}', final=True)
@@ -517,6 +522,7 @@ class OrderMode(QtCore.QObject):
         if msg.symbol != self.fqme:
             return
         self.positions.update(msg.account, msg.size, msg.avg_price)
+        self.brackets.relabel()
         self._refresh_pane()
         self._restyle_staged()
 
@@ -530,6 +536,13 @@ class OrderMode(QtCore.QObject):
 
     def on_status(self, msg: Status, replay: bool = False) -> None:
         """Apply one dialog event; `replay` for handshake state (no arrows)."""
+        self.brackets.record(msg)
+        try:
+            self._apply_status(msg, replay)
+        finally:
+            self.brackets.report(msg, replay)
+
+    def _apply_status(self, msg: Status, replay: bool) -> None:
         req, oid, resp = msg.req, msg.oid, msg.resp
         if req is None or req.symbol != self.fqme:
             if resp == 'error' and oid in self.lines:
@@ -581,6 +594,7 @@ class OrderMode(QtCore.QObject):
         ol = self.lines.pop(oid, None)
         if ol is not None:
             ol.line.remove()
+            self.brackets.line_removed(oid)
 
     def _set_state(self, ol: OrderLine, state: LineState) -> None:
         ol.state = state
@@ -596,6 +610,7 @@ class OrderMode(QtCore.QObject):
         if state is not LineState.OPEN:
             text = f'{text} ({state.value})'
         ol.line.set_text(text)
+        self.brackets.decorate(ol)
 
     def _status_text(self, msg: Status, ol: OrderLine) -> str:
         what = self.describe(ol.req, ol.remaining)
