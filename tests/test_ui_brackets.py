@@ -148,6 +148,10 @@ def test_group_texts_sl_filled_and_entry_cancelled(qtbot, om):
     om.on_status(status(sl, 'canceled'))
     assert group_text(om, entry.oid) == 'entry cancelled: TP/SL cancelled'
     assert om.lines == {} and om.brackets.rails == {}
+    # a member emsd refuses says why
+    entry, tp, sl = bracket(om, p - 2)
+    om.on_status(status(sl, 'error', reason='risk: max_notional'))
+    assert group_text(om, entry.oid) == 'SL error (risk: max_notional): TP held, entry open'
     texts = om.win.status.texts()
     assert not [t for t in texts if t.startswith('cancelled:')], texts
 
@@ -264,6 +268,14 @@ def test_shift_f_stages_a_bracket_and_the_click_sends_entry_tp_and_sl(qtbot, om)
     assert om.lines[tp.oid].line.dash == 'held' and om.lines[tp.oid].line.pending
     assert entry.oid in om.brackets.rails
     assert group_text(om, entry.oid).startswith('bracket pending: buy ')
+    # emsd confirms all three: the group line says so (and lingers, then goes)
+    om.on_status(status(entry, 'dark_open'))
+    om.on_status(status(tp, 'held', armed=0.0))
+    assert group_text(om, entry.oid).startswith('bracket pending: buy ')
+    om.on_status(status(sl, 'held', armed=0.0))
+    assert group_text(om, entry.oid).startswith('bracket placed: buy ')
+    assert om.win.status.order_status(tp.oid) is None     # the group line tells it
+    assert not om.lines[tp.oid].line.pending
     release(qtbot, om, 'F')
     assert om.staged is None and om.brackets.staged is None
     # shift+d: a short bracket, TP below

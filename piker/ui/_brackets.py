@@ -100,6 +100,7 @@ class Member:
     armed: float | None = None
     trigger: float | None = None
     avg_fill: float | None = None
+    reason: str = ''
     seq: int = 0          # when it last filled (orders the group's fills)
 
     @property
@@ -193,6 +194,7 @@ class Brackets(QtCore.QObject):
         self.rails: dict[str, Rail] = {}
         self.staged: StagedBracket | None = None
         self._said: dict[str, str] = {}
+        self._placing: dict[str, str] = {}     # bracket -> what was sent, until confirmed
         self._seq = 0
         self._in_status = False
         self._armed_moved = False
@@ -267,7 +269,7 @@ class Brackets(QtCore.QObject):
             m = self.members[msg.oid] = Member(req=req)
         elif msg.trigger is None and req.price != m.req.price:
             m.trigger = None
-        m.req, m.resp, m.filled = req, msg.resp, msg.filled
+        m.req, m.resp, m.filled, m.reason = req, msg.resp, msg.filled, msg.reason
         self._armed_moved = msg.armed is not None and msg.armed != (m.armed or 0.0)
         if msg.armed is not None:
             m.armed = msg.armed
@@ -288,7 +290,10 @@ class Brackets(QtCore.QObject):
             key = self.group_of(m.req) or (m.oid if self.is_entry(m.oid) else None)
             event = msg.resp in ENDED or msg.resp == 'fill' or self._armed_moved
             if key is not None and not replay and event:
+                self._placing.pop(key, None)
                 self._say(key, msg)
+            elif key in self._placing:
+                self._placed(key)
             if self.group_of(m.req) is not None and ol is not None:
                 self._quiet(ol, msg)
         self.refresh()
@@ -390,6 +395,8 @@ class Brackets(QtCore.QObject):
             return f'filled {filled}' if role == 'entry' else 'filled'
         if m.resp == 'canceled':
             return f'cancelled ({filled} filled)' if m.filled else 'cancelled'
+        if m.resp == 'error':
+            return f'error ({m.reason})' if m.reason else 'error'
         if m.resp in ENDED:
             return {'alert_triggered': 'triggered'}.get(m.resp, m.resp)
         if m.filled:
@@ -439,6 +446,17 @@ class Brackets(QtCore.QObject):
             if m is not None and m.resp == 'canceled':
                 status.clear_order_status(m.oid)
 
+    def _placed(self, key: str) -> None:
+        """emsd confirmed every member of a bracket sent from here: the
+        `pending` group line becomes `placed` (and lingers, then goes)."""
+        from ._order_mode import LineState
+        lines = self.mode.lines
+        oids = [key, *(k.oid for k in self.children(key))]
+        if any(o in lines and lines[o].state is LineState.PENDING for o in oids):
+            return
+        what = self._placing.pop(key)
+        self.mode.status.set_order_status(f'group:{key}', f'bracket placed: {what}', final=True)
+
     def _quiet(self, ol: OrderLine, msg: Status) -> None:
         """A group member's confirmation (held, open) leaves no entry of
         its own in the status bar: its line shows it, the group line tells
@@ -464,6 +482,8 @@ class Brackets(QtCore.QObject):
             del self.members[oid]
         for key in [k for k in self._said if k not in live]:
             del self._said[key]
+        for key in [k for k in self._placing if k not in live]:
+            del self._placing[key]
         for key in [k for k in self.rails if k not in live]:
             self.rails.pop(key).remove()
             ol = lines.get(key)
@@ -596,10 +616,9 @@ class Brackets(QtCore.QObject):
             return
         tp, sl = sent
         fmt = mode.chart.format_price
-        mode.status.set_order_status(
-            f'group:{oid}',
-            f'bracket pending: {mode.describe(entry)}, TP {fmt(tp.price)}, SL {fmt(sl.price)}',
-        )
+        what = f'{mode.describe(entry)}, TP {fmt(tp.price)}, SL {fmt(sl.price)}'
+        self._placing[oid] = what
+        mode.status.set_order_status(f'group:{oid}', f'bracket pending: {what}')
         self.refresh()
         for ol in (mode.lines[oid], mode.lines[tp.oid], mode.lines[sl.oid]):
             self.decorate(ol)
