@@ -229,6 +229,15 @@ def test_trailing_stop_line_follows_the_trigger_and_is_labelled_by_its_trail(qtb
     om.on_status(status(ticks, 'dark_open', trigger=p - 0.5))
     assert om.lines[ticks.oid].line.text().startswith('trail 5t paper: 0.10000 ~ ')
     assert om.lines[ticks.oid].line.price == pytest.approx(p - 0.5)
+    # trailing from the market (price 0): no line until emsd says the trigger
+    market = om.client.mk_order('sell', 1.0, 0.1, exec_mode='dark').copy(
+        {'type': 'trailing_stop', 'price': 0.0, 'trail': Trail(amount=3), 'reduce_only': True})
+    om.on_status(status(market, 'dark_open'))
+    line = om.lines[market.oid].line
+    assert not line.isVisible() and not line.label.isVisible() and not line.tag.isVisible()
+    om.on_status(status(market, 'dark_open', trigger=p - 0.3))
+    assert line.isVisible() and line.label.isVisible() and line.tag.isVisible()
+    assert line.price == pytest.approx(p - 0.3)
     # a plain (entry) stop and a take-profit name their type too
     stop = om.client.mk_order('buy', p + 3.0, 0.01, exec_mode='dark').copy({'type': 'stop'})
     om.on_status(status(stop, 'dark_open'))
@@ -245,7 +254,7 @@ def test_shift_f_stages_a_bracket_and_the_click_sends_entry_tp_and_sl(qtbot, om)
     p = mid_price(om, 0.4)
     move(qtbot, om, p)
     shift_press(qtbot, om, 'F')
-    sb = om.brackets.staged
+    sb = om.brackets.keys.staged
     assert sb is not None and om.staged is not None and om.staged.action == 'buy'
     entry_px = om.staged.line.price
     assert sb.tp.price == pytest.approx(entry_px + 5.0)      # 50 ticks of 0.1
@@ -277,16 +286,38 @@ def test_shift_f_stages_a_bracket_and_the_click_sends_entry_tp_and_sl(qtbot, om)
     assert om.win.status.order_status(tp.oid) is None     # the group line tells it
     assert not om.lines[tp.oid].line.pending
     release(qtbot, om, 'F')
-    assert om.staged is None and om.brackets.staged is None
+    assert om.staged is None and om.brackets.keys.staged is None
     # shift+d: a short bracket, TP below
     move(qtbot, om, p)
     shift_press(qtbot, om, 'D')
-    assert om.brackets.staged.tp.price == pytest.approx(om.staged.line.price - 5.0)
+    assert om.brackets.keys.staged.tp.price == pytest.approx(om.staged.line.price - 5.0)
     qtbot.keyPress(om.chart, key('Escape'))
-    assert om.brackets.staged is None
+    assert om.brackets.keys.staged is None
     # plain f stages no bracket
     shift_press(qtbot, om, 'F', shift=False)
-    assert om.staged is not None and om.brackets.staged is None
+    assert om.staged is not None and om.brackets.keys.staged is None
+
+
+def test_a_bracket_whose_child_cannot_be_sent_is_taken_back(qtbot, om):
+    """Never half a bracket: a child the client refuses cancels what went out."""
+    client = om.client
+    send = client.send_nowait
+
+    def refuse_stops(order):
+        if order.type == 'stop':
+            raise RuntimeError('session closed')
+        return send(order)
+
+    client.send_nowait = refuse_stops
+    p = mid_price(om, 0.4)
+    move(qtbot, om, p)
+    shift_press(qtbot, om, 'F')
+    click(qtbot, om, p)
+    entry, tp = client.sent
+    assert tp.type == 'take_profit'
+    assert client.cancels == [entry.oid, tp.oid]
+    assert 'bracket not sent (session closed): cancelling its entry/TP' in om.win.status.order_status(
+        f'note:{FQME}')
 
 
 def test_t_and_s_attach_to_the_position_and_refuse_when_flat(qtbot, om):
@@ -335,7 +366,7 @@ def test_hotkeys_refused_while_the_ems_is_disconnected(qtbot, om):
     move(qtbot, om, mid_price(om, 0.7))
     shift_press(qtbot, om, 'T', shift=False)
     shift_press(qtbot, om, 'F')
-    assert om.client.sent == [] and om.brackets.staged is None
+    assert om.client.sent == [] and om.brackets.keys.staged is None
     assert 'refused: EMS disconnected' in om.win.status.order_status(f'note:{FQME}')
 
 

@@ -2,24 +2,18 @@
 
 emsd holds the trigger types and the groups (`Order.type`, `parent`,
 `oco`, `reduce_only`; `Status.resp == 'held'`, `Status.trigger`,
-`Status.armed`); this module only draws what it says and turns keys and
-drags into the same three kinds of request order mode already sends:
+`Status.armed`); this module draws what it says, and moves them with the
+requests order mode already sends (its keys: `_bracket_keys`):
 
 - a *bracket* is an entry plus reduce-only children (`parent` = the
   entry's oid, one `oco` id): a take-profit (`take_profit`) and a
   stop-loss (`stop`, `stop_limit` or `trailing_stop`). Its lines are
-  linked by a *rail* at the right edge of the price pane: a strip from
-  the entry to the TP (reward, up colour) and to the SL (risk, down
+  linked by a *rail* in the right margin of the price pane: faint zones
+  from the entry to the TP (reward, up colour) and to the SL (risk, down
   colour). Child labels say their role, type and the P&L at their price
   for the size they are armed for (the entry's size while `held`); a
   held child is dashed.
-- `shift+f` / `shift+d` stage a bracket at the cursor (TP/SL at
-  `[ui] bracket_tp_ticks` / `bracket_sl_ticks` from the entry); the click
-  sends the entry, then its two children.
-- `t` / `s` attach a take-profit / stop-loss at the cursor to the
-  account's position: reduce-only, sized to the position, the closing
-  side; a TP and an SL of one position share an `oco` id.
-- dragging a child or an attached order moves its price (the trigger)
+- dragging a child or an attached exit moves its price (the trigger)
   and keeps its size; dragging a bracket's entry moves only the entry.
 - a trailing stop's line sits at emsd's current trigger and moves with
   it; it is not draggable (emsd owns the trail).
@@ -33,13 +27,12 @@ modify, `unstage`, `line_removed`, `relabel`.
 """
 from __future__ import annotations
 
-import uuid
 import weakref
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 import pyqtgraph as pg
-from pyqtgraph.Qt import QtCore, QtGui, QtWidgets
+from pyqtgraph.Qt import QtCore, QtWidgets
 
 from ..clearing._messages import TERMINAL_RESPS, TRIGGER_TYPES, Order, Status
 from ._lines import LevelLine
@@ -51,10 +44,6 @@ if TYPE_CHECKING:
 
 Role = Literal['entry', 'TP', 'SL']
 
-K = QtCore.Qt.Key
-M = QtCore.Qt.KeyboardModifier
-BRACKET_KEYS = {K.Key_F: 'buy', K.Key_D: 'sell'}
-ATTACH_KEYS: dict[int, Role] = {K.Key_T: 'TP', K.Key_S: 'SL'}
 STOP_TYPES = TRIGGER_TYPES - {'take_profit'}
 ENDED = TERMINAL_RESPS | {'closed'}
 
@@ -110,16 +99,6 @@ class Member:
     @property
     def ended(self) -> bool:
         return self.resp in ENDED
-
-
-@dataclass(slots=True)
-class StagedBracket:
-    """The TP/SL preview lines riding on order mode's staged entry."""
-
-    entry: object         # the `Staged` of order mode it belongs to
-    action: str
-    tp: LevelLine
-    sl: LevelLine
 
 
 class Rail:
@@ -188,23 +167,19 @@ class Brackets(QtCore.QObject):
     def __init__(self, mode: OrderMode, tp_ticks: int, sl_ticks: int) -> None:
         super().__init__(mode)
         self.mode = mode
-        self.tp_ticks = tp_ticks
-        self.sl_ticks = sl_ticks
         self.members: dict[str, Member] = {}
         self.rails: dict[str, Rail] = {}
-        self.staged: StagedBracket | None = None
         self._said: dict[str, str] = {}
-        self._placing: dict[str, str] = {}     # bracket -> what was sent, until confirmed
+        self.placing: dict[str, str] = {}     # bracket -> what was sent, until confirmed
         self._seq = 0
         self._in_status = False
         self._armed_moved = False
         self._watched: weakref.WeakSet[LevelLine] = weakref.WeakSet()
         view = mode.chart.view
-        view.sig_key_press.connect(self._on_key_press)
-        view.sig_cursor_moved.connect(self._on_cursor_moved)
         view.sigRangeChanged.connect(self._layout_rails)
         view.sigResized.connect(self._layout_rails)
-        mode.sig_submitted.connect(self._on_submitted)
+        from ._bracket_keys import BracketKeys  # it builds on this module
+        self.keys = BracketKeys(self, tp_ticks, sl_ticks)
 
     # --- groups --------------------------------------------------------------
 
@@ -290,9 +265,9 @@ class Brackets(QtCore.QObject):
             key = self.group_of(m.req) or (m.oid if self.is_entry(m.oid) else None)
             event = msg.resp in ENDED or msg.resp == 'fill' or self._armed_moved
             if key is not None and not replay and event:
-                self._placing.pop(key, None)
+                self.placing.pop(key, None)
                 self._say(key, msg)
-            elif key in self._placing:
+            elif key in self.placing:
                 self._placed(key)
             if self.group_of(m.req) is not None and ol is not None:
                 self._quiet(ol, msg)
@@ -315,6 +290,11 @@ class Brackets(QtCore.QObject):
             line.set_style(dash='held')
         if req.type == 'trailing_stop':
             line.setMovable(False)
+            # trailing from the market: no trigger until emsd has a price
+            waiting = (m is None or m.trigger is None) and req.price <= 0
+            line.setVisible(not waiting)
+            if waiting:
+                line.tag.set_value(None)
         fmt = self.mode.chart.format_price
         default = self.mode.label_for(req.action, req.account, ol.remaining, req.price)
         if role == 'entry':
@@ -328,11 +308,7 @@ class Brackets(QtCore.QObject):
         line.set_text(text)
 
     def unstage(self) -> None:
-        st = self.staged
-        if st is not None:
-            st.tp.remove()
-            st.sl.remove()
-            self.staged = None
+        self.keys.unstage()
 
     def line_removed(self, _oid: str) -> None:
         if not self._in_status:
@@ -454,7 +430,7 @@ class Brackets(QtCore.QObject):
         oids = [key, *(k.oid for k in self.children(key))]
         if any(o in lines and lines[o].state is LineState.PENDING for o in oids):
             return
-        what = self._placing.pop(key)
+        what = self.placing.pop(key)
         self.mode.status.set_order_status(f'group:{key}', f'bracket placed: {what}', final=True)
 
     def _quiet(self, ol: OrderLine, msg: Status) -> None:
@@ -482,8 +458,8 @@ class Brackets(QtCore.QObject):
             del self.members[oid]
         for key in [k for k in self._said if k not in live]:
             del self._said[key]
-        for key in [k for k in self._placing if k not in live]:
-            del self._placing[key]
+        for key in [k for k in self.placing if k not in live]:
+            del self.placing[key]
         for key in [k for k in self.rails if k not in live]:
             self.rails.pop(key).remove()
             ol = lines.get(key)
@@ -528,169 +504,3 @@ class Brackets(QtCore.QObject):
     def _layout_rails(self, *_) -> None:
         for rail in self.rails.values():
             rail.layout()
-
-    # --- staging a bracket: shift+f / shift+d ---------------------------------------
-
-    def offsets(self, action: str, price: float) -> tuple[float, float]:
-        """(TP, SL) prices of a bracket whose entry `action`s at `price`."""
-        tick = float(self.mode.mkt.price_tick)
-        up = 1 if action == 'buy' else -1
-        q = self.mode.quantize
-        return q(price + up * self.tp_ticks * tick), q(price - up * self.sl_ticks * tick)
-
-    def stage_bracket(self, action: str) -> StagedBracket | None:
-        """Add TP/SL previews to order mode's staged `action` entry."""
-        mode = self.mode
-        st = mode.staged
-        if st is None or st.action != action:
-            return None
-        colour = mode._colour('sell' if action == 'buy' else 'buy')
-        previews = [
-            LevelLine(
-                mode.chart, colour, dash='held', quantize=mode.quantize,
-                theme=mode.theme, z=640,
-            ) for _ in range(2)
-        ]
-        self.staged = StagedBracket(entry=st, action=action, tp=previews[0], sl=previews[1])
-        self._follow()
-        return self.staged
-
-    def _follow(self) -> None:
-        sb = self.staged
-        mode = self.mode
-        if sb is None:
-            return
-        if sb.entry is not mode.staged:
-            self.unstage()
-            return
-        price = mode.staged.line.price
-        exit_action = 'sell' if sb.action == 'buy' else 'buy'
-        try:
-            size = float(mode.order_info(sb.action, price)['size']) if price > 0 else 0.0
-        except ValueError:
-            size = 0.0
-        for line, role, target, ticks in (
-            (sb.tp, 'TP', self.offsets(sb.action, price)[0], self.tp_ticks),
-            (sb.sl, 'SL', self.offsets(sb.action, price)[1], self.sl_ticks),
-        ):
-            line.set_price(target)
-            held = size if exit_action == 'sell' else -size
-            pnl = Holding(account=mode.account(), size=held, ppu=price).pnl(target) if size else None
-            kind = 'take-profit' if role == 'TP' else 'stop'
-            text = f'{role} {kind} {ticks}t'
-            line.set_text(f'{text}  pnl {pnl:+,.2f} (staged)' if pnl is not None else f'{text} (staged)')
-
-    def _children_of(self, entry: Order, oco: str) -> list[Order]:
-        mode = self.mode
-        tp, sl = self.offsets(entry.action, entry.price)
-        exit_action = 'sell' if entry.action == 'buy' else 'buy'
-        out = []
-        for kind, price in (('take_profit', tp), ('stop', sl)):
-            base = mode.client.mk_order(
-                exit_action, price, entry.size, exec_mode='dark', account=entry.account,
-            )
-            out.append(base.copy({
-                'type': kind, 'parent': entry.oid, 'oco': oco, 'reduce_only': True,
-            }))
-        return out
-
-    def _on_submitted(self, oid: str) -> None:
-        """Order mode sent the staged entry: if it is a bracket's, send the
-        TP and SL children (held by emsd until the entry fills)."""
-        from ._order_mode import LineState
-        sb, mode = self.staged, self.mode
-        if sb is None or sb.entry is not mode.staged or oid not in mode.lines:
-            return
-        entry = mode.lines[oid].req
-        self.members.setdefault(oid, Member(req=entry))
-        sent: list[Order] = []
-        try:
-            for child in self._children_of(entry, oco=str(uuid.uuid4())):
-                mode.client.send_nowait(child)
-                sent.append(child)
-                self.members[child.oid] = Member(req=child)
-                mode._add_line(child, LineState.PENDING)
-        except Exception as err:  # noqa: BLE001 - no half bracket: take it all back
-            mode.cancel([oid, *(c.oid for c in sent)], group=False)
-            mode._note(f'bracket not sent ({err}): entry cancelled')
-            return
-        tp, sl = sent
-        fmt = mode.chart.format_price
-        what = f'{mode.describe(entry)}, TP {fmt(tp.price)}, SL {fmt(sl.price)}'
-        self._placing[oid] = what
-        mode.status.set_order_status(f'group:{oid}', f'bracket pending: {what}')
-        self.refresh()
-        for ol in (mode.lines[oid], mode.lines[tp.oid], mode.lines[sl.oid]):
-            self.decorate(ol)
-
-    # --- attaching to the position: t / s -------------------------------------------
-
-    def attach(self, role: Role) -> str | None:
-        """Send a reduce-only TP (`role='TP'`) or SL at the cursor for the
-        pane account's whole position; None (and a note why) if not."""
-        mode = self.mode
-        word = 'take-profit' if role == 'TP' else 'stop-loss'
-        if not mode._entry_on(word):
-            return None
-        account = mode.account()
-        h = mode.positions.holding(account)
-        if h is None:
-            mode._note(f'{word}: {account} is flat in {mode.fqme}, nothing to attach it to')
-            return None
-        price = mode.chart.cursor_price()
-        if price is None or price <= 0:
-            mode._note(f'{word}: put the cursor on the price to attach it at')
-            return None
-        price = mode.quantize(price)
-        long = h.size > 0
-        last = mode._last_price()
-        fmt = mode.chart.format_price
-        above = (role == 'TP') == long       # where it must be, against the market
-        if last is not None and (price <= last if above else price >= last):
-            side = 'long' if long else 'short'
-            where = 'above' if above else 'below'
-            mode._note(
-                f'{word} of a {side} position goes {where} the market ({fmt(last)}), '
-                f'not at {fmt(price)}: nothing sent'
-            )
-            return None
-        oco = next((
-            ol.req.oco for ol in mode.lines.values()
-            if ol.req.reduce_only and ol.req.parent is None and ol.req.oco
-            and ol.req.account == account and exit_role(ol.req) != role
-        ), None) or str(uuid.uuid4())
-        try:
-            base = mode.client.mk_order(
-                'sell' if long else 'buy', price, abs(h.size), exec_mode='dark', account=account,
-            )
-            order = base.copy({
-                'type': 'take_profit' if role == 'TP' else 'stop',
-                'reduce_only': True, 'oco': oco,
-            })
-            mode.client.send_nowait(order)
-        except Exception as err:  # noqa: BLE001 - closed session, bad order: tell the trader
-            mode._note(f'{word} not sent: {err}')
-            return None
-        from ._order_mode import LineState
-        self.members[order.oid] = Member(req=order)
-        mode._add_line(order, LineState.PENDING)
-        mode.status.set_order_status(order.oid, f'pending: {word} {mode.describe(order)}')
-        self.refresh()
-        return order.oid
-
-    # --- Qt slots (connected after order mode's: they run second) --------------------
-
-    def _on_key_press(self, ev: QtGui.QKeyEvent) -> None:
-        if ev.isAutoRepeat():
-            return
-        key, mods = ev.key(), ev.modifiers()
-        others = M.ControlModifier | M.AltModifier | M.MetaModifier
-        if mods & others:
-            return
-        if key in BRACKET_KEYS and mods & M.ShiftModifier:
-            self.stage_bracket(BRACKET_KEYS[key])
-        elif key in ATTACH_KEYS and not mods & M.ShiftModifier:
-            self.attach(ATTACH_KEYS[key])
-
-    def _on_cursor_moved(self, _price: float, _time: float) -> None:
-        self._follow()
