@@ -370,6 +370,41 @@ def test_hotkeys_refused_while_the_ems_is_disconnected(qtbot, om):
     assert 'refused: EMS disconnected' in om.win.status.order_status(f'note:{FQME}')
 
 
+# --- a new window, a reconnect, the settings --------------------------------------------
+
+def test_a_new_window_draws_a_bracket_whose_entry_filled_from_the_handshake(qtbot, om):
+    """The handshake lists only working dialogs: the children of a filled
+    entry count their P&L from the position's ppu; history says nothing."""
+    p = om.quantize(mid_price(om, 0.5))
+    entry = om.client.mk_order('buy', p, 1.0, exec_mode='dark')
+    tp = child(om, entry, 'take_profit', round(p + 5.0, 1), 'g1')
+    sl = child(om, entry, 'stop', round(p - 2.5, 1), 'g1')
+    pos = BrokerdPosition(broker='sim', account='paper', symbol=FQME, size=1.0, avg_price=p - 0.5)
+    om.load({tp.oid: status(tp, 'dark_open', armed=1.0), sl.oid: status(sl, 'dark_open', armed=1.0)},
+            {('sim', 'paper'): [pos]})
+    assert om.lines[tp.oid].line.text() == 'TP take-profit armed 1.00000  pnl +5.50'
+    assert om.lines[sl.oid].line.text() == 'SL stop armed 1.00000  pnl -2.00'
+    rail = om.brackets.rails[entry.oid]
+    assert rail.reward.rect().top() == pytest.approx(p - 0.5)
+    assert group_text(om, entry.oid) is None
+    # a reconnect whose handshake no longer has them: lines and rail go
+    om.disconnect('test')
+    om.reconnect(om.client, {}, {('sim', 'paper'): [pos]})
+    assert om.lines == {} and om.brackets.rails == {} and om.brackets.members == {}
+
+
+def test_bracket_offsets_come_from_conf_toml_and_are_validated(piker_env):
+    from piker.config import ConfigError, load_conf
+    confdir, _ = piker_env
+    path = confdir / 'conf.toml'
+    path.write_text('[ui]\nbracket_tp_ticks = 80\nbracket_sl_ticks = 30\n')
+    ui = load_conf().ui
+    assert (ui.bracket_tp_ticks, ui.bracket_sl_ticks) == (80, 30)
+    path.write_text('[ui]\nbracket_sl_ticks = 0\n')
+    with pytest.raises(ConfigError, match="'ui.bracket_sl_ticks'.*greater than or equal to 1"):
+        load_conf()
+
+
 # --- the docs picture ---------------------------------------------------------------------
 
 def test_bracket_screenshot_labels_do_not_overlap(qtbot, om):

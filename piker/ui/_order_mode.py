@@ -14,6 +14,9 @@ The trader's loop (DESIGN.md section 10):
 - `c` cancels the orders under the cursor (within `PICK_PX` pixels),
   `c c` (a second press within `DOUBLE_PRESS_S`) cancels every order of
   the market; several cancels show as one group status in the status bar.
+- brackets, stops, take-profits and trailing stops (`shift+f` / `shift+d`,
+  `t` / `s`, their labels, rails and group statuses): `_brackets` and
+  `_bracket_keys`, hooked in through `self.brackets`.
 
 The EMS is the source of truth: every `Status` of this market updates,
 creates (orders of other windows and scripts) or removes (`closed`,
