@@ -160,6 +160,7 @@ def test_group_texts_sl_filled_and_entry_cancelled(qtbot, om):
 
 def test_drag_tp_modifies_the_child_and_drag_entry_moves_only_the_entry(qtbot, om):
     p = om.quantize(mid_price(om, 0.45))
+    om.chart.l1.set(last=p)
     entry, tp, sl = bracket(om, p, size=0.01, tp_off=8.0, sl_off=6.0)
     target = tp.price + 3.0
     drag(qtbot, om, tp.price, target)
@@ -186,12 +187,19 @@ def test_drag_tp_modifies_the_child_and_drag_entry_moves_only_the_entry(qtbot, o
     # the children's P&L now counts from the moved entry
     pnl = (om.client.orders[tp.oid].price - price) * 0.01
     assert om.lines[tp.oid].line.text().endswith(f'pnl {pnl:+,.2f}')
+    # a stop-loss dragged above the market would fire at once: refused, line back
+    om.chart.l1.set(last=sl.price + 1.0)
+    drag(qtbot, om, sl.price, sl.price + 3.0)
+    assert len(om.client.updates) == 2 and om.lines[sl.oid].line.price == sl.price
+    assert om.win.status.order_status(sl.oid).startswith(
+        'modify failed: stop-loss of a long position goes below the market')
 
 
 def test_dragging_a_stop_limit_moves_its_limit_with_the_trigger(qtbot, om):
     om.on_position(BrokerdPosition(broker='sim', account='paper', symbol=FQME,
                                    size=0.02, avg_price=om.quantize(mid_price(om, 0.7))))
     trig = om.quantize(mid_price(om, 0.4))
+    om.chart.l1.set(last=om.quantize(mid_price(om, 0.8)))
     base = om.client.mk_order('sell', trig, 0.02, exec_mode='dark')
     sl = base.copy({'type': 'stop_limit', 'limit': round(trig - 1.0, 1), 'reduce_only': True})
     om.client.orders[sl.oid] = sl

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 from pyqtgraph.Qt import QtCore, QtGui
 
 from ..clearing._messages import Order
-from ._brackets import Member, Role, exit_role
+from ._brackets import Member, Role, exit_role, wrong_side
 from ._lines import LevelLine
 from ._order_mode import LineState
 from ._position import Holding
@@ -187,16 +187,10 @@ class BracketKeys(QtCore.QObject):
             return None
         price = mode.quantize(price)
         long = h.size > 0
-        last = mode._last_price()
-        fmt = mode.chart.format_price
-        above = (role == 'TP') == long       # where it must be, against the market
-        if last is not None and (price <= last if above else price >= last):
-            side = 'long' if long else 'short'
-            where = 'above' if above else 'below'
-            mode._note(
-                f'{word} of a {side} position goes {where} the market ({fmt(last)}), '
-                f'not at {fmt(price)}: nothing sent'
-            )
+        action = 'sell' if long else 'buy'
+        why = wrong_side(role, action, price, mode._last_price(), mode.chart.format_price)
+        if why:
+            mode._note(f'{why}: nothing sent')
             return None
         oco = next((
             ol.req.oco for ol in mode.lines.values()
@@ -205,7 +199,7 @@ class BracketKeys(QtCore.QObject):
         ), None) or str(uuid.uuid4())
         try:
             base = mode.client.mk_order(
-                'sell' if long else 'buy', price, abs(h.size), exec_mode='dark', account=account,
+                action, price, abs(h.size), exec_mode='dark', account=account,
             )
             order = base.copy({
                 'type': 'take_profit' if role == 'TP' else 'stop',

@@ -73,6 +73,22 @@ def exit_role(req: Order) -> Role | None:
     return 'SL' if req.type in STOP_TYPES else 'TP'
 
 
+def wrong_side(role: Role, action: str, price: float, last: float | None, fmt) -> str | None:
+    """Why an exit (`action` closes the position) at `price` would fire at
+    once against the market `last`, or None: a take-profit closes above the
+    market for a long (a sell), below it for a short; a stop-loss the other
+    way round."""
+    if last is None:
+        return None
+    above = (role == 'TP') == (action == 'sell')
+    if price > last if above else price < last:
+        return None
+    side = 'long' if action == 'sell' else 'short'
+    word = 'take-profit' if role == 'TP' else 'stop-loss'
+    where = 'above' if above else 'below'
+    return f'{word} of a {side} position goes {where} the market ({fmt(last)}), not at {fmt(price)}'
+
+
 def qty(size: float, digits: int) -> str:
     """A size without trailing zeros (`0.5`, `1`): short group texts."""
     text = fmt_size(size, digits)
@@ -216,12 +232,18 @@ class Brackets(QtCore.QObject):
 
     def update(self, oid: str, price: float, size: float) -> Order:
         """Send the modify of `oid`: a stop-limit's limit moves with its
-        trigger (the gap the trader chose stays)."""
+        trigger (the gap the trader chose stays). An exit dragged past the
+        market (it would fire at once) raises `ValueError` saying so."""
         ol = self.mode.lines[oid]
         req = ol.req
         m = self.members.get(oid)
         if m is not None:
             m.trigger = None        # emsd's next status says the new one
+        role = exit_role(req)
+        if role is not None:
+            why = wrong_side(role, req.action, price, self.mode._last_price(), self.mode.chart.format_price)
+            if why:
+                raise ValueError(why)
         client = self.mode.client
         if req.type == 'stop_limit' and req.limit is not None:
             limit = self.mode.quantize(req.limit + price - req.price)
