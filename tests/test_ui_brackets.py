@@ -136,6 +136,9 @@ def test_group_texts_sl_filled_and_entry_cancelled(qtbot, om):
     om.on_status(status(tp, 'dark_open', armed=1.0))
     om.on_status(status(sl, 'dark_open', armed=1.0))
     om.on_status(status(sl, 'dark_triggered', armed=1.0))
+    assert group_text(om, entry.oid) == 'entry filled 1: TP armed 1, SL triggered'
+    om.on_status(status(sl, 'open'))
+    assert group_text(om, entry.oid) == 'entry filled 1: TP armed 1, SL triggered'
     fill(om, sl, 1.0, p - 2.5, resp='closed')
     om.on_status(status(tp, 'canceled'))
     assert group_text(om, entry.oid) == 'SL filled: TP cancelled'

@@ -106,6 +106,7 @@ class Member:
     trigger: float | None = None
     avg_fill: float | None = None
     reason: str = ''
+    triggered: bool = False   # its trigger fired: it works at the venue now
     seq: int = 0          # when it last filled (orders the group's fills)
 
     @property
@@ -272,6 +273,8 @@ class Brackets(QtCore.QObject):
             m.armed = msg.armed
         if msg.trigger is not None:
             m.trigger = msg.trigger
+        if msg.resp == 'dark_triggered':
+            m.triggered = True
         if msg.resp in ('fill', 'closed') and msg.filled:
             self._seq += 1
             m.seq = self._seq
@@ -285,7 +288,7 @@ class Brackets(QtCore.QObject):
             if ol is not None and ol.fill_size:
                 m.avg_fill = ol.fill_cost / ol.fill_size
             key = self.group_of(m.req) or (m.oid if self.is_entry(m.oid) else None)
-            event = msg.resp in ENDED or msg.resp == 'fill' or self._armed_moved
+            event = msg.resp in ENDED or msg.resp in ('fill', 'dark_triggered') or self._armed_moved
             if key is not None and not replay and event:
                 self.placing.pop(key, None)
                 self._say(key, msg)
@@ -399,11 +402,13 @@ class Brackets(QtCore.QObject):
             return {'alert_triggered': 'triggered'}.get(m.resp, m.resp)
         if m.filled:
             return f'filled {filled}'
+        if m.triggered:
+            return 'triggered'
         if m.armed:
             return f'armed {qty(m.armed, digits)}'
         if m.req.parent is not None:
             return 'held'
-        return {'dark_triggered': 'triggered'}.get(m.resp, 'open')
+        return 'open'
 
     def group_text(self, key: str, oid: str | None = None) -> str:
         """What group `key` did, from its members: the member that acted
