@@ -159,6 +159,22 @@ def test_group_texts_sl_filled_and_entry_cancelled(qtbot, om):
     assert not [t for t in texts if t.startswith('cancelled:')], texts
 
 
+def test_a_clients_oco_group_of_entries(qtbot, om):
+    """Two breakout stops grouped OCO: no rail (no exits to link), the
+    group status names them by type and side."""
+    p = om.quantize(mid_price(om, 0.5))
+    up = om.client.mk_order('buy', p + 4.0, 0.01, exec_mode='dark').copy({'type': 'stop', 'oco': 'g2'})
+    down = om.client.mk_order('sell', p - 4.0, 0.01, exec_mode='dark').copy({'type': 'stop', 'oco': 'g2'})
+    om.on_status(status(up, 'dark_open'))
+    om.on_status(status(down, 'dark_open'))
+    assert om.lines[up.oid].line.text().startswith('stop paper: 0.01000 ~ ')
+    assert not om.brackets.rails['g2'].spine.isVisible()
+    fill(om, up, 0.01, p + 4.1, resp='closed')
+    om.on_status(status(down, 'canceled'))
+    assert group_text(om, 'g2') == 'stop buy filled: stop sell cancelled'
+    assert om.brackets.rails == {}
+
+
 # --- 2. dragging -------------------------------------------------------------------
 
 def test_drag_tp_modifies_the_child_and_drag_entry_moves_only_the_entry(qtbot, om):

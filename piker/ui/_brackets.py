@@ -220,8 +220,9 @@ class Brackets(QtCore.QObject):
         return exit_role(req)
 
     def name(self, m: Member) -> str:
-        """How the group texts call a member: entry / TP / SL / its type."""
-        return self.role(m.req) or type_text(m.req, self.mode.chart.format_price)
+        """How the group texts call a member: entry / TP / SL, else its
+        type and side (`stop buy`: a client's OCO group of entries)."""
+        return self.role(m.req) or f'{type_text(m.req, self.mode.chart.format_price)} {m.req.action}'
 
     # --- hooks called by order mode -----------------------------------------
 
@@ -513,6 +514,8 @@ class Brackets(QtCore.QObject):
                 for ol in (entry_ol, *filter(None, (lines.get(k.oid) for k in kids))):
                     self.decorate(ol)
         entry = self.basis(kids[0].req) if kids else None
+        if not prices:          # an OCO group of entries: nothing to link
+            entry = None
         rail = self.rails.get(key)
         if rail is None:
             rail = self.rails[key] = Rail(self.mode)
