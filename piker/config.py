@@ -287,6 +287,8 @@ class UIConf(_Model):
     # the chart greys its prices after this long without a word from brokerd
     # (quotes or its 0.25 s heartbeat); None: the chart's default (2 s)
     stale_after_s: float | None = Field(None, gt=0)
+    # desktop notifications for fills and triggered alerts (`piker.ui._notify`)
+    notify: bool = False
 
 
 TradingStateName = Literal['active', 'reduce_only', 'halted']
@@ -494,6 +496,7 @@ _DEFAULTS: dict[str, str] = {
 # default_slots = 4
 # stale_after_s = 2.0   # grey the prices after this long without a word from
 #                       # brokerd (quotes or its 0.25 s heartbeat)
+# notify = false        # desktop notifications for fills and triggered alerts
 #
 # [ems]
 # dark_pad_ticks = 5   # price ticks a triggered dark order is padded by
