@@ -86,6 +86,12 @@ def fill_status(order, tid: str, size: float, price: float, filled: float,
     })
 
 
+def click(qtbot, table, rect) -> None:
+    """A left click on a table cell (a row's button)."""
+    from pyqtgraph.Qt import QtCore
+    qtbot.mouseClick(table.viewport(), QtCore.Qt.MouseButton.LeftButton, pos=rect.center())
+
+
 def key(qtbot, widget, name: str, *mods: str) -> None:
     from pyqtgraph.Qt import QtCore
     m = QtCore.Qt.KeyboardModifier.NoModifier
@@ -97,7 +103,6 @@ def key(qtbot, widget, name: str, *mods: str) -> None:
 # --- orders --------------------------------------------------------------------------
 
 def test_orders_blotter_shows_other_clients_orders_and_cancels_from_a_row(qtbot, cp):
-    from pyqtgraph.Qt import QtCore
     mode, client = cp.mode, cp.mode.client
     other = client.mk_order('sell', 30_050.0, 0.02, exec_mode='live', account='margin')
     client.orders[other.oid] = other       # emsd told this session of it
@@ -116,7 +121,7 @@ def test_orders_blotter_shows_other_clients_orders_and_cancels_from_a_row(qtbot,
         == [FQME, 'sell', 'live', 'margin', '30,050.0', '0.02']
     assert ob.cell(mine, 'state') == 'open (dark)'
     # the row's cancel button: a Cancel through order mode
-    qtbot.mouseClick(ob.cancel_button(other.oid), QtCore.Qt.MouseButton.LeftButton)
+    click(qtbot, ob.table, ob.cancel_rect(other.oid))
     assert client.cancels == [other.oid]
     assert mode.lines[other.oid].state.value == 'cancelling'
     cp.on_msg(status(other, 'canceled'))
@@ -183,7 +188,7 @@ def test_fills_blotter_loads_the_ledger_and_appends_live_fills(qtbot, tmp_path):
     assert fb.info.text() == 'showing 3 of 5 fills'
     row = [fb.table.item(0, c).text() for c in range(7)]
     assert row[1:] == [FQME, 'paper', 'buy', '0.01', '30,004.00', '0.05']
-    assert row[0] == datetime.fromtimestamp(txns[4].dt.timestamp()).strftime('%Y-%m-%d %H:%M:%S')
+    assert row[0] == datetime.fromtimestamp(txns[4].dt.timestamp()).strftime('%m-%d %H:%M:%S')
     fb.load_older()
     cp.batch.flush()
     assert [f.tid for f in fb.shown()] == ['L4', 'L3', 'L2', 'L1', 'L0']
@@ -317,8 +322,7 @@ def test_x_flattens_after_confirmation_with_a_closing_reduce_only_order(qtbot, c
     cp.answer.yes = True
     _hold(cp, -0.03, account='margin')
     cp.batch.flush()
-    from pyqtgraph.Qt import QtCore
-    qtbot.mouseClick(cp.positions.flatten_button('margin', FQME), QtCore.Qt.MouseButton.LeftButton)
+    click(qtbot, cp.positions.table, cp.positions.flatten_rect('margin', FQME))
     assert (client.sent[-1].action, client.sent[-1].size, client.sent[-1].account) == \
         ('buy', 0.03, 'margin')
     assert client.sent[-1].price == pad_price(30_101.0, 'buy', mode.mkt.price_tick, 5)
@@ -488,7 +492,7 @@ def test_e2e_blotters_with_a_script_market_keys_and_flatten(qtbot):
             await sc.send(rest)
             await until(lambda: rest.oid in cp.orders.rows and rest.oid in cp.orders.oids())
             assert cp.orders.cell(rest.oid, 'source') == 'other client'
-            cp.orders.cancel_button(rest.oid).click()
+            click(qtbot, cp.orders.table, cp.orders.cancel_rect(rest.oid))
             await wait_for_status(strades, rest.oid, 'canceled')
             await until(lambda: rest.oid not in cp.orders.oids())
 

@@ -31,6 +31,7 @@ from ._theme import DARK, Theme
 FRAME_MS = 16           # a flush at most this often (one 60 Hz frame)
 FILLS_PAGE = 200        # fills shown at first, and loaded per "older" click
 ROW_HEIGHT = 20
+CELL_PAD = 10           # px around a cell's text
 
 Align = QtCore.Qt.AlignmentFlag
 _RIGHT = Align.AlignRight | Align.AlignVCenter
@@ -38,6 +39,9 @@ _LEFT = Align.AlignLeft | Align.AlignVCenter
 _EDITABLE = (QtCore.Qt.ItemFlag.ItemIsEnabled | QtCore.Qt.ItemFlag.ItemIsSelectable
              | QtCore.Qt.ItemFlag.ItemIsEditable)
 _READONLY = QtCore.Qt.ItemFlag.ItemIsEnabled | QtCore.Qt.ItemFlag.ItemIsSelectable
+_DISABLED = QtCore.Qt.ItemFlag.ItemIsSelectable
+_COLOUR = QtCore.Qt.ItemDataRole.UserRole + 1
+_BUTTON = QtCore.Qt.ItemDataRole.UserRole + 2
 
 
 class FrameBatch(QtCore.QObject):
@@ -70,6 +74,7 @@ class FrameBatch(QtCore.QObject):
 def fmt_num(value: float | None, digits: int = 2, signed: bool = False) -> str:
     if value is None or not math.isfinite(value):
         return ''
+    value = round(value, digits) + 0.0     # never '-0.00'
     return f'{value:+,.{digits}f}' if signed else f'{value:,.{digits}f}'
 
 
@@ -90,13 +95,25 @@ def parse_num(text: str) -> float:
 
 
 def fmt_time(t: float) -> str:
-    return dt.datetime.fromtimestamp(t).strftime('%Y-%m-%d %H:%M:%S')
+    """Local `MM-DD HH:MM:SS` (the year is in the cell's tooltip)."""
+    return dt.datetime.fromtimestamp(t).strftime('%m-%d %H:%M:%S')
 
 
 class _Table(QtWidgets.QTableWidget):
-    """A compact read-mostly table; its repaints are off while a flush runs."""
+    """A compact read-mostly table.
 
-    def __init__(self, columns: Iterable[str], parent: QtWidgets.QWidget | None = None) -> None:
+    Cheap to keep live: a cell is only touched when its text, colour or
+    flags change (so a flush repaints just those cells), and row buttons
+    are painted cells, not widgets: a click on one is `sig_button(key,
+    column)`.
+    """
+
+    sig_button = QtCore.Signal(object, str)
+
+    def __init__(
+        self, columns: Iterable[str], parent: QtWidgets.QWidget | None = None,
+        theme: Theme = DARK,
+    ) -> None:
         cols = list(columns)
         super().__init__(0, len(cols), parent)
         self.setHorizontalHeaderLabels(cols)
@@ -110,25 +127,54 @@ class _Table(QtWidgets.QTableWidget):
         self.setFocusPolicy(QtCore.Qt.FocusPolicy.ClickFocus)
         self.horizontalHeader().setHighlightSections(False)
         self.horizontalHeader().setStretchLastSection(True)
-        self.horizontalHeader().setMinimumSectionSize(36)
+        self.horizontalHeader().setMinimumSectionSize(24)
+        # a size smaller than the chrome's: more columns in a narrow dock
+        self.setStyleSheet(f'* {{ font-size: {theme.font_size - 1}pt; }}')
+        self.ensurePolished()
         self.columns = cols
+        # the widest text seen per column (px): a wider one widens its column
+        # (measured here, not by Qt's fit, which only sees the rows in view)
+        self._fm = self.fontMetrics()
+        header = self.horizontalHeader()
+        self._widths = [header.sectionSizeHint(i) for i in range(len(cols))]
+        self._grown = set(range(len(cols)))
+        self._button_bg = QtGui.QBrush(QtGui.QColor(theme.grid))
+        self.cellClicked.connect(self._on_click)
 
     def col(self, name: str) -> int:
         return self.columns.index(name)
 
     def put(self, row: int, col: int, text: str, *, right: bool = False,
-            editable: bool = False, colour: str | None = None, key: Any = None) -> None:
+            editable: bool = False, colour: str | None = None, key: Any = None,
+            button: bool = False) -> None:
         item = self.item(row, col)
         if item is None:
             item = QtWidgets.QTableWidgetItem()
+            item.setTextAlignment(Align.AlignCenter if button else _RIGHT if right else _LEFT)
+            if button:
+                item.setBackground(self._button_bg)
+            item.setData(_BUTTON, button)
             self.setItem(row, col, item)
         if item.text() != text:
             item.setText(text)
-        item.setTextAlignment(_RIGHT if right else _LEFT)
-        item.setFlags(_EDITABLE if editable else _READONLY)
-        item.setForeground(QtGui.QBrush(QtGui.QColor(colour)) if colour else QtGui.QBrush())
-        if key is not None:
+            self.widen(col, self._fm.horizontalAdvance(text) + CELL_PAD + (12 if button else 0))
+        flags = _EDITABLE if editable else _READONLY
+        if item.flags() != flags:
+            item.setFlags(flags)
+        if item.data(_COLOUR) != colour:
+            item.setData(_COLOUR, colour)
+            item.setForeground(QtGui.QBrush(QtGui.QColor(colour)) if colour else QtGui.QBrush())
+        if key is not None and item.data(QtCore.Qt.ItemDataRole.UserRole) != key:
             item.setData(QtCore.Qt.ItemDataRole.UserRole, key)
+
+    def cell_rect(self, key: Any, column: str) -> QtCore.QRect:
+        """Where a row's cell is in the viewport (to click its button)."""
+        return self.visualItemRect(self.item(self.row_of(key), self.col(column)))
+
+    def _on_click(self, row: int, col: int) -> None:
+        item = self.item(row, col)
+        if item is not None and item.data(_BUTTON) and item.flags() & QtCore.Qt.ItemFlag.ItemIsEnabled:
+            self.sig_button.emit(self.key_of(row), self.columns[col])
 
     def key_of(self, row: int) -> Any:
         item = self.item(row, 0)
@@ -147,20 +193,34 @@ class _Table(QtWidgets.QTableWidget):
         item = self.item(row, self.col(column))
         return item.text() if item is not None else ''
 
+    def widen(self, col: int, px: int) -> None:
+        if px > self._widths[col]:
+            self._widths[col] = px
+            self._grown.add(col)
+
     def fit(self) -> None:
-        self.resizeColumnsToContents()
+        """Widen the columns whose contents grew since the last fit."""
+        header = self.horizontalHeader()
+        for col in self._grown:
+            header.resizeSection(col, self._widths[col])
+        self._grown.clear()
+
+    def content_width(self) -> int:
+        """The width that shows every column whole."""
+        self.fit()
+        cols = sum(self._widths)
+        return cols + 2 * self.frameWidth() + self.verticalScrollBar().sizeHint().width()
 
 
 def _suspended(table: QtWidgets.QTableWidget):
-    """Context for a flush: no repaints or edit signals until it ends."""
+    """Context for a flush: no edit signals until it ends (a flush is the
+    EMS speaking, not the trader editing)."""
     class _Ctx:
         def __enter__(self) -> None:
-            table.setUpdatesEnabled(False)
             table.blockSignals(True)
 
         def __exit__(self, *_) -> None:
             table.blockSignals(False)
-            table.setUpdatesEnabled(True)
     return _Ctx()
 
 
@@ -205,12 +265,13 @@ class OrdersBlotter(QtWidgets.QWidget):
         self.setObjectName('blotter_orders_widget')
         self.batch, self.theme = batch, theme
         self.fmt_price = fmt_price or (lambda _fqme, p: fmt_num(p, 2))
-        self.table = _Table(ORDER_COLUMNS, self)
+        self.table = _Table(ORDER_COLUMNS, self, theme)
         self.table.setEditTriggers(
             QtWidgets.QAbstractItemView.EditTrigger.DoubleClicked
             | QtWidgets.QAbstractItemView.EditTrigger.EditKeyPressed
         )
         self.table.itemChanged.connect(self._on_edit)
+        self.table.sig_button.connect(lambda oid, _col: self.sig_cancel.emit(oid))
         self.table.installEventFilter(self)
         lay = QtWidgets.QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
@@ -256,8 +317,9 @@ class OrdersBlotter(QtWidgets.QWidget):
         row = self.table.row_of(oid)
         self.table.item(row, self.table.col(column)).setText(text)
 
-    def cancel_button(self, oid: str) -> QtWidgets.QPushButton:
-        return self.table.cellWidget(self.table.row_of(oid), self.table.col(''))
+    def cancel_rect(self, oid: str) -> QtCore.QRect:
+        """The row's cancel button, in the table's viewport."""
+        return self.table.cell_rect(oid, '')
 
     # --- internals ---------------------------------------------------------------
 
@@ -279,14 +341,8 @@ class OrdersBlotter(QtWidgets.QWidget):
                 if row < 0:
                     row = t.rowCount()
                     t.insertRow(row)
-                    btn = QtWidgets.QPushButton('cancel', t)
-                    btn.setObjectName('cancel_order')
-                    btn.setFocusPolicy(QtCore.Qt.FocusPolicy.NoFocus)
-                    btn.clicked.connect(lambda *_, o=oid: self.sig_cancel.emit(o))
-                    t.setCellWidget(row, t.col(''), btn)
                 self._render(row, oid, data)
-            if dirty:
-                t.fit()
+            t.fit()
 
     def _render(self, row: int, oid: str, data: OrderRow) -> None:
         t, req = self.table, data.req
@@ -304,6 +360,7 @@ class OrdersBlotter(QtWidgets.QWidget):
         t.put(row, t.col('size'), fmt_qty(req.size), right=True, editable=req.action != 'alert')
         t.put(row, t.col('filled'), fmt_qty(data.filled), right=True)
         t.put(row, t.col('state'), state)
+        t.put(row, t.col(''), 'cancel', button=True)
 
     def _on_edit(self, item: QtWidgets.QTableWidgetItem) -> None:
         t = self.table
@@ -398,7 +455,7 @@ class FillsBlotter(QtWidgets.QWidget):
         self.batch, self.theme, self.page = batch, theme, int(page)
         self.fmt_price = fmt_price or (lambda _fqme, p: fmt_num(p, 2))
         self.visible = self.page
-        self.table = _Table(FILL_COLUMNS, self)
+        self.table = _Table(FILL_COLUMNS, self, theme)
         self.info = QtWidgets.QLabel('no fills', self)
         self.info.setStyleSheet(f'color: {theme.muted};')
         self.older = QtWidgets.QPushButton(f'load {self.page} older', self)
@@ -473,6 +530,7 @@ class FillsBlotter(QtWidgets.QWidget):
         t = self.table
         colour = self.theme.buy if f.side == 'buy' else self.theme.sell
         t.put(row, 0, fmt_time(f.time), key=(f.account, f.tid))
+        t.item(row, 0).setToolTip(dt.datetime.fromtimestamp(f.time).isoformat(' ', 'seconds'))
         t.put(row, 1, f.fqme)
         t.put(row, 2, f.account)
         t.put(row, 3, f.side, colour=colour)
@@ -533,8 +591,9 @@ class PositionsBlotter(QtWidgets.QWidget):
         self.setObjectName('blotter_positions_widget')
         self.batch, self.theme = batch, theme
         self.fmt_price = fmt_price or (lambda _fqme, p: fmt_num(p, 2))
-        self.table = _Table(POSITION_COLUMNS, self)
-        self.accounts = _Table(ACCOUNT_COLUMNS, self)
+        self.table = _Table(POSITION_COLUMNS, self, theme)
+        self.accounts = _Table(ACCOUNT_COLUMNS, self, theme)
+        self.table.sig_button.connect(lambda key, _col: self.sig_flatten.emit(key[1], key[0]))
         split = QtWidgets.QSplitter(QtCore.Qt.Orientation.Vertical, self)
         split.addWidget(self.table)
         split.addWidget(self.accounts)
@@ -592,8 +651,9 @@ class PositionsBlotter(QtWidgets.QWidget):
     def account_cell(self, account: str, column: str) -> str:
         return self.accounts.text(account, column)
 
-    def flatten_button(self, account: str, fqme: str) -> QtWidgets.QPushButton:
-        return self.table.cellWidget(self.table.row_of((account, fqme)), self.table.col(''))
+    def flatten_rect(self, account: str, fqme: str) -> QtCore.QRect:
+        """The row's flatten button, in the table's viewport."""
+        return self.table.cell_rect((account, fqme), '')
 
     # --- internals ----------------------------------------------------------------------
 
@@ -608,7 +668,6 @@ class PositionsBlotter(QtWidgets.QWidget):
     def _flush(self) -> None:
         dirty, self._dirty = self._dirty, set()
         t = self.table
-        grew = False
         with _suspended(t):
             for key in sorted(dirty):
                 data = self.rows.get(key)
@@ -618,16 +677,10 @@ class PositionsBlotter(QtWidgets.QWidget):
                         t.removeRow(r)
                     continue
                 if r < 0:
-                    r, grew = t.rowCount(), True
+                    r = t.rowCount()
                     t.insertRow(r)
-                    btn = QtWidgets.QPushButton('flatten', t)
-                    btn.setObjectName('flatten_position')
-                    btn.setFocusPolicy(QtCore.Qt.FocusPolicy.NoFocus)
-                    btn.clicked.connect(lambda *_, k=key: self.sig_flatten.emit(k[1], k[0]))
-                    t.setCellWidget(r, t.col(''), btn)
                 self._render(r, key, data)
-            if grew:
-                t.fit()
+            t.fit()
         if self._accounts_dirty:
             self._accounts_dirty = False
             self._flush_accounts()
@@ -644,9 +697,11 @@ class PositionsBlotter(QtWidgets.QWidget):
         t.put(r, t.col('P&L'), fmt_num(pnl, 2, signed=True), right=True, colour=_pnl_colour(pnl, th))
         t.put(r, t.col('realised'), fmt_num(row.realised, 2, signed=True), right=True,
               colour=_pnl_colour(row.realised, th))
-        btn = t.cellWidget(r, t.col(''))
-        if btn is not None:
-            btn.setEnabled(bool(row.size))
+        t.put(r, t.col(''), 'flatten', button=True, colour=None if row.size else th.muted)
+        item = t.item(r, t.col(''))
+        want = _READONLY if row.size else _DISABLED
+        if item.flags() != want:
+            item.setFlags(want)
 
     def _flush_accounts(self) -> None:
         per: dict[str, list[PosRow]] = {}
@@ -671,7 +726,7 @@ class PositionsBlotter(QtWidgets.QWidget):
 
 
 def _pnl_colour(value: float | None, theme: Theme) -> str | None:
-    if value is None or not value:
+    if value is None or not round(value, 2):
         return None
     return theme.up if value > 0 else theme.down
 

@@ -29,14 +29,16 @@ log = get_logger(__name__)
 LAYOUT_FILE = 'chart_layout.json'
 LAYOUT_VERSION = 1
 SAVE_DELAY_MS = 500
-DEFAULT_HEIGHT = 190
+DEFAULT_HEIGHT = 220
 # name -> (title, the letter of ctrl+shift+<letter>)
 DOCKS: dict[str, tuple[str, str]] = {
-    'orders': ('orders', 'O'),
+    'orders': ('active orders', 'O'),
     'fills': ('fills', 'F'),
-    'positions': ('positions', 'P'),
+    'positions': ('positions & accounts', 'P'),
     'log': ('log', 'L'),
 }
+# the default split of the bottom row: what each blotter's columns need
+SHARES = {'orders': 0.39, 'fills': 0.28, 'positions': 0.33}
 
 Area = QtCore.Qt.DockWidgetArea
 
@@ -71,7 +73,7 @@ class BlotterDocks(QtCore.QObject):
             dock.setAllowedAreas(Area.AllDockWidgetAreas)
             self.docks[name] = dock
             act = dock.toggleViewAction()
-            act.setText(f'{title} blotter' if name != 'log' else 'log pane')
+            act.setText(f'{name} blotter' if name != 'log' else 'log pane')
             act.setShortcut(QtGui.QKeySequence(f'Ctrl+Shift+{letter}'))
             act.setShortcutContext(QtCore.Qt.ShortcutContext.WindowShortcut)
             win.addAction(act)
@@ -85,7 +87,8 @@ class BlotterDocks(QtCore.QObject):
         self._timer.setSingleShot(True)
         self._timer.setInterval(SAVE_DELAY_MS)
         self._timer.timeout.connect(self.save)
-        self.restore()
+        self._split_pending = not self.restore()
+        win.installEventFilter(self)
         for dock in self.docks.values():
             dock.visibilityChanged.connect(self._changed)
             dock.dockLocationChanged.connect(self._changed)
@@ -131,6 +134,20 @@ class BlotterDocks(QtCore.QObject):
             log.warning('chart layout %s is of another version: default layout used', self.path)
             return False
         return True
+
+    def eventFilter(self, obj: QtCore.QObject, ev: QtCore.QEvent) -> bool:  # noqa: N802
+        if obj is self.win and ev.type() == QtCore.QEvent.Type.Show and self._split_pending:
+            self._split_pending = False
+            QtCore.QTimer.singleShot(0, self._split)
+        return False
+
+    def _split(self) -> None:
+        """The default widths of the bottom row, once the window has one."""
+        names = [n for n in SHARES if n in self.docks]
+        width = self.win.width()
+        self.win.resizeDocks([self.docks[n] for n in names],
+                             [int(width * SHARES[n]) for n in names],
+                             QtCore.Qt.Orientation.Horizontal)
 
     def _changed(self, *_) -> None:
         if self.path is not None:
