@@ -101,12 +101,20 @@ class _Bench:
         self.win.render(p)
         p.end()
 
-    def timed(self, step: Callable[[], None], frames: int) -> list[float]:
+    def timed(
+        self, step: Callable[[], None], frames: int, repaint: bool = False,
+    ) -> list[float]:
+        """ms per frame of `step` + a full window render, or (`repaint`) +
+        the repaint a display does: only the regions that changed (the
+        chart; docks only where a cell changed)."""
         out = []
         for _ in range(frames):
             t0 = time.perf_counter()
             step()
-            self.render()
+            if repaint:
+                self._flush()
+            else:
+                self.render()
             out.append((time.perf_counter() - t0) * 1e3)
         return out
 
@@ -173,6 +181,12 @@ class _Bench:
         print(f'pan  (2,000 bars):         {_stats(pan_2k)}')
         print(f'zoom (2,000 bars):         {_stats(zoom_2k)}')
         print(f'pan  (200 bars):           {_stats(pan_200)}')
+        view.show_bars(2000)
+        self._flush()
+        pan_2k_r = self.timed(pan_step(0.02), frames, repaint=True)
+        zoom_2k_r = self.timed(zoom_step(), frames, repaint=True)
+        print(f'pan  (2,000 bars) + window repaint: {_stats(pan_2k_r)}')
+        print(f'zoom (2,000 bars) + window repaint: {_stats(zoom_2k_r)}')
 
         self.last_bar_update(frames)
 
@@ -464,6 +478,12 @@ async def mode_cancel_all(mode, until) -> None:
 
 def order_mode_screenshot(path: str) -> None:
     """Render `docs/order_mode.png` from a real session in a private tree."""
+    session_screenshot(_order_mode_scene, path, (W, H))
+
+
+def session_screenshot(scene, path: str, size: tuple[int, int]) -> None:
+    """Run a chart session in a private tree, driven by `scene(app, path,
+    note)`, which saves the screenshot and appends 'ok' to `note`."""
     from piker.testing import free_port
     from piker.ui._app import run_chart
 
@@ -477,11 +497,11 @@ def order_mode_screenshot(path: str) -> None:
     time.sleep((60.0 - time.time() % 60.0 + 0.2) % 60.0)
     note: list[str] = []
     run_chart(
-        [ORDER_MODE_FQME], driver=lambda app: _order_mode_scene(app, path, note),
-        timeframe=1, handle_signals=False, size=(W, H),
+        [ORDER_MODE_FQME], driver=lambda app: scene(app, path, note),
+        timeframe=1, handle_signals=False, size=size,
     )
     if note != ['ok']:
-        raise RuntimeError('order mode scene did not complete')
+        raise RuntimeError(f'{scene.__name__} did not complete')
 
 
 async def _blotters_scene(app, shot: str, note: list[str]) -> None:
@@ -552,22 +572,7 @@ async def _blotters_scene(app, shot: str, note: list[str]) -> None:
 
 def blotters_screenshot(path: str) -> None:
     """Render `docs/chart_blotters.png` from a real session in a private tree."""
-    from piker.testing import free_port
-    from piker.ui._app import run_chart
-
-    env = {
-        'PIKER_CONFIG_DIR': tempfile.mkdtemp(prefix='piker-shot-'),
-        'PIKER_REGISTRY_ADDR': f'127.0.0.1:{free_port()}',
-    }
-    os.environ.update(env)
-    time.sleep((60.0 - time.time() % 60.0 + 0.2) % 60.0)
-    note: list[str] = []
-    run_chart(
-        [ORDER_MODE_FQME], driver=lambda app: _blotters_scene(app, path, note),
-        timeframe=1, handle_signals=False, size=(1920, 1080),
-    )
-    if note != ['ok']:
-        raise RuntimeError('blotters scene did not complete')
+    session_screenshot(_blotters_scene, path, (1920, 1080))
 
 
 def main() -> None:

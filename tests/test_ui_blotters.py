@@ -339,9 +339,12 @@ def test_alt_f_and_alt_d_send_marketable_orders_of_the_allocator_size(qtbot, cp)
     key(qtbot, chart, 'F', 'Alt')                 # no quote yet, but the bars: last close
     assert len(client.sent) == 1
     quote(chart, 30_100.0, 30_101.0)
-    key(qtbot, chart, 'F', 'Alt')
+    from pyqtgraph.Qt import QtCore
+    alt = QtCore.Qt.KeyboardModifier.AltModifier
+    qtbot.keyPress(chart, QtCore.Qt.Key.Key_F, alt)
+    assert mode.staged is None                    # alt+f held is not a stage
+    qtbot.keyRelease(chart, QtCore.Qt.Key.Key_F, alt)
     buy = client.sent[-1]
-    assert mode.staged is None                    # alt+f is not a stage
     assert (buy.action, buy.exec_mode, buy.account) == ('buy', 'live', 'paper')
     assert buy.price == pad_price(30_101.0, 'buy', mode.mkt.price_tick, 5) == 30_101.5
     assert buy.size == mode.order_info('buy', buy.price)['size'] > 0

@@ -224,6 +224,20 @@ def _suspended(table: QtWidgets.QTableWidget):
     return _Ctx()
 
 
+class _Blotter(QtWidgets.QWidget):
+    """What every blotter has: the frame batch, theme and price format
+    (`fmt_price(fqme, price)`, the chart's when the market is charted)."""
+
+    def __init__(
+        self, batch: FrameBatch, theme: Theme = DARK,
+        fmt_price: Callable[[str, float], str] | None = None,
+        parent: QtWidgets.QWidget | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self.batch, self.theme = batch, theme
+        self.fmt_price = fmt_price or (lambda _fqme, p: fmt_num(p, 2))
+
+
 # --- active orders ------------------------------------------------------------------
 
 ORDER_COLUMNS = ('market', 'source', 'side', 'type', 'mode', 'account', 'price', 'size',
@@ -241,7 +255,7 @@ class OrderRow(Struct):
     reason: str = ''
 
 
-class OrdersBlotter(QtWidgets.QWidget):
+class OrdersBlotter(_Blotter):
     """Every active order on the charted markets, whoever placed it.
 
     `source` says who: `this chart`, `other client` (another window, a
@@ -256,15 +270,10 @@ class OrdersBlotter(QtWidgets.QWidget):
     sig_modify = QtCore.Signal(str, float, float)
     sig_note = QtCore.Signal(str)
 
-    def __init__(
-        self, batch: FrameBatch, theme: Theme = DARK,
-        fmt_price: Callable[[str, float], str] | None = None,
-        parent: QtWidgets.QWidget | None = None,
-    ) -> None:
-        super().__init__(parent)
+    def __init__(self, *args: Any, **kw: Any) -> None:
+        super().__init__(*args, **kw)
         self.setObjectName('blotter_orders_widget')
-        self.batch, self.theme = batch, theme
-        self.fmt_price = fmt_price or (lambda _fqme, p: fmt_num(p, 2))
+        theme = self.theme
         self.table = _Table(ORDER_COLUMNS, self, theme)
         self.table.setEditTriggers(
             QtWidgets.QAbstractItemView.EditTrigger.DoubleClicked
@@ -438,22 +447,17 @@ class Fill(Struct, frozen=True):
         return self.size if self.side == 'buy' else -self.size
 
 
-class FillsBlotter(QtWidgets.QWidget):
+class FillsBlotter(_Blotter):
     """Fills newest first: the ledger's at start-up, then live ones.
 
     Bounded: the newest `page` fills are rows; `load_older()` (the button)
     adds a page. A fill is shown once per (account, tid), however it came.
     """
 
-    def __init__(
-        self, batch: FrameBatch, theme: Theme = DARK, page: int = FILLS_PAGE,
-        fmt_price: Callable[[str, float], str] | None = None,
-        parent: QtWidgets.QWidget | None = None,
-    ) -> None:
-        super().__init__(parent)
+    def __init__(self, *args: Any, page: int = FILLS_PAGE, **kw: Any) -> None:
+        super().__init__(*args, **kw)
         self.setObjectName('blotter_fills_widget')
-        self.batch, self.theme, self.page = batch, theme, int(page)
-        self.fmt_price = fmt_price or (lambda _fqme, p: fmt_num(p, 2))
+        theme, self.page = self.theme, int(page)
         self.visible = self.page
         self.table = _Table(FILL_COLUMNS, self, theme)
         self.info = QtWidgets.QLabel('no fills', self)
@@ -574,7 +578,7 @@ class PosRow(Struct):
         return Holding(account=self.account, size=self.size, ppu=self.ppu).pnl(self.last)
 
 
-class PositionsBlotter(QtWidgets.QWidget):
+class PositionsBlotter(_Blotter):
     """Positions per account and market (size, ppu, live and realised
     P&L, a flatten button) above a per-account summary (open positions,
     P&L and realised P&L per currency, balances where the venue reports
@@ -582,15 +586,10 @@ class PositionsBlotter(QtWidgets.QWidget):
 
     sig_flatten = QtCore.Signal(str, str)
 
-    def __init__(
-        self, batch: FrameBatch, theme: Theme = DARK,
-        fmt_price: Callable[[str, float], str] | None = None,
-        parent: QtWidgets.QWidget | None = None,
-    ) -> None:
-        super().__init__(parent)
+    def __init__(self, *args: Any, **kw: Any) -> None:
+        super().__init__(*args, **kw)
         self.setObjectName('blotter_positions_widget')
-        self.batch, self.theme = batch, theme
-        self.fmt_price = fmt_price or (lambda _fqme, p: fmt_num(p, 2))
+        theme = self.theme
         self.table = _Table(POSITION_COLUMNS, self, theme)
         self.accounts = _Table(ACCOUNT_COLUMNS, self, theme)
         self.table.sig_button.connect(lambda key, _col: self.sig_flatten.emit(key[1], key[0]))
