@@ -525,3 +525,25 @@ def test_e2e_blotters_with_a_script_market_keys_and_flatten(qtbot):
 
     run_chart([FQME], driver=driver, handle_signals=False)
     assert seen['realised'] == pytest.approx(seen['want'])
+
+
+def test_a_reconnect_handshake_resyncs_the_blotters(qtbot, cp):
+    """Orders that ended while emsd was away leave, new ones come, a
+    position the handshake does not list is flat, the ledger is read again."""
+    client = cp.mode.client
+    gone = client.mk_order('buy', 29_900.0, 0.01, exec_mode='dark')
+    kept = client.mk_order('sell', 30_100.0, 0.01, exec_mode='live')
+    cp.on_msg(status(gone, 'dark_open'))
+    cp.on_msg(status(kept, 'open'))
+    _hold(cp, 0.05)
+    trio.run(cp.load_ledgers, 'sim', ['paper'])
+    cp.batch.flush()
+    assert cp.fills.fills == [] and cp.positions.cell('paper', FQME, 'size') == '0.05'
+    new = client.mk_order('buy', 29_800.0, 0.02, exec_mode='dark')
+    _write_ledger(2)                                   # fills while the chart was away
+    cp.resync(cp.mode, {kept.oid: status(kept, 'open'), new.oid: status(new, 'dark_open')}, {})
+    trio.run(cp.load_ledgers, 'sim', ['paper'])
+    cp.batch.flush()
+    assert cp.orders.oids() == [kept.oid, new.oid]
+    assert cp.positions.cell('paper', FQME, 'size') == 'flat'
+    assert [f.tid for f in cp.fills.shown()] == ['L1', 'L0']

@@ -133,7 +133,7 @@ class Cockpit(QtCore.QObject):
         self.flatteners[mode.fqme] = Flattener(
             mode, pad_ticks=self.pad_ticks, confirm=self.confirm,
         )
-        self.resync(mode, dialogs, positions)
+        self._resync(mode, dialogs, positions)
 
     def resync(
         self,
@@ -141,7 +141,20 @@ class Cockpit(QtCore.QObject):
         dialogs: Mapping[str, Status],
         positions: Mapping[tuple[str, str], list[BrokerdPosition]],
     ) -> None:
-        """A (re)connected session's handshake is the truth for its market."""
+        """A reconnected session: its handshake is the truth, and the next
+        `load_ledgers()` reads its broker's ledgers again (fills made while
+        the chart could not hear; each fill is still shown once)."""
+        broker = mode.mkt.broker
+        self._ledgers = {key for key in self._ledgers if key[0] != broker}
+        self._resync(mode, dialogs, positions)
+
+    def _resync(
+        self,
+        mode: OrderMode,
+        dialogs: Mapping[str, Status],
+        positions: Mapping[tuple[str, str], list[BrokerdPosition]],
+    ) -> None:
+        """The session's handshake is the truth for its market."""
         fqme = mode.fqme
         active = {oid for oid, st in dialogs.items() if st.req is not None and st.req.symbol == fqme}
         for oid, row in list(self.orders.rows.items()):

@@ -43,9 +43,15 @@ SHARES = {'orders': 0.39, 'fills': 0.28, 'positions': 0.33}
 Area = QtCore.Qt.DockWidgetArea
 
 
-def layout_path() -> Path:
-    from ..config import get_config_dir
-    return get_config_dir() / LAYOUT_FILE
+def layout_path() -> Path | None:
+    """`<config dir>/chart_layout.json`; None (not remembered, one log
+    line) when the config dir is unusable: the chart still opens."""
+    from ..config import ConfigError, get_config_dir
+    try:
+        return get_config_dir() / LAYOUT_FILE
+    except ConfigError as err:
+        log.warning('the dock layout will not be remembered: %s', err)
+        return None
 
 
 class BlotterDocks(QtCore.QObject):
