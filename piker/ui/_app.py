@@ -120,7 +120,8 @@ class ChartApp:
     `ems_ready[fqme]` events: set once that market's EMS session is up
     (`modes[fqme]` exists) or emsd refused it (`ems_errors[fqme]` says
     why). `ems_connects[fqme]` / `feed_connects` count the sessions / feeds
-    opened so far (reconnects included).
+    opened so far (reconnects included); `cockpit`: the blotter docks,
+    log pane, flatten/market keys and notifications (`_cockpit`).
 
     `stale_after`: seconds without a word from brokerd before the prices
     are marked stale (default `[ui] stale_after_s`, else 2 s); `backoff`:
