@@ -326,6 +326,16 @@ def test_x_flattens_after_confirmation_with_a_closing_reduce_only_order(qtbot, c
     assert (client.sent[-1].action, client.sent[-1].size, client.sent[-1].account) == \
         ('buy', 0.03, 'margin')
     assert client.sent[-1].price == pad_price(30_101.0, 'buy', mode.mkt.price_tick, 5)
+    # a fill while the dialog is open: nothing sent, asked to press again
+    def changes(title, text):
+        _hold(cp, 0.07, account='paper')
+        return True
+    cp.flatteners[FQME].confirm = changes
+    _hold(cp, 0.05)
+    key(qtbot, chart, 'X')
+    assert len(client.sent) == 2
+    assert 'position changed while asking' in mode.status.order_status(f'note:{FQME}')
+    cp.flatteners[FQME].confirm = cp.answer
     # flat: no question, nothing sent
     _hold(cp, 0.0)
     asked = len(cp.answer.asked)

@@ -7,8 +7,9 @@ check's refusal):
 
 - `x` (or a positions-blotter row's button) *flattens*: after a
   confirmation dialog, a live reduce-only order for the whole position of
-  the pane's account in the chart's market, on the closing side. Flat:
-  nothing is sent (a note says so); declined: nothing is sent.
+  the pane's account in the chart's market, on the closing side, priced
+  at the touch when the trader said yes. Flat, declined, or the position
+  changed while the dialog was open: nothing is sent (a note says why).
 - `alt+f` / `alt+d` buy / sell the allocator's current size (what a
   staged order would send) as a *marketable* order.
 
@@ -105,6 +106,13 @@ class Flattener(QtCore.QObject):
         if not self.confirm('flatten', f'Flatten {account} in {mode.fqme}?\n\n{what}'):
             mode._note(f'flatten {mode.fqme} declined: nothing sent')
             return None
+        # the market moved on while the dialog was open; the position may have
+        now = mode.positions.holding(account)
+        if now is None or now.size != held.size:
+            mode._note(f'flatten {mode.fqme}: the position changed while asking, nothing '
+                       'sent (press x again)')
+            return None
+        price = self.marketable_price(action) or price
         oid = mode.place(action, price, size, exec_mode='live', account=account, reduce_only=True)
         if oid is not None:
             mode._note(f'flatten sent: {what}')
