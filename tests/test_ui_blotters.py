@@ -402,6 +402,10 @@ def test_notifier_uses_notify_send_or_nothing(qtbot, monkeypatch, tmp_path):
     none = Notifier(which=lambda _name: None)
     assert none.backend == 'none'
     none.notify('x', 'y')                                # no service: no error
+    monkeypatch.setattr(QtWidgets.QSystemTrayIcon, 'isSystemTrayAvailable', staticmethod(lambda: True))
+    tray = Notifier(which=lambda _name: None)
+    assert tray.backend == 'tray'
+    tray.notify('x', 'y')
     out = tmp_path / 'args'
     exe = tmp_path / 'notify-send'
     exe.write_text(f'#!/bin/sh\nprintf "%s\\n" "$@" > {out}\n')

@@ -49,8 +49,10 @@ class Notifier(QtCore.QObject):
         self._exe = which('notify-send')
         self._tray: QtWidgets.QSystemTrayIcon | None = None
         self._procs: set[QtCore.QProcess] = set()
-        if self._exe is None and QtWidgets.QSystemTrayIcon.isSystemTrayAvailable():
-            self._tray = QtWidgets.QSystemTrayIcon(self)
+        app = QtWidgets.QApplication.instance()
+        if self._exe is None and app is not None and QtWidgets.QSystemTrayIcon.isSystemTrayAvailable():
+            icon = app.style().standardIcon(QtWidgets.QStyle.StandardPixmap.SP_MessageBoxInformation)
+            self._tray = QtWidgets.QSystemTrayIcon(icon, self)
             self._tray.setToolTip(APP_NAME)
             self._tray.show()
         self.backend = 'notify-send' if self._exe else ('tray' if self._tray else 'none')
