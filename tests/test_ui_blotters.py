@@ -482,7 +482,7 @@ def test_docks_toggle_with_keys_and_menu_and_their_layout_is_remembered(qtbot, c
 @pytest.mark.timeout(90)
 def test_e2e_blotters_with_a_script_market_keys_and_flatten(qtbot):
     """The real chart app over the paper engine: a script's order shows as
-    another client's and is cancelled from its row; alt+f buys at the
+    another client's, is modified and cancelled from its row; alt+f buys at the
     market (a fill row, a position row with P&L); `x` flattens through
     emsd; the log pane kept the statuses."""
     from piker.brokers.sim import open_market_control
@@ -509,6 +509,16 @@ def test_e2e_blotters_with_a_script_market_keys_and_flatten(qtbot):
             await sc.send(rest)
             await until(lambda: rest.oid in cp.orders.rows and rest.oid in cp.orders.oids())
             assert cp.orders.cell(rest.oid, 'source') == 'other client'
+            # its price edited in the row: the script sees the modify
+            new_price = round(last - 45, 1)
+            cp.orders.edit(rest.oid, 'price', f'{new_price:,.1f}')
+            with trio.fail_after(10):
+                while True:
+                    st = await wait_for_status(strades, rest.oid, 'open')
+                    if st.req.price == new_price:
+                        break
+            await until(lambda: cp.orders.cell(rest.oid, 'price') == f'{new_price:,.1f}'
+                        and cp.orders.cell(rest.oid, 'state') == 'open')
             click(qtbot, cp.orders.table, cp.orders.cancel_rect(rest.oid))
             await wait_for_status(strades, rest.oid, 'canceled')
             await until(lambda: rest.oid not in cp.orders.oids())
