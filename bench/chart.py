@@ -15,10 +15,12 @@ Measures (and prints) with `QT_QPA_PLATFORM=offscreen`:
   (fresh config dir, free registry port: it starts pikerd and brokerd.sim
   itself, loads history, paints, then closes cleanly).
 
-Usage: `uv run python bench/chart.py [--bars N] [--frames N]`,
-`--cold-start-only`, `--screenshot PNG` (docs/chart.png) and
+Usage: `uv run python bench/chart.py [--bars N] [--frames N] [--blotters]`
+(`--blotters`: the same figures with the blotter docks open and full),
+`--cold-start-only`, `--screenshot PNG` (docs/chart.png),
 `--order-mode-screenshot PNG` (docs/order_mode.png, a real session driven
-by the sim market control).
+by the sim market control) and `--blotters-screenshot PNG`
+(docs/chart_blotters.png, likewise).
 """
 from __future__ import annotations
 
@@ -26,6 +28,7 @@ import argparse
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 
@@ -62,7 +65,7 @@ def _stats(ms: list[float]) -> str:
 
 
 class _Bench:
-    def __init__(self, bars: int) -> None:
+    def __init__(self, bars: int, blotters: bool = False) -> None:
         from pyqtgraph.Qt import QtGui
 
         from piker.ui import MainWindow, get_qapp
@@ -71,10 +74,17 @@ class _Bench:
         t0 = time.perf_counter()
         self.history = random_ohlc(bars)
         self.gen_s = time.perf_counter() - t0
-        self.win = MainWindow()
+        self.cockpit = None
+        if blotters:
+            from piker.ui._app import ChartWindow
+            self.win = ChartWindow()
+        else:
+            self.win = MainWindow()
         t0 = time.perf_counter()
         self.chart = self.win.add_chart('btcusdt.sim', self.history)
         self.load_s = time.perf_counter() - t0
+        if blotters:
+            self.cockpit = fill_blotters(self.win, float(self.history['close'][-1]))
         self.win.resize(W, H)
         self.win.show()
         self._flush()
@@ -91,12 +101,20 @@ class _Bench:
         self.win.render(p)
         p.end()
 
-    def timed(self, step: Callable[[], None], frames: int) -> list[float]:
+    def timed(
+        self, step: Callable[[], None], frames: int, repaint: bool = False,
+    ) -> list[float]:
+        """ms per frame of `step` + a full window render, or (`repaint`) +
+        the repaint a display does: only the regions that changed (the
+        chart; docks only where a cell changed)."""
         out = []
         for _ in range(frames):
             t0 = time.perf_counter()
             step()
-            self.render()
+            if repaint:
+                self._flush()
+            else:
+                self.render()
             out.append((time.perf_counter() - t0) * 1e3)
         return out
 
@@ -109,6 +127,11 @@ class _Bench:
         chart, view = self.chart, self.chart.view
         n = len(chart.model)
         print(f'bars: {n:,}  window: {W}x{H}  Qt platform: {os.environ["QT_QPA_PLATFORM"]}')
+        if self.cockpit is not None:
+            cp = self.cockpit
+            print(f'blotters open: {len(cp.orders.rows)} orders, {len(cp.fills.shown())} of '
+                  f'{len(cp.fills.fills):,} fills shown, {len(cp.positions.rows)} positions; '
+                  f'chart pane {self.chart.width()}x{self.chart.height()}')
         print(f'history generate {self.gen_s * 1e3:.1f} ms, load into chart {self.load_s * 1e3:.1f} ms')
 
         self.full_view()
@@ -158,6 +181,12 @@ class _Bench:
         print(f'pan  (2,000 bars):         {_stats(pan_2k)}')
         print(f'zoom (2,000 bars):         {_stats(zoom_2k)}')
         print(f'pan  (200 bars):           {_stats(pan_200)}')
+        view.show_bars(2000)
+        self._flush()
+        pan_2k_r = self.timed(pan_step(0.02), frames, repaint=True)
+        zoom_2k_r = self.timed(zoom_step(), frames, repaint=True)
+        print(f'pan  (2,000 bars) + window repaint: {_stats(pan_2k_r)}')
+        print(f'zoom (2,000 bars) + window repaint: {_stats(zoom_2k_r)}')
 
         self.last_bar_update(frames)
 
@@ -179,13 +208,24 @@ class _Bench:
                 'ticks': [{'type': 'trade', 'price': p, 'size': 0.1}],
             }
 
+        cp = self.cockpit
+
+        def apply(p: float) -> None:
+            q = quote(p)
+            chart.update_quote(q)
+            if cp is not None:
+                # worst case: the P&L cells of every held row change every
+                # frame, and the frame's batch is flushed at once
+                cp.on_quote(chart.fqme, q)
+                cp.batch.flush()
+
         for p in prices[:5]:  # warm up
-            chart.update_quote(quote(p))
+            apply(p)
             self._flush()
         apply_ms, repaint_ms, render_ms = [], [], []
         for p in prices:
             t0 = time.perf_counter()
-            chart.update_quote(quote(p))
+            apply(p)
             t1 = time.perf_counter()
             self._flush()
             t2 = time.perf_counter()
@@ -193,12 +233,52 @@ class _Bench:
             repaint_ms.append((t2 - t0) * 1e3)
         for p in prices:
             t0 = time.perf_counter()
-            chart.update_quote(quote(p))
+            apply(p)
             self.render()
             render_ms.append((time.perf_counter() - t0) * 1e3)
         print(f'last-bar update, apply only:              {_stats(apply_ms)}')
         print(f'last-bar update + window repaint:         {_stats(repaint_ms)}')
         print(f'last-bar update + full {W}x{H} render:  {_stats(render_ms)}')
+
+
+def fill_blotters(win, price: float, orders: int = 40, fills: int = 5000, markets: int = 6):
+    """Open the blotter docks on `win` with a trader's day in them: resting
+    orders of several clients, `fills` fills (one page shown) and positions
+    in `markets` markets, one of them the chart's (its P&L follows quotes)."""
+    import uuid
+    from datetime import UTC, datetime
+    from pathlib import Path
+
+    from piker.accounting import Transaction, TransactionLedger
+    from piker.clearing._messages import BrokerdPosition, Order, Status
+    from piker.ui._cockpit import Cockpit
+
+    cp = Cockpit(win, extra_docks=[win.dock])
+    rng = np.random.default_rng(5)
+    for i in range(orders):
+        side = 'buy' if i % 2 else 'sell'
+        off = (1 + i) * (-4.0 if side == 'buy' else 4.0)
+        req = Order(oid=str(uuid.uuid4()), symbol='btcusdt.sim', action=side,
+                    exec_mode='live' if i % 3 else 'dark', price=round(price + off, 1),
+                    size=0.01 * (1 + i % 4), account='paper', brokers=['sim'])
+        cp.on_msg(Status(oid=req.oid, resp='open', time_ns=time.time_ns(), req=req))
+    t0 = time.time() - fills * 30
+    # a ledger in memory (its file, never written, in a scratch dir)
+    scratch = Path(tempfile.mkdtemp(prefix='piker-bench-ledger-'))
+    ledger = TransactionLedger('sim', 'paper', [
+        Transaction(fqme='btcusdt.sim', tid=f'b{i}', size=float(rng.choice([-0.01, 0.01])),
+                    price=price + float(rng.normal(0, 50)), cost=0.05,
+                    dt=datetime.fromtimestamp(t0 + 30 * i, UTC))
+        for i in range(fills)
+    ], path=scratch / 'trades.toml')
+    cp.add_ledger(ledger)
+    syms = ['btcusdt.sim'] + [f'm{i}usdt.sim' for i in range(1, markets)]
+    for i, sym in enumerate(syms):
+        cp.on_msg(BrokerdPosition(broker='sim', account='paper', symbol=sym,
+                                  size=0.05 * (i + 1), avg_price=price - 20 * i))
+        cp.on_quote(sym, {'last': price - 20 * i + 5})
+    cp.batch.flush()
+    return cp
 
 
 _COLD_START_SCRIPT = '''
@@ -398,8 +478,12 @@ async def mode_cancel_all(mode, until) -> None:
 
 def order_mode_screenshot(path: str) -> None:
     """Render `docs/order_mode.png` from a real session in a private tree."""
-    import tempfile
+    session_screenshot(_order_mode_scene, path, (W, H))
 
+
+def session_screenshot(scene, path: str, size: tuple[int, int]) -> None:
+    """Run a chart session in a private tree, driven by `scene(app, path,
+    note)`, which saves the screenshot and appends 'ok' to `note`."""
     from piker.testing import free_port
     from piker.ui._app import run_chart
 
@@ -413,11 +497,82 @@ def order_mode_screenshot(path: str) -> None:
     time.sleep((60.0 - time.time() % 60.0 + 0.2) % 60.0)
     note: list[str] = []
     run_chart(
-        [ORDER_MODE_FQME], driver=lambda app: _order_mode_scene(app, path, note),
-        timeframe=1, handle_signals=False, size=(W, H),
+        [ORDER_MODE_FQME], driver=lambda app: scene(app, path, note),
+        timeframe=1, handle_signals=False, size=size,
     )
     if note != ['ok']:
-        raise RuntimeError('order mode scene did not complete')
+        raise RuntimeError(f'{scene.__name__} did not complete')
+
+
+async def _blotters_scene(app, shot: str, note: list[str]) -> None:
+    """Drive a real session for `docs/chart_blotters.png`: a script (another
+    client) rests orders, the chart buys and sells at the market with
+    alt+f / alt+d between stretches of random walk (fills, a position with
+    live and realised P&L), rests a dark order of its own, and a fill and
+    a refusal leave lines in the log pane."""
+    import trio
+
+    from piker.brokers.sim import open_market_control
+    from piker.clearing import open_ems, wait_for_status
+
+    await app.ready.wait()
+    with trio.fail_after(30):
+        await app.ems_ready[ORDER_MODE_FQME].wait()
+    mode, cp = app.modes[ORDER_MODE_FQME], app.cockpit
+    flat = cp.flatteners[ORDER_MODE_FQME]
+    chart = app.win.chart(ORDER_MODE_FQME)
+
+    async def until(pred, timeout: float = 10.0) -> None:
+        with trio.fail_after(timeout):
+            while not pred():
+                await trio.sleep(0.02)
+
+    async with (
+        open_market_control(ORDER_MODE_FQME, resume_on_exit=False) as ctl,
+        open_ems(ORDER_MODE_FQME) as (sc, strades, _pps, _accts, _dialogs),
+    ):
+        await trio.sleep(3.0)
+        for action, slots in (('buy', 4), ('buy', 8), ('sell', 8), ('buy', 4)):
+            await ctl.push(bsize=3, asize=3)
+            mode.pane.set_sizing(slots=slots)
+            n = len(cp.fills.fills)
+            assert flat.market(action) is not None
+            await until(lambda n=n: len(cp.fills.fills) > n and not mode.lines)
+            await ctl.resume()
+            await trio.sleep(2.0)
+        mode.pane.set_sizing(slots=4)
+        q = await ctl.push(bsize=3, asize=3)
+        last = float(q['last'])
+        for side, off, size, ex in (('buy', -18.0, 0.01, 'live'), ('sell', 24.0, 0.02, 'dark'),
+                                    ('buy', -31.0, 0.015, 'dark')):
+            o = sc.mk_order(side, round(last + off, 1), size, exec_mode=ex)
+            await sc.send(o)
+            await wait_for_status(strades, o.oid, {'open', 'dark_open'})
+        mode.stage('sell')
+        mode.submit(round(last + 12.0, 1))
+        mode.unstage()
+        await until(lambda: len(cp.orders.rows) == 4 and all(
+            not ol.line.pending for ol in mode.lines.values()))
+        await ctl.resume()
+        await trio.sleep(1.5)
+        q = await ctl.push(bsize=3, asize=3)
+        await trio.sleep(0.5)
+        chart.show_bars(90)
+        cp.batch.flush()
+        app.save_screenshot(shot)
+        mode.cancel_all()
+        await until(lambda: not mode.lines)
+        held = mode.positions.holdings.get('paper')
+        if held is not None:
+            flat.confirm = lambda *_: True
+            flat.flatten()
+            await until(lambda: not mode.positions.holdings)
+    note.append('ok')
+
+
+def blotters_screenshot(path: str) -> None:
+    """Render `docs/chart_blotters.png` from a real session in a private tree."""
+    session_screenshot(_blotters_scene, path, (1920, 1080))
 
 
 def main() -> None:
@@ -432,6 +587,11 @@ def main() -> None:
                     help='only save a screenshot of order mode in a real session to PNG')
     ap.add_argument('--shot-bars', type=int, default=5000, help='screenshot: bars of history')
     ap.add_argument('--shot-show', type=int, default=240, help='screenshot: bars in view')
+    ap.add_argument('--blotters', action='store_true',
+                    help='frame times with the blotter docks open and full (40 orders, '
+                         '5,000 fills, 6 positions whose P&L follows every quote)')
+    ap.add_argument('--blotters-screenshot', metavar='PNG',
+                    help='only save a screenshot of the blotters in a real session to PNG')
     args = ap.parse_args()
     if args.screenshot:
         screenshot(args.screenshot, args.shot_bars, args.shot_show)
@@ -439,10 +599,13 @@ def main() -> None:
     if args.order_mode_screenshot:
         order_mode_screenshot(args.order_mode_screenshot)
         return
+    if args.blotters_screenshot:
+        blotters_screenshot(args.blotters_screenshot)
+        return
     if args.cold_start_only:
         cold_start_report()
         return
-    _Bench(args.bars).run(args.frames)
+    _Bench(args.bars, blotters=args.blotters).run(args.frames)
     if not args.no_cold_start:
         cold_start_report()
 

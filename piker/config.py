@@ -291,6 +291,8 @@ class UIConf(_Model):
     # many price ticks from the entry (drag them after placing to adjust)
     bracket_tp_ticks: int = Field(50, ge=1)
     bracket_sl_ticks: int = Field(25, ge=1)
+    # desktop notifications for fills and triggered alerts (`piker.ui._notify`)
+    notify: bool = False
 
 
 TradingStateName = Literal['active', 'reduce_only', 'halted']
@@ -500,6 +502,7 @@ _DEFAULTS: dict[str, str] = {
 #                       # brokerd (quotes or its 0.25 s heartbeat)
 # bracket_tp_ticks = 50 # shift+f / shift+d brackets: take-profit and stop-loss
 # bracket_sl_ticks = 25 # this many price ticks from the entry
+# notify = false        # desktop notifications for fills and triggered alerts
 #
 # [ems]
 # dark_pad_ticks = 5   # price ticks a triggered dark order is padded by

@@ -45,6 +45,8 @@ from pyqtgraph.Qt import QtCore, QtGui, QtWidgets
 
 from ..log import get_logger
 from ._boot import quiet_qt_noise  # noqa: F401 - re-exported
+from ._cockpit import Cockpit
+from ._docks import layout_path
 from ._guest import run_qt_guest
 from ._order_mode import OrderMode
 from ._pane import SettingsDock
@@ -118,7 +120,8 @@ class ChartApp:
     `ems_ready[fqme]` events: set once that market's EMS session is up
     (`modes[fqme]` exists) or emsd refused it (`ems_errors[fqme]` says
     why). `ems_connects[fqme]` / `feed_connects` count the sessions / feeds
-    opened so far (reconnects included).
+    opened so far (reconnects included); `cockpit`: the blotter docks,
+    log pane, flatten/market keys and notifications (`_cockpit`).
 
     `stale_after`: seconds without a word from brokerd before the prices
     are marked stale (default `[ui] stale_after_s`, else 2 s); `backoff`:
@@ -165,6 +168,10 @@ class ChartApp:
         self.win.resize(*size)
         self.win.sig_close_requested.connect(self.request_close)
         self.win.sig_first_frame.connect(self._on_first_frame)
+        # blotters, log pane, flatten keys, notifications (`_cockpit`)
+        self.cockpit = Cockpit(
+            self.win, theme=theme, layout_path=layout_path(), extra_docks=[self.win.dock],
+        )
         self.stale_after = stale_after
         self.owns_daemons = owns_daemons
         # a fresh one per reconnect loop (tests inject one they control)
@@ -201,6 +208,7 @@ class ChartApp:
             self.ui = load_conf().ui
         if self.stale_after is None:
             self.stale_after = self.ui.stale_after_s or DEFAULT_STALE_AFTER
+        self.cockpit.configure(self.ui)
         self.win.status.set_order_status('app', 'connecting to pikerd…')
         for fqme in self.fqmes:
             # the widgets are built while the daemons start; history fills them
@@ -230,6 +238,7 @@ class ChartApp:
                         await stop_daemons()
         finally:
             self._scope = None
+            self.cockpit.docks.save()
             self.win.allow_close()
 
     async def _run_feed(self, n: trio.Nursery) -> None:
@@ -320,6 +329,7 @@ class ChartApp:
             mode = self.modes.get(fqme)
             if mode is not None:
                 mode.on_quote(quote)
+            self.cockpit.on_quote(fqme, quote)
 
     def _mark_stale(self, feed: Feed | None, why: str) -> None:
         """Grey every chart of `feed` (all of them if it never opened):
@@ -388,16 +398,20 @@ class ChartApp:
                             self.win._sync_dock()
                             chart.banner.clear('ems')
                             mode.load(dialogs, positions)
+                            self.cockpit.attach(mode, dialogs, positions)
                         else:
                             mode.reconnect(client, dialogs, positions)
+                            self.cockpit.resync(mode, dialogs, positions)
                             log.warning('EMS session of %s is back', fqme)
                         backoff.reset()
                         status.set_order_status(
                             key, f'{fqme}: order mode on ({self.mode})', final=True,
                         )
                         self.ems_ready[fqme].set()
+                        await self.cockpit.load_ledgers(mode.mkt.broker, accounts)
                         async for msg in trades:
                             mode.on_msg(msg)
+                            self.cockpit.on_msg(msg)
                     why = 'emsd ended the session'
                 except BaseException as err:
                     if mode is None and isinstance(err, EMSError):

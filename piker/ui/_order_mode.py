@@ -310,21 +310,32 @@ class OrderMode(QtCore.QObject):
         if st.action != 'alert' and size <= 0:
             self._note(f'{st.action}: position limit reached for {info["account"]}, nothing sent')
             return None
+        return self.place(st.action, price, size, exec_mode=st.exec_mode, account=info['account'])
+
+    def place(
+        self, action: Action, price: float, size: float, *,
+        exec_mode: Literal['dark', 'live'], account: str, **fields: Any,
+    ) -> str | None:
+        """Send one order (extra `Order` `fields`, e.g. `reduce_only`) and
+        draw its pending line; None (and a note) if it could not be sent."""
+        if not self._entry_on(action):
+            return None
         try:
-            order = self.client.mk_order(
-                st.action, price, size, exec_mode=st.exec_mode, account=info['account'],
-            )
+            order = self.client.mk_order(action, price, size, exec_mode=exec_mode, account=account)
+            if fields:
+                order = order.copy(fields)
             self.client.send_nowait(order)
         except Exception as err:  # noqa: BLE001 - closed session, bad order: tell the trader
-            self._note(f'{st.action} not sent: {err}')
+            self._note(f'{action} not sent: {err}')
             return None
         self._add_line(order, LineState.PENDING)
         self.status.set_order_status(order.oid, f'pending: {self.describe(order)}')
         self.sig_submitted.emit(order.oid)
         return order.oid
 
-    def modify(self, oid: str, price: float) -> Order | None:
-        """Move order `oid` to `price` (snapped) with a fresh allocator size."""
+    def modify(self, oid: str, price: float, size: float | None = None) -> Order | None:
+        """Move order `oid` to `price` (snapped) with `size`, by default a
+        fresh allocator size (a drag)."""
         ol = self.lines.get(oid)
         if ol is None:
             return None
@@ -333,8 +344,9 @@ class OrderMode(QtCore.QObject):
             return None
         price = self.quantize(price)
         req = ol.req
-        size = req.size
-        if req.action != 'alert' and not self.brackets.fixed_size(req):
+        explicit = size is not None
+        size = float(self.mkt.quantize(size, 'size')) if explicit else req.size
+        if req.action != 'alert' and not explicit and not self.brackets.fixed_size(req):
             try:
                 info = self.order_info(req.action, price)
                 if info['size'] > ol.filled:
@@ -723,8 +735,8 @@ class OrderMode(QtCore.QObject):
 
     def _on_key_press(self, ev: QtGui.QKeyEvent) -> None:
         key = ev.key()
-        if ev.isAutoRepeat():
-            return
+        if ev.isAutoRepeat() or ev.modifiers() & QtCore.Qt.KeyboardModifier.AltModifier:
+            return  # alt+<key>: market orders (`_flatten`), never a stage
         ctrl = bool(ev.modifiers() & QtCore.Qt.KeyboardModifier.ControlModifier)
         if not self.connected and (key in KEY_ACTIONS or key == K.Key_C):
             self._entry_on({K.Key_C: 'cancel'}.get(key) or KEY_ACTIONS[key])

@@ -17,7 +17,13 @@ LINGER_MS = 4000
 
 
 class StatusBar(QtWidgets.QStatusBar):
-    """Window status bar with keyed entries (orders, groups) left to right."""
+    """Window status bar with keyed entries (orders, groups) left to right.
+
+    `sig_message(text)` repeats every text shown, for the log pane that
+    keeps them after they leave the bar.
+    """
+
+    sig_message = QtCore.Signal(str)
 
     def __init__(
         self,
@@ -100,6 +106,8 @@ class StatusBar(QtWidgets.QStatusBar):
             lab.setObjectName(f'status_{key[0]}')
             self._lay.insertWidget(self._lay.count() - 1, lab)
             self._labels[key] = lab
+        if lab.text() != text:
+            self.sig_message.emit(text)
         lab.setText(text)
         gen = self._gen.get(key, 0) + 1
         self._gen[key] = gen
