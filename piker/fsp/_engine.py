@@ -81,7 +81,11 @@ class Engine:
                           key, msg, traceback.format_exc())
                 self.errors[key] = new_errors[key] = msg
                 continue
-            arrays[key] = np.ascontiguousarray(out[list(ind.outputs)][start:n])
+            # the plotted outputs only (state stays here), as a packed copy
+            rows = np.empty(n - start, dtype=[(o, 'f8') for o in ind.outputs])
+            for o in ind.outputs:
+                rows[o] = out[o][start:n]
+            arrays[key] = rows
         self.updates += 1
         return Delta(start, arrays, new_errors)
 
