@@ -15,7 +15,11 @@ Measures (and prints) with `QT_QPA_PLATFORM=offscreen`:
   (fresh config dir, free registry port: it starts pikerd and brokerd.sim
   itself, loads history, paints, then closes cleanly).
 
-Usage: `uv run python bench/chart.py [--bars N] [--frames N]`,
+With `--indicators sma,rsi` the same figures are taken with those
+indicators drawn (an SMA overlay and an RSI subplot), each tick also
+updating them (the engine's live-bar step plus the chart's redraw).
+
+Usage: `uv run python bench/chart.py [--bars N] [--frames N] [--indicators NAMES]`,
 `--cold-start-only`, `--screenshot PNG` (docs/chart.png) and
 `--order-mode-screenshot PNG` (docs/order_mode.png, a real session driven
 by the sim market control).
@@ -62,7 +66,7 @@ def _stats(ms: list[float]) -> str:
 
 
 class _Bench:
-    def __init__(self, bars: int) -> None:
+    def __init__(self, bars: int, indicators: list[str] | None = None) -> None:
         from pyqtgraph.Qt import QtGui
 
         from piker.ui import MainWindow, get_qapp
@@ -75,11 +79,40 @@ class _Bench:
         t0 = time.perf_counter()
         self.chart = self.win.add_chart('btcusdt.sim', self.history)
         self.load_s = time.perf_counter() - t0
+        self.fsp = None
+        if indicators:
+            self._add_indicators(indicators)
         self.win.resize(W, H)
         self.win.show()
         self._flush()
         self.img = QtGui.QImage(W, H, QtGui.QImage.Format.Format_ARGB32_Premultiplied)
         self.QPainter = QtGui.QPainter
+
+    def _add_indicators(self, names: list[str]) -> None:
+        """Draw `names` on the chart from a full compute (what the chart's
+        indicator actor sends first); ticks then go through the same
+        engine (`Engine.apply` of the live bar: the actor's share) and
+        the chart applies its output delta (the UI's share)."""
+        from piker.fsp import Delta, Engine, select
+        from piker.ui._indicators import ChartIndicators
+
+        self.engine = Engine([select(n) for n in names])
+        t0 = time.perf_counter()
+        out = self.engine.apply(Delta(0, {'ohlc': self.history}))
+        self.fsp_compute_s = time.perf_counter() - t0
+        self.fsp = ChartIndicators(self.chart)
+        self.fsp.set_info(self.engine.describe())
+        t0 = time.perf_counter()
+        self.fsp.apply(out)
+        self.fsp_apply_s = time.perf_counter() - t0
+        self.fsp_names = [s.key for s in self.engine.selected]
+
+    def tick_indicators(self) -> None:
+        if self.fsp is None:
+            return
+        delta = self.fsp.bars_delta()
+        if delta is not None:
+            self.fsp.apply(self.engine.apply(delta))
 
     def _flush(self) -> None:
         for _ in range(3):
@@ -110,6 +143,10 @@ class _Bench:
         n = len(chart.model)
         print(f'bars: {n:,}  window: {W}x{H}  Qt platform: {os.environ["QT_QPA_PLATFORM"]}')
         print(f'history generate {self.gen_s * 1e3:.1f} ms, load into chart {self.load_s * 1e3:.1f} ms')
+        if self.fsp is not None:
+            self.fsp.bars_delta()       # the full history was sent: only ticks from now on
+            print(f'indicators {", ".join(self.fsp_names)}: full compute (actor side) '
+                  f'{self.fsp_compute_s * 1e3:.0f} ms, drawn in {self.fsp_apply_s * 1e3:.1f} ms')
 
         self.full_view()
         self.render()  # warm caches, fonts
@@ -181,11 +218,13 @@ class _Bench:
 
         for p in prices[:5]:  # warm up
             chart.update_quote(quote(p))
+            self.tick_indicators()
             self._flush()
         apply_ms, repaint_ms, render_ms = [], [], []
         for p in prices:
             t0 = time.perf_counter()
             chart.update_quote(quote(p))
+            self.tick_indicators()
             t1 = time.perf_counter()
             self._flush()
             t2 = time.perf_counter()
@@ -194,6 +233,7 @@ class _Bench:
         for p in prices:
             t0 = time.perf_counter()
             chart.update_quote(quote(p))
+            self.tick_indicators()
             self.render()
             render_ms.append((time.perf_counter() - t0) * 1e3)
         print(f'last-bar update, apply only:              {_stats(apply_ms)}')
@@ -425,6 +465,9 @@ def main() -> None:
     ap.add_argument('--bars', type=int, default=1_000_000)
     ap.add_argument('--frames', type=int, default=50)
     ap.add_argument('--no-cold-start', action='store_true')
+    ap.add_argument('--indicators', default='', metavar='NAMES',
+                    help='comma-separated indicators drawn during the frame bench, '
+                         'e.g. sma,rsi (an overlay and a subplot)')
     ap.add_argument('--cold-start-only', action='store_true',
                     help='only measure cold start to the first painted frame')
     ap.add_argument('--screenshot', metavar='PNG', help='only save a screenshot to PNG')
@@ -442,7 +485,8 @@ def main() -> None:
     if args.cold_start_only:
         cold_start_report()
         return
-    _Bench(args.bars).run(args.frames)
+    names = [n.strip() for n in args.indicators.split(',') if n.strip()]
+    _Bench(args.bars, names).run(args.frames)
     if not args.no_cold_start:
         cold_start_report()
 

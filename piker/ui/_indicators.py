@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 
 MENU_KEY = QtCore.Qt.Key.Key_I
 SUBPLOT_HEIGHT = 80       # px, relative to the price pane's 400 in the splitter
+BLOCK = 256               # bars per cached min/max block (zoomed-out frames)
 # line colours, in order of first use per chart
 PALETTE = ('#e3b341', '#58a6ff', '#d2a8ff', '#3fb950', '#ff7b72', '#79c0ff')
 
@@ -42,16 +43,18 @@ PALETTE = ('#e3b341', '#58a6ff', '#d2a8ff', '#3fb950', '#ff7b72', '#79c0ff')
 class IndicatorLine(pg.GraphicsObject):
     """One output series in bar-index x (see the module doc)."""
 
-    def __init__(self, values: Callable[[], np.ndarray], colour: str, width: float = 1.5) -> None:
+    def __init__(self, values: Callable[[], np.ndarray], colour: str, width: float = 1.0) -> None:
         super().__init__()
         self._values = values
         self.pen = pg.mkPen(qcolor(colour), width=width)
         self.pen.setCosmetic(True)
         self._bounds = QtCore.QRectF()
+        self._last_drawn = QtCore.QRectF()
         self._bulk_key: tuple[Any, ...] | None = None
         self._bulk: QtGui.QPainterPath | None = None
         self.version = 0          # bumps when rows before the last change
         self.builds = 0
+        self._blocks: tuple[int, np.ndarray, np.ndarray] | None = None
 
     def changed(self, start: int, n: int) -> None:
         """Rows `[start, n)` are new: refresh bounds, keep the bulk if only
@@ -75,19 +78,55 @@ class IndicatorLine(pg.GraphicsObject):
         if new != b:
             self.prepareGeometryChange()
             self._bounds = new
-        self.update()
+            self.update()
+        elif start >= n - 1 and n >= 2:
+            # a live-bar tick: repaint the last segment only (and where it was)
+            rect = self._last_rect(y, n)
+            self.update(rect.united(self._last_drawn) if not self._last_drawn.isNull() else rect)
+            self._last_drawn = rect
+        else:
+            self.update()
+
+    def _last_rect(self, y: np.ndarray, n: int) -> QtCore.QRectF:
+        a, b = float(y[n - 2]), float(y[n - 1])
+        if not (math.isfinite(a) and math.isfinite(b)):
+            return QtCore.QRectF(self._bounds)
+        lo, hi = min(a, b), max(a, b)
+        pad = max((self._bounds.height()) * 0.01, 1e-9)
+        return QtCore.QRectF(n - 2.5, lo - pad, 2.0, hi - lo + 2 * pad)
 
     def boundingRect(self) -> QtCore.QRectF:  # noqa: N802
         return self._bounds
+
+    def blocks(self) -> tuple[np.ndarray, np.ndarray]:
+        """Min and max per `BLOCK` bars (complete blocks, cached per version):
+        a zoomed-out frame reduces these instead of a million values."""
+        key = self.version
+        if self._blocks is None or self._blocks[0] != key:
+            y = self._values()
+            m = len(y) // BLOCK
+            seg = np.ascontiguousarray(y[:m * BLOCK], dtype=np.float64).reshape(m, BLOCK)
+            with np.errstate(all='ignore'):
+                self._blocks = (key, np.fmin.reduce(seg, axis=1), np.fmax.reduce(seg, axis=1))
+        return self._blocks[1], self._blocks[2]
 
     def visible_range(self, x0: float, x1: float) -> tuple[float, float] | None:
         y = self._values()
         i0, i1 = max(int(math.floor(x0)), 0), min(int(math.ceil(x1)) + 1, len(y))
         if i1 <= i0:
             return None
-        seg = y[i0:i1]
         with np.errstate(all='ignore'):
-            lo, hi = float(np.fmin.reduce(seg)), float(np.fmax.reduce(seg))
+            if i1 - i0 > 4 * BLOCK:
+                bmin, bmax = self.blocks()
+                b0, b1 = -(-i0 // BLOCK), min(i1 // BLOCK, len(bmin))
+                parts = [y[i0:b0 * BLOCK], y[b1 * BLOCK:i1]]
+                lo = min(float(np.fmin.reduce(bmin[b0:b1])),
+                         *(float(np.fmin.reduce(p)) for p in parts if len(p)))
+                hi = max(float(np.fmax.reduce(bmax[b0:b1])),
+                         *(float(np.fmax.reduce(p)) for p in parts if len(p)))
+            else:
+                seg = y[i0:i1]
+                lo, hi = float(np.fmin.reduce(seg)), float(np.fmax.reduce(seg))
         return (lo, hi) if math.isfinite(lo) and math.isfinite(hi) else None
 
     def paint(self, p: QtGui.QPainter, *_: Any) -> None:
@@ -105,7 +144,7 @@ class IndicatorLine(pg.GraphicsObject):
         cols = max(int(view.width()), 1)
         key = (i0, min(i1, n - 1), cols, self.version)
         if key != self._bulk_key:
-            self._bulk = _path(y, i0, min(i1, n - 1), cols)
+            self._bulk = _path(y, i0, min(i1, n - 1), cols, self.blocks)
             self._bulk_key = key
             self.builds += 1
         if self._bulk is not None:
@@ -114,8 +153,12 @@ class IndicatorLine(pg.GraphicsObject):
             p.drawLine(QtCore.QPointF(n - 2, float(y[n - 2])), QtCore.QPointF(n - 1, float(y[n - 1])))
 
 
-def _path(y: np.ndarray, i0: int, i1: int, cols: int) -> QtGui.QPainterPath | None:
-    """The line over bars `[i0, i1)`: raw, or min/max per pixel column."""
+def _path(
+    y: np.ndarray, i0: int, i1: int, cols: int,
+    blocks: Callable[[], tuple[np.ndarray, np.ndarray]] | None = None,
+) -> QtGui.QPainterPath | None:
+    """The line over bars `[i0, i1)`: raw, or min/max per pixel column
+    (from the `blocks` min/max when a column spans several blocks)."""
     count = i1 - i0
     if count < 2:
         return None
@@ -123,16 +166,32 @@ def _path(y: np.ndarray, i0: int, i1: int, cols: int) -> QtGui.QPainterPath | No
     if per <= 2:
         xs = np.arange(i0, i1, dtype=np.float64)
         ys = np.ascontiguousarray(y[i0:i1], dtype=np.float64)
-    else:
-        bucket = int(math.ceil(per))
-        m = count // bucket
-        seg = np.ascontiguousarray(y[i0:i0 + m * bucket], dtype=np.float64).reshape(m, bucket)
-        with np.errstate(all='ignore'):
-            lo, hi = np.fmin.reduce(seg, axis=1), np.fmax.reduce(seg, axis=1)
-        centre = i0 + bucket * np.arange(m, dtype=np.float64) + bucket / 2
-        xs = np.repeat(centre, 2)
-        ys = np.empty(2 * m)
-        ys[0::2], ys[1::2] = lo, hi
+        return pg.arrayToQPath(xs, ys, connect='finite')
+    if blocks is not None and per >= 2 * BLOCK:
+        bmin, bmax = blocks()
+        per_b = max(int(round(per / BLOCK)), 1)
+        b0 = i0 // BLOCK
+        m = (min(i1 // BLOCK, len(bmin)) - b0) // per_b
+        if m >= 2:
+            with np.errstate(all='ignore'):
+                lo = np.fmin.reduce(bmin[b0:b0 + m * per_b].reshape(m, per_b), axis=1)
+                hi = np.fmax.reduce(bmax[b0:b0 + m * per_b].reshape(m, per_b), axis=1)
+            bucket = per_b * BLOCK
+            return _zigzag(b0 * BLOCK, bucket, lo, hi)
+    bucket = int(math.ceil(per))
+    m = count // bucket
+    seg = np.ascontiguousarray(y[i0:i0 + m * bucket], dtype=np.float64).reshape(m, bucket)
+    with np.errstate(all='ignore'):
+        lo, hi = np.fmin.reduce(seg, axis=1), np.fmax.reduce(seg, axis=1)
+    return _zigzag(i0, bucket, lo, hi)
+
+
+def _zigzag(x0: int, bucket: int, lo: np.ndarray, hi: np.ndarray) -> QtGui.QPainterPath:
+    m = len(lo)
+    centre = x0 + bucket * np.arange(m, dtype=np.float64) + bucket / 2
+    xs = np.repeat(centre, 2)
+    ys = np.empty(2 * m)
+    ys[0::2], ys[1::2] = lo, hi
     return pg.arrayToQPath(xs, ys, connect='finite')
 
 
@@ -163,6 +222,15 @@ class Subplot:
         self.label.move(6, 2)
         self.label.setAttribute(QtCore.Qt.WidgetAttribute.WA_TransparentForMouseEvents)
         self.axis.setWidth(chart.price_axis.width())
+
+    def covers_last(self) -> bool:
+        """Whether the value range shows every line's last value."""
+        y0, y1 = self.view.y_range()
+        for ln in self.lines:
+            y = ln._values()
+            if len(y) and math.isfinite(y[-1]) and not y0 <= y[-1] <= y1:
+                return False
+        return True
 
     def _y_range(self, x0: float, x1: float, _width: float) -> tuple[float, float] | None:
         spans = [r for r in (ln.visible_range(x0, x1) for ln in self.lines) if r is not None]
@@ -274,8 +342,10 @@ class ChartIndicators:
                 if line is not None:
                     line.changed(start, buf.n)
         for sub in self.subplots.values():
-            sub.axis.setWidth(self.chart.price_axis.width())
-            sub.view.fit_y()
+            if sub.axis.width() != self.chart.price_axis.width():
+                sub.axis.setWidth(self.chart.price_axis.width())
+            if delta.start == 0 or not sub.covers_last():
+                sub.view.fit_y()
 
     def values(self, key: str, out: str | None = None) -> np.ndarray:
         """The output `out` (default: the first) of indicator `key` so far."""
