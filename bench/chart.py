@@ -20,7 +20,9 @@ indicators drawn (an SMA overlay and an RSI subplot), each tick also
 updating them (the engine's live-bar step plus the chart's redraw).
 
 Usage: `uv run python bench/chart.py [--bars N] [--frames N] [--indicators NAMES]`,
-`--cold-start-only`, `--screenshot PNG` (docs/chart.png) and
+`--cold-start-only`, `--screenshot PNG` (docs/chart.png),
+`--indicators-screenshot PNG` (docs/chart_indicators.png), `--linked-screenshot
+PNG` (docs/chart_linked.png) and
 `--order-mode-screenshot PNG` (docs/order_mode.png, a real session driven
 by the sim market control).
 """
@@ -310,6 +312,26 @@ def piker_chart_cmd(fqme: str = 'btcusdt.sim') -> list[str]:
     return [exe, 'chart', fqme, '--first-frame-t0']
 
 
+INDICATORS_CONF = '''[indicators]
+default = [{name = "sma", length = 20}, "vwap", "rsi"]
+'''
+
+
+def indicators_screenshot(path: str, conf: str = INDICATORS_CONF, extra: list[str] | None = None) -> None:
+    """`piker chart btcusdt.sim --screenshot` in a private environment whose
+    conf.toml picks indicators (an SMA and VWAP overlay, an RSI subplot),
+    computed by the chart's indicator actor as in any session."""
+    env = dict(os.environ, **private_env())
+    with open(os.path.join(env['PIKER_CONFIG_DIR'], 'conf.toml'), 'w') as f:
+        f.write(conf)
+    exe = os.path.join(os.path.dirname(sys.executable), 'piker')
+    subprocess.run(
+        [exe, 'chart', 'btcusdt.sim', *(extra or []), '--screenshot', os.path.abspath(path),
+         '--after', '4'],
+        env=env, check=True, timeout=120,
+    )
+
+
 def screenshot(path: str, bars: int = 5000, show: int = 240) -> None:
     """Save a screenshot of a live-looking chart: `bars` of history, the last
     `show` in view, bid/ask/last markers, the crosshair and a status line."""
@@ -473,11 +495,21 @@ def main() -> None:
     ap.add_argument('--screenshot', metavar='PNG', help='only save a screenshot to PNG')
     ap.add_argument('--order-mode-screenshot', metavar='PNG',
                     help='only save a screenshot of order mode in a real session to PNG')
+    ap.add_argument('--indicators-screenshot', metavar='PNG',
+                    help='only save a screenshot of a session with indicators to PNG')
+    ap.add_argument('--linked-screenshot', metavar='PNG',
+                    help='only save a screenshot of a --linked session to PNG')
     ap.add_argument('--shot-bars', type=int, default=5000, help='screenshot: bars of history')
     ap.add_argument('--shot-show', type=int, default=240, help='screenshot: bars in view')
     args = ap.parse_args()
     if args.screenshot:
         screenshot(args.screenshot, args.shot_bars, args.shot_show)
+        return
+    if args.indicators_screenshot:
+        indicators_screenshot(args.indicators_screenshot)
+        return
+    if args.linked_screenshot:
+        indicators_screenshot(args.linked_screenshot, '', ['--linked'])
         return
     if args.order_mode_screenshot:
         order_mode_screenshot(args.order_mode_screenshot)

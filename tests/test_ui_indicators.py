@@ -41,6 +41,8 @@ def test_the_indicator_actor_streams_and_the_chart_draws(qtbot):
 
     async def driver(app) -> None:
         await app.ready.wait()
+        # started once the window has painted its first frame
+        await _until(lambda: FQME in app.cockpit.controllers)
         ctl = app.cockpit.controllers[FQME]
         with trio.fail_after(30):
             await ctl.live.wait()
@@ -101,6 +103,8 @@ def test_a_slow_indicator_does_not_stall_the_window(qtbot, tmp_path):
 
     async def driver(app) -> None:
         await app.ready.wait()
+        # started once the window has painted its first frame
+        await _until(lambda: FQME in app.cockpit.controllers)
         ctl = app.cockpit.controllers[FQME]
         with trio.fail_after(30):
             await ctl.live.wait()

@@ -31,6 +31,10 @@ if TYPE_CHECKING:
 
 log = get_logger(__name__)
 
+# extras wait for the first painted frame, at most this long (a window
+# that is never shown never paints)
+FIRST_FRAME_WAIT = 2.0
+
 
 def tab_step(ev: QtGui.QKeyEvent) -> int:
     """+1 for ctrl+Tab, -1 for ctrl+shift+Tab, 0 for any other key."""
@@ -61,6 +65,8 @@ class Cockpit:
         self.catalogue_loaded = trio.Event()
         self._loading = False
         self._n: trio.Nursery | None = None
+        self.first_frame = trio.Event()
+        self.win.sig_first_frame.connect(self._on_first_frame)
         self.win.sig_chart_added.connect(self._watch_keys)
         self.win.tabs.currentChanged.connect(self._on_tab)
 
@@ -80,11 +86,21 @@ class Cockpit:
         self._n = n
 
     def charts_drawn(self, fqmes: list[str]) -> None:
-        """The first history of `fqmes` is drawn: start their extras."""
+        """The first history of `fqmes` is drawn: start their extras once
+        the window has painted it (they stay off the cold-start path)."""
+        assert self._n is not None
+        self._n.start_soon(self._start_extras, list(fqmes))
+
+    def _on_first_frame(self) -> None:
+        self.first_frame.set()
+
+    async def _start_extras(self, fqmes: list[str]) -> None:
         from ..config import ConfigError
         from ..fsp import resolve
         from ._indicators import IndicatorController
 
+        with trio.move_on_after(FIRST_FRAME_WAIT):
+            await self.first_frame.wait()
         assert self._n is not None
         for fqme in fqmes:
             chart = self.win.chart(fqme)

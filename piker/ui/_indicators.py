@@ -34,7 +34,8 @@ if TYPE_CHECKING:
     from ._chart import ChartWidget
 
 MENU_KEY = QtCore.Qt.Key.Key_I
-SUBPLOT_HEIGHT = 80       # px, relative to the price pane's 400 in the splitter
+SUBPLOT_HEIGHT = 120      # px at most per subplot pane
+LABEL_ROOM = 0.3          # of a subplot's value span, kept free above for its label
 BLOCK = 256               # bars per cached min/max block (zoomed-out frames)
 # line colours, in order of first use per chart
 PALETTE = ('#e3b341', '#58a6ff', '#d2a8ff', '#3fb950', '#ff7b72', '#79c0ff')
@@ -237,7 +238,9 @@ class Subplot:
         spans += [(lv, lv) for lv in self.levels]
         if not spans:
             return None
-        return min(s[0] for s in spans), max(s[1] for s in spans)
+        lo, hi = min(s[0] for s in spans), max(s[1] for s in spans)
+        # head-room above for the pane's name label, so it never sits on a line
+        return lo, hi + (hi - lo) * LABEL_ROOM
 
 
 class ChartIndicators:
@@ -304,7 +307,7 @@ class ChartIndicators:
             sizes = chart.splitter.sizes()
             total = sum(sizes) or 600
             k = len(self.subplots)
-            sub_h = min(SUBPLOT_HEIGHT, total // (k + 5))
+            sub_h = min(SUBPLOT_HEIGHT, total // (k + 4))
             vol = max(sizes[-1], sub_h)
             chart.splitter.setSizes([total - vol - k * sub_h, *([sub_h] * k), vol])
         self._sent = None

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
 SLOW_TIMEFRAME = 60
 REGION_ALPHA = 50
+DOCK_MIN_HEIGHT = 160
 
 
 def index_at_time(model: BarsModel, t: float) -> float:
@@ -120,11 +121,13 @@ class LinkedDock(QtWidgets.QDockWidget):
             self.setWindowTitle(f'{fqme} 1m: the shaded span is the 1s chart above')
 
     def size_hint_rows(self) -> None:
-        self.setMinimumHeight(160)
+        self.setMinimumHeight(DOCK_MIN_HEIGHT)
 
 
 def add_linked_dock(win: QtWidgets.QMainWindow) -> LinkedDock:
     dock = LinkedDock(win)
     dock.size_hint_rows()
     win.addDockWidget(QtCore.Qt.DockWidgetArea.BottomDockWidgetArea, dock)
+    # the fast chart is the one traded from: it keeps two thirds of the height
+    win.resizeDocks([dock], [max(DOCK_MIN_HEIGHT, win.height() // 3)], QtCore.Qt.Orientation.Vertical)
     return dock
