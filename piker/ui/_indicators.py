@@ -27,6 +27,7 @@ from pyqtgraph.Qt import QtCore, QtGui, QtWidgets
 
 from ..fsp import Delta, Growing, Selected
 from ._axes import PriceAxisItem, TimeAxisItem
+from ._primitives import LineBatch
 from ._theme import DARK, Theme, qcolor
 from ._view import ChartView
 
@@ -52,7 +53,7 @@ class IndicatorLine(pg.GraphicsObject):
         self._bounds = QtCore.QRectF()
         self._last_drawn = QtCore.QRectF()
         self._bulk_key: tuple[Any, ...] | None = None
-        self._bulk: QtGui.QPainterPath | None = None
+        self._bulk: LineBatch | None = None
         self.version = 0          # bumps when rows before the last change
         self.builds = 0
         self._blocks: tuple[int, np.ndarray, np.ndarray] | None = None
@@ -149,7 +150,7 @@ class IndicatorLine(pg.GraphicsObject):
             self._bulk_key = key
             self.builds += 1
         if self._bulk is not None:
-            p.drawPath(self._bulk)
+            self._bulk.draw(p)
         if i1 == n and math.isfinite(y[n - 1]) and math.isfinite(y[n - 2]):
             p.drawLine(QtCore.QPointF(n - 2, float(y[n - 2])), QtCore.QPointF(n - 1, float(y[n - 1])))
 
@@ -157,9 +158,11 @@ class IndicatorLine(pg.GraphicsObject):
 def _path(
     y: np.ndarray, i0: int, i1: int, cols: int,
     blocks: Callable[[], tuple[np.ndarray, np.ndarray]] | None = None,
-) -> QtGui.QPainterPath | None:
+) -> LineBatch | None:
     """The line over bars `[i0, i1)`: raw, or min/max per pixel column
-    (from the `blocks` min/max when a column spans several blocks)."""
+    (from the `blocks` min/max when a column spans several blocks), as
+    one batch of segments (one `drawLines` call; a `QPainterPath` of the
+    same points strokes several times slower)."""
     count = i1 - i0
     if count < 2:
         return None
@@ -167,7 +170,7 @@ def _path(
     if per <= 2:
         xs = np.arange(i0, i1, dtype=np.float64)
         ys = np.ascontiguousarray(y[i0:i1], dtype=np.float64)
-        return pg.arrayToQPath(xs, ys, connect='finite')
+        return _segments(xs, ys)
     if blocks is not None and per >= 2 * BLOCK:
         bmin, bmax = blocks()
         per_b = max(int(round(per / BLOCK)), 1)
@@ -187,13 +190,22 @@ def _path(
     return _zigzag(i0, bucket, lo, hi)
 
 
-def _zigzag(x0: int, bucket: int, lo: np.ndarray, hi: np.ndarray) -> QtGui.QPainterPath:
+def _zigzag(x0: int, bucket: int, lo: np.ndarray, hi: np.ndarray) -> LineBatch:
     m = len(lo)
     centre = x0 + bucket * np.arange(m, dtype=np.float64) + bucket / 2
     xs = np.repeat(centre, 2)
     ys = np.empty(2 * m)
     ys[0::2], ys[1::2] = lo, hi
-    return pg.arrayToQPath(xs, ys, connect='finite')
+    return _segments(xs, ys)
+
+
+def _segments(xs: np.ndarray, ys: np.ndarray) -> LineBatch:
+    """Consecutive points joined, skipping any segment with a NaN end."""
+    ok = np.isfinite(ys)
+    keep = ok[:-1] & ok[1:]
+    batch = LineBatch()
+    batch.set(xs[:-1][keep], ys[:-1][keep], xs[1:][keep], ys[1:][keep])
+    return batch
 
 
 class Subplot:
