@@ -316,3 +316,70 @@ def test_the_linked_1m_view_shades_the_1s_span_and_follows_it(qtbot):
     view.region.setRegion((r0 - 10, r1 - 10))
     t_fast0, _ = view.fast_span()
     assert abs(t_fast0 - float(view.slow.model.time_at(r0 - 10 + 0.5))) <= 61
+
+
+def test_the_i_menu_lists_every_indicator_and_toggles_one(qtbot):
+    from piker.fsp import Selected, known
+    from piker.ui import ChartWidget, get_qapp
+    from piker.ui._indicators import IndicatorController
+    from tests.test_ui_order_mode import mk_history
+
+    get_qapp()
+    chart = ChartWidget(FQME, mk_history(100))
+    qtbot.addWidget(chart)
+    ctl = IndicatorController(chart, [Selected('sma', {'length': 50})])
+    opened = []
+    ctl.open_menu = lambda *a, **kw: opened.append(True)     # what `i` calls
+    qtbot.keyClick(chart, QtCore.Qt.Key.Key_I)
+    assert opened == [True]
+    menu = IndicatorController.open_menu(ctl, exec_=False)
+    acts = {a.data(): a for a in menu.actions()}
+    assert sorted(acts) == known()
+    assert acts['sma'].isChecked() and acts['sma'].text() == 'sma(50)'
+    assert not acts['rsi'].isChecked()
+    acts['rsi'].trigger()
+    assert ctl.selected == [Selected('sma', {'length': 50}), Selected('rsi')]
+    assert ctl._changed.is_set()            # the session restarts with the new choice
+    acts['sma'].trigger()
+    assert ctl.selected == [Selected('rsi')]
+
+
+def test_search_asks_only_backends_in_use_or_configured(piker_env):
+    from piker.ui._search import searched_backends
+
+    cfg_dir, _ = piker_env
+    assert searched_backends([FQME]) == ['sim']
+    assert searched_backends([FQME, 'btcusdt.kraken']) == ['kraken', 'sim']
+    (cfg_dir / 'brokers.toml').write_text('[binance]\naccounts = ["paper"]\n')
+    assert searched_backends([FQME]) == ['binance', 'sim']
+
+
+@pytest.mark.timeout(90)
+def test_linked_session_shades_the_1s_span_in_the_1m_view(qtbot):
+    from piker.ui._app import run_chart
+
+    seen: dict = {}
+
+    async def driver(app) -> None:
+        await app.ready.wait()
+        await _until(lambda: FQME in app.cockpit.views
+                     and app.cockpit.views[FQME].has_history, 30)
+        view = app.cockpit.views[FQME]
+        fast = app.win.chart(FQME)
+        seen['tf'] = (fast.model.timeframe, view.slow.model.timeframe)
+        seen['dock'] = app.cockpit.dock.isVisible()
+        t0, t1 = view.fast_span()
+        r0, r1 = view.region.getRegion()
+        m = view.slow.model
+        seen['covers'] = (abs(float(m.time_at(r0 + 0.5)) - t0) <= 60,
+                          abs(float(m.time_at(r1 + 0.5)) - t1) <= 61)
+        before = view.region.getRegion()
+        fast.view.pan_bars(-600)            # 10 minutes back
+        after = view.region.getRegion()
+        seen['moved'] = after[0] - before[0]
+
+    run_chart([FQME], driver=driver, handle_signals=False, timeframe=1, linked=True,
+              indicators=_conf())
+    assert seen['tf'] == (1.0, 60.0) and seen['dock']
+    assert seen['covers'] == (True, True)
+    assert seen['moved'] == pytest.approx(-10, abs=0.6)

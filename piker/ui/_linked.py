@@ -53,16 +53,20 @@ class LinkedView:
         self.region.setZValue(-5)
         self.slow.price_plot.addItem(self.region, ignoreBounds=True)
         self._syncing = False
+        self.has_history = False
         fast.view.sigXRangeChanged.connect(self.sync)
         fast.view.sigResized.connect(self.sync)
         self.region.sigRegionChanged.connect(self._region_moved)
 
     def set_history(self, bars: np.ndarray) -> None:
         self.slow.set_history(bars)
+        self.has_history = True
         self.sync()
 
     def update_quote(self, quote: dict[str, Any]) -> None:
-        self.slow.update_quote(quote)
+        # before its history a quote would start a lone bar the history replaces
+        if self.has_history:
+            self.slow.update_quote(quote)
 
     def fast_span(self) -> tuple[float, float]:
         """Epoch seconds of the fast chart's visible span."""
