@@ -27,6 +27,17 @@ async def _until(pred, timeout: float = 20.0, what: str = '') -> None:
             await trio.sleep(0.02)
 
 
+async def _live(app):
+    """The chart's indicator controller once its first outputs are drawn
+    (it starts after the window's first painted frame)."""
+    await app.ready.wait()
+    await _until(lambda: FQME in app.cockpit.controllers)
+    ctl = app.cockpit.controllers[FQME]
+    with trio.fail_after(30):
+        await ctl.live.wait()
+    return ctl
+
+
 @pytest.mark.timeout(90)
 def test_the_indicator_actor_streams_and_the_chart_draws(qtbot):
     """SMA (overlay) and RSI (subplot) computed in `fsp.<fqme>.*`, drawn on
@@ -40,12 +51,7 @@ def test_the_indicator_actor_streams_and_the_chart_draws(qtbot):
     seen: dict = {}
 
     async def driver(app) -> None:
-        await app.ready.wait()
-        # started once the window has painted its first frame
-        await _until(lambda: FQME in app.cockpit.controllers)
-        ctl = app.cockpit.controllers[FQME]
-        with trio.fail_after(30):
-            await ctl.live.wait()
+        ctl = await _live(app)
         chart = app.win.chart(FQME)
         ind = ctl.indicators
         await _until(lambda: len(ind.values('sma(10)')) == len(chart.model))
@@ -102,12 +108,7 @@ def test_a_slow_indicator_does_not_stall_the_window(qtbot, tmp_path):
     seen: dict = {}
 
     async def driver(app) -> None:
-        await app.ready.wait()
-        # started once the window has painted its first frame
-        await _until(lambda: FQME in app.cockpit.controllers)
-        ctl = app.cockpit.controllers[FQME]
-        with trio.fail_after(30):
-            await ctl.live.wait()
+        ctl = await _live(app)
         chart = app.win.chart(FQME)
         paints: list[float] = []
         async with open_market_control(FQME) as mkt:

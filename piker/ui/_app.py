@@ -291,7 +291,8 @@ class ChartApp:
                 log.warning('quote feed lost (%s): reconnecting', why)
             else:
                 log.info('quote feed still down (%s): retrying', why)
-            self._mark_stale(feed, f'{why}; reconnecting (attempt {backoff.attempts + 1})…')
+            self._mark_stale(feed, f'{why}; reconnecting (attempt {backoff.attempts + 1})…',
+                             None if main else fqmes)
             await backoff.sleep()
 
     async def _draw_charts(self, feed: Feed, n: trio.Nursery) -> None:
@@ -344,11 +345,13 @@ class ChartApp:
             if mode is not None:
                 mode.on_quote(quote)
 
-    def _mark_stale(self, feed: Feed | None, why: str) -> None:
-        """Grey every chart of `feed` (all of them if it never opened):
-        stale since brokerd was last heard, for `why`."""
+    def _mark_stale(self, feed: Feed | None, why: str, fqmes: list[str] | None = None) -> None:
+        """Grey every chart of `feed` (all of `fqmes`, default every chart,
+        if it never opened): stale since brokerd was last heard, for `why`."""
         now_t, now = trio.current_time(), time.time()
         for fqme, chart in self.win.charts.items():
+            if fqmes is not None and fqme not in fqmes:
+                continue
             since = now
             if feed is not None:
                 try:
