@@ -164,3 +164,26 @@ def test_engine_streams_output_deltas_and_isolates_a_failing_indicator():
     np.testing.assert_allclose(d.arrays['sma(5)']['sma'], want)
     d = eng.apply(Delta(59, {'ohlc': bars[59:]}))
     assert set(d.arrays) == {'sma(5)'} and not d.errors   # reported once, stays off
+
+
+def test_the_actor_drops_malformed_bar_deltas_and_carries_on():
+    """A daemon never dies on a bad message: malformed deltas are skipped."""
+    import trio
+
+    from piker.fsp._engine import _decoded
+
+    good = Delta(0, {'ohlc': mk_ohlc(3)}).to_msg()
+    wrong_fields = Delta(0, {'ohlc': np.zeros(2, dtype=[('x', 'f8')])}).to_msg()
+    msgs = [{'start': 'x'}, {'start': -1, 'arrays': {}}, {'start': 0, 'arrays': {}},
+            {'start': 0, 'arrays': {'ohlc': {'dtype': [], 'shape': [1], 'data': b'1'}}},
+            wrong_fields, good]
+
+    async def stream():
+        for m in msgs:
+            yield m
+
+    async def main():
+        return [d async for d in _decoded(stream())]
+
+    out = trio.run(main)
+    assert len(out) == 1 and len(out[0].arrays['ohlc']) == 3

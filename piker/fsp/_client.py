@@ -61,9 +61,11 @@ def actor_name(fqme: str) -> str:
 async def _decoded(stream: Any) -> AsyncIterator[Delta]:
     async for msg in stream:
         try:
-            yield Delta.from_msg(msg)
-        except msgspec.ValidationError as err:
+            delta = Delta.from_msg(msg)
+        except (msgspec.ValidationError, ValueError) as err:
             log.warning('dropped a malformed indicator delta: %s', err)
+            continue
+        yield delta
 
 
 def _out_key(_: Delta) -> str:

@@ -98,9 +98,14 @@ async def _decoded(stream: Any) -> Any:
     """The stream's bar deltas, decoded once; a malformed one is logged and skipped."""
     async for msg in stream:
         try:
-            yield Delta.from_msg(msg)
-        except msgspec.ValidationError as err:
+            delta = Delta.from_msg(msg)
+            rows = delta.arrays[BARS]
+            if rows.dtype.names != OHLC_DTYPE.names:
+                raise ValueError(f'bars with fields {rows.dtype.names}, not {OHLC_DTYPE.names}')
+        except (msgspec.ValidationError, ValueError, KeyError) as err:
             log.warning('dropped a malformed bar delta: %s', err)
+            continue
+        yield delta
 
 
 @tractor.context
@@ -133,9 +138,11 @@ async def serve(
             ) as inbox,
         ):
             async for bars in inbox:
-                if BARS not in bars.arrays:
+                try:
+                    out = await trio.to_thread.run_sync(engine.apply, bars, cancellable=True)
+                except (ValueError, TypeError, IndexError) as err:
+                    log.warning('bar delta not applied (%s): skipped', err)
                     continue
-                out = await trio.to_thread.run_sync(engine.apply, bars, cancellable=True)
                 await stream.send(out.to_msg())
     if watch.lost:
         log.info('the chart of %s went away: indicator actor exits', fqme)
