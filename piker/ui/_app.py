@@ -318,7 +318,7 @@ class ChartApp:
             self.ems_ready.setdefault(fqme, trio.Event())
             self.ems_connects.setdefault(fqme, 0)
             n.start_soon(self._order_session, fqme)
-        self.cockpit.charts_drawn(list(feed.fqmes))
+        self.cockpit.charts_drawn(list(feed.fqmes), feed)
         if self.screenshot is not None and first:
             n.start_soon(self._take_screenshot)
 

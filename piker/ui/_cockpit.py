@@ -24,6 +24,7 @@ from ._search import SearchBox, is_search_key, load_catalogue, searched_backends
 
 if TYPE_CHECKING:
     from ..config import IndicatorsConf
+    from ..data import Feed
     from ..fsp import Selected
     from ._app import ChartApp
     from ._indicators import IndicatorController
@@ -85,16 +86,16 @@ class Cockpit:
     def start(self, n: trio.Nursery) -> None:
         self._n = n
 
-    def charts_drawn(self, fqmes: list[str]) -> None:
-        """The first history of `fqmes` is drawn: start their extras once
-        the window has painted it (they stay off the cold-start path)."""
+    def charts_drawn(self, fqmes: list[str], feed: Feed | None = None) -> None:
+        """The first history of `fqmes` (from `feed`) is drawn: start their
+        extras once the window has painted it (off the cold-start path)."""
         assert self._n is not None
-        self._n.start_soon(self._start_extras, list(fqmes))
+        self._n.start_soon(self._start_extras, list(fqmes), feed)
 
     def _on_first_frame(self) -> None:
         self.first_frame.set()
 
-    async def _start_extras(self, fqmes: list[str]) -> None:
+    async def _start_extras(self, fqmes: list[str], feed: Feed | None) -> None:
         from ..config import ConfigError
         from ..fsp import resolve
         from ._indicators import IndicatorController
@@ -118,7 +119,7 @@ class Cockpit:
                 self.controllers[fqme] = ctl
                 self._n.start_soon(ctl.run)
             if self.linked and fqme not in self.views:
-                self._n.start_soon(self._open_linked, fqme)
+                self._n.start_soon(self._open_linked, fqme, feed)
 
     # --- keys ------------------------------------------------------------------
 
@@ -172,7 +173,7 @@ class Cockpit:
 
     # --- linked views ------------------------------------------------------------
 
-    async def _open_linked(self, fqme: str) -> None:
+    async def _open_linked(self, fqme: str, feed: Feed | None) -> None:
         from ._linked import SLOW_TIMEFRAME, LinkedView, add_linked_dock
 
         if self.dock is None:
@@ -181,7 +182,7 @@ class Cockpit:
         self.views[fqme] = view
         self.dock.add(view)
         self._on_tab()
-        feed = self.app.feed
+        feed = feed or self.app.feed
         if feed is None:
             return
         try:
