@@ -384,3 +384,48 @@ def test_linked_session_shades_the_1s_span_in_the_1m_view(qtbot):
     assert seen['tf'] == (1.0, 60.0) and seen['dock']
     assert seen['covers'] == (True, True)
     assert seen['moved'] == pytest.approx(-10, abs=0.6)
+
+
+@pytest.mark.timeout(90)
+def test_a_killed_indicator_actor_is_replaced_and_leaves_nothing_behind(qtbot):
+    """SIGKILL the chart's indicator actor: the chart says so, opens a new
+    one, draws again; the killed one's respawn is cancelled (one fsp left)."""
+    import signal
+
+    from piker.service import list_services
+    from piker.testing._sim import descendants
+    from piker.ui._app import run_chart
+
+    seen: dict = {}
+
+    async def fsp_daemons() -> dict:
+        return {n: d for n, d in (await list_services()).items() if n.startswith('fsp.')}
+
+    async def driver(app) -> None:
+        ctl = await _live(app)
+        (name, info), = (await fsp_daemons()).items()
+        ctl.live = trio.Event()
+        os.kill(info.pid, signal.SIGKILL)
+        with trio.fail_after(30):
+            await ctl.live.wait()
+        seen['sessions'] = ctl.sessions
+        await _until(lambda: len(ctl.indicators.values('sma')) > 100, 20)
+        left: dict = {}
+
+        async def one_left() -> None:
+            while True:
+                left.update(await fsp_daemons())
+                if len(left) == 1 and name not in left:
+                    return
+                left.clear()
+                await trio.sleep(0.1)
+
+        with trio.fail_after(20):
+            await one_left()
+        seen['left'] = list(left)
+        seen['old'] = name
+
+    run_chart([FQME], driver=driver, handle_signals=False, indicators=_conf(default=['sma']))
+    assert seen['sessions'] == 2
+    assert len(seen['left']) == 1 and seen['left'] != [seen['old']]
+    assert descendants(os.getpid()) == set()
