@@ -26,7 +26,7 @@ import pyqtgraph as pg
 from pyqtgraph.Qt import QtCore, QtGui, QtWidgets
 
 from ..fsp import Delta, Growing, Selected
-from ._axes import PriceAxisItem, TimeAxisItem
+from ._axes import PriceAxisItem, TimeAxisItem, compact_number
 from ._primitives import LineBatch
 from ._theme import DARK, Theme, qcolor
 from ._view import ChartView
@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 
 MENU_KEY = QtCore.Qt.Key.Key_I
 SUBPLOT_HEIGHT = 120      # px at most per subplot pane
+COMPACT_FROM = 1e5
 LABEL_ROOM = 0.3          # of a subplot's value span, kept free above for its label
 BLOCK = 256               # bars per cached min/max block (zoomed-out frames)
 # line colours, in order of first use per chart
@@ -208,6 +209,16 @@ def _segments(xs: np.ndarray, ys: np.ndarray) -> LineBatch:
     return batch
 
 
+class IndicatorAxis(PriceAxisItem):
+    """A subplot's value axis: 2 decimals (RSI 0-100), compact k/M/G labels
+    once values reach `COMPACT_FROM` (dollar volume in the millions)."""
+
+    def tickStrings(self, values, scale, spacing):  # noqa: N802 (pyqtgraph API)
+        if values and max(abs(v) for v in values) >= COMPACT_FROM:
+            return [compact_number(v) for v in values]
+        return super().tickStrings(values, scale, spacing)
+
+
 class Subplot:
     """A linked pane of one subplot indicator."""
 
@@ -216,7 +227,7 @@ class Subplot:
 
         self.key = key
         self.view = ChartView(f'fsp:{key}')
-        self.axis = PriceAxisItem(2)
+        self.axis = IndicatorAxis(2)
         self.plot = _mk_plot(self.view, self.axis, TimeAxisItem(chart.model), theme)
         self.plot.hideAxis('bottom')
         self.view.setXLink(chart.view)
