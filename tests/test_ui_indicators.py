@@ -70,6 +70,10 @@ def test_the_indicator_actor_streams_and_the_chart_draws(qtbot):
         seen['x_linked'] = sub.view.x_range() == chart.view.x_range()
         chart.view.pan_bars(-20)
         seen['x_follows'] = sub.view.x_range() == chart.view.x_range()
+        # the crosshair's bar line runs through the subplot
+        i = len(chart.model) - 10
+        chart.move_cursor(i, float(chart.model['close'][i]))
+        seen['vline'] = (sub.vline.isVisible(), sub.vline.value() == i)
         seen['n'] = n
 
     run_chart([FQME], driver=driver, handle_signals=False,
@@ -79,6 +83,7 @@ def test_the_indicator_actor_streams_and_the_chart_draws(qtbot):
     assert seen['sma_ok'] and seen['rsi_ok']
     assert seen['subplots'] == ['rsi'] and seen['overlay_in_price']
     assert seen['x_linked'] and seen['x_follows']
+    assert seen['vline'] == (True, True)
     assert descendants(os.getpid()) == set()
 
 

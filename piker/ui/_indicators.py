@@ -240,6 +240,14 @@ class Subplot:
             )
             self.plot.addItem(ln, ignoreBounds=True)
         self.view.bind(self._y_range, chart.model.time_at, chart.model.__len__)
+        # the crosshair's bar line runs through this pane too
+        src = chart.crosshair.vline
+        self.vline = pg.InfiniteLine(angle=90, movable=False, pen=src.pen)
+        self.vline.setZValue(1000)
+        self.vline.setVisible(src.isVisible())
+        self.plot.addItem(self.vline, ignoreBounds=True)
+        src.sigPositionChanged.connect(lambda line: self.vline.setPos(line.value()))
+        src.visibleChanged.connect(lambda: self.vline.setVisible(src.isVisible()))
         self.canvas = ChartCanvas(self.plot, theme.background)
         self.label = QtWidgets.QLabel(key, self.canvas)
         self.label.setStyleSheet(f'color: {theme.muted}; background: transparent;')
