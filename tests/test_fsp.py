@@ -20,6 +20,20 @@ from piker.ohlc import OHLC_DTYPE
 BUILTINS = ['dollar_volume', 'ema', 'rsi', 'sma', 'vwap']
 
 
+
+@pytest.fixture(autouse=True)
+def _registry():
+    """Indicators a test registers (its own, a user module's) leave with it."""
+    from piker.fsp import REGISTRY, _select, known
+
+    known()                     # the built-ins are in before the snapshot
+    before, loaded = dict(REGISTRY), dict(_select._loaded)
+    yield
+    REGISTRY.clear()
+    REGISTRY.update(before)
+    _select._loaded.clear()
+    _select._loaded.update(loaded)
+
 def mk_ohlc(n: int, seed: int = 1, t0: int = 1_700_000_000, tf: int = 60) -> np.ndarray:
     rng = np.random.default_rng(seed)
     close = 100 + np.cumsum(rng.normal(0, 1, n))
