@@ -15,9 +15,15 @@ Measures (and prints) with `QT_QPA_PLATFORM=offscreen`:
   (fresh config dir, free registry port: it starts pikerd and brokerd.sim
   itself, loads history, paints, then closes cleanly).
 
-Usage: `uv run python bench/chart.py [--bars N] [--frames N] [--blotters]`
+With `--indicators sma,rsi` the same figures are taken with those
+indicators drawn (an SMA overlay and an RSI subplot), each tick also
+updating them (the engine's live-bar step plus the chart's redraw).
+
+Usage: `uv run python bench/chart.py [--bars N] [--frames N] [--indicators NAMES] [--blotters]`
 (`--blotters`: the same figures with the blotter docks open and full),
 `--cold-start-only`, `--screenshot PNG` (docs/chart.png),
+`--indicators-screenshot PNG` (docs/chart_indicators.png), `--linked-screenshot
+PNG` (docs/chart_linked.png) and
 `--order-mode-screenshot PNG` (docs/order_mode.png, a real session driven
 by the sim market control) and `--blotters-screenshot PNG`
 (docs/chart_blotters.png, likewise).
@@ -65,7 +71,8 @@ def _stats(ms: list[float]) -> str:
 
 
 class _Bench:
-    def __init__(self, bars: int, blotters: bool = False) -> None:
+    def __init__(self, bars: int, blotters: bool = False,
+                 indicators: list[str] | None = None) -> None:
         from pyqtgraph.Qt import QtGui
 
         from piker.ui import MainWindow, get_qapp
@@ -85,11 +92,40 @@ class _Bench:
         self.load_s = time.perf_counter() - t0
         if blotters:
             self.cockpit = fill_blotters(self.win, float(self.history['close'][-1]))
+        self.fsp = None
+        if indicators:
+            self._add_indicators(indicators)
         self.win.resize(W, H)
         self.win.show()
         self._flush()
         self.img = QtGui.QImage(W, H, QtGui.QImage.Format.Format_ARGB32_Premultiplied)
         self.QPainter = QtGui.QPainter
+
+    def _add_indicators(self, names: list[str]) -> None:
+        """Draw `names` on the chart from a full compute (what the chart's
+        indicator actor sends first); ticks then go through the same
+        engine (`Engine.apply` of the live bar: the actor's share) and
+        the chart applies its output delta (the UI's share)."""
+        from piker.fsp import Delta, Engine, select
+        from piker.ui._indicators import ChartIndicators
+
+        self.engine = Engine([select(n) for n in names])
+        t0 = time.perf_counter()
+        out = self.engine.apply(Delta(0, {'ohlc': self.history}))
+        self.fsp_compute_s = time.perf_counter() - t0
+        self.fsp = ChartIndicators(self.chart)
+        self.fsp.set_info(self.engine.describe())
+        t0 = time.perf_counter()
+        self.fsp.apply(out)
+        self.fsp_apply_s = time.perf_counter() - t0
+        self.fsp_names = [s.key for s in self.engine.selected]
+
+    def tick_indicators(self) -> None:
+        if self.fsp is None:
+            return
+        delta = self.fsp.bars_delta()
+        if delta is not None:
+            self.fsp.apply(self.engine.apply(delta))
 
     def _flush(self) -> None:
         for _ in range(3):
@@ -133,6 +169,10 @@ class _Bench:
                   f'{len(cp.fills.fills):,} fills shown, {len(cp.positions.rows)} positions; '
                   f'chart pane {self.chart.width()}x{self.chart.height()}')
         print(f'history generate {self.gen_s * 1e3:.1f} ms, load into chart {self.load_s * 1e3:.1f} ms')
+        if self.fsp is not None:
+            self.fsp.bars_delta()       # the full history was sent: only ticks from now on
+            print(f'indicators {", ".join(self.fsp_names)}: full compute (actor side) '
+                  f'{self.fsp_compute_s * 1e3:.0f} ms, drawn in {self.fsp_apply_s * 1e3:.1f} ms')
 
         self.full_view()
         self.render()  # warm caches, fonts
@@ -213,6 +253,7 @@ class _Bench:
         def apply(p: float) -> None:
             q = quote(p)
             chart.update_quote(q)
+            self.tick_indicators()
             if cp is not None:
                 # worst case: the P&L cells of every held row change every
                 # frame, and the frame's batch is flushed at once
@@ -348,6 +389,26 @@ def piker_chart_cmd(fqme: str = 'btcusdt.sim') -> list[str]:
     """`piker chart FQME` reporting its first frame (then closing cleanly)."""
     exe = os.path.join(os.path.dirname(sys.executable), 'piker')
     return [exe, 'chart', fqme, '--first-frame-t0']
+
+
+INDICATORS_CONF = '''[indicators]
+default = [{name = "sma", length = 20}, "vwap", "rsi"]
+'''
+
+
+def indicators_screenshot(path: str, conf: str = INDICATORS_CONF, extra: list[str] | None = None) -> None:
+    """`piker chart btcusdt.sim --screenshot` in a private environment whose
+    conf.toml picks indicators (an SMA and VWAP overlay, an RSI subplot),
+    computed by the chart's indicator actor as in any session."""
+    env = dict(os.environ, **private_env())
+    with open(os.path.join(env['PIKER_CONFIG_DIR'], 'conf.toml'), 'w') as f:
+        f.write(conf)
+    exe = os.path.join(os.path.dirname(sys.executable), 'piker')
+    subprocess.run(
+        [exe, 'chart', 'btcusdt.sim', *(extra or []), '--screenshot', os.path.abspath(path),
+         '--after', '4'],
+        env=env, check=True, timeout=120,
+    )
 
 
 def screenshot(path: str, bars: int = 5000, show: int = 240) -> None:
@@ -580,11 +641,18 @@ def main() -> None:
     ap.add_argument('--bars', type=int, default=1_000_000)
     ap.add_argument('--frames', type=int, default=50)
     ap.add_argument('--no-cold-start', action='store_true')
+    ap.add_argument('--indicators', default='', metavar='NAMES',
+                    help='comma-separated indicators drawn during the frame bench, '
+                         'e.g. sma,rsi (an overlay and a subplot)')
     ap.add_argument('--cold-start-only', action='store_true',
                     help='only measure cold start to the first painted frame')
     ap.add_argument('--screenshot', metavar='PNG', help='only save a screenshot to PNG')
     ap.add_argument('--order-mode-screenshot', metavar='PNG',
                     help='only save a screenshot of order mode in a real session to PNG')
+    ap.add_argument('--indicators-screenshot', metavar='PNG',
+                    help='only save a screenshot of a session with indicators to PNG')
+    ap.add_argument('--linked-screenshot', metavar='PNG',
+                    help='only save a screenshot of a --linked session to PNG')
     ap.add_argument('--shot-bars', type=int, default=5000, help='screenshot: bars of history')
     ap.add_argument('--shot-show', type=int, default=240, help='screenshot: bars in view')
     ap.add_argument('--blotters', action='store_true',
@@ -596,6 +664,12 @@ def main() -> None:
     if args.screenshot:
         screenshot(args.screenshot, args.shot_bars, args.shot_show)
         return
+    if args.indicators_screenshot:
+        indicators_screenshot(args.indicators_screenshot)
+        return
+    if args.linked_screenshot:
+        indicators_screenshot(args.linked_screenshot, '', ['--linked'])
+        return
     if args.order_mode_screenshot:
         order_mode_screenshot(args.order_mode_screenshot)
         return
@@ -605,7 +679,8 @@ def main() -> None:
     if args.cold_start_only:
         cold_start_report()
         return
-    _Bench(args.bars, blotters=args.blotters).run(args.frames)
+    names = [n.strip() for n in args.indicators.split(',') if n.strip()]
+    _Bench(args.bars, blotters=args.blotters, indicators=names).run(args.frames)
     if not args.no_cold_start:
         cold_start_report()
 

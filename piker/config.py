@@ -21,6 +21,7 @@ import platformdirs
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     SecretStr,
@@ -447,6 +448,43 @@ class NetworkConf(_Model):
     insecure: bool = Field(False, description='allow non-loopback plain TCP (no TLS)')
 
 
+class IndicatorChoice(_Model):
+    """One indicator on a chart: `{name = "sma", length = 50}`; every key
+    but `name` is a parameter (the indicator checks them: `piker.fsp`)."""
+
+    model_config = ConfigDict(extra='allow', validate_assignment=True)
+    name: str = Field(pattern=r'^[A-Za-z_][A-Za-z0-9_]*$')
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+def _choice(value: Any) -> Any:
+    # a bare name is the indicator with its default parameters
+    return {'name': value} if isinstance(value, str) else value
+
+
+Choice = Annotated[IndicatorChoice, BeforeValidator(_choice)]
+
+
+class IndicatorsConf(_Model):
+    """`[indicators]`: what each chart computes (in its own actor, see
+    docs/indicators.md). `default` applies to every chart without an entry
+    in `fqmes`; `modules` are user indicator modules (file paths or dotted
+    module names) loaded before the names are looked up."""
+
+    default: list[Choice] = Field(default_factory=list)
+    fqmes: dict[FqmeKey, list[Choice]] = Field(default_factory=dict)
+    modules: list[str] = Field(default_factory=list)
+
+    def for_fqme(self, fqme: str) -> tuple[str, list[IndicatorChoice]]:
+        """The key naming where `fqme`'s choice comes from, and the choice."""
+        if fqme in self.fqmes:
+            return f'indicators.fqmes."{fqme}"', self.fqmes[fqme]
+        return 'indicators.default', self.default
+
+
 class Conf(_Model):
     """`conf.toml`: UI, EMS, storage and network settings."""
 
@@ -454,6 +492,7 @@ class Conf(_Model):
     ems: EMSConf = Field(default_factory=EMSConf)
     storage: StorageConf = Field(default_factory=StorageConf)
     network: NetworkConf = Field(default_factory=NetworkConf)
+    indicators: IndicatorsConf = Field(default_factory=IndicatorsConf)
 
 
 _DEFAULTS: dict[str, str] = {
@@ -541,6 +580,13 @@ _DEFAULTS: dict[str, str] = {
 # join = "10.0.0.1:6116"  # a joined host: the main pikerd (pikerd --join)
 # serve = ["brokerd.binance", "paperboi.binance"]   # what a joined host runs
 # insecure = false        # true: plain TCP off loopback, NO authentication
+#
+# [indicators]            # computed per chart in its own actor (docs/indicators.md)
+# default = ["vwap", {name = "sma", length = 50}, "rsi"]   # on every chart
+# modules = ["~/.config/piker/my_indicators.py"]            # your own indicators
+#
+# [indicators.fqmes]      # one market's choice instead of the default
+# "btcusdt.sim" = ["ema", {name = "rsi", length = 7}]
 ''',
 }
 

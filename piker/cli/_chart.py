@@ -27,7 +27,10 @@ def chart(
     mode: str = typer.Option(
         'paper', '--mode', '-m', help="order venue: 'paper' (paper engine) or 'live' (broker)",
     ),
-    timeframe: int = typer.Option(60, '--timeframe', '-t', help='bar period in seconds'),
+    timeframe: int = typer.Option(
+        None, '--timeframe', '-t', help='bar period in seconds (default 60; 1 with --linked)'),
+    linked: bool = typer.Option(
+        False, '--linked', help='1 s charts, each with its 1 m view showing where it is'),
     screenshot: Path = typer.Option(
         None, '--screenshot', metavar='PNG',
         help='save a screenshot after --after seconds, then exit',
@@ -51,6 +54,8 @@ def chart(
     cursor, add ctrl for a live order (default dark), left-click submits;
     drag a line to modify; c cancels the orders under the cursor, c c all.
     Arrows/+/- navigate, Home goes back to the live bar, p hides the order pane.
+    ctrl+l searches markets (opens a tab), ctrl+Tab / ctrl+shift+Tab switch tabs,
+    i picks indicators (conf.toml [indicators] sets each chart's; docs/indicators.md).
     Headless: QT_QPA_PLATFORM=offscreen piker chart FQME --screenshot out.png
     """
     from ..accounting import unpack_fqme
@@ -58,6 +63,8 @@ def chart(
 
     if mode not in ('paper', 'live'):
         raise typer.BadParameter(f"must be 'paper' or 'live', got {mode!r}", param_hint='--mode')
+    if timeframe is None:
+        timeframe = 1 if linked else 60
     if timeframe <= 0:
         raise typer.BadParameter('must be > 0 seconds', param_hint='--timeframe')
     if after < 0:
@@ -101,6 +108,7 @@ def chart(
             after=after,
             first_frame_t0=first_frame_t0,
             exit_on_first_frame=first_frame_t0 is not None,
+            linked=linked,
         )
     except (BrokerError, ConfigError, ServiceError, ValueError) as err:
         typer.echo(f'error: {err}', err=True)

@@ -26,7 +26,7 @@ from ._heartbeat import (
     watch_peer,
     watchdog,
 )
-from ._lifetime import actor_nursery, start_actor_task
+from ._lifetime import actor_nursery, exit_actor_soon, start_actor_task
 from ._mngr import DAEMON_MODULES, DaemonInfo, DaemonSpec, Services, current_services
 from ._pikerd import connect_pikerd, maybe_open_pikerd, open_pikerd, serve_pikerd
 from ._reconnect import Backoff, leave_if_cancelled, reconnecting
@@ -48,6 +48,7 @@ __all__ = [
     'cancel_service',
     'connect_pikerd',
     'current_services',
+    'exit_actor_soon',
     'find_service',
     'actor_nursery',
     'leave_if_cancelled',

@@ -14,7 +14,7 @@ from typing import Any
 import tractor
 import trio
 
-__all__ = ['actor_nursery', 'start_actor_task']
+__all__ = ['actor_nursery', 'exit_actor_soon', 'start_actor_task']
 
 
 def actor_nursery() -> trio.Nursery:
@@ -28,3 +28,9 @@ def actor_nursery() -> trio.Nursery:
 def start_actor_task(fn: Callable[..., Awaitable[Any]], *args: Any) -> None:
     """Run `fn(*args)` for the rest of the actor's life (or until it returns)."""
     actor_nursery().start_soon(fn, *args)
+
+
+def exit_actor_soon() -> None:
+    """End the current actor gracefully (exit code 0: pikerd forgets it
+    rather than respawning it), e.g. a per-client daemon whose client left."""
+    tractor.current_actor().cancel_soon()

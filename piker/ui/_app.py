@@ -50,12 +50,13 @@ from ._docks import layout_path
 from ._guest import run_qt_guest
 from ._order_mode import OrderMode
 from ._pane import SettingsDock
+from ._workspace import Workspace
 from ._theme import DARK, Theme
 from ._window import MainWindow, get_qapp
 
 if TYPE_CHECKING:
     from ..accounting import MktPair
-    from ..config import UIConf
+    from ..config import IndicatorsConf, UIConf
     from ..data import Feed
     from ..service import Backoff
 
@@ -121,7 +122,8 @@ class ChartApp:
     (`modes[fqme]` exists) or emsd refused it (`ems_errors[fqme]` says
     why). `ems_connects[fqme]` / `feed_connects` count the sessions / feeds
     opened so far (reconnects included); `cockpit`: the blotter docks,
-    log pane, flatten/market keys and notifications (`_cockpit`).
+    log pane, flatten/market keys and notifications (`_cockpit`);
+    `workspace`: indicators, symbol search, tabs, linked views (`_workspace`).
 
     `stale_after`: seconds without a word from brokerd before the prices
     are marked stale (default `[ui] stale_after_s`, else 2 s); `backoff`:
@@ -149,6 +151,8 @@ class ChartApp:
         stale_after: float | None = None,
         backoff: Callable[[], Backoff] | None = None,
         owns_daemons: bool | None = None,
+        indicators: IndicatorsConf | None = None,
+        linked: bool = False,
     ) -> None:
         self.fqmes = [f.strip().lower() for f in fqmes]
         self.mode = mode
@@ -188,6 +192,8 @@ class ChartApp:
         self.ems_errors: dict[str, str] = {}
         self.ems_connects: dict[str, int] = dict.fromkeys(self.fqmes, 0)
         self.feed_connects = 0
+        # indicators, symbol search, tab keys, linked views (`_workspace`)
+        self.workspace = Workspace(self, indicators, linked)
 
     # --- control ----------------------------------------------------------------
 
@@ -209,6 +215,7 @@ class ChartApp:
         if self.stale_after is None:
             self.stale_after = self.ui.stale_after_s or DEFAULT_STALE_AFTER
         self.cockpit.configure(self.ui)
+        self.workspace.prepare()
         self.win.status.set_order_status('app', 'connecting to pikerd…')
         for fqme in self.fqmes:
             # the widgets are built while the daemons start; history fills them
@@ -229,6 +236,7 @@ class ChartApp:
                             n.cancel_scope.cancel()
                         if self.handle_signals:
                             n.start_soon(self._watch_signals)
+                        self.workspace.start(n)
                         await self._run_feed(n)
                 finally:
                     self._scope = None
@@ -241,24 +249,30 @@ class ChartApp:
             self.cockpit.docks.save()
             self.win.allow_close()
 
-    async def _run_feed(self, n: trio.Nursery) -> None:
+    async def _run_feed(self, n: trio.Nursery, fqmes: list[str] | None = None) -> None:
         """Open the feed, draw the charts, stream quotes; reopen a lost feed.
 
         Failing to open the first feed ends the session (a bad market is
         the user's error); once the charts are up, losses are retried.
+        `fqmes`: a market opened later (symbol search), in a feed of its own.
         """
         from ..data import open_feed
 
-        self.win.status.set_order_status('app', f'loading {", ".join(self.fqmes)}…')
+        main = fqmes is None
+        fqmes = self.fqmes if fqmes is None else fqmes
+        self.win.status.set_order_status('app', f'loading {", ".join(fqmes)}…')
         backoff = self._backoff()
+        drawn = False
         while True:
             feed: Feed | None = None
             try:
-                async with open_feed(self.fqmes, loglevel=self.loglevel) as feed:
-                    self.feed = feed
+                async with open_feed(fqmes, loglevel=self.loglevel) as feed:
+                    if main:
+                        self.feed = feed
                     self.feed_connects += 1
-                    if not self.ready.is_set():
+                    if not drawn:
                         await self._draw_charts(feed, n)
+                        drawn = True
                     else:
                         log.warning('quote feed of %s is back', ', '.join(feed.fqmes))
                     for fqme in feed.fqmes:
@@ -274,22 +288,29 @@ class ChartApp:
                         fn.cancel_scope.cancel()
                 why = 'the quote feed ended'
             except BaseException as err:
-                if not self.ready.is_set():
+                if not drawn and main:
                     raise
                 why = await _lost(err)
-            self.feed = None
+                if not drawn:
+                    self.win.status.set_order_status('app', f'cannot open {fqmes}: {why}', final=True)
+                    self.win.remove_chart(fqmes[0])
+                    return
+            if main:
+                self.feed = None
             if backoff.attempts == 0:
                 log.warning('quote feed lost (%s): reconnecting', why)
             else:
                 log.info('quote feed still down (%s): retrying', why)
-            self._mark_stale(feed, f'{why}; reconnecting (attempt {backoff.attempts + 1})…')
+            self._mark_stale(feed, f'{why}; reconnecting (attempt {backoff.attempts + 1})…',
+                             None if main else fqmes)
             await backoff.sleep()
 
     async def _draw_charts(self, feed: Feed, n: trio.Nursery) -> None:
         """The first feed: a chart per market from its history, then order
         mode (one EMS session per market, in the background)."""
-        self.mkts = dict(feed.mkts)
-        for fqme in set(self.win.charts) - set(feed.fqmes):
+        first = not self.ready.is_set()
+        self.mkts.update(feed.mkts)
+        for fqme in set(self.win.charts) - set(feed.fqmes) if first else ():
             self.win.remove_chart(fqme)     # pre-made under a name the feed spells otherwise
         for fqme in feed.fqmes:
             # stored bars at once; the backend's (backfilled into the store
@@ -304,8 +325,11 @@ class ChartApp:
         self.win.status.clear_order_status('app')
         self.ready.set()
         for fqme in feed.fqmes:
+            self.ems_ready.setdefault(fqme, trio.Event())
+            self.ems_connects.setdefault(fqme, 0)
             n.start_soon(self._order_session, fqme)
-        if self.screenshot is not None:
+        self.workspace.charts_drawn(list(feed.fqmes), feed)
+        if self.screenshot is not None and first:
             n.start_soon(self._take_screenshot)
 
     async def _backfill(self, feed: Feed, fqme: str) -> None:
@@ -322,6 +346,7 @@ class ChartApp:
 
     def _on_quotes(self, batch: dict[str, dict]) -> None:
         self.win.update_quotes(batch)
+        self.workspace.on_quotes(batch)
         for fqme, quote in batch.items():
             chart = self.win.charts.get(fqme)
             if chart is not None and chart.stale_since is not None:
@@ -331,11 +356,13 @@ class ChartApp:
                 mode.on_quote(quote)
             self.cockpit.on_quote(fqme, quote)
 
-    def _mark_stale(self, feed: Feed | None, why: str) -> None:
-        """Grey every chart of `feed` (all of them if it never opened):
-        stale since brokerd was last heard, for `why`."""
+    def _mark_stale(self, feed: Feed | None, why: str, fqmes: list[str] | None = None) -> None:
+        """Grey every chart of `feed` (all of `fqmes`, default every chart,
+        if it never opened): stale since brokerd was last heard, for `why`."""
         now_t, now = trio.current_time(), time.time()
         for fqme, chart in self.win.charts.items():
+            if fqmes is not None and fqme not in fqmes:
+                continue
             since = now
             if feed is not None:
                 try:

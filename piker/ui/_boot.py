@@ -47,6 +47,8 @@ def run_chart_booted(fqmes: list[str], loglevel: str | None = None, **kw: Any) -
                 for broker in dict.fromkeys(unpack_fqme(f)[0] for f in fqmes):
                     n.start_soon(_prewarm, broker, loglevel)
                 mod = await trio.to_thread.run_sync(importlib.import_module, 'piker.ui._app')
+                # the feed stack (the bar store's polars) too, while brokerd boots
+                n.start_soon(trio.to_thread.run_sync, importlib.import_module, 'piker.data')
                 from ._window import get_qapp
                 get_qapp()      # the theme, now that it is imported
                 chart = mod.ChartApp(fqmes, loglevel=loglevel, owns_daemons=services is not None, **kw)

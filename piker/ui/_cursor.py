@@ -65,6 +65,11 @@ class Crosshair:
         """Tag on the first (price) pane's axis."""
         return self._ylabels[0]
 
+    @property
+    def vline(self) -> pg.InfiniteLine:
+        """The first pane's vertical line (linked panes follow it)."""
+        return self._vlines[0]
+
     def y_label(self, pane: int) -> AxisLabel:
         return self._ylabels[pane]
 
