@@ -50,9 +50,9 @@ from ._docks import layout_path
 from ._guest import run_qt_guest
 from ._order_mode import OrderMode
 from ._pane import SettingsDock
-from ._workspace import Workspace
 from ._theme import DARK, Theme
 from ._window import MainWindow, get_qapp
+from ._workspace import Workspace
 
 if TYPE_CHECKING:
     from ..accounting import MktPair
