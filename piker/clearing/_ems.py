@@ -116,13 +116,16 @@ class Emsd:
         for eff in arms:
             if isinstance(eff, Arm):
                 by_fqme[eff.fqme].append(eff)
-            elif isinstance(eff, Expire) and self.fx.timers is not None:
-                self.fx.timers.schedule(eff)  # one that passed meanwhile: at once
         async with trio.open_nursery() as n:
             for broker, mode in venues:
                 n.start_soon(self.relays.resume, broker, mode)
             for fqme, group in by_fqme.items():
                 n.start_soon(self.dark.resume, fqme, group)
+        # gtd timers once the venues are back (an expiry that passed while
+        # emsd was down rings now, and its cancel needs the venue)
+        for eff in arms:
+            if isinstance(eff, Expire) and self.fx.timers is not None:
+                self.fx.timers.schedule(eff)
         self.restored.set()
 
 
