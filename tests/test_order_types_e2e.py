@@ -266,3 +266,33 @@ def test_every_type_restored_after_emsd_sigkill(venue_run):
             assert gtd_end.resp == 'expired' and 'gtd: expired' in gtd_end.reason
 
     venue_run(main, timeout=120)
+
+
+@pytest.mark.timeout(120)
+def test_kraken_ioc_and_no_fok(kraken_sim):
+    """Kraken spot: ioc is its `time_in_force=ioc`; it has no fok, so emsd
+    refuses one before anything reaches Kraken (and a stop released as
+    ioc goes out as one)."""
+    fqme = 'btcusd.kraken'
+
+    async def main(sim):
+        sim.push(fqme, bid=100, ask=101, bsize=1, asize=0.3)
+        ems = await sim.open_ems(fqme)
+        ioc = await ems.place('buy', 101.0, 0.5, account='spot', tif='ioc')
+        end = await ems.wait(ioc, {'canceled', 'closed'}, timeout=10)
+        assert end.resp == 'canceled' and end.filled == pytest.approx(0.3)
+        (order,) = [o for o in sim.orders() if o.get('cl_ord_id') == ioc]
+        assert order['time_in_force'] == 'ioc'
+        fok = await ems.place('buy', 101.0, 0.1, account='spot', tif='fok')
+        err = await ems.wait(fok, 'error')
+        assert "cannot honour time in force 'fok'" in err.reason and 'gtc, ioc' in err.reason
+        assert not [o for o in sim.orders() if o.get('cl_ord_id') == fok]
+        # a gtc order there is unchanged
+        gtc = await ems.place('buy', 90.0, 0.1, account='spot')
+        await ems.wait(gtc, 'open')
+        (order,) = [o for o in sim.orders() if o.get('cl_ord_id') == gtc]
+        assert order['time_in_force'] == 'gtc'
+        await ems.client.cancel(gtc)
+        await ems.wait(gtc, 'canceled')
+
+    kraken_sim(main, fake={'balances': {'ZUSD': 10_000}})
