@@ -146,7 +146,7 @@ class DarkFeeds:
             dialog = self.dialogs.get(eff.oid)
             # a cancel or modify since the restore has moved on: leave it
             if (dialog is None or dialog.phase is not Phase.DARK_OPEN
-                    or eff.oid in self.book or dialog._arm().level != eff.level):
+                    or eff.oid in self.book or dialog.arm_effect().level != eff.level):
                 continue
             self.arm(eff)
         self.fx.execute_nowait(self.news())

@@ -438,10 +438,10 @@ class _ClientHandlers:
     __slots__ = ()
 
     def _submit(self: Dialog, order: Order) -> tuple[Phase, list[Effect]]:
-        timer = self._expiry_timer()
+        timer = self.expiry_timers()
         if order.exec_mode == 'dark':
             return P.DARK_OPEN, [
-                self._arm(), *timer, *self._status('dark_open', src='emsd'),
+                self.arm_effect(), *timer, *self._status('dark_open', src='emsd'),
             ]
         cmd = self._new_venue_order(order.price)
         return P.PENDING, [cmd, *timer, *self._status('pending', src='emsd')]
@@ -452,14 +452,14 @@ class _ClientHandlers:
         self.s.req = self.s.confirmed = new
         # a modify re-arms: new trigger, type and trail start afresh
         self.s.trail_trigger = self.s.trail_anchor = self.s.direction = None
-        timer = self._expiry_timer()
+        timer = self.expiry_timers()
         if new.exec_mode == 'live':
             # dark -> live: leave the book, go to the venue
             cmd = self._new_venue_order(new.price)
             return P.PENDING, [
                 Disarm(oid=self.oid), cmd, *timer, *self._status('pending', src='emsd'),
             ]
-        return P.DARK_OPEN, [self._arm(), *timer, *self._status('dark_open', src='emsd')]
+        return P.DARK_OPEN, [self.arm_effect(), *timer, *self._status('dark_open', src='emsd')]
 
     def _trail(self: Dialog, move: Any) -> tuple[Phase, list[Effect]]:
         """The dark book moved a trailing stop's trigger (`TrailMove`)."""
@@ -927,7 +927,7 @@ class Dialog(_ClientHandlers, _VenueHandlers):
             tif=venue_tif(req),
         ))
 
-    def _arm(self) -> Arm:
+    def arm_effect(self) -> Arm:
         """The dark-book entry of the dialog as it stands (see `Arm`)."""
         req, s = self.s.req, self.s
         return Arm(
@@ -937,7 +937,7 @@ class Dialog(_ClientHandlers, _VenueHandlers):
             trail=req.trail, anchor=s.trail_anchor,
         )
 
-    def _expiry_timer(self) -> list[Effect]:
+    def expiry_timers(self) -> list[Effect]:
         at = self.s.req.expires_ns
         return [Expire(oid=self.oid, at_ns=at)] if self.s.req.tif == 'gtd' and at else []
 
@@ -1184,9 +1184,9 @@ class DialogTable:
                 self._finished[dialog.oid] = None
             else:
                 if dialog.phase is P.DARK_OPEN:
-                    effects.append(dialog._arm())
+                    effects.append(dialog.arm_effect())
                 # a gtd expiry that passed while emsd was down fires at once
-                effects += dialog._expiry_timer()
+                effects += dialog.expiry_timers()
         self._evict()
         return effects
 
