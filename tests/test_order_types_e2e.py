@@ -232,9 +232,11 @@ def test_every_type_restored_after_emsd_sigkill(venue_run):
             await ems.wait(oid, 'dark_open')
         await v.sim.flush_journal()
         await v.sim.kill('emsd')
-        # while emsd is down: the market crosses the take-profit, the
-        # stop-limit's trigger and the trail's (and the gtd expiry passes)
+        # while emsd is down: the market crosses every trigger (the
+        # take-profit's and stop-limit's up, the stop's and the trail's
+        # down), and the gtd expiry passes
         await v.push(bid=101.2, ask=101.3, last=101.2, bsize=5.0, asize=5.0)
+        await v.push(bid=97.9, ask=98.0, last=98.0, bsize=5.0, asize=5.0)
         await v.push(bid=99.8, ask=99.9, last=99.8, bsize=5.0, asize=5.0)
         state = await v.sim.until_ems(lambda st: st['restored'], timeout=30)
         assert {stop, tp, sl, trail} <= set(state['armed'])
