@@ -339,6 +339,30 @@ def test_gtd_live_order_is_cancelled_and_ends_expired_with_its_fills():
     assert core2.resps(o2)[-1] == 'closed'
 
 
+def test_gtd_cancel_refused_is_retried_and_still_ends_expired():
+    """The venue was unreachable when the expiry cancel went out: it is
+    sent again later, and the order still ends 'expired'."""
+    from piker.clearing import BrokerdError
+    from piker.clearing._dialogs import EXPIRE_RETRY_NS
+
+    core = Core()
+    oid = core.order('buy', 99.0, exec_mode='live', tif='gtd', expires_ns=5_000)
+    core.venue_event(BrokerdOrderAck(oid=oid, reqid='r1', account='paper'))
+    core.now = 6_000
+    (due,) = core.timers.due(core.now)
+    core.run(core.table.on_expire(due.oid, due.at_ns))
+    core.venue_event(BrokerdError(oid=oid, reqid='r1', reason='venue sim is not connected'))
+    assert core.phase(oid) == 'acked' and 'cancel rejected' in core.statuses[-1].reason
+    assert core.timers.next_at() == 6_000 + EXPIRE_RETRY_NS
+    core.now += EXPIRE_RETRY_NS
+    (retry,) = core.timers.due(core.now)
+    core.run(core.table.on_expire(retry.oid, retry.at_ns))
+    assert [type(m).__name__ for m in core.venue] == ['BrokerdOrder', 'BrokerdCancel',
+                                                      'BrokerdCancel']
+    core.venue_event(BrokerdStatus(reqid='r1', status='canceled', account='paper', time_ns=1))
+    assert core.resps(oid)[-1] == 'expired'
+
+
 def test_gtd_modify_moves_the_expiry():
     core = Core()
     oid = core.order('sell', 95.0, type='stop', tif='gtd', expires_ns=5_000)

@@ -231,6 +231,8 @@ _arrival = itertools.count()
 
 # sizes are floats: "fully filled" allows for rounding in sums of fills
 _REL_TOL = 1e-9
+# a gtd order's cancel the venue did not take is sent again this much later
+EXPIRE_RETRY_NS = 5_000_000_000
 
 
 def _first(pair: tuple[int, Any]) -> int:
@@ -675,6 +677,10 @@ class _VenueHandlers:
             self._state_resp(), src=self.broker,
             reason=f'{what} rejected: {err.reason}', brokerd_msg=details,
         )
+        if what == 'cancel' and self.s.expiring:
+            # the gtd cancel did not get through (e.g. the venue is down):
+            # try again a little later; it still ends 'expired'
+            effects.append(Expire(oid=self.oid, at_ns=self._clock() + EXPIRE_RETRY_NS))
         return self.s.phase, effects + self._send_stashed()
 
 
@@ -1265,14 +1271,16 @@ class DialogTable:
     # ---- timers -----------------------------------------------------------
 
     def on_expire(self, oid: str, at_ns: int) -> list[Effect]:
-        """The gtd timer `at_ns` of `oid` rang: expire it if that is still
-        its expiry and it has passed on the table's clock (a modify may have
-        moved it, a restored timer may ring early)."""
+        """The gtd timer `at_ns` of `oid` rang: expire it if its expiry has
+        passed on the table's clock and the timer is not stale (one set
+        before a modify moved the expiry later; a restored timer may also
+        ring early). A timer after the expiry is a retry of its cancel."""
         dialog = self._dialogs.get(oid)
         if dialog is None or dialog.terminal:
             return []
         req = dialog.req
-        if req.tif != 'gtd' or req.expires_ns != at_ns or self._clock() < at_ns:
+        if (req.tif != 'gtd' or req.expires_ns is None or at_ns < req.expires_ns
+                or self._clock() < req.expires_ns):
             return []
         return self._after(dialog, dialog.handle(E.EXPIRE))
 
