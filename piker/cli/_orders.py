@@ -345,7 +345,7 @@ def _place(
                         continue
                     last = msg
                     err_console.print(status_line(msg))
-                    if msg.resp in RESTING or msg.terminal:
+                    if msg.terminal or (msg.resp in RESTING and not _unarmed(msg)):
                         break
             print(order.oid, flush=True)
             if last is None or not (last.resp in RESTING or last.terminal):
@@ -358,6 +358,13 @@ def _place(
             return 0, ''
 
     _run(body, loglevel)
+
+
+def _unarmed(st: Status) -> bool:
+    """A trailing stop from the market: its trigger follows in a moment."""
+    req = st.req
+    return (st.resp == 'dark_open' and req is not None and req.type == 'trailing_stop'
+            and st.trigger is None)
 
 
 @acm
