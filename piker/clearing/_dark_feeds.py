@@ -25,7 +25,7 @@ from ..service import Backoff, leave_if_cancelled
 from ._dark import Triggered
 from ._dialogs import Arm, DialogTable, Effect, Phase
 from ._effects import Effects
-from ._messages import Order
+from ._messages import TRIGGER_TYPES, Order
 from ._order_types import last_for_direction, reduce_only_fit, release_price
 from ._risk import RiskGate, quote_mark
 from ._trailing import TriggerBook
@@ -165,36 +165,39 @@ class DarkFeeds:
         return effects
 
     def _on_trigger(self, trig: Triggered) -> list[Effect]:
-        """A dark trigger fired: send it live, unless it may not go now:
-        the trading state forbids it (halted, or reduce_only and it would
-        not reduce), the order as released fails the risk limits, or a
-        reduce-only order has no position left to reduce (else it is sized
-        down to it). Then the dark order is cancelled, its Status saying why."""
+        """A dark trigger fired: send it live, unless it may not go now
+        (`_release_problem`): then the dark order is cancelled, its Status
+        saying why."""
         dialog = self.dialogs.get(trig.oid)
-        req = dialog.req if dialog is not None else None
-        problem = ''
-        if req is not None and req.action != 'alert':
-            if req.reduce_only:
-                size, note = reduce_only_fit(
-                    req, *self.risk.position(req.broker, req.account, req.symbol),
-                )
-                if size <= 0:
-                    problem = note + ': the triggered order was cancelled, not sent'
-                else:
-                    trig = trig.copy({'size': size})
-            if not problem:
-                released = req.copy({
-                    'price': release_price(req, trig), 'size': trig.size or req.size,
-                    'exec_mode': 'live', 'type': 'limit', 'limit': None, 'trail': None,
-                })
-                refusal = self.risk.check_release(released, self.mark(req.symbol))
-                problem = refusal.reason if refusal is not None else ''
-        elif (refusal := self.risk.check_trigger(trig.oid)) is not None:
-            problem = refusal.reason
+        problem, trig = self._release_problem(dialog.req if dialog else None, trig)
         if not problem:
             return self.dialogs.on_trigger(trig)
         log.warning('dark order %s not sent: %s', trig.oid, problem)
         return self.dialogs.on_cancel(trig.oid, reason=problem)
+
+    def _release_problem(self, req: Order | None, trig: Triggered) -> tuple[str, Triggered]:
+        """Why the triggered `req` may not go live now ('' if it may), and
+        the trigger to release it with. Every dark order: the trading state
+        (halted, or reduce_only and it would not reduce). A trigger type
+        also: the risk gate's band and limits for what is actually sent (a
+        stop_limit's limit, a stop's padded price). A reduce-only order: the
+        position now (sized down to it, or refused)."""
+        if req is not None and req.reduce_only:
+            size, note = reduce_only_fit(
+                req, *self.risk.position(req.broker, req.account, req.symbol),
+            )
+            if size <= 0:
+                return note + ': the triggered order was cancelled, not sent', trig
+            trig = trig.copy({'size': size})
+        if req is None or req.type not in TRIGGER_TYPES:
+            refusal = self.risk.check_trigger(trig.oid)  # a dark limit, as ever
+        else:
+            released = req.copy({
+                'price': release_price(req, trig), 'size': trig.size or req.size,
+                'exec_mode': 'live', 'type': 'limit', 'limit': None, 'trail': None,
+            })
+            refusal = self.risk.check_release(released, self.mark(req.symbol))
+        return (refusal.reason if refusal is not None else ''), trig
 
     # -- market prices (the risk gate's price band) --------------------------
 
