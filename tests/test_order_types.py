@@ -12,6 +12,8 @@ from typing import Any
 
 import msgspec
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as hs
 
 from piker.accounting import Asset, MktPair
 from piker.clearing import (
@@ -34,6 +36,7 @@ from piker.clearing._expiry import Timers
 from piker.clearing._matching import PaperBook, RestingOrder
 from piker.clearing._order_types import reduce_only_fit
 from piker.clearing._risk import RiskGate
+from piker.clearing._trailing import TriggerBook, trail_trigger
 from piker.config import RiskConf
 
 FQME = 'btcusdt.sim'
@@ -480,3 +483,45 @@ def test_trigger_order_is_risk_checked_at_release():
     core.order('buy', 90.0, size=150.0, type='stop', reduce_only=True, oid='q')
     core.tick('ask', 90.0)
     assert core.sent('q')[0].size == 150.0
+
+
+# ---- trailing stops against a brute-force model -------------------------------------
+
+@settings(max_examples=150, deadline=None)
+@given(
+    action=hs.sampled_from(['buy', 'sell']),
+    trail=hs.one_of(
+        hs.integers(1, 40).map(lambda n: Trail(n)),
+        hs.sampled_from([0.1, 0.5, 1.0, 2.5]).map(lambda p: Trail(p, 'pct')),
+    ),
+    steps=hs.lists(hs.integers(-30, 30), min_size=1, max_size=60),
+)
+def test_trailing_matches_the_model_and_never_retreats(action, trail, steps):
+    """Over a random path of watched ticks the index agrees with the
+    obvious O(n) model: trigger = the best of (start, f(best seen)),
+    never worse; it fires on the first tick through it, once."""
+    tick = Decimal('0.01')
+    book = TriggerBook()
+    book.arm_trailing('t', FQME, action, trail, level=0, anchor=None, last_price=100.0,
+                      size=1.0, price_tick=tick, pad_ticks=0)
+    model = trail_trigger(100.0, action, trail, tick)
+    better = (lambda a, b: a > b) if action == 'sell' else (lambda a, b: a < b)
+    crossed = (lambda p, t: p <= t) if action == 'sell' else (lambda p, t: p >= t)
+    src = 'bid' if action == 'sell' else 'ask'
+    price = 100.0
+    seen: list[float] = [model]
+    for step in steps:
+        price = max(round(price + step * 0.01, 2), 1.0)
+        fired = book.process_quote(FQME, {'ticks': [{'type': src, 'price': price}]})
+        if crossed(price, model):
+            assert [f.oid for f in fired] == ['t'] and fired[0].level == model
+            assert 't' not in book and book.trailing('t') is None
+            break
+        assert not fired
+        new = trail_trigger(price, action, trail, tick)
+        if better(new, model):
+            model = new
+        (trigger, _anchor) = book.trailing('t')
+        assert trigger == model
+        assert not better(seen[-1], trigger)  # never moved back
+        seen.append(trigger)
