@@ -41,7 +41,8 @@ from piker.clearing import (
     decode_broker_msg,
     decode_client_msg,
 )
-from piker.clearing._dialogs import TERMINAL_PHASES
+from piker.clearing._dialogs import TERMINAL_PHASES, Expire
+from piker.clearing._trailing import TrailMove
 
 FQME = 'btcusdt.sim'
 BROKER = 'sim'
@@ -737,6 +738,10 @@ def _reach(phase: Phase) -> tuple[Harness, Dialog]:
         h.order(action='alert')
         h.trigger()
         return h, h.d()
+    if phase is Phase.EXPIRED:
+        h.order(exec_mode='dark', tif='gtd', expires_ns=1)
+        h.table.on_expire('o1', 1)
+        return h, h.d()
     h.order(exec_mode='dark' if dark else 'live')
     steps = {
         Phase.DARK_OPEN: [],
@@ -774,6 +779,8 @@ def _event_msg(event: Event, d: Dialog) -> Any:
         Event.FILL: BrokerdFill(reqid='r1', tid='tx', action='buy', size=0.5, price=1.0,
                                 broker_time=1.0, time_ns=1),
         Event.VENUE_ERROR: BrokerdError(oid=d.oid, reqid='r1', reason='boom'),
+        Event.TRAIL: TrailMove(oid=d.oid, anchor=req.price + 2, trigger=req.price + 1),
+        Event.EXPIRE: None,
     }[event]
 
 
@@ -795,7 +802,7 @@ def test_every_transition_lands_where_the_table_says(phase, event, caplog):
     # only a new (reqid-less) order or a dark trigger makes a venue order
     assert d.venue_orders <= 1
     for eff in effects:
-        assert isinstance(eff, Status | ToVenue | Arm | Disarm)
+        assert isinstance(eff, Status | ToVenue | Arm | Disarm | Expire)
         if isinstance(eff, Status):
             assert math.isclose(eff.filled + eff.remaining, eff.req.size)
 

@@ -72,6 +72,10 @@ Optional:
                       section 5 (live order execution). Without it the
                       backend is paper-only (the sim is).
     REPORTS_ORDERS = True
+    TIME_IN_FORCE = ('gtc', 'ioc', ...)
+                      the `BrokerdOrder.tif` values the venue honours
+                      (default gtc only); emsd refuses an order with any
+                      other before it is sent (gtd is emsd's own).
                       the `trades_dialogue` opens with an order report
                       (below). Strongly recommended: without it emsd
                       cannot tell what happened to its orders while its

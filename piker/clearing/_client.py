@@ -130,13 +130,18 @@ class OrderClient:
         exec_mode: Literal['dark', 'live'] = 'live',
         account: str = 'paper',
         oid: str | None = None,
+        **fields: Any,
     ) -> Order:
-        """Build a validated `Order` for this session's market (or `symbol`)."""
+        """Build a validated `Order` for this session's market (or `symbol`).
+
+        `fields`: the order's other fields (docs/protocol.md), e.g.
+        `type='stop'`, `trail=Trail(0.5, 'pct')`, `tif='ioc'`,
+        `reduce_only=True`."""
         symbol = symbol or self.fqme
         return Order(
             oid=oid or str(uuid.uuid4()), symbol=symbol, action=action,
             exec_mode=exec_mode, price=price, size=size, account=account,
-            brokers=[unpack_fqme(symbol)[0]],
+            brokers=[unpack_fqme(symbol)[0]], **fields,
         )
 
     # -- modify / cancel ----------------------------------------------------

@@ -14,6 +14,7 @@ import math
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import NamedTuple
 
 import trio
 
@@ -21,11 +22,13 @@ from ..accounting import MktPair
 from ..data import open_feed
 from ..log import get_logger
 from ..service import Backoff, leave_if_cancelled
-from ._dark import DarkBook, Triggered
+from ._dark import Triggered
 from ._dialogs import Arm, DialogTable, Effect, Phase
 from ._effects import Effects
-from ._messages import Order
+from ._messages import TRIGGER_TYPES, Order
+from ._order_types import last_for_direction, reduce_only_fit, release_price
 from ._risk import RiskGate, quote_mark
+from ._trailing import TriggerBook
 
 __all__ = ['LIVE_MARK_WAIT', 'NO_MARK_RETRY', 'DarkFeed', 'DarkFeeds', 'open_dark_feeds']
 
@@ -65,7 +68,10 @@ class DarkFeeds:
         self.fx = fx
         self.risk = risk
         self.pad_ticks = pad_ticks
-        self.book = DarkBook()
+        self.book = TriggerBook()
+        # Statuses of triggers set while arming (a trailing stop started
+        # from the market): `Effects` publishes them after their batch's
+        self._news: list[Effect] = []
         self.feeds: dict[str, DarkFeed] = {}
         # fqme -> monotonic time until which live orders skip waiting for
         # its market price (it had none: see `await_mark`)
@@ -92,10 +98,26 @@ class DarkFeeds:
         last = feed.last if feed else math.nan
         if not math.isfinite(last):
             last = eff.level  # no print yet: a level at the market fires on a fall
+        if eff.trail is not None and mkt is not None:
+            try:
+                entry = self.book.arm_trailing(
+                    eff.oid, eff.fqme, eff.action, eff.trail,  # type: ignore[arg-type]
+                    level=eff.level, anchor=eff.anchor, last_price=feed.last if feed else last,
+                    size=eff.size, price_tick=mkt.price_tick, pad_ticks=self.pad_ticks,
+                )
+            except ValueError as err:  # no market price to start from
+                log.error('trailing stop %s not armed: %s', eff.oid, err)
+                self._news += self.dialogs.on_cancel(eff.oid, reason=str(err))
+                return
+            if entry.level != eff.level:  # started from the market
+                trigger, anchor = self.book.trailing(eff.oid) or (entry.level, None)
+                self._news += self.dialogs.on_trail(_Start(oid=eff.oid, trigger=trigger, anchor=anchor))
+            return
         if eff.direction is not None:
             # a restored trigger keeps the direction it was placed with,
-            # whatever the market did while emsd was down
-            last = eff.level if eff.direction == 'down' else math.nextafter(eff.level, -math.inf)
+            # whatever the market did while emsd was down; a trigger
+            # type's is fixed by its type and side
+            last = last_for_direction(eff.level, eff.direction)
         entry = self.book.arm(
             eff.oid, eff.fqme, eff.action, eff.level, last, size=eff.size,
             price_tick=mkt.price_tick if mkt else None,
@@ -104,6 +126,11 @@ class DarkFeeds:
         dialog = self.dialogs.get(eff.oid)
         if dialog is not None:
             dialog.armed(entry.direction)
+
+    def news(self) -> list[Effect]:
+        """What arming said (see `_news`), once."""
+        news, self._news = self._news, []
+        return news
 
     def disarm(self, oid: str) -> None:
         self.book.disarm(oid)
@@ -119,19 +146,58 @@ class DarkFeeds:
             dialog = self.dialogs.get(eff.oid)
             # a cancel or modify since the restore has moved on: leave it
             if (dialog is None or dialog.phase is not Phase.DARK_OPEN
-                    or eff.oid in self.book or dialog.req.price != eff.level):
+                    or eff.oid in self.book or dialog.arm_effect().level != eff.level):
                 continue
             self.arm(eff)
+        self.fx.execute_nowait(self.news())
+
+    def on_quote(self, fqme: str, quote: dict) -> list[Effect]:
+        """One quote of `fqme` through the dark book: the triggers it fired
+        and the trailing stops it moved (one `dark_open` each, conflated:
+        the final trigger of the quote, and only if it moved a tick or more)."""
+        fired = self.book.process_quote(fqme, quote)
+        moved = self.book.drain_moved()
+        effects: list[Effect] = []
+        for trig in fired:
+            effects += self._on_trigger(trig)
+        for move in moved:
+            effects += self.dialogs.on_trail(move)
+        return effects
 
     def _on_trigger(self, trig: Triggered) -> list[Effect]:
-        """A dark trigger fired: send it live, unless the trading state
-        forbids it now (halted, or reduce_only and it would not reduce):
-        then the dark order is cancelled, its Status saying why."""
-        refusal = self.risk.check_trigger(trig.oid)
-        if refusal is None:
+        """A dark trigger fired: send it live, unless it may not go now
+        (`_release_problem`): then the dark order is cancelled, its Status
+        saying why."""
+        dialog = self.dialogs.get(trig.oid)
+        problem, trig = self._release_problem(dialog.req if dialog else None, trig)
+        if not problem:
             return self.dialogs.on_trigger(trig)
-        log.warning('dark order %s not sent: %s', trig.oid, refusal.reason)
-        return self.dialogs.on_cancel(trig.oid, reason=refusal.reason)
+        log.warning('dark order %s not sent: %s', trig.oid, problem)
+        return self.dialogs.on_cancel(trig.oid, reason=problem)
+
+    def _release_problem(self, req: Order | None, trig: Triggered) -> tuple[str, Triggered]:
+        """Why the triggered `req` may not go live now ('' if it may), and
+        the trigger to release it with. Every dark order: the trading state
+        (halted, or reduce_only and it would not reduce). A trigger type
+        also: the risk gate's band and limits for what is actually sent (a
+        stop_limit's limit, a stop's padded price). A reduce-only order: the
+        position now (sized down to it, or refused)."""
+        if req is not None and req.reduce_only:
+            size, note = reduce_only_fit(
+                req, *self.risk.position(req.broker, req.account, req.symbol),
+            )
+            if size <= 0:
+                return note + ': the triggered order was cancelled, not sent', trig
+            trig = trig.copy({'size': size})
+        if req is None or req.type not in TRIGGER_TYPES:
+            refusal = self.risk.check_trigger(trig.oid)  # a dark limit, as ever
+        else:
+            released = req.copy({
+                'price': release_price(req, trig), 'size': trig.size or req.size,
+                'exec_mode': 'live', 'type': 'limit', 'limit': None, 'trail': None,
+            })
+            refusal = self.risk.check_release(released, self.mark(req.symbol))
+        return (refusal.reason if refusal is not None else ''), trig
 
     # -- market prices (the risk gate's price band) --------------------------
 
@@ -195,11 +261,8 @@ class DarkFeeds:
                         for tick in quote.get('ticks') or ():
                             if tick.get('type') == 'gap':  # the backend reconnected
                                 self._notice(fqme, str(tick.get('reason', '')))
-                        fired = self.book.process_quote(fqme, quote)
-                        if fired:
-                            effects: list[Effect] = []
-                            for trig in fired:
-                                effects += self._on_trigger(trig)
+                        effects = self.on_quote(fqme, quote)
+                        if effects:
                             await self.fx.execute(effects)
             except Exception as err:
                 if not feed.ready.is_set():
@@ -224,6 +287,14 @@ class DarkFeeds:
         for dialog in self.dialogs.active(fqme):
             if dialog.phase is Phase.DARK_OPEN:
                 self.fx.publish(dialog.snapshot().copy({'reason': notice}))
+
+
+class _Start(NamedTuple):
+    """A trailing stop's first trigger, set from the market at arm."""
+
+    oid: str
+    trigger: float
+    anchor: float | None
 
 
 @asynccontextmanager

@@ -57,6 +57,7 @@ from ..types import Struct
 from ._dark import Direction, Triggered
 from ._messages import (
     TERMINAL_RESPS,
+    TRIGGER_TYPES,
     Action,
     BrokerdCancel,
     BrokerdError,
@@ -70,7 +71,9 @@ from ._messages import (
     Order,
     Resp,
     Status,
+    Trail,
 )
+from ._order_types import fixed_direction, release_price, venue_tif
 
 __all__ = [
     'Arm',
@@ -82,6 +85,7 @@ __all__ = [
     'Disarm',
     'Effect',
     'Event',
+    'Expire',
     'PendingRequest',
     'Phase',
     'TRANSITIONS',
@@ -120,6 +124,17 @@ class Arm(Struct, frozen=True):
     level: float
     size: float
     direction: Direction | None = None
+    # a trailing stop's trail and best price so far (level 0: from the market)
+    trail: Trail | None = None
+    anchor: float | None = None
+
+
+class Expire(Struct, frozen=True):
+    """Wake the dialog `oid` at `at_ns` (its gtd expiry, on the table's
+    clock): emsd's timers call `DialogTable.on_expire()` then."""
+
+    oid: str
+    at_ns: int
 
 
 class Disarm(Struct, frozen=True):
@@ -128,7 +143,7 @@ class Disarm(Struct, frozen=True):
     oid: str
 
 
-Effect = Status | ToVenue | Arm | Disarm
+Effect = Status | ToVenue | Arm | Disarm | Expire
 
 
 # ---- the state machine ---------------------------------------------------
@@ -146,11 +161,12 @@ class Phase(StrEnum):
     ALERT_TRIGGERED = 'alert_triggered'
     CLOSED = 'closed'
     CANCELED = 'canceled'
+    EXPIRED = 'expired'
     ERROR = 'error'
 
 
 TERMINAL_PHASES = frozenset({
-    Phase.ALERT_TRIGGERED, Phase.CLOSED, Phase.CANCELED, Phase.ERROR,
+    Phase.ALERT_TRIGGERED, Phase.CLOSED, Phase.CANCELED, Phase.EXPIRED, Phase.ERROR,
 })
 # phases where the venue has not acked the live order yet
 PRE_ACK_PHASES = frozenset({Phase.PENDING, Phase.DARK_TRIGGERED, Phase.CANCEL_STASHED})
@@ -168,6 +184,8 @@ class Event(StrEnum):
     VENUE_CLOSED = 'venue_closed'
     FILL = 'fill'                    # BrokerdFill
     VENUE_ERROR = 'venue_error'      # BrokerdError
+    TRAIL = 'trail'                  # dark book: a trailing stop's trigger moved
+    EXPIRE = 'expire'                # emsd's timer: a gtd order's expiry
 
 
 Handler = Callable[['Dialog', Any], tuple['Phase', list[Effect]]]
@@ -197,6 +215,7 @@ _STATE_RESP: dict[Phase, Resp] = {
     P.ALERT_TRIGGERED: 'alert_triggered',
     P.CLOSED: 'closed',
     P.CANCELED: 'canceled',
+    P.EXPIRED: 'expired',
     P.ERROR: 'error',
 }
 
@@ -212,6 +231,8 @@ _arrival = itertools.count()
 
 # sizes are floats: "fully filled" allows for rounding in sums of fills
 _REL_TOL = 1e-9
+# a gtd order's cancel the venue did not take is sent again this much later
+EXPIRE_RETRY_NS = 5_000_000_000
 
 
 def _first(pair: tuple[int, Any]) -> int:
@@ -280,10 +301,26 @@ class DialogState(Struct):
     # None: never routed), and the direction its dark trigger was armed with
     route: Mode | None = None
     direction: Direction | None = None
+    # a trailing stop's trigger now and the best price that moved it there
+    # (None: not moved yet, the trigger is `req.price`); `expiring`: the
+    # cancel in flight is its gtd expiry (it ends 'expired')
+    trail_trigger: float | None = None
+    trail_anchor: float | None = None
+    expiring: bool = False
 
     @property
     def terminal(self) -> bool:
         return self.phase in TERMINAL_PHASES
+
+    @property
+    def trigger(self) -> float | None:
+        """A trigger type's current trigger (None: a limit or alert)."""
+        if self.req.type not in TRIGGER_TYPES:
+            return None
+        if self.trail_trigger is not None:
+            return self.trail_trigger
+        # a trailing stop from the market has none until it is armed
+        return self.req.price or None
 
     @property
     def filled(self) -> float:
@@ -403,26 +440,53 @@ class _ClientHandlers:
     __slots__ = ()
 
     def _submit(self: Dialog, order: Order) -> tuple[Phase, list[Effect]]:
+        timer = self.expiry_timers()
         if order.exec_mode == 'dark':
-            arm = Arm(oid=self.oid, fqme=self.fqme, action=order.action,
-                      level=order.price, size=order.size)
-            return P.DARK_OPEN, [arm, *self._status('dark_open', src='emsd')]
+            return P.DARK_OPEN, [
+                self.arm_effect(), *timer, *self._status('dark_open', src='emsd'),
+            ]
         cmd = self._new_venue_order(order.price)
-        return P.PENDING, [cmd, *self._status('pending', src='emsd')]
+        return P.PENDING, [cmd, *timer, *self._status('pending', src='emsd')]
 
     def _modify_dark(self: Dialog, new: Order) -> tuple[Phase, list[Effect]]:
         if problem := self.s.modify_problem(new):
             return self.s.phase, self._refusal(f'modify refused: {problem}')
         self.s.req = self.s.confirmed = new
+        # a modify re-arms: new trigger, type and trail start afresh
+        self.s.trail_trigger = self.s.trail_anchor = self.s.direction = None
+        timer = self.expiry_timers()
         if new.exec_mode == 'live':
             # dark -> live: leave the book, go to the venue
             cmd = self._new_venue_order(new.price)
             return P.PENDING, [
-                Disarm(oid=self.oid), cmd, *self._status('pending', src='emsd'),
+                Disarm(oid=self.oid), cmd, *timer, *self._status('pending', src='emsd'),
             ]
-        arm = Arm(oid=self.oid, fqme=self.fqme, action=new.action,
-                  level=new.price, size=new.size)
-        return P.DARK_OPEN, [arm, *self._status('dark_open', src='emsd')]
+        return P.DARK_OPEN, [self.arm_effect(), *timer, *self._status('dark_open', src='emsd')]
+
+    def _trail(self: Dialog, move: Any) -> tuple[Phase, list[Effect]]:
+        """The dark book moved a trailing stop's trigger (`TrailMove`)."""
+        self.s.trail_trigger, self.s.trail_anchor = move.trigger, move.anchor
+        return P.DARK_OPEN, self._status('dark_open', src='dark', brokerd_msg={
+            'trigger': move.trigger, 'anchor': move.anchor,
+        })
+
+    def _expire_dark(self: Dialog, _: Any) -> tuple[Phase, list[Effect]]:
+        return P.EXPIRED, [
+            Disarm(oid=self.oid), *self._status('expired', src='emsd', reason=self._expiry()),
+        ]
+
+    def _expire_pre_ack(self: Dialog, _: Any) -> tuple[Phase, list[Effect]]:
+        self.s.expiring = True
+        return self._stash_cancel(None)
+
+    def _expire_live(self: Dialog, _: Any) -> tuple[Phase, list[Effect]]:
+        self.s.expiring = True
+        return self._cancel_live(None)
+
+    def _expiry(self: Dialog) -> str:
+        at = self.s.req.expires_ns or 0
+        when = time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(at / 1e9))
+        return f'gtd: expired at {when}'
 
     def _cancel_dark(self: Dialog, why: str) -> tuple[Phase, list[Effect]]:
         return P.CANCELED, [
@@ -438,11 +502,18 @@ class _ClientHandlers:
             return P.ALERT_TRIGGERED, self._status(
                 'alert_triggered', src='dark', brokerd_msg=details,
             )
-        cmd = self._new_venue_order(trig.submit_price)
-        details['submit_price'] = trig.submit_price
-        return P.DARK_TRIGGERED, [
-            cmd, *self._status('dark_triggered', src='dark', brokerd_msg=details),
-        ]
+        reason = ''
+        req = self.s.req
+        if 0 < trig.size < req.size:
+            # reduce-only, sized down to the position at release
+            reason = f'reduce_only: sized down from {req.size:g} to {trig.size:g}'
+            self.s.req = self.s.confirmed = req.copy({'size': trig.size})
+        price = release_price(req, trig)
+        cmd = self._new_venue_order(price)
+        details['submit_price'] = price
+        return P.DARK_TRIGGERED, [cmd, *self._status(
+            'dark_triggered', src='dark', reason=reason, brokerd_msg=details,
+        )]
 
     def _stash_modify(self: Dialog, new: Order) -> tuple[Phase, list[Effect]]:
         if problem := self.s.modify_problem(new):
@@ -576,9 +647,14 @@ class _VenueHandlers:
         self.s.add_executed(reported=msg.filled)
         closed = msg.status == 'closed' or self.s.fully_filled
         self.s.settle()
-        return (P.CLOSED if closed else P.CANCELED), self._status(
-            'closed' if closed else 'canceled', src=self.broker,
-            reason=msg.reason, brokerd_msg=msg.to_builtins(),
+        if closed:
+            phase, reason = P.CLOSED, msg.reason
+        elif self.s.expiring:  # our gtd cancel: the order expired
+            phase, reason = P.EXPIRED, self._expiry()
+        else:
+            phase, reason = P.CANCELED, msg.reason
+        return phase, self._status(
+            _STATE_RESP[phase], src=self.broker, reason=reason, brokerd_msg=msg.to_builtins(),
         )
 
     def _venue_error(self: Dialog, err: BrokerdError) -> tuple[Phase, list[Effect]]:
@@ -601,6 +677,10 @@ class _VenueHandlers:
             self._state_resp(), src=self.broker,
             reason=f'{what} rejected: {err.reason}', brokerd_msg=details,
         )
+        if what == 'cancel' and self.s.expiring:
+            # the gtd cancel did not get through (e.g. the venue is down):
+            # try again a little later; it still ends 'expired'
+            effects.append(Expire(oid=self.oid, at_ns=self._clock() + EXPIRE_RETRY_NS))
         return self.s.phase, effects + self._send_stashed()
 
 
@@ -808,6 +888,7 @@ class Dialog(_ClientHandlers, _VenueHandlers):
             remaining=self.s.remaining,
             reason=reason,
             brokerd_msg=dict(brokerd_msg or {}),
+            trigger=self.s.trigger,
         )
 
     def _status(
@@ -849,7 +930,22 @@ class Dialog(_ClientHandlers, _VenueHandlers):
             size=req.size,
             account=req.account,
             time_ns=self._clock(),
+            tif=venue_tif(req),
         ))
+
+    def arm_effect(self) -> Arm:
+        """The dark-book entry of the dialog as it stands (see `Arm`)."""
+        req, s = self.s.req, self.s
+        return Arm(
+            oid=self.oid, fqme=self.fqme, action=req.action,
+            level=s.trigger or req.price, size=req.size,
+            direction=s.direction if s.direction is not None else fixed_direction(req),
+            trail=req.trail, anchor=s.trail_anchor,
+        )
+
+    def expiry_timers(self) -> list[Effect]:
+        at = self.s.req.expires_ns
+        return [Expire(oid=self.oid, at_ns=at)] if self.s.req.tif == 'gtd' and at else []
 
     def _send_modify(self, new: Order) -> ToVenue:
         self.s.outstanding.append(PendingRequest('modify', new))
@@ -863,6 +959,7 @@ class Dialog(_ClientHandlers, _VenueHandlers):
             size=new.size,
             account=new.account,
             time_ns=self._clock(),
+            tif=venue_tif(new),
         ))
 
     def _send_cancel(self) -> ToVenue:
@@ -893,6 +990,8 @@ def _pre_ack(phase: Phase) -> dict[Event, Transition]:
         E.FILL: _t(Dialog._buffer, phase),
         # the order itself was rejected
         E.VENUE_ERROR: _t(Dialog._reject, P.ERROR),
+        # gtd: cancel on the ack (a cancel in progress ends it anyway)
+        **({E.EXPIRE: _t(Dialog._expire_pre_ack, P.CANCEL_STASHED)} if stashing else {}),
     }
 
 
@@ -909,14 +1008,15 @@ def _live(phase: Phase) -> dict[Event, Transition]:
         E.VENUE_PENDING: _t(Dialog._ignore, phase),
         E.VENUE_OPEN: _t(Dialog._open, P.OPEN),
         E.FILL: _t(Dialog._fill, P.OPEN, P.CLOSED),
-        E.VENUE_CANCELED: _t(Dialog._venue_done, P.CANCELED, P.CLOSED),
+        E.VENUE_CANCELED: _t(Dialog._venue_done, P.CANCELED, P.EXPIRED, P.CLOSED),
         E.VENUE_CLOSED: _t(Dialog._venue_done, P.CLOSED),
         # a rejected modify/cancel leaves the order working; else it died
         E.VENUE_ERROR: _t(Dialog._venue_error, phase, P.ERROR),
+        E.EXPIRE: _t(Dialog._expire_live, P.CANCELING),
     }
 
 
-_late_fill = {E.FILL: _t(Dialog._late_fill, P.CLOSED, P.CANCELED, P.ERROR)}
+_late_fill = {E.FILL: _t(Dialog._late_fill, P.CLOSED, P.CANCELED, P.EXPIRED, P.ERROR)}
 
 # (phase, event) -> transition. A pair not listed is an invalid transition:
 # logged and ignored, never raised.
@@ -928,6 +1028,8 @@ TRANSITIONS: Mapping[Phase, Mapping[Event, Transition]] = {
         E.MODIFY: _t(Dialog._modify_dark, P.DARK_OPEN, P.PENDING),
         E.CANCEL: _t(Dialog._cancel_dark, P.CANCELED),
         E.TRIGGER: _t(Dialog._trigger, P.DARK_TRIGGERED, P.ALERT_TRIGGERED),
+        E.TRAIL: _t(Dialog._trail, P.DARK_OPEN),
+        E.EXPIRE: _t(Dialog._expire_dark, P.EXPIRED),
     },
     P.PENDING: _pre_ack(P.PENDING),
     P.DARK_TRIGGERED: _pre_ack(P.DARK_TRIGGERED),
@@ -942,7 +1044,7 @@ TRANSITIONS: Mapping[Phase, Mapping[Event, Transition]] = {
         E.VENUE_OPEN: _t(Dialog._open, P.CANCELING),
         # a fill racing the cancel still counts
         E.FILL: _t(Dialog._fill, P.CANCELING, P.CLOSED),
-        E.VENUE_CANCELED: _t(Dialog._venue_done, P.CANCELED, P.CLOSED),
+        E.VENUE_CANCELED: _t(Dialog._venue_done, P.CANCELED, P.EXPIRED, P.CLOSED),
         E.VENUE_CLOSED: _t(Dialog._venue_done, P.CLOSED),
         # a rejected cancel (or modify sent before it) leaves it working
         E.VENUE_ERROR: _t(Dialog._venue_error, P.CANCELING, P.ACKED, P.OPEN, P.ERROR),
@@ -951,6 +1053,7 @@ TRANSITIONS: Mapping[Phase, Mapping[Event, Transition]] = {
     # a venue may report a fill after the terminal status: count it
     P.CLOSED: _late_fill,
     P.CANCELED: _late_fill,
+    P.EXPIRED: _late_fill,
     P.ERROR: _late_fill,
 }
 
@@ -1085,13 +1188,11 @@ class DialogTable:
                 self._by_reqid[(dialog.broker, dialog.reqid)] = dialog.oid
             if dialog.terminal:
                 self._finished[dialog.oid] = None
-            elif dialog.phase is P.DARK_OPEN:
-                req = dialog.req
-                effects.append(Arm(
-                    oid=dialog.oid, fqme=dialog.fqme, action=req.action,
-                    level=req.price, size=req.size,
-                    direction=dialog.direction,
-                ))
+            else:
+                if dialog.phase is P.DARK_OPEN:
+                    effects.append(dialog.arm_effect())
+                # a gtd expiry that passed while emsd was down fires at once
+                effects += dialog.expiry_timers()
         self._evict()
         return effects
 
@@ -1158,6 +1259,30 @@ class DialogTable:
             log.warning('trigger for unknown oid %s ignored', trig.oid)
             return []
         return self._after(dialog, dialog.handle(E.TRIGGER, trig))
+
+    def on_trail(self, move: Any) -> list[Effect]:
+        """The dark book moved a trailing stop's trigger (a `TrailMove`)."""
+        dialog = self._dialogs.get(move.oid)
+        if dialog is None:
+            log.warning('trail move for unknown oid %s ignored', move.oid)
+            return []
+        return self._after(dialog, dialog.handle(E.TRAIL, move))
+
+    # ---- timers -----------------------------------------------------------
+
+    def on_expire(self, oid: str, at_ns: int) -> list[Effect]:
+        """The gtd timer `at_ns` of `oid` rang: expire it if its expiry has
+        passed on the table's clock and the timer is not stale (one set
+        before a modify moved the expiry later; a restored timer may also
+        ring early). A timer after the expiry is a retry of its cancel."""
+        dialog = self._dialogs.get(oid)
+        if dialog is None or dialog.terminal:
+            return []
+        req = dialog.req
+        if (req.tif != 'gtd' or req.expires_ns is None or at_ns < req.expires_ns
+                or self._clock() < req.expires_ns):
+            return []
+        return self._after(dialog, dialog.handle(E.EXPIRE))
 
     # ---- venue side -----------------------------------------------------
 

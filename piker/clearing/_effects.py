@@ -4,7 +4,8 @@
 them out, always in the same order:
 
 1. the dark book (`Arm`/`Disarm`, local, no checkpoint) - so the journal
-   records the direction a trigger was armed with;
+   records the direction a trigger was armed with - and emsd's timers
+   (`Expire`: a gtd order's expiry);
 2. the journal (what the batch changed, one group-commit ticket);
 3. the batch's `Status`es, to the risk gate and the client fan-out - held
    until committed when they promise something a crash must not lose;
@@ -21,7 +22,7 @@ from collections.abc import Iterable
 from typing import Protocol
 
 from ..log import get_logger
-from ._dialogs import Arm, DialogTable, Disarm, Effect, Mode, ToVenue
+from ._dialogs import Arm, DialogTable, Disarm, Effect, Expire, Mode, ToVenue
 from ._fanout import ClientConn, Clients
 from ._journal import JournalEntry, JournalWriter, entries_from_changes
 from ._messages import BrokerdError, BrokerdPosition, Status
@@ -50,6 +51,16 @@ class Dark(Protocol):
 
     def disarm(self, oid: str) -> None: ...
 
+    def news(self) -> list[Effect]:
+        """What arming decided (a trailing stop's first trigger)."""
+        ...
+
+
+class Timers(Protocol):
+    """Where `Expire` goes (`_expiry.Expiries`)."""
+
+    def schedule(self, eff: Expire) -> None: ...
+
 
 class Effects:
     """Carries out dialog effects on the dark book, journal, clients and
@@ -61,14 +72,15 @@ class Effects:
         self.clients = clients
         self.venues: Venues | None = None
         self.dark: Dark | None = None
+        self.timers: Timers | None = None
         # the journal's group-commit writer (None: not (yet) open, or no
         # journal), and the Status batches held back until a commit:
         # (ticket, statuses, origin), in order
         self.writer: JournalWriter | None = None
         self._held: deque[tuple[int, list[Status], ClientConn | None]] = deque()
 
-    def connect(self, venues: Venues, dark: Dark) -> None:
-        self.venues, self.dark = venues, dark
+    def connect(self, venues: Venues, dark: Dark, timers: Timers | None = None) -> None:
+        self.venues, self.dark, self.timers = venues, dark, timers
 
     def attach(self, writer: JournalWriter | None) -> None:
         """Journal from now on (None: stop, publishing what was held)."""
@@ -100,15 +112,21 @@ class Effects:
         journal ticket (else 0)."""
         effects = list(effects)
         dark_change = False
-        for eff in effects:
+        i = 0
+        while i < len(effects):  # arming may add effects (`Dark.news`)
+            eff = effects[i]
+            i += 1
             if isinstance(eff, Arm):
                 assert self.dark is not None
                 self.dark.arm(eff)
+                effects += self.dark.news()
                 dark_change = True
             elif isinstance(eff, Disarm):
                 assert self.dark is not None
                 self.dark.disarm(eff.oid)
                 dark_change = True
+            elif isinstance(eff, Expire) and self.timers is not None:
+                self.timers.schedule(eff)
         ticket = self._journal_changes()
         statuses = [eff for eff in effects if isinstance(eff, Status)]
         if statuses:

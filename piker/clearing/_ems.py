@@ -47,8 +47,9 @@ from ..config import EMSConf, load_conf
 from ..log import get_console_log, get_logger
 from ..service import open_drained_stream, start_actor_task, watch_peer
 from ._dark_feeds import DarkFeeds, open_dark_feeds
-from ._dialogs import Arm, DialogTable, Mode, Phase
+from ._dialogs import Arm, DialogTable, Expire, Mode, Phase
 from ._effects import Effects
+from ._expiry import open_expiries
 from ._fanout import Clients, open_clients
 from ._intake import Intake
 from ._journal import DialogRecord, open_journal_writer, restore_dialogs
@@ -120,6 +121,11 @@ class Emsd:
                 n.start_soon(self.relays.resume, broker, mode)
             for fqme, group in by_fqme.items():
                 n.start_soon(self.dark.resume, fqme, group)
+        # gtd timers once the venues are back (an expiry that passed while
+        # emsd was down rings now, and its cancel needs the venue)
+        for eff in arms:
+            if isinstance(eff, Expire) and self.fx.timers is not None:
+                self.fx.timers.schedule(eff)
         self.restored.set()
 
 
@@ -136,9 +142,10 @@ async def open_emsd(conf: EMSConf) -> AsyncIterator[Emsd]:
             open_dark_feeds(dialogs, fx, risk, conf.dark_pad_ticks) as dark,
             open_relays(dialogs, clients, fx, conf.relay_idle_s) as relays,
             open_journal_writer(conf.journal_keep_days, fx.release) as (writer, records),
+            open_expiries(dialogs, fx) as expiries,
             trio.open_nursery() as n,
         ):
-            fx.connect(relays, dark)
+            fx.connect(relays, dark, expiries)
             fx.attach(writer)
             emsd = Emsd(dialogs, risk, clients, fx, relays, dark)
             n.start_soon(emsd.restore, records)

@@ -4,12 +4,18 @@ Every command is decoded once, here. An order (new, or a modify) is
 checked before its dialog sees it - a known backend and account, a
 reachable venue, the market's feed for a dark order (or its price for a
 live one), then the risk gate last, with no checkpoint between the gate
-and the table, so an accepted order is counted at once. A refusal is an
+and the table, so an accepted order is counted at once. A reduce-only
+order is sized down to the position here (or refused: flat, or it would
+grow or flip it; `_order_types.reduce_only_fit`), and a time in force the
+order's live venue cannot honour is refused before anything is sent
+(`TIME_IN_FORCE` of the backend; the paper engine honours all). A refusal is an
 `error` Status (a refused modify leaves the order working as it was) and
 is kept in the journal's history. Cancels are never checked.
 """
 from __future__ import annotations
 
+import math
+import time
 from typing import Any
 
 from ..brokers import get_brokermod
@@ -18,7 +24,15 @@ from ._dark_feeds import DarkFeeds
 from ._dialogs import Dialog, DialogTable
 from ._effects import Effects
 from ._fanout import ClientConn, Clients
-from ._messages import Cancel, MessageError, Order, decode_client_msg, error_status
+from ._messages import (
+    Cancel,
+    MessageError,
+    Order,
+    Status,
+    decode_client_msg,
+    error_status,
+)
+from ._order_types import reduce_only_fit
 from ._relays import Relays
 from ._risk import RiskGate
 
@@ -58,17 +72,35 @@ class Intake:
         if ended is not None and ended.terminal:
             self._on_finished(client, msg, ended)
             return
-        if isinstance(msg, Order) and not await self._accept(client, msg):
-            return
+        note = ''
+        if isinstance(msg, Order):
+            accepted = await self._accept(client, msg)
+            if accepted is None:
+                return
+            msg, note = accepted
         # a new dialog is the client's, at its mode's venue; a restored one
         # is claimed by its first modifier or canceller (who hears the end)
         effects = self.dialogs.on_client_msg(msg, owner=client.id, route=client.mode)
+        if note:  # e.g. sized down: the order's first Status says so
+            first = next((e for e in effects if isinstance(e, Status) and e.oid == msg.oid), None)
+            if first is not None and not first.reason:
+                first.reason = note
         # even with no effects: a stashed modify/cancel changed the dialog
         await self.fx.execute(effects, origin=client)
 
-    async def _accept(self, client: ClientConn, order: Order) -> bool:
-        """Check `order`; a refused one is answered here (False)."""
+    async def _accept(self, client: ClientConn, order: Order) -> tuple[Order, str] | None:
+        """Check `order`: `(order as taken, note)`, or None if refused (and
+        answered here)."""
         problem = await self._check(client, order)
+        note = ''
+        if not problem and order.reduce_only:
+            size, note = reduce_only_fit(
+                order, *self.risk.position(order.broker, order.account, order.symbol),
+            )
+            if size <= 0:
+                problem, note = note, ''
+            elif size != order.size:
+                order = order.copy({'size': size})
         if not problem:
             # last, and with no checkpoint before the dialog table:
             # an accepted order is counted at once
@@ -79,7 +111,7 @@ class Intake:
             )
             problem = refusal.reason if refusal is not None else ''
         if not problem:
-            return True
+            return order, note
         log.warning('order %s refused: %s', order.oid, problem)
         live = self.dialogs.get(order.oid)
         if live is not None and not live.terminal:
@@ -89,7 +121,7 @@ class Intake:
             reply = error_status(order, problem)
         self.fx.journal_refusal(reply, client.mode)
         client.push(reply)
-        return False
+        return None
 
     async def _check(self, client: ClientConn, order: Order) -> str:
         """Why emsd cannot take `order` ('' if it can)."""
@@ -103,6 +135,8 @@ class Intake:
             return (f'modify of {order.oid} cannot change its market '
                     f'{existing.fqme!r} to {order.symbol!r}')
         mode = (existing.route if existing is not None else None) or client.mode
+        if problem := _tif_problem(order, mode, broker):
+            return problem
         if order.action != 'alert':
             try:
                 relay = await self.relays.ensure(broker, mode)
@@ -113,9 +147,12 @@ class Intake:
                         f'({mode}): use one of {relay.accounts}')
         if order.exec_mode == 'dark' or order.action == 'alert':
             try:
-                await self.dark.ensure(order.symbol)
+                feed = await self.dark.ensure(order.symbol)
             except Exception as err:
                 return str(err)
+            if order.type == 'trailing_stop' and order.price == 0 and not math.isfinite(feed.last):
+                return (f'a trailing_stop from the market (price 0) needs a market price: '
+                        f'{order.symbol} has none yet; give a trigger price')
         else:
             await self.dark.await_mark(order)
         return ''
@@ -141,3 +178,24 @@ class Intake:
             f'order {dialog.oid} is already {dialog.phase.value}: '
             + ('nothing to cancel' if what == 'cancel' else 'a new order needs a new oid')
         )))
+
+
+def _tif_problem(order: Order, mode: str, broker: str) -> str:
+    """Why `order`'s time in force cannot be had ('' if it can).
+
+    gtd is emsd's own (any venue); ioc/fok are the venue's: the paper
+    engine honours both, a live backend what its `TIME_IN_FORCE` lists
+    (gtc only if it says nothing).
+    """
+    if order.tif == 'gtd':
+        if order.expires_ns is not None and order.expires_ns <= time.time_ns():
+            when = time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(order.expires_ns / 1e9))
+            return f'gtd expiry {when} is in the past'
+        return ''
+    if order.tif == 'gtc' or mode != 'live':
+        return ''
+    tifs = getattr(get_brokermod(broker), 'TIME_IN_FORCE', ('gtc',))
+    if order.tif not in tifs:
+        return (f'{broker} (live) cannot honour time in force {order.tif!r}: '
+                f'it supports {", ".join(tifs)} (and emsd\'s gtd)')
+    return ''

@@ -7,7 +7,9 @@ Rules (DESIGN.md section 7):
   (ask for buys, bid for sells) or a trade print reaches it, at most the
   size quoted at that touch / printed in that trade;
 - the size quoted at a touch is a shared pool within one tick: orders are
-  served in price-time priority until it is used up.
+  served in price-time priority until it is used up;
+- time in force: an `ioc` order takes what the touch has and never rests;
+  a `fok` order fills whole at the touch or not at all (never rests).
 
 Pure and synchronous so it can be tested exhaustively; `paperboi` wraps it
 with IPC, fees, latency and the ledger.
@@ -81,15 +83,28 @@ class PaperBook:
 
     # -- order entry ------------------------------------------------------
 
-    def submit(self, order: RestingOrder) -> list[Fill]:
-        """Add a new order; fill what is marketable now, rest the remainder."""
+    def submit(self, order: RestingOrder, tif: str = 'gtc') -> list[Fill]:
+        """Add a new order; fill what is marketable now, rest the remainder
+        (`gtc`; an `ioc`/`fok` remainder is not rested: the caller cancels it)."""
         if order.reqid in self.orders:
             raise ValueError(f'duplicate reqid {order.reqid!r}')
         order = order.copy({'seq': next(_seq)})
+        if tif == 'fok' and self.available(order) < order.remaining - _eps(order.size):
+            return []
         fills = self._take(order)
-        if order.remaining > _eps(order.size):
+        if tif == 'gtc' and order.remaining > _eps(order.size):
             self._rest(order)
         return fills
+
+    def available(self, order: RestingOrder) -> float:
+        """What the touch offers `order` now (0: not marketable)."""
+        if order.action == 'buy':
+            touch, avail = self.ask, self.asize
+            ok = math.isfinite(touch) and order.price >= touch - _eps(touch)
+        else:
+            touch, avail = self.bid, self.bsize
+            ok = math.isfinite(touch) and order.price <= touch + _eps(touch)
+        return avail if ok else 0.0
 
     def modify(self, reqid: str, price: float, size: float) -> list[Fill]:
         """Re-price / re-size a resting order (loses time priority)."""
@@ -163,13 +178,9 @@ class PaperBook:
 
     def _take(self, order: RestingOrder) -> list[Fill]:
         """Fill the marketable part of an incoming order at the touch."""
-        if order.action == 'buy':
-            touch, avail = self.ask, self.asize
-            marketable = math.isfinite(touch) and order.price >= touch - _eps(touch)
-        else:
-            touch, avail = self.bid, self.bsize
-            marketable = math.isfinite(touch) and order.price <= touch + _eps(touch)
-        if not marketable or avail <= 0:
+        avail = self.available(order)
+        touch = self.ask if order.action == 'buy' else self.bid
+        if avail <= 0:
             return []
         qty = min(order.remaining, avail)
         if order.action == 'buy':

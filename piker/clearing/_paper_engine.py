@@ -598,7 +598,7 @@ class PaperVenue:
                     account=cmd.account, time_ns=cmd.time_ns,
                 )
                 self.created[cmd.oid].append(order.reqid)
-                fills = book.submit(order)
+                fills = book.submit(order, cmd.tif)
                 reqid = order.reqid
             else:
                 reqid = str(cmd.reqid)
@@ -628,6 +628,25 @@ class PaperVenue:
                     account=cmd.account, time_ns=time.time_ns(),
                     filled=resting.filled, remaining=resting.remaining,
                 ))
+            elif cmd.reqid is None and cmd.tif != 'gtc':
+                await self._end_unrested(cmd, reqid, fills)
+
+    async def _end_unrested(self, cmd: BrokerdOrder, reqid: str, fills: list[Fill]) -> None:
+        """An ioc/fok order does not rest: cancel what the touch did not fill."""
+        filled = sum(f.size for f in fills)
+        if filled >= cmd.size - 1e-9 * max(cmd.size, 1.0):
+            return  # filled whole: its fills said 'closed'
+        if cmd.tif == 'ioc':
+            why = (f'ioc: {filled:g} of {cmd.size:g} filled at the touch, '
+                   'the rest cancelled')
+        else:
+            why = f'fok: the touch cannot fill all {cmd.size:g}: nothing filled, cancelled'
+        order = RestingOrder(reqid=reqid, oid=cmd.oid, fqme='', action=cmd.action,
+                             price=cmd.price, size=cmd.size, account=cmd.account,
+                             filled=filled)
+        status = self._canceled(order, why)
+        self.store.record(events=[StoredEvent(msg=status)])
+        await self.emit(status)
 
     async def cancel(self, cmd: BrokerdCancel) -> None:
         reqid = str(cmd.reqid)

@@ -309,12 +309,14 @@ class RiskGate:
             if refusal is not None:
                 self.refused[refusal.limit] += 1
             return refusal
+        # a reduce-only order (emsd sizes it to the position) adds no exposure
+        exposure = not order.reduce_only
         refusal = (
             self._check_price(order, what, mark)
-            or self._check_limits(order, what)
+            or (self._check_limits(order, what) if exposure else None)
             or (self._check_reducing(order, existing)
                 if self._state is TradingState.REDUCE_ONLY else None)
-            or (self._check_open(order) if existing is None else None)
+            or (self._check_open(order) if existing is None and exposure else None)
             or self._check_rate(session, what)
         )
         if refusal is not None:
@@ -342,6 +344,22 @@ class RiskGate:
                 return self._refuse('reduce_only', refusal.reason + (
                     ': the triggered dark order was cancelled, not sent'
                 ))
+        return None
+
+    def check_release(self, order: Order, mark: float | None = None) -> Refusal | None:
+        """May a triggered order go live as `order` (its release price and
+        size)? `check_trigger()`, then the price and limits of what is sent
+        (a reduce-only order adds no exposure: only its price is checked)."""
+        refusal = self.check_trigger(order.oid)
+        if refusal is not None:
+            return refusal
+        what = 'triggered order'
+        refusal = self._check_price(order, what, mark) or (
+            None if order.reduce_only else self._check_limits(order, what)
+        )
+        if refusal is not None:
+            self.refused[refusal.limit] += 1
+            return refusal.copy({'reason': refusal.reason + ': cancelled, not sent'})
         return None
 
     def _refuse(self, limit: str, reason: str) -> Refusal:

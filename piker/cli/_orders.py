@@ -2,6 +2,9 @@
 
     piker order buy   FQME SIZE PRICE [--dark] [--account A] [--mode M]
     piker order sell  FQME SIZE PRICE [--dark] [--account A] [--mode M]
+          [--type stop|stop_limit|take_profit|trailing_stop] [--trigger P]
+          [--trail 0.5%|5] [--tif ioc|fok|gtd:2026-12-31T00:00Z] [--reduce-only]
+          (how PRICE reads with each type: `_order_opts`)
     piker order alert FQME PRICE
     piker order cancel OID... | --all [--fqme F]    (OID: a unique prefix will do)
     piker order ls [--fqme F] [--full]               (oids by 8-char prefix)
@@ -34,6 +37,15 @@ from typing import TYPE_CHECKING, Any, Literal
 import typer
 
 from ._app import app
+from ._order_opts import (
+    REDUCE_HELP,
+    TIF_HELP,
+    TRAIL_HELP,
+    TRIGGER_HELP,
+    TYPE_HELP,
+    OptionError,
+    order_fields,
+)
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -59,7 +71,7 @@ _STYLE = {
     'pending': 'yellow', 'open': 'cyan', 'dark_open': 'cyan',
     'dark_triggered': 'magenta', 'alert_triggered': 'magenta',
     'fill': 'green', 'closed': 'bold green', 'canceled': 'bold yellow',
-    'error': 'bold red',
+    'expired': 'bold yellow', 'error': 'bold red',
 }
 
 Outcome = tuple[int, str]  # (exit code, message for stderr; '' = none)
@@ -92,6 +104,10 @@ def status_line(st: Status) -> str:
         what = 'alert' if req.action == 'alert' else f'{req.action} {fmt_num(req.size)}'
         body = (f'{what} {req.symbol} @ {fmt_num(req.price)} {req.exec_mode} '
                 f'[{req.account}]')
+        if req.type != 'limit':
+            body += f'  {type_text(req)} trigger {fmt_num(st.trigger)}'
+        if req.tif != 'gtc' or req.reduce_only:
+            body += f'  {tif_text(req)}'
         if st.filled:
             body += f'  filled {fmt_num(st.filled)}'
         if st.reason:
@@ -99,6 +115,26 @@ def status_line(st: Status) -> str:
     else:
         body = st.reason
     return f'{head} {st.oid[:8]}  {escape(body)}'
+
+
+def type_text(req: Any) -> str:
+    """An order's type, with its limit or trail: 'stop_limit 94.5', 'trailing_stop 0.5%'."""
+    if req.type == 'stop_limit':
+        return f'stop_limit {fmt_num(req.limit)}'
+    if req.type == 'trailing_stop' and req.trail is not None:
+        unit = '%' if req.trail.unit == 'pct' else ' ticks'
+        return f'trailing_stop {fmt_num(req.trail.amount)}{unit}'
+    return req.type
+
+
+def tif_text(req: Any) -> str:
+    """An order's time in force (gtd with its UTC expiry) and reduce-only."""
+    import time
+
+    tif = req.tif
+    if tif == 'gtd' and req.expires_ns:
+        tif = 'gtd ' + time.strftime('%Y-%m-%dT%H:%MZ', time.gmtime(req.expires_ns / 1e9))
+    return tif + (' reduce-only' if req.reduce_only else '')
 
 
 def dialogs_table(
@@ -114,9 +150,9 @@ def dialogs_table(
     title = f'active orders{f" on {fqme}" if fqme else ""}'
     table = Table(title=title, title_justify='left')
     table.add_column('oid', no_wrap=True, overflow='fold')
-    for col in ('fqme', 'action', 'exec', 'price', 'size', 'filled', 'status',
-                'account'):
-        justify = 'right' if col in ('price', 'size', 'filled') else 'left'
+    for col in ('fqme', 'action', 'exec', 'type', 'price', 'trigger', 'size', 'filled',
+                'tif', 'status', 'account'):
+        justify = 'right' if col in ('price', 'trigger', 'size', 'filled') else 'left'
         table.add_column(col, justify=justify)
     for st in sorted(dialogs.values(), key=lambda s: s.time_ns):
         req = st.req
@@ -125,9 +161,9 @@ def dialogs_table(
         style = _STYLE.get(st.resp, 'white')
         table.add_row(
             st.oid if full_oids else st.oid[:8], req.symbol, req.action, req.exec_mode,
-            fmt_num(req.price),
-            fmt_num(req.size), fmt_num(st.filled), f'[{style}]{st.resp}[/{style}]',
-            escape(req.account),
+            type_text(req), fmt_num(req.price), fmt_num(st.trigger),
+            fmt_num(req.size), fmt_num(st.filled), tif_text(req),
+            f'[{style}]{st.resp}[/{style}]', escape(req.account),
         )
     return table
 
@@ -257,7 +293,7 @@ def _check_mode(mode: str, fqme: str) -> None:
 
 def _check_order(
     action: str, fqme: str, size: float, price: float, dark: bool, account: str,
-    mode: str,
+    mode: str, fields: dict[str, Any] | None = None,
 ) -> None:
     """Validate the order locally, before any process is contacted."""
     from ..clearing import MessageError, Order
@@ -267,7 +303,7 @@ def _check_order(
         Order(
             oid=str(uuid.uuid4()), symbol=fqme, action=action,
             exec_mode='dark' if dark else 'live', price=price, size=size,
-            account=account,
+            account=account, **(fields or {}),
         )
     except MessageError as err:
         typer.echo(f'error: bad order: {err.reason}', err=True)
@@ -280,10 +316,15 @@ def _check_order(
 def _place(
     action: Literal['buy', 'sell', 'alert'],
     fqme: str, size: float, price: float, dark: bool, account: str, mode: str,
-    timeout: float, loglevel: str | None,
+    timeout: float, loglevel: str | None, fields: dict[str, Any] | None = None,
 ) -> None:
     fqme = fqme.strip().lower()
-    _check_order(action, fqme, size, price, dark, account, mode)
+    fields = dict(fields or {})
+    if isinstance(fields.get('trail'), dict):
+        from ..clearing import Trail
+
+        fields['trail'] = Trail(**fields['trail'])
+    _check_order(action, fqme, size, price, dark, account, mode, fields)
 
     async def body() -> Outcome:
         import trio
@@ -294,7 +335,7 @@ def _place(
         async with _session(fqme, mode, loglevel) as (client, trades, *_):
             order = client.mk_order(
                 action, price, size, exec_mode='dark' if dark else 'live',
-                account=account,
+                account=account, **fields,
             )
             await client.send(order)
             last: Status | None = None
@@ -304,7 +345,7 @@ def _place(
                         continue
                     last = msg
                     err_console.print(status_line(msg))
-                    if msg.resp in RESTING or msg.terminal:
+                    if msg.terminal or (msg.resp in RESTING and not _unarmed(msg)):
                         break
             print(order.oid, flush=True)
             if last is None or not (last.resp in RESTING or last.terminal):
@@ -317,6 +358,13 @@ def _place(
             return 0, ''
 
     _run(body, loglevel)
+
+
+def _unarmed(st: Status) -> bool:
+    """A trailing stop from the market: its trigger follows in a moment."""
+    req = st.req
+    return (st.resp == 'dark_open' and req is not None and req.type == 'trailing_stop'
+            and st.trigger is None)
 
 
 @acm
@@ -367,16 +415,37 @@ def _side_command(action: str) -> None:
     def command(
         fqme: str = typer.Argument(..., help='market, e.g. btcusdt.sim'),
         size: float = typer.Argument(..., help=f'units to {action}'),
-        price: float = typer.Argument(..., help='limit price'),
+        price: float | None = typer.Argument(
+            None, help='limit price (a stop or take_profit: its trigger; see --trigger)',
+        ),
         dark: bool = _dark_opt(),
         account: str = _account_opt(),
         mode: str = _mode_opt(),
+        kind: str | None = typer.Option(None, '--type', help=TYPE_HELP),
+        trigger: float | None = typer.Option(None, '--trigger', help=TRIGGER_HELP),
+        trail: str | None = typer.Option(None, '--trail', help=TRAIL_HELP),
+        tif: str | None = typer.Option(None, '--tif', help=TIF_HELP),
+        reduce_only: bool = typer.Option(False, '--reduce-only', help=REDUCE_HELP),
         timeout: float = _timeout_opt(),
         loglevel: str = _loglevel_opt(),
     ) -> None:
-        _place(action, fqme, size, price, dark, account, mode, timeout, loglevel)
+        try:
+            at, fields = order_fields(
+                action, price, kind=kind, trigger=trigger, trail=trail, tif=tif,
+                reduce_only=reduce_only,
+            )
+        except OptionError as err:
+            typer.echo(f'error: {err}', err=True)
+            raise typer.Exit(2) from None
+        _place(action, fqme, size, at, dark, account, mode, timeout, loglevel, fields)
 
-    command.__doc__ = f'{action.capitalize()} SIZE of FQME at limit PRICE; prints the oid.'
+    command.__doc__ = (
+        f'{action.capitalize()} SIZE of FQME at limit PRICE; prints the oid.\n\n'
+        'Trigger types: PRICE is the limit when there is one (limit, stop_limit), '
+        'else the trigger; --trigger is always the trigger. E.g. '
+        f'`{action} FQME 1 95 --type stop`, `{action} FQME 1 94.5 --trigger 95` '
+        f'(stop_limit), `{action} FQME 1 --trail 0.5%`.'
+    )
     order_app.command(name=action)(command)
 
 

@@ -192,11 +192,13 @@ class EMSSession:
         exec_mode: str = 'live',
         account: str = 'paper',
         symbol: str | None = None,
+        **fields: Any,
     ) -> str:
-        """Build and send an order (see `OrderClient.mk_order`); return its oid."""
+        """Build and send an order (see `OrderClient.mk_order`, `fields`: its
+        type, trail, tif...); return its oid."""
         order = self.client.mk_order(
             action, price, size, exec_mode=exec_mode, account=account,  # type: ignore[arg-type]
-            symbol=symbol,
+            symbol=symbol, **fields,
         )
         return await self.client.send(order)
 

@@ -23,7 +23,7 @@ traded), `_session` (per run).
 """
 from ._api import get_mkt_info, open_history, symbol_search
 from ._feed import stream_quotes
-from ._trades import REPORTS_ORDERS, trades_dialogue
+from ._trades import REPORTS_ORDERS, TIME_IN_FORCE, trades_dialogue
 
 # brokerd.binance must expose the module the trades dialogue lives in
 __enable_modules__: list[str] = ['piker.brokers.binance._trades']
@@ -41,6 +41,7 @@ def live_unavailable() -> str | None:
 
 __all__ = [
     'REPORTS_ORDERS',
+    'TIME_IN_FORCE',
     'get_mkt_info',
     'live_unavailable',
     'open_history',

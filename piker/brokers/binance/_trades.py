@@ -1,6 +1,8 @@
 """Live trading on Binance spot: the `trades_dialogue` (DESIGN.md section 5).
 
-Orders are GTC limit orders (`POST /api/v3/order`), cancels
+Orders are limit orders (`POST /api/v3/order`), `timeInForce` GTC, IOC
+or FOK from `BrokerdOrder.tif` (an IOC/FOK remainder Binance expires is
+reported cancelled), cancels
 `DELETE /api/v3/order`, modifies `POST /api/v3/order/cancelReplace`
 (STOP_ON_FAILURE: a failed cancel leaves the order as it was). What
 happens to them comes from the user data stream (`_userstream`) and is
@@ -74,6 +76,8 @@ from ._userstream import run_user_stream
 log = get_logger('brokers.binance.trades')
 
 REPORTS_ORDERS = True
+# what `BrokerdOrder.tif` may be here: Binance's timeInForce GTC/IOC/FOK
+TIME_IN_FORCE = ('gtc', 'ioc', 'fok')
 # how far back an order report looks (myTrades allows a 24 h span)
 REPORT_SPAN_MS = 23 * 3600 * 1000
 # a third-asset commission price (e.g. BNBUSDT) is reused this long
@@ -370,7 +374,7 @@ class BinanceVenue:
         try:
             resp = await self.client.new_order(
                 symbol=market.symbol, side=cmd.action.upper(), type='LIMIT',
-                timeInForce='GTC', quantity=_num(cmd.size), price=_num(cmd.price),
+                timeInForce=cmd.tif.upper(), quantity=_num(cmd.size), price=_num(cmd.price),
                 newClientOrderId=cid, newOrderRespType='RESULT',
             )
         except BinanceError as err:
@@ -559,4 +563,4 @@ async def trades_dialogue(
         n.cancel_scope.cancel()
 
 
-__all__ = ['REPORTS_ORDERS', 'BinanceVenue', 'live_accounts', 'trades_dialogue']
+__all__ = ['REPORTS_ORDERS', 'TIME_IN_FORCE', 'BinanceVenue', 'live_accounts', 'trades_dialogue']

@@ -23,7 +23,7 @@ pure), `_trades` (the dialogue), `_session` (per run).
 """
 from ._api import get_mkt_info, open_history, symbol_search
 from ._feed import stream_quotes
-from ._trades import REPORTS_ORDERS, trades_dialogue
+from ._trades import REPORTS_ORDERS, TIME_IN_FORCE, trades_dialogue
 
 __enable_modules__: list[str] = ['piker.brokers.kraken._trades']
 
@@ -40,6 +40,7 @@ def live_unavailable() -> str | None:
 
 __all__ = [
     'REPORTS_ORDERS',
+    'TIME_IN_FORCE',
     'get_mkt_info',
     'live_unavailable',
     'open_history',

@@ -1,6 +1,8 @@
 """Live trading on Kraken spot: the `trades_dialogue` (DESIGN.md section 5).
 
-Orders are GTC limit orders (`add_order`, `cl_ord_id` = emsd's oid),
+Orders are limit orders (`add_order`, `cl_ord_id` = emsd's oid), GTC or
+IOC (`time_in_force`, from `BrokerdOrder.tif`; Kraken spot has no FOK, so
+a fok order is refused before anything is sent: `TIME_IN_FORCE`),
 cancels `cancel_order`, modifies `amend_order` (in place: the same
 Kraken order, the same reqid, queue priority kept where Kraken keeps
 it), all over the authenticated websocket (`_private`). What happens to
@@ -56,6 +58,8 @@ from ._session import Session, get_session
 log = get_logger('brokers.kraken.trades')
 
 REPORTS_ORDERS = True
+# what `BrokerdOrder.tif` may be here (emsd refuses others up front)
+TIME_IN_FORCE = ('gtc', 'ioc')
 RATE_RETRIES = 3
 traded = TradedSymbols(BROKER)
 
@@ -229,6 +233,10 @@ class KrakenVenue:
             self.emit(self._error(cmd, f'oid {cmd.oid!r} is not a uuid: Kraken client '
                                   'order ids carry the oid, so piker needs uuid oids'))
             return
+        if cmd.tif not in TIME_IN_FORCE:
+            self.emit(self._error(cmd, f'Kraken spot has no {cmd.tif} time in force '
+                                  f'(it has {", ".join(TIME_IN_FORCE)}): not sent'))
+            return
         order = LiveOrder(oid=cmd.oid, key=m.mkt.bs_fqme, symbol=m.symbol,
                           action=cmd.action, price=cmd.price, size=cmd.size,
                           account=cmd.account, time_ns=cmd.time_ns)
@@ -239,7 +247,7 @@ class KrakenVenue:
                 'order_type': 'limit', 'side': cmd.action, 'symbol': m.symbol,
                 'order_qty': _on_grid(cmd.size, m.mkt.size_tick),
                 'limit_price': _on_grid(cmd.price, m.mkt.price_tick),
-                'time_in_force': 'gtc', 'cl_ord_id': cmd.oid,
+                'time_in_force': cmd.tif, 'cl_ord_id': cmd.oid,
             })
         except ConnectionLost:
             return  # the next snapshot says whether Kraken has it
@@ -336,4 +344,4 @@ async def trades_dialogue(
         n.cancel_scope.cancel()
 
 
-__all__ = ['REPORTS_ORDERS', 'KrakenVenue', 'live_accounts', 'trades_dialogue']
+__all__ = ['REPORTS_ORDERS', 'TIME_IN_FORCE', 'KrakenVenue', 'live_accounts', 'trades_dialogue']

@@ -1,7 +1,9 @@
 """The fake Kraken's account: balances, limit orders, matching, executions.
 
-Orders are GTC limit orders (what piker sends). A marketable order takes
-the touch at once (taker fee), the rest rests; a resting order fills at
+Orders are limit orders, `time_in_force` gtc or ioc (what piker sends;
+Kraken spot has no fok: refused as Kraken refuses an unknown value). A
+marketable order takes the touch at once (taker fee), the rest rests (gtc)
+or is cancelled (ioc, reason 'Unfilled IOC'); a resting order fills at
 its limit when the book or a public trade crosses it (maker fee). Fees
 are charged in the quote asset. Every change is one `executions` event
 in Kraken's websocket v2 shape, published to every subscribed private
@@ -46,6 +48,7 @@ class Order:
         self.status = 'new'
         self.opened = now
         self.closed: float | None = None
+        self.tif = 'gtc'
 
     @property
     def remaining(self) -> Decimal:
@@ -59,7 +62,7 @@ class Order:
         """One `executions` entry describing this order now."""
         out: dict[str, Any] = {
             'order_id': self.order_id, 'symbol': self.pair.symbol, 'side': self.side,
-            'order_type': 'limit', 'time_in_force': 'gtc',
+            'order_type': 'limit', 'time_in_force': self.tif,
             'order_qty': float(self.qty), 'limit_price': float(self.price),
             'order_status': self.status, 'exec_type': exec_type, 'exec_id': exec_id,
             'cum_qty': float(self.cum_qty), 'cum_cost': float(self.cum_cost),
@@ -138,6 +141,9 @@ class Engine:
             raise KrakenError('EGeneral:Invalid arguments:side')
         if params.get('order_type', 'limit') != 'limit':
             raise KrakenError('EGeneral:Invalid arguments:order_type')
+        tif = params.get('time_in_force', 'gtc')
+        if tif not in ('gtc', 'ioc'):  # (real Kraken also has gtd; piker sends none)
+            raise KrakenError('EGeneral:Invalid arguments:time_in_force')
         qty = parse_num(params.get('order_qty'), 'order_qty')
         price = parse_num(params.get('limit_price'), 'limit_price')
         cl = params.get('cl_ord_id')
@@ -154,12 +160,17 @@ class Engine:
         now = self.fake.clock()
         self.fake.trade_counter.charge(pair.symbol, 'add', 0.0, now)
         o = Order(self._id('O'), cl, pair, side, qty, price, now)
+        o.tif = tif
         self.orders[o.order_id] = o
         o.status = 'pending_new'
         self._emit(o, 'pending_new')
         o.status = 'new'
         self._emit(o, 'new')
         self._take(o)
+        if tif == 'ioc' and o.is_open:
+            o.status = 'canceled'
+            o.closed = now
+            self._emit(o, 'canceled', reason='Unfilled IOC')
         out = {'order_id': o.order_id}
         if cl:
             out['cl_ord_id'] = cl
