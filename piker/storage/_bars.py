@@ -261,15 +261,27 @@ class BarStore:
             return []
         jump = np.flatnonzero(np.diff(t) > timeframe)
         found = [Gap(int(t[i]) + timeframe, int(t[i + 1])) for i in jump]
-        closed = {(g.start, g.end) for g in self.closed(fqme, timeframe)}
+        closed = self.closed(fqme, timeframe)
         out = []
         for g in found:
-            if (g.start, g.end) in closed:
+            if covered(g, closed):
                 if include_closed:
                     out.append(Gap(g.start, g.end, closed=True))
             else:
                 out.append(g)
         return out
+
+    def missing(self, fqme: str, timeframe: int, start: int, end: int) -> list[Gap]:
+        """Runs of bar times in `[start, end)` with no stored bar (before
+        the first stored bar and after the last too), closed ones included."""
+        tf = int(timeframe)
+        start = -(-int(start) // tf) * tf
+        if end <= start:
+            return []
+        t = self.times(fqme, tf, start, end)
+        edges = np.concatenate([[start - tf], t, [-(-int(end) // tf) * tf]])
+        jump = np.flatnonzero(np.diff(edges) > tf)
+        return [Gap(int(edges[i]) + tf, int(edges[i + 1])) for i in jump]
 
     def span(self, fqme: str, timeframe: int) -> Span | None:
         """First and last bar, counts and size on disk (None if nothing)."""
@@ -285,6 +297,18 @@ class BarStore:
             bytes=sum(p.stat().st_size for p in paths), partitions=len(paths),
             gaps=len(self.gaps(fqme, timeframe)),
         )
+
+
+def covered(gap: Gap, spans: list[Gap]) -> bool:
+    """Whether the union of `spans` covers all of `gap`."""
+    at = gap.start
+    for s in sorted(spans, key=lambda g: g.start):
+        if s.start > at:
+            break
+        at = max(at, s.end)
+        if at >= gap.end:
+            return True
+    return at >= gap.end
 
 
 def _subdirs(d: Path) -> list[str]:
