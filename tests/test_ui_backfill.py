@@ -78,3 +78,30 @@ def test_the_chart_shows_the_bars_brokerd_stores(piker_env, qtbot):
     shown, stored = out['shown'], out['stored']
     assert len(stored) >= 2
     assert shown.tolist() == stored.tolist()
+
+
+def test_a_second_piker_chart_paints_from_the_store_before_the_feed(piker_env, tmp_path):
+    """`piker chart` of a market with stored bars paints them before pikerd,
+    brokerd and the backend's history are up (FIRST_FRAME before any
+    FEED_CHARTS); with an empty store the first frame waits for the feed."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from piker.storage import BarStore
+
+    exe = os.path.join(os.path.dirname(sys.executable), 'piker')
+
+    def chart() -> list[str]:
+        proc = subprocess.run([exe, 'chart', 'btcusdt.sim', '--first-frame-t0', repr(time.time())],
+                              capture_output=True, text=True, timeout=90,
+                              env=dict(os.environ, QT_QPA_PLATFORM='offscreen'))
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        return [ln.split()[0] for ln in proc.stdout.splitlines()
+                if ln.startswith(('FIRST_FRAME', 'FEED_CHARTS'))]
+
+    assert chart() == ['FEED_CHARTS', 'FIRST_FRAME']     # nothing stored yet
+    stored = BarStore().read('btcusdt.sim', 60)
+    assert len(stored) > 1000                            # the first run filled it
+    assert chart() == ['FIRST_FRAME']                    # painted, then closed at once

@@ -46,7 +46,8 @@ def run_chart_booted(fqmes: list[str], loglevel: str | None = None, **kw: Any) -
             async with trio.open_nursery() as n:
                 for broker in dict.fromkeys(unpack_fqme(f)[0] for f in fqmes):
                     n.start_soon(_prewarm, broker, loglevel)
-                mod = await trio.to_thread.run_sync(importlib.import_module, 'piker.ui._app')
+                # the store too (polars): the window opens with the stored bars
+                mod = await trio.to_thread.run_sync(_import_app)
                 from ._window import get_qapp
                 get_qapp()      # the theme, now that it is imported
                 chart = mod.ChartApp(fqmes, loglevel=loglevel, owns_daemons=services is not None, **kw)
@@ -60,6 +61,11 @@ def run_chart_booted(fqmes: list[str], loglevel: str | None = None, **kw: Any) -
 
     run_qt_guest(main, app=app)
     return out.get('app')
+
+
+def _import_app() -> Any:
+    importlib.import_module('piker.storage')
+    return importlib.import_module('piker.ui._app')
 
 
 async def _prewarm(broker: str, loglevel: str | None) -> None:
