@@ -27,6 +27,10 @@ Session protocol (messages are lists on the wire):
                         ['down', fqme, {'type', 'msg'}]   an upstream failed
                         ['hb']                        idle heartbeat
 
+A quote in a batch is the backend's (see the contract in `piker.brokers`)
+plus `bars`: the market's live bars as brokerd builds and stores them
+(`_livebars`), so every client shows the same bars as the store.
+
 Batches travel pre-encoded (`encode_batch()`/`decode_batch()`): tractor
 formats every message it sends and receives into log strings whether or
 not the level is enabled (TRACTOR.md rule 10), and the repr of a bytes

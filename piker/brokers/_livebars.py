@@ -50,8 +50,11 @@ class BarBuilder:
         self._cur: dict[int, list] = {}
         # timeframe -> the last closed bar (a trade for it or older is late)
         self._last: dict[int, tuple] = {}
+        # bumped by every change: a snapshot of an unchanged builder is reused
+        self.version = 0
 
     def trade(self, price: float, size: float, epoch_s: float) -> list[tuple[int, tuple]]:
+        self.version += 1
         closed = []
         for tf in self.timeframes:
             t = int(epoch_s // tf) * tf
@@ -78,6 +81,7 @@ class BarBuilder:
         closed = []
         for tf, cur in list(self._cur.items()):
             if cur[0] + tf <= epoch_s:
+                self.version += 1
                 self._last[tf] = bar = tuple(cur)
                 closed.append((tf, bar))
                 del self._cur[tf]
@@ -106,6 +110,8 @@ class LiveBarWriter:
         self.store = (store or BarStore()) if write else None
         self.flush_s = flush_s
         self.builder = BarBuilder()
+        self._snap: dict[str, list[list]] = {}
+        self._snap_v = 0
         self._closed: dict[int, list[tuple]] = {}
         self.written = 0
         self.error: str | None = None
@@ -122,9 +128,12 @@ class LiveBarWriter:
                                                       tick.get('size') or 0.0, t):
                         if self.write:
                             self._closed.setdefault(tf, []).append(bar)
-        bars = self.builder.snapshot()
-        if bars:
-            quote['bars'] = bars
+        b = self.builder
+        if b.version != self._snap_v:
+            # rebuilt only after a change; shared (never mutated) otherwise
+            self._snap, self._snap_v = b.snapshot(), b.version
+        if self._snap:
+            quote['bars'] = self._snap
 
     async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         import time
