@@ -21,7 +21,9 @@ updating them (the engine's live-bar step plus the chart's redraw).
 
 Usage: `uv run python bench/chart.py [--bars N] [--frames N] [--indicators NAMES] [--blotters]`
 (`--blotters`: the same figures with the blotter docks open and full),
-`--cold-start-only`, `--screenshot PNG` (docs/chart.png),
+`--cold-start-only`, `--store-cold-start` (first run of `piker chart`
+on an empty store vs later runs from the store, sim and fake Binance),
+`--screenshot PNG` (docs/chart.png),
 `--indicators-screenshot PNG` (docs/chart_indicators.png), `--linked-screenshot
 PNG` (docs/chart_linked.png) and
 `--order-mode-screenshot PNG` (docs/order_mode.png, a real session driven
@@ -345,6 +347,7 @@ def measure_cold_start_first_frame(
     cmd: list[str] | None = None,
     runs: int = 3,
     env: dict[str, str] | None = None,
+    marks: list[dict[str, float]] | None = None,
 ) -> list[float]:
     """Seconds from process spawn to the first painted chart frame, per run.
 
@@ -364,10 +367,12 @@ def measure_cold_start_first_frame(
         proc = subprocess.run(
             [*cmd, repr(t0)], capture_output=True, text=True, env=run_env, cwd=root, timeout=90,
         )
-        for line in proc.stdout.splitlines():
-            if line.startswith('FIRST_FRAME '):
-                out.append(float(line.split()[1]))
-                break
+        got = {line.split()[0]: float(line.split()[1]) for line in proc.stdout.splitlines()
+               if line.startswith(('FIRST_FRAME ', 'FEED_CHARTS '))}
+        if marks is not None:
+            marks.append(got)
+        if 'FIRST_FRAME' in got:
+            out.append(got['FIRST_FRAME'])
         else:
             raise RuntimeError(f'no FIRST_FRAME from {cmd[:3]}...: {proc.stderr[-2000:]}')
     return out
@@ -646,6 +651,8 @@ def main() -> None:
                          'e.g. sma,rsi (an overlay and a subplot)')
     ap.add_argument('--cold-start-only', action='store_true',
                     help='only measure cold start to the first painted frame')
+    ap.add_argument('--store-cold-start', action='store_true',
+                    help='only: first vs later runs of `piker chart` in one env (store warm)')
     ap.add_argument('--screenshot', metavar='PNG', help='only save a screenshot to PNG')
     ap.add_argument('--order-mode-screenshot', metavar='PNG',
                     help='only save a screenshot of order mode in a real session to PNG')
@@ -679,6 +686,9 @@ def main() -> None:
     if args.cold_start_only:
         cold_start_report()
         return
+    if args.store_cold_start:
+        store_cold_start_report()
+        return
     names = [n.strip() for n in args.indicators.split(',') if n.strip()]
     _Bench(args.bars, blotters=args.blotters, indicators=names).run(args.frames)
     if not args.no_cold_start:
@@ -694,6 +704,37 @@ def cold_start_report(runs: int = 3) -> None:
           f'brokerd.sim, 1,441 bars) to first painted frame: '
           f'min {min(cold) * 1e3:.0f} ms  median {sorted(cold)[len(cold) // 2] * 1e3:.0f} ms  '
           f'runs {[round(c * 1e3) for c in cold]}')
+
+
+def store_cold_start_report(runs: int = 3) -> None:
+    """`piker chart FQME` run after run in one private env: the first run
+    opens on an empty store (its history comes from the backend, through
+    brokerd), the later ones on the store the first one filled."""
+    from piker.testing.fakes.binance import FakeBinanceThread
+
+    for fqme in ('btcusdt.sim', 'btcusdt.binance'):
+        env = private_env()
+        fake = None
+        if fqme.endswith('.binance'):
+            fake = FakeBinanceThread(seed=1, quote_rate=10.0).start()
+            with open(os.path.join(env['PIKER_CONFIG_DIR'], 'brokers.toml'), 'w') as f:
+                f.write(fake.config_toml(accounts=('paper',)))
+        marks: list[dict[str, float]] = []
+        try:
+            measure_cold_start_first_frame(piker_chart_cmd(fqme), runs=runs, env=env,
+                                           marks=marks)
+        finally:
+            if fake is not None:
+                fake.stop()
+        # first frame, and when the feed (pikerd, brokerd, history) had drawn
+        # the charts: from the store the frame comes first, before any daemon
+        def fmt(m: dict[str, float]) -> str:
+            feed = (f'{m["FEED_CHARTS"] * 1e3:.0f} ms' if 'FEED_CHARTS' in m
+                    else 'not yet: painted from the store before any daemon answered')
+            return f'{m["FIRST_FRAME"] * 1e3:.0f} ms (charts from the feed: {feed})'
+
+        print(f'`piker chart {fqme}` first painted frame: first run (empty store) '
+              f'{fmt(marks[0])}; later runs ' + '; '.join(fmt(m) for m in marks[1:]))
 
 
 if __name__ == '__main__':

@@ -647,3 +647,41 @@ def test_average_price_of_known_fills_same_live_and_from_the_report():
     report.from_trades('BTCUSDT', rows)
     assert live.ppus['BTCUSDT'] == pytest.approx(report.ppus['BTCUSDT'])
     assert report.ppus['BTCUSDT'] == pytest.approx((105.0 * 1.5 + 90 * 0.5) / 2.0)
+
+
+def test_deep_history_paces_itself_under_the_weight_limit():
+    """Paging klines never takes more than HISTORY_SHARE of a minute's
+    request weight: past it, the next page waits for the next minute."""
+    import numpy as np
+    import trio
+    import trio.testing
+
+    from piker.brokers.binance import _history
+
+    class Stub:
+        weight_limit = 20
+        used_weight = 0
+
+        def __init__(self):
+            self.calls: list[tuple[float, int]] = []
+
+        async def klines(self, symbol, interval, start_ms, limit, end_ms):
+            self.used_weight += _history.KLINES_WEIGHT
+            self.calls.append((trio.current_time(), self.used_weight))
+            n = min(limit, (end_ms - start_ms) // 60_000 + 1)
+            return [[start_ms + 60_000 * i, '1', '2', '0.5', '1.5', '3'] for i in range(n)]
+
+    stub = Stub()
+
+    async def main():
+        end = 1_800_000_000 // 60 * 60
+        return await _history.fetch_bars(stub, 'BTCUSDT', 60, start=end - 60 * 12_000 + 60,
+                                         end=end)
+
+    bars = trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+    assert len(bars) == 12_000 and (np.diff(bars['time']) == 60).all()
+    assert len(stub.calls) == 12
+    assert max(used for _, used in stub.calls) <= _history.HISTORY_SHARE * stub.weight_limit
+    # 5 pages a window (10 of 20 weight), then a wait for the next minute
+    waits = [b[0] - a[0] for a, b in zip(stub.calls, stub.calls[1:], strict=False)]
+    assert sum(w > 1 for w in waits) == 2

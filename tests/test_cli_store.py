@@ -139,3 +139,22 @@ def test_backfill_cli_fills_the_store_from_the_sim():
     proc = subprocess.run([exe, 'store', 'backfill', 'acme.local'],
                           capture_output=True, text=True, timeout=80)
     assert proc.returncode == 1
+
+
+def test_backfill_cli_since_pages_back_and_records_what_the_venue_lacks():
+    """`--since 3d` of the sim (a day of history): one page back to then,
+    the two days before the sim's history recorded as the venue's own."""
+    import time
+    exe = os.path.join(os.path.dirname(sys.executable), 'piker')
+    t0 = int(time.time())
+    proc = subprocess.run([exe, 'store', 'backfill', 'btcusdt.sim', '-t', '60', '--since', '3d'],
+                          capture_output=True, text=True, timeout=80)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = ' '.join(proc.stdout.split())
+    assert 'btcusdt.sim 60s:' in out and '1 span(s) the venue has no bars for' in out, out
+    assert 'bars' in proc.stderr + proc.stdout  # the progress bar counts bars
+    store = BarStore()
+    (head,) = store.closed('btcusdt.sim', 60)
+    assert abs(head.start - (t0 - 3 * 86_400)) <= 120
+    assert head.end == int(store.times('btcusdt.sim', 60)[0])
+    assert store.gaps('btcusdt.sim', 60) == []

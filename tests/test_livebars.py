@@ -24,6 +24,19 @@ def test_builder_closes_bars_on_the_next_trade_or_when_due():
     assert b.close_due(1e9) == []
 
 
+def test_a_trade_later_than_a_closed_bar_never_reopens_it():
+    b = BarBuilder((1,))
+    b.trade(10.0, 1.0, 120.2)
+    assert b.close_due(122.0) == [(1, (120, 10.0, 10.0, 10.0, 10.0, 1.0))]
+    # late (after its bar closed): dropped, the stored bar is not replaced
+    assert b.trade(99.0, 1.0, 120.9) == []
+    assert b.snapshot() == {'1': [[120, 10.0, 10.0, 10.0, 10.0, 1.0]]}
+    b.trade(11.0, 2.0, 123.5)
+    # what every quote carries: the last closed bar, then the one in progress
+    assert b.snapshot() == {'1': [[120, 10.0, 10.0, 10.0, 10.0, 1.0],
+                                  [123, 11.0, 11.0, 11.0, 11.0, 2.0]]}
+
+
 def test_brokerd_stores_live_bars_as_they_close(piker_env):
     confdir, _ = piker_env
     (confdir / 'brokers.toml').write_text('[sim]\nseed = 2\nquote_rate = 20.0\n')

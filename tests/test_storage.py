@@ -332,3 +332,65 @@ def test_rolling_compaction_and_a_crash_mid_compaction_never_doubles_rows(tmp_pa
     assert sorted(p.name for p in d.iterdir()) == ['c-0-8.parquet']
     store.append('btcusdt.sim', quotes_to_rows([_quote(9, base + 9)], seq0=9))
     assert (d / '9.parquet').exists() and store.read('btcusdt.sim').height == 10
+
+
+# --- one writer at a time per market ------------------------------------------
+
+def _race_a_delete(monkeypatch, module, change, delete) -> None:
+    """Run `change()` in a thread that stalls right after its first read of
+    a partition (`module.read_parquet`), run `delete()` meanwhile, then let
+    the change finish. Without the market's write lock the delete lands
+    between the change's read and its rewrite."""
+    import threading
+
+    read_done, go_on = threading.Event(), threading.Event()
+    real = module.read_parquet
+
+    def read_then_stall(paths, columns=None):
+        df = real(paths, columns)
+        if threading.current_thread().name == 'change':
+            read_done.set()
+            go_on.wait(10)
+        return df
+
+    monkeypatch.setattr(module, 'read_parquet', read_then_stall)
+    changer = threading.Thread(target=change, name='change')
+    changer.start()
+    assert read_done.wait(10)
+    deleter = threading.Thread(target=delete)
+    deleter.start()
+    deleter.join(0.3)           # an unlocked delete is done by now
+    go_on.set()
+    changer.join(10)
+    deleter.join(10)
+
+
+def test_a_delete_waits_for_a_writer_mid_rewrite(tmp_path, monkeypatch):
+    """brokerd appending a bar while `piker store delete` runs: unlocked,
+    the append's rewrite of the month brings the deleted bars back."""
+    from piker.storage import _bars
+
+    store = BarStore(tmp_path)
+    store.write('btcusdt.sim', 60, bars_at(T0 + 60 * np.arange(100)))
+    deleted: list[int] = []
+    _race_a_delete(
+        monkeypatch, _bars,
+        lambda: store.write('btcusdt.sim', 60, bars_at([T0 + 60 * 100])),
+        lambda: deleted.append(BarStore(tmp_path).delete('btcusdt.sim')))
+    assert deleted == [101]     # it waited for the append and took it too
+    assert len(store.read('btcusdt.sim', 60)) == 0
+    assert store.markets() == []
+
+
+def test_a_tick_delete_waits_for_a_compaction(tmp_path, monkeypatch):
+    """A recorder compacting a day while its ticks are deleted: unlocked,
+    the compacted file brings the day back."""
+    from piker.storage import _ticks
+
+    ticks = TickStore(tmp_path)
+    for i in range(3):
+        ticks.append('btcusdt.sim', quotes_to_rows([_quote(i, T0 * 10**9 + i)], seq0=i))
+    day = ticks.days('btcusdt.sim')[0]
+    _race_a_delete(monkeypatch, _ticks, lambda: ticks.compact('btcusdt.sim', day),
+                   lambda: TickStore(tmp_path).delete('btcusdt.sim'))
+    assert TickStore(tmp_path).read('btcusdt.sim').height == 0

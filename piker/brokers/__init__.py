@@ -33,12 +33,26 @@ Required:
         Markets matching `pattern`, best match first, keyed by fqme.
         An empty pattern may list everything.
 
-    async def open_history(bs_fqme: str, timeframe: int) -> np.ndarray
+    async def open_history(
+        bs_fqme: str, timeframe: int, *,
+        start: int | None = None, end: int | None = None,
+    ) -> np.ndarray
         OHLC bars of `timeframe` seconds (at least 1 and 60) as a
         structured array of `piker.data.OHLC_DTYPE`: `time` (int64, bar
-        open, epoch seconds, increasing by `timeframe`), `open`, `high`,
-        `low`, `close`, `volume` (float64), `low <= open, close <= high`.
+        open, epoch seconds, increasing), `open`, `high`, `low`, `close`,
+        `volume` (float64), `low <= open, close <= high`.
         Unsupported timeframe -> `ValueError`.
+        Time range: only bars opening in `[start, end]` (epoch seconds,
+        both inclusive). `end=None` is now; `start=None` is the backend's
+        default depth back from `end` (what a chart wants at once: e.g.
+        a day of 1 min bars). With a `start`, serve everything the venue
+        has in the range, paging its API under its page size and rate
+        limits. What the venue cannot serve (before the listing, a closed
+        market, past a depth limit like Kraken's 720 OHLC bars) is simply
+        absent: brokerd records the asked span it got no bars for as the
+        venue's own gap and never asks for it again. A backend whose
+        `open_history` takes no `start`/`end` still works, but gets no
+        deep backfill (`piker store backfill --since`).
 
     async def stream_quotes(
         send_chan: trio.abc.SendChannel[dict],

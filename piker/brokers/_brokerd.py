@@ -7,7 +7,8 @@ Spawned on demand under pikerd by `maybe_spawn_brokerd()`. Endpoints:
 - `mkt_info(broker, fqmes)`, `search(broker, pattern)`,
   `history(broker, fqme, timeframe)` (backend bars merged into the local
   store, all stored bars back), `backfill(broker, fqme, timeframes,
-  since)` (the same, answering with reports): request/response calls;
+  since, until)` (a time range of them, answering with reports; a
+  client pages a deep backfill with it): request/response calls;
   `feed_status(broker)`: sessions and upstreams, for diagnostics.
   They never raise for bad input: they return `{'ok': value}` or
   `{'error': {'type', 'msg'}}` (re-raised client side by
@@ -25,6 +26,10 @@ Session protocol (messages are lists on the wire):
                         ['err', reqid, {'type', 'msg'}]
                         ['down', fqme, {'type', 'msg'}]   an upstream failed
                         ['hb']                        idle heartbeat
+
+A quote in a batch is the backend's (see the contract in `piker.brokers`)
+plus `bars`: the market's live bars as brokerd builds and stores them
+(`_livebars`), so every client shows the same bars as the store.
 
 Batches travel pre-encoded (`encode_batch()`/`decode_batch()`): tractor
 formats every message it sends and receives into log strings whether or
@@ -123,13 +128,32 @@ async def _backfill_on_open(broker: str, fqme: str) -> None:
     for tf in TIMEFRAMES:
         try:
             _, report = await _backfill(broker, fqme, tf, None, serve=False)
+            # gaps older than the default window: asked for by range
+            # (newest first, a few per open; `piker store backfill` does all)
+            for gap in (report.gaps[::-1][:REPAIR_ON_OPEN]
+                        if report is not None and takes_range(get_bus(broker).mod) else ()):
+                _, report = await _backfill(broker, fqme, tf, gap.start, serve=False,
+                                            until=gap.end - tf)
         except Exception as err:  # noqa: BLE001 - a backfill must not fail the feed
             log.warning(f'{fqme}: {tf}s backfill on open failed: {err}')
             continue
         if report is not None:
             log.info(f'{fqme}: {tf}s backfilled, {report.bars} bars stored'
-                     + (f', {len(report.gaps)} gap(s) older than the backend serves'
+                     + (f', {len(report.gaps)} gap(s) not repaired yet'
                         if report.gaps else ''))
+
+
+# gaps a market's opening asks the backend for (by time range)
+REPAIR_ON_OPEN = 4
+
+
+def takes_range(mod: Any) -> bool:
+    """Whether a backend's `open_history` takes `start`/`end` (the
+    contract's time range; a backend written before it does not)."""
+    import inspect
+
+    params = inspect.signature(mod.open_history).parameters
+    return 'start' in params and 'end' in params
 
 
 def _configured_recording(broker: str) -> set[str]:
@@ -196,15 +220,24 @@ async def backfill(
     fqme: str,
     timeframes: list[int],
     since: int | None = None,
+    until: int | None = None,
 ) -> dict[str, Any]:
-    """RPC: fetch `timeframes` from the backend into the store (bars at or
-    after epoch second `since`); `{'ok': [BackfillReport builtins]}`."""
+    """RPC: fetch `timeframes` from the backend into the store: the bars
+    of `[since, until]` (epoch s; `since` None: the backend's default
+    window, `until` None: now); `{'ok': [BackfillReport builtins]}`. A
+    range whose every bar is stored or recorded closed is not asked for
+    (`skipped`)."""
     async def _get() -> list[dict[str, Any]]:
-        if getattr(get_brokermod(broker), 'SERVES_STORE', False):
+        mod = get_brokermod(broker)
+        if getattr(mod, 'SERVES_STORE', False):
             raise ValueError(f'{fqme} is a stored market: there is nothing to backfill')
+        if (since is not None or until is not None) and not takes_range(mod):
+            raise ValueError(f'backend {broker!r} serves no time range (its open_history '
+                             'takes no start/end): backfill without --since')
         out = []
         for tf in timeframes:
-            _, report = await _backfill(broker, fqme.lower(), int(tf), since, serve=False)
+            _, report = await _backfill(broker, fqme.lower(), int(tf), since,
+                                        serve=False, until=until)
             out.append(report.to_builtins())
         return out
     return await _reply(_get())
@@ -220,22 +253,38 @@ async def _backfill(
     timeframe: int,
     since: int | None,
     serve: bool,
+    until: int | None = None,
 ) -> tuple[Any, Any]:
-    """Fetch, merge into the store (in a thread), optionally read it all back."""
+    """Fetch (the bars of `[since, until]`, or the backend's default
+    window), merge into the store (in a thread), optionally read it all
+    back."""
+    import time
+
     from ..storage import BarStore, StorageError
-    from ..storage._backfill import merge_fetched
+    from ..storage._backfill import merge_fetched, report, wanted
 
     bus = get_bus(broker)
-    fetched = await bus.mod.open_history(bus.to_native(fqme), timeframe)
+    ranged = {k: v for k, v in (('start', since), ('end', until)) if v is not None}
+    store = BarStore()
+    lock = _store_locks.setdefault((fqme, timeframe), trio.Lock())
+    now = time.time()
+    if since is not None and not serve and not getattr(bus.mod, 'SERVES_STORE', False):
+        hi = int(until if until is not None else now)
+        try:
+            todo = await trio.to_thread.run_sync(wanted, store, fqme, timeframe, since, hi)
+            if not todo:
+                return None, await trio.to_thread.run_sync(
+                    partial(report, store, fqme, timeframe, since, until, skipped=True))
+        except StorageError as err:
+            raise BrokerError(f'{fqme}: {err}') from None
+    fetched = await bus.mod.open_history(bus.to_native(fqme), timeframe, **ranged)
     if getattr(bus.mod, 'SERVES_STORE', False):
         # the backend's bars are the store's (`local`): nothing to merge
         return fetched, None
-    store = BarStore()
-    lock = _store_locks.setdefault((fqme, timeframe), trio.Lock())
 
     def work() -> tuple[Any, Any]:
-        report = merge_fetched(store, fqme, timeframe, fetched, since)
-        return (store.read(fqme, timeframe) if serve else None), report
+        rep = merge_fetched(store, fqme, timeframe, fetched, since, until, now)
+        return (store.read(fqme, timeframe) if serve else None), rep
 
     async with lock:
         try:

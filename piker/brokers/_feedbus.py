@@ -55,7 +55,7 @@ class _Upstream:
         self.sent = 0
         # a `piker.storage.TickRecorder` while this fqme is recorded
         self.recorder: Any = None
-        # a `piker.brokers._livebars.LiveBarWriter` (None: backend serves the store)
+        # the market's `piker.brokers._livebars.LiveBarWriter`
         self.bars: Any = None
 
 
@@ -77,13 +77,13 @@ class FanOut(trio.abc.SendChannel[Quote]):
         up = self._up
         fqme = up.fqme
         quote['symbol'] = fqme
+        if up.bars is not None:
+            up.bars.quote(quote)    # first: it stamps the quote with the bars
         up.last = quote
         for buf in up.subs:
             buf.put(fqme, quote)
         if up.recorder is not None:
             up.recorder.put(quote)
-        if up.bars is not None:
-            up.bars.quote(quote)
         up.sent += 1
         if up.sent % YIELD_EVERY:
             await trio.lowlevel.checkpoint_if_cancelled()
@@ -252,8 +252,11 @@ class FeedBus:
                     if up.fqme in self.recording:
                         # in the upstream's nursery: flushes and ends with it
                         n.start_soon(self._run_recorder, up)
-                    if not getattr(self.mod, 'SERVES_STORE', False):
-                        from ._livebars import LiveBarWriter
+                    from ._livebars import LiveBarWriter
+                    if getattr(self.mod, 'SERVES_STORE', False):
+                        # bars for the clients only: the store is the source
+                        up.bars = LiveBarWriter(up.fqme, write=False)
+                    else:
                         up.bars = LiveBarWriter(up.fqme)
                         n.start_soon(up.bars.run)
                         if self.on_start is not None:

@@ -8,9 +8,23 @@ no trade is not made (the store shows that span as a gap, which the next
 `history()` fills from the backend, or records as the venue's own when
 the backend has no bar there either).
 
+Clients are shown the same bars, not bars of their own: every quote
+brokerd fans out carries `bars`, this market's bars as they stand after
+that quote (`LiveBarWriter.snapshot()`):
+
+    'bars': {'1': [[time, open, high, low, close, volume], ...],
+             '60': [...]}     # per timeframe: the last closed bar (if
+                              # any), then the one in progress
+
+so the chart's live last bar is brokerd's, bar for bar the one it
+stores (a consumer that gets quotes conflated still sees the bar that
+closed in between; see `piker.ui._bars.BarsModel.set_live`).
+
 Writes are batched every `flush_s` seconds in a worker thread; a store
 that cannot be written is logged (once per error) and the bars of that
-flush are dropped: the feed never waits for a disk.
+flush are dropped: the feed never waits for a disk. A backend that
+serves the store itself (`replay`, `local`) gets bars for its clients
+but none written (`write=False`): its bars are the store's already.
 """
 from __future__ import annotations
 
@@ -34,19 +48,26 @@ class BarBuilder:
         self.timeframes = timeframes
         # timeframe -> [time, open, high, low, close, volume]
         self._cur: dict[int, list] = {}
+        # timeframe -> the last closed bar (a trade for it or older is late)
+        self._last: dict[int, tuple] = {}
+        # bumped by every change: a snapshot of an unchanged builder is reused
+        self.version = 0
 
     def trade(self, price: float, size: float, epoch_s: float) -> list[tuple[int, tuple]]:
+        self.version += 1
         closed = []
         for tf in self.timeframes:
             t = int(epoch_s // tf) * tf
             cur = self._cur.get(tf)
+            last = self._last.get(tf)
+            if (cur is not None and t < cur[0]) or (last is not None and t <= last[0]):
+                continue  # a late trade for a closed bar: dropped
             if cur is None or t > cur[0]:
                 if cur is not None:
-                    closed.append((tf, tuple(cur)))
+                    self._last[tf] = bar = tuple(cur)
+                    closed.append((tf, bar))
                 self._cur[tf] = [t, price, price, price, price, size]
                 continue
-            if t < cur[0]:
-                continue  # a late trade for a closed bar: dropped
             if price > cur[2]:
                 cur[2] = price
             if price < cur[3]:
@@ -60,35 +81,59 @@ class BarBuilder:
         closed = []
         for tf, cur in list(self._cur.items()):
             if cur[0] + tf <= epoch_s:
-                closed.append((tf, tuple(cur)))
+                self.version += 1
+                self._last[tf] = bar = tuple(cur)
+                closed.append((tf, bar))
                 del self._cur[tf]
         return closed
+
+    def snapshot(self) -> dict[str, list[list]]:
+        """`{str(timeframe): [last closed bar, bar in progress]}` (either
+        may be missing), fresh lists: safe to ship while trades go on."""
+        out = {}
+        for tf in self.timeframes:
+            bars = [list(b) for b in (self._last.get(tf), self._cur.get(tf)) if b is not None]
+            if bars:
+                out[str(tf)] = bars
+        return out
 
 
 class LiveBarWriter:
     """Builds one fqme's live bars and writes the closed ones (module doc)."""
 
-    def __init__(self, fqme: str, store: Any = None, flush_s: float = 2.0) -> None:
+    def __init__(self, fqme: str, store: Any = None, flush_s: float = 2.0,
+                 write: bool = True) -> None:
         from ..storage import BarStore
 
         self.fqme = fqme
-        self.store = store or BarStore()
+        self.write = write
+        self.store = (store or BarStore()) if write else None
         self.flush_s = flush_s
         self.builder = BarBuilder()
+        self._snap: dict[str, list[list]] = {}
+        self._snap_v = 0
         self._closed: dict[int, list[tuple]] = {}
         self.written = 0
         self.error: str | None = None
 
     def quote(self, quote: dict) -> None:
-        """Take a quote's trades (never blocks)."""
+        """Take a quote's trades and stamp it with the bars after them
+        (`quote['bars']`, see module doc); never blocks."""
         ticks = quote.get('ticks')
-        if not ticks:
-            return
-        t = quote.get('time_ns', 0) / 1e9
-        for tick in ticks:
-            if tick.get('type') == 'trade':
-                for tf, bar in self.builder.trade(tick['price'], tick.get('size') or 0.0, t):
-                    self._closed.setdefault(tf, []).append(bar)
+        if ticks:
+            t = quote.get('time_ns', 0) / 1e9
+            for tick in ticks:
+                if tick.get('type') == 'trade':
+                    for tf, bar in self.builder.trade(tick['price'],
+                                                      tick.get('size') or 0.0, t):
+                        if self.write:
+                            self._closed.setdefault(tf, []).append(bar)
+        b = self.builder
+        if b.version != self._snap_v:
+            # rebuilt only after a change; shared (never mutated) otherwise
+            self._snap, self._snap_v = b.snapshot(), b.version
+        if self._snap:
+            quote['bars'] = self._snap
 
     async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         import time

@@ -150,7 +150,13 @@ def backfill(
         [1, 60], '--timeframe', '-t', help='bar seconds (repeatable)'),
     loglevel: str = typer.Option(None, '--loglevel', '-l', help='piker log level'),
 ) -> None:
-    """Fetch what the backend serves into the store (gaps re-fetched)."""
+    """Fetch what the backend serves into the store (gaps re-fetched).
+
+    With --since: every bar from then to now, paged backwards (newest
+    first); spans already stored or known closed at the venue are skipped,
+    spans the venue has nothing for are recorded so they are not asked
+    again.
+    """
     import trio
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -167,16 +173,31 @@ def backfill(
             raise _fail(f'--since: {err}', 2) from None
 
     async def main() -> list:
+        import time
         reports = []
         with Progress(TextColumn('{task.description}'), BarColumn(),
-                      TextColumn('{task.completed}/{task.total} timeframes'),
+                      TextColumn('{task.completed:,.0f}/{task.total:,.0f} {task.fields[unit]}'),
                       TimeElapsedColumn(), console=_console(), transient=False) as bar:
-            task = bar.add_task(f'backfill {fqme}', total=len(timeframes))
             async with open_feed(fqme, loglevel=loglevel, start_stream=False) as feed:
+                if start is None:
+                    # the backend's default window, one call per timeframe
+                    task = bar.add_task(f'backfill {fqme}', total=len(timeframes),
+                                        unit='timeframes')
+                    for tf in timeframes:
+                        bar.update(task, description=f'backfill {fqme} {tf}s')
+                        reports += await feed.backfill(fqme, (tf,))
+                        bar.advance(task)
+                    return reports
+                # deep: paged backwards from now to --since, bars as progress
+                until = int(time.time())
                 for tf in timeframes:
-                    bar.update(task, description=f'backfill {fqme} {tf}s')
-                    reports += await feed.backfill(fqme, (tf,), since=start)
-                    bar.advance(task)
+                    task = bar.add_task(f'backfill {fqme} {tf}s',
+                                        total=(until - start) // tf + 1, unit='bars')
+                    pages = []
+                    async for rep in feed.backfill_pages(fqme, tf, start, until):
+                        pages.append(rep)
+                        bar.advance(task, (rep.end - rep.start) // tf + 1)
+                    reports.append(_sum_pages(pages, start, until))
         return reports
 
     try:
@@ -188,11 +209,22 @@ def backfill(
         line = (f'{r.fqme} {r.timeframe}s: {r.fetched:,} fetched, {r.written:,} at or after '
                 f'--since; {r.bars:,} stored {utc(r.first)} .. {utc(r.last)}')
         if r.closed:
-            line += f'; {len(r.closed)} gap(s) recorded as closed at the venue'
+            line += (f'; {len(r.closed)} span(s) the venue has no bars for, recorded '
+                     '(not asked again)')
         if r.gaps:
-            line += (f'; [yellow]{len(r.gaps)} gap(s) older than the backend serves[/yellow]'
+            line += (f'; [yellow]{len(r.gaps)} gap(s) still open[/yellow]'
                      ' (see `piker store gaps`)')
         console.print(line)
+
+
+def _sum_pages(pages: list, since: int, until: int):
+    """One report for a deep backfill's pages (the store as the last left it)."""
+    last = pages[-1]
+    return last.copy(update={
+        'fetched': sum(p.fetched for p in pages), 'written': sum(p.written for p in pages),
+        'closed': [g for p in pages for g in p.closed], 'start': since, 'end': until,
+        'skipped': all(p.skipped for p in pages),
+    })
 
 
 @store_app.command('export')

@@ -25,7 +25,7 @@ from ..brokers._registry import get_brokermod
 from ..buffers import Batch, QuoteBuffer
 from ..log import get_logger
 from ..ohlc import OHLC_DTYPE, TIMEFRAMES, unpack_array
-from ..storage._backfill import BackfillReport
+from ..storage._backfill import PAGE_BARS, BackfillReport, pages
 from ._hub import FeedHub, get_hub
 
 log = get_logger('data.feed')
@@ -45,7 +45,9 @@ class Feed:
     - `await history(fqme, timeframe)`: OHLC bars from the backend,
       merged into the local store (backfill, gap repair), all stored bars.
     - `await stored(fqme, timeframe)`: the stored bars only, at once.
-    - `await backfill(fqme, timeframes, since)`: fetch into the store.
+    - `await backfill(fqme, timeframes, since, until)`: fetch into the store.
+    - `async for report in backfill_pages(fqme, tf, since)`: the same,
+      paged backwards from now to `since` (a deep backfill with progress).
     - `last_heard(fqme)`: when brokerd last sent anything (quotes or its
       heartbeat) for this feed's stream of `fqme`.
     """
@@ -115,16 +117,44 @@ class Feed:
         fqme: str,
         timeframes: tuple[int, ...] = TIMEFRAMES,
         since: int | None = None,
+        until: int | None = None,
     ) -> list[BackfillReport]:
         """Have brokerd fetch `timeframes` of `fqme` from the backend into the
-        store (bars from epoch second `since` on); one report each."""
+        store (bars of `[since, until]`, epoch s; `since` None: the
+        backend's default window); one report each."""
         fqme = fqme.lower()
         broker, portal = self._portal(fqme)
         raw = await call(
             portal, backfill, broker=broker, fqme=fqme,
-            timeframes=[int(t) for t in timeframes], since=since,
+            timeframes=[int(t) for t in timeframes], since=since, until=until,
         )
         return [msgspec.convert(r, BackfillReport) for r in raw]
+
+    async def backfill_pages(
+        self,
+        fqme: str,
+        timeframe: int,
+        since: int,
+        until: int | None = None,
+        page_bars: int = PAGE_BARS,
+    ) -> AsyncIterator[BackfillReport]:
+        """A deep backfill of `[since, until]` (default now), paged backwards
+        newest first (`piker.storage._backfill.pages`); one report per page
+        (`start`/`end` say which; `skipped` ones were all stored or closed
+        already). Pages the backend has nothing for are recorded closed."""
+        import time
+
+        spans = pages(since, int(until if until is not None else time.time()),
+                      timeframe, page_bars)
+        empty = None
+        while True:
+            try:
+                lo, hi = spans.send(empty)
+            except StopIteration:
+                return
+            (rep,) = await self.backfill(fqme, (int(timeframe),), since=lo, until=hi)
+            empty = not rep.skipped and rep.fetched == 0
+            yield rep
 
 
 async def stored_bars(fqme: str, timeframe: int = 60) -> np.ndarray:

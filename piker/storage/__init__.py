@@ -10,6 +10,7 @@ polars, pandas and DuckDB as is:
     ticks/<fqme>/<YYYY-MM-DD>/<n>.parquet          one recorded batch
     ticks/<fqme>/<YYYY-MM-DD>/c-<lo>-<hi>.parquet  batches lo..hi compacted
     ticks/<fqme>/mkt.json                          the market's MktPair
+    locks/bars.<fqme>.lock, locks/ticks.<fqme>.lock  write locks (below)
 
 e.g. `duckdb.sql("select * from '<dir>/bars/btcusdt.binance/60/*.parquet'")`
 or `polars.scan_parquet('<dir>/ticks/btcusdt.binance/*/*.parquet')`.
@@ -30,7 +31,11 @@ state after it: `bid`, `ask`, `bsize`, `asize`, `last`, `volume`
 
 Every file is written whole to a temp file (dot-prefixed, `.tmp`, so no
 `*.parquet` glob sees it), fsynced and renamed: a crash leaves the
-previous file intact. Polars writes and reads: it is one self-contained
+previous file intact. Every change to a market (a write, a compaction, a delete) holds that
+market's `flock()` write lock for its whole read-merge-rewrite, so
+brokerd appending live bars and `piker store delete` in a shell never
+interleave (a delete waits for the append in flight, then removes it
+too); readers take no lock. Polars writes and reads: it is one self-contained
 wheel (no pandas), reads a list of files in parallel straight into
 numpy-convertible columns, and globs like DuckDB.
 """

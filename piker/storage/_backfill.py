@@ -4,13 +4,16 @@ brokerd runs this (the one writer of a market's bars, see
 `piker.brokers._brokerd.history`): every `history()` request fetches the
 backend's bars, merges them into `piker.storage` and answers with the
 stored series, so the store grows to cover everything any backend ever
-served, and a gap inside it is re-fetched whenever the backend's window
-covers it again.
+served. Backends serve time ranges (`open_history(..., start=, end=)`),
+so brokerd also re-asks for the gaps older than the default window when
+a market opens, and `piker store backfill --since` pages backwards over
+any span (`pages()`), asking only for spans with bars the store lacks
+(`wanted()`).
 
-A gap that survives a fetch whose span covers it is one the venue really
-has (a closed market, a halted one): it is recorded with
-`BarStore.mark_closed()` and not reported (nor re-asked) again. A gap
-older than the backend's window stays open: nothing can repair it today.
+Whatever the backend was asked for and did not serve (a closed market,
+a halt, before the listing, past a venue's depth limit) is recorded with
+`BarStore.mark_closed()` as the venue's own, and neither reported nor
+asked for again.
 
 Store work is blocking file I/O, so the callers run it in a worker thread
 (`trio.to_thread`): brokerd's quote fan-out never waits for a disk.
@@ -20,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..types import Struct
-from ._bars import BarStore, Gap
+from ._bars import BarStore, Gap, covered
 
 
 class BackfillReport(Struct):
@@ -35,6 +38,9 @@ class BackfillReport(Struct):
     last: int | None
     gaps: list[Gap]              # gaps still open (older than the backend serves)
     closed: list[Gap]            # gaps found to be the venue's own, just recorded
+    start: int | None = None     # the span asked for, epoch s (None: the
+    end: int | None = None       # backend's default window)
+    skipped: bool = False        # the span was all stored or closed: not asked
 
 
 def changed(store: BarStore, fqme: str, timeframe: int, bars: np.ndarray) -> np.ndarray:
@@ -53,32 +59,99 @@ def changed(store: BarStore, fqme: str, timeframe: int, bars: np.ndarray) -> np.
     return bars[~same]
 
 
+def asked_span(timeframe: int, fetched: np.ndarray, start: int | None,
+               end: int | None, now: float) -> tuple[int, int] | None:
+    """`[lo, hi)` bar times the backend was asked for and answered about:
+    the asked range (the served bars' own span for a default-window
+    fetch), never reaching the last two bars before `now` (the bar in
+    progress may not be listed yet: its absence says nothing)."""
+    tf = int(timeframe)
+    if start is None:
+        if not len(fetched):
+            return None
+        lo, hi = int(fetched['time'][0]), int(fetched['time'][-1]) + tf
+    else:
+        lo = int(start)
+        hi = (int(end) // tf * tf + tf) if end is not None else int(now)
+    hi = min(hi, int(now) // tf * tf - tf)
+    return (lo, hi) if hi > lo else None
+
+
 def merge_fetched(
     store: BarStore,
     fqme: str,
     timeframe: int,
     fetched: np.ndarray,
     since: int | None = None,
+    until: int | None = None,
+    now: float | None = None,
 ) -> BackfillReport:
-    """Merge `fetched` (bars >= `since`) into `store`; classify the gaps."""
+    """Merge `fetched` (what the backend served for bars in `[since,
+    until]`, its default window when `since` is None) into `store`.
+
+    Whatever of the asked span has still no bar afterwards is a span the
+    backend cannot serve (a closed market, before the listing, past a
+    venue's depth limit such as Kraken's 720 bars): it is recorded as the
+    venue's own (`mark_closed`), so no later backfill asks for it again.
+    """
+    import time
+
+    now = time.time() if now is None else now
     new = fetched if since is None else fetched[fetched['time'] >= since]
+    if until is not None:
+        new = new[new['time'] <= until]
     store.write(fqme, timeframe, changed(store, fqme, timeframe, new))
-    gaps = store.gaps(fqme, timeframe)
     closed: list[Gap] = []
-    if len(fetched):
-        lo, hi = int(fetched['time'][0]), int(fetched['time'][-1])
-        # a gap the backend's window spans but that it served nothing in
-        closed = [g for g in gaps if g.start >= lo and g.end <= hi
-                  and (since is None or g.start >= since)]
+    span = asked_span(timeframe, fetched, since, until, now)
+    if span is not None:
+        known = store.closed(fqme, timeframe)
+        closed = [g for g in store.missing(fqme, timeframe, *span) if not covered(g, known)]
         if closed:
             store.mark_closed(fqme, timeframe, closed)
-            gaps = [g for g in gaps if g not in closed]
+    return report(store, fqme, timeframe, since, until, fetched=len(fetched),
+                  written=len(new), closed=closed)
+
+
+def report(store: BarStore, fqme: str, timeframe: int, since: int | None,
+           until: int | None, fetched: int = 0, written: int = 0,
+           closed: list[Gap] | None = None, skipped: bool = False) -> BackfillReport:
+    """A `BackfillReport` of what the store holds now."""
     t = store.times(fqme, timeframe)
     return BackfillReport(
-        fqme=fqme, timeframe=int(timeframe), fetched=len(fetched), written=len(new),
+        fqme=fqme, timeframe=int(timeframe), fetched=fetched, written=written,
         bars=len(t), first=int(t[0]) if len(t) else None,
-        last=int(t[-1]) if len(t) else None, gaps=gaps, closed=closed,
+        last=int(t[-1]) if len(t) else None, gaps=store.gaps(fqme, timeframe),
+        closed=closed or [], start=since, end=until, skipped=skipped,
     )
 
 
-__all__ = ['BackfillReport', 'merge_fetched']
+def wanted(store: BarStore, fqme: str, timeframe: int, since: int, until: int) -> bool:
+    """Whether any bar of `[since, until]` is neither stored nor recorded
+    as closed: a deep backfill asks the backend only for such spans."""
+    tf = int(timeframe)
+    known = store.closed(fqme, tf)
+    return any(not covered(g, known)
+               for g in store.missing(fqme, tf, since, until // tf * tf + tf))
+
+
+# a deep backfill asks for this many bars at a time, newest first
+PAGE_BARS = 10_000
+
+
+def pages(since: int, until: int, timeframe: int, page_bars: int = PAGE_BARS):
+    """`(start, end)` spans (epoch s, both inclusive) from `until` back to
+    `since`, `page_bars` bars each, newest first. Send it `True` after a
+    page the backend had nothing for: the next one is 8x wider (a long
+    closed span, or the start of the listing, costs a few requests)."""
+    tf = int(timeframe)
+    floor = int(since) // tf * tf
+    hi = int(until) // tf * tf + tf
+    width = page_bars
+    while hi > floor:
+        lo = max(floor, hi - width * tf)
+        empty = yield lo, hi - tf
+        width = width * 8 if empty else page_bars
+        hi = lo
+
+
+__all__ = ['PAGE_BARS', 'BackfillReport', 'merge_fetched', 'pages', 'report', 'wanted']

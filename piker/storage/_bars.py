@@ -24,6 +24,7 @@ from ..types import Struct
 from ._errors import StorageError, storage_error
 from ._files import list_dir, read_parquet, remove, write_parquet
 from ._layout import check_fqme, part_bounds, part_key, part_name, store_root
+from ._lock import market_lock
 
 # the bar dtype is piker.data's OHLC_DTYPE; spelled here as columns because
 # storage sits below data (a test checks they agree)
@@ -130,28 +131,40 @@ class BarStore:
         """Merge `bars` into the store; returns how many were given.
 
         Each month touched is rewritten atomically, one after the other: a
-        crash leaves every month either as before or as after.
+        crash leaves every month either as before or as after. The
+        market's write lock (`_lock`) is held throughout, so a `delete()`
+        in another process never lands between a month's read and rewrite.
         """
         arr = check_bars(bars, timeframe)
         if not len(arr):
             return 0
         d = self.dir(fqme, timeframe)
         keys = part_key(arr['time'], timeframe)
-        for key in np.unique(keys):
-            part = arr[keys == key]
-            path = d / part_name(key, timeframe)
-            if path.exists():
-                part = merge(to_array(read_parquet([path])), part)
-            else:
-                part = merge(part[:0], part)
-            write_parquet(path, to_frame(part))
+        with self.lock(fqme):
+            for key in np.unique(keys):
+                part = arr[keys == key]
+                path = d / part_name(key, timeframe)
+                if path.exists():
+                    part = merge(to_array(read_parquet([path])), part)
+                else:
+                    part = merge(part[:0], part)
+                write_parquet(path, to_frame(part))
         return len(arr)
+
+    def lock(self, fqme: str):
+        """The market's bar write lock (held by every change, see `_lock`)."""
+        return market_lock(self.root, 'bars', check_fqme(fqme))
 
     def delete(self, fqme: str, timeframe: int | None = None,
                start: int | None = None, end: int | None = None) -> int:
         """Remove bars in `[start, end)` (default all) of one or every
         timeframe; returns how many bars went."""
         fqme = check_fqme(fqme)
+        with self.lock(fqme):
+            return self._delete(fqme, timeframe, start, end)
+
+    def _delete(self, fqme: str, timeframe: int | None,
+                start: int | None, end: int | None) -> int:
         tfs = [timeframe] if timeframe is not None else self.timeframes(fqme)
         gone = 0
         for tf in tfs:
@@ -227,13 +240,14 @@ class BarStore:
 
     def mark_closed(self, fqme: str, timeframe: int, gaps: list[Gap]) -> None:
         """Record `gaps` as spans the venue has no bars for (not re-asked)."""
-        spans = {(g.start, g.end) for g in self.closed(fqme, timeframe)}
-        spans |= {(g.start, g.end) for g in gaps}
-        path = self.dir(fqme, timeframe) / 'closed.json'
-        try:
-            write_atomic(path, json.dumps(sorted(spans)))
-        except OSError as err:
-            raise storage_error('write', path, err) from None
+        with self.lock(fqme):
+            spans = {(g.start, g.end) for g in self.closed(fqme, timeframe)}
+            spans |= {(g.start, g.end) for g in gaps}
+            path = self.dir(fqme, timeframe) / 'closed.json'
+            try:
+                write_atomic(path, json.dumps(sorted(spans)))
+            except OSError as err:
+                raise storage_error('write', path, err) from None
 
     def gaps(self, fqme: str, timeframe: int, start: int | None = None,
              end: int | None = None, include_closed: bool = False) -> list[Gap]:
@@ -247,15 +261,27 @@ class BarStore:
             return []
         jump = np.flatnonzero(np.diff(t) > timeframe)
         found = [Gap(int(t[i]) + timeframe, int(t[i + 1])) for i in jump]
-        closed = {(g.start, g.end) for g in self.closed(fqme, timeframe)}
+        closed = self.closed(fqme, timeframe)
         out = []
         for g in found:
-            if (g.start, g.end) in closed:
+            if covered(g, closed):
                 if include_closed:
                     out.append(Gap(g.start, g.end, closed=True))
             else:
                 out.append(g)
         return out
+
+    def missing(self, fqme: str, timeframe: int, start: int, end: int) -> list[Gap]:
+        """Runs of bar times in `[start, end)` with no stored bar (before
+        the first stored bar and after the last too), closed ones included."""
+        tf = int(timeframe)
+        start = -(-int(start) // tf) * tf
+        if end <= start:
+            return []
+        t = self.times(fqme, tf, start, end)
+        edges = np.concatenate([[start - tf], t, [-(-int(end) // tf) * tf]])
+        jump = np.flatnonzero(np.diff(edges) > tf)
+        return [Gap(int(edges[i]) + tf, int(edges[i + 1])) for i in jump]
 
     def span(self, fqme: str, timeframe: int) -> Span | None:
         """First and last bar, counts and size on disk (None if nothing)."""
@@ -271,6 +297,18 @@ class BarStore:
             bytes=sum(p.stat().st_size for p in paths), partitions=len(paths),
             gaps=len(self.gaps(fqme, timeframe)),
         )
+
+
+def covered(gap: Gap, spans: list[Gap]) -> bool:
+    """Whether the union of `spans` covers all of `gap`."""
+    at = gap.start
+    for s in sorted(spans, key=lambda g: g.start):
+        if s.start > at:
+            break
+        at = max(at, s.end)
+        if at >= gap.end:
+            return True
+    return at >= gap.end
 
 
 def _subdirs(d: Path) -> list[str]:

@@ -23,6 +23,7 @@ from ..atomicfile import write_atomic
 from ._errors import storage_error
 from ._files import list_dir, read_parquet, remove, write_parquet
 from ._layout import check_fqme, day_bounds_ns, day_name, store_root
+from ._lock import market_lock
 
 TICK_SCHEMA: dict[str, Any] = {
     'time_ns': pl.Int64, 'seq': pl.Int64, 'type': pl.String,
@@ -158,12 +159,20 @@ class TickStore:
             return 0
         rows = rows.select(list(TICK_SCHEMA)).cast(TICK_SCHEMA)
         day_no = rows.get_column('time_ns') // _DAY_NS
-        written = 0
         if day_no.n_unique() == 1:
             groups = [(day_name(int(rows['time_ns'][0])), rows)]
         else:
             groups = [(day_name(int(d) * _DAY_NS), rows.filter(day_no == d))
                       for d in day_no.unique(maintain_order=True)]
+        with self.lock(fqme):
+            return self._append(fqme, groups)
+
+    def lock(self, fqme: str):
+        """The market's tick write lock (held by every change, see `_lock`)."""
+        return market_lock(self.root, 'ticks', check_fqme(fqme))
+
+    def _append(self, fqme: str, groups: list[tuple[str, pl.DataFrame]]) -> int:
+        written = 0
         for day, part in groups:
             key = (fqme, day)
             n = self._next.get(key)
@@ -197,6 +206,10 @@ class TickStore:
         """Fold a day's files into one (`full`), or only its batch files
         since the last compacted one (cheap, for a day still recording);
         returns the files removed."""
+        with self.lock(fqme):
+            return self._compact(fqme, day, full)
+
+    def _compact(self, fqme: str, day: str, full: bool) -> int:
         d = self.dir(fqme) / day
         cover = self._cover(d)
         # files a crash left inside a wider one's range: already replaced
@@ -227,6 +240,10 @@ class TickStore:
                end_ns: int | None = None) -> int:
         """Remove whole recorded days overlapping nothing outside the range
         (a partial day is rewritten); returns rows removed."""
+        with self.lock(fqme):
+            return self._delete(fqme, start_ns, end_ns)
+
+    def _delete(self, fqme: str, start_ns: int | None, end_ns: int | None) -> int:
         gone = 0
         for day in self.days(fqme):
             lo, hi = day_bounds_ns(day)

@@ -218,8 +218,11 @@ class ChartApp:
         self.workspace.prepare()
         self.win.status.set_order_status('app', 'connecting to pikerd…')
         for fqme in self.fqmes:
-            # the widgets are built while the daemons start; history fills them
-            self.win.add_chart(fqme, timeframe=self.timeframe)
+            # the widgets are built while the daemons start, with the bars
+            # stored on this host (a second run paints at once); the
+            # backend's history merges in when the feed is up
+            self.win.add_chart(fqme, await _stored(fqme, self.timeframe),
+                               timeframe=self.timeframe)
         self.win.show()
         # a runtime already running here (a test, a script embedding the
         # chart) owns the tree: leave its daemons alone on close
@@ -324,6 +327,8 @@ class ChartApp:
         self.win.set_current(feed.fqmes[0])
         self.win.status.clear_order_status('app')
         self.ready.set()
+        if self.first_frame_t0 is not None:     # bench: when the feed had served
+            print(f'FEED_CHARTS {time.time() - self.first_frame_t0:.6f}', flush=True)
         for fqme in feed.fqmes:
             self.ems_ready.setdefault(fqme, trio.Event())
             self.ems_connects.setdefault(fqme, 0)
@@ -501,6 +506,17 @@ class ChartApp:
             print(f'FIRST_FRAME {self.first_frame_s:.6f}', flush=True)
         if self.exit_on_first_frame:
             self.request_close()
+
+
+async def _stored(fqme: str, timeframe: int):
+    """`fqme`'s stored bars, or None (none stored, or not a market name)."""
+    from ..data._feed import stored_bars
+
+    try:
+        bars = await stored_bars(fqme, timeframe)
+    except ValueError:
+        return None
+    return bars if len(bars) else None
 
 
 # room for the window manager's title bar and borders (unknown before show)

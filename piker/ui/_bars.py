@@ -231,8 +231,35 @@ class BarsModel:
             self._cols[k][i] = v
         self.last_version += 1
 
+    def set_live(self, bars: list[list[float]]) -> int:
+        """Apply brokerd's live bars (`quote['bars'][str(timeframe)]`: the
+        last closed bar, then the one in progress; see
+        `piker.brokers._livebars`): a bar of the last bar's time replaces
+        it, a later one is appended, an older one is ignored. Returns how
+        many bars were appended.
+
+        This is how a chart fed by brokerd shows its live bar: exactly the
+        bar brokerd builds and stores, never one of its own.
+        """
+        added = 0
+        cols = self._cols
+        for t, o, h, lo, c, v in bars:
+            i = self._len - 1
+            last_t = int(cols['time'][i]) if i >= 0 else None
+            if last_t is None or t > last_t:
+                self.append(int(t), o, h, lo, c, v)
+                added += 1
+            elif t == last_t:
+                cols['open'][i], cols['high'][i], cols['low'][i] = o, h, lo
+                cols['close'][i], cols['volume'][i] = c, v
+                self.last_version += 1
+        return added
+
     def apply_trade(self, price: float, size: float, time_s: float) -> bool:
         """Fold one trade print into the bars; returns True if a bar was added.
+
+        Only for quotes that carry no brokerd bars (`set_live`): a chart
+        fed by hand (tests, benchmarks, a replayed tape outside brokerd).
 
         The trade lands in the bar whose period contains `time_s`; once that
         is past the last bar's period a new bar opens at `price`, on the

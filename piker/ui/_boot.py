@@ -46,8 +46,9 @@ def run_chart_booted(fqmes: list[str], loglevel: str | None = None, **kw: Any) -
             async with trio.open_nursery() as n:
                 for broker in dict.fromkeys(unpack_fqme(f)[0] for f in fqmes):
                     n.start_soon(_prewarm, broker, loglevel)
-                mod = await trio.to_thread.run_sync(importlib.import_module, 'piker.ui._app')
-                # the feed stack (the bar store's polars) too, while brokerd boots
+                # the store too (polars): the window opens with the stored bars
+                mod = await trio.to_thread.run_sync(_import_app)
+                # the feed stack too, while brokerd boots
                 n.start_soon(trio.to_thread.run_sync, importlib.import_module, 'piker.data')
                 from ._window import get_qapp
                 get_qapp()      # the theme, now that it is imported
@@ -62,6 +63,11 @@ def run_chart_booted(fqmes: list[str], loglevel: str | None = None, **kw: Any) -
 
     run_qt_guest(main, app=app)
     return out.get('app')
+
+
+def _import_app() -> Any:
+    importlib.import_module('piker.storage')
+    return importlib.import_module('piker.ui._app')
 
 
 async def _prewarm(broker: str, loglevel: str | None) -> None:

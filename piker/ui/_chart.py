@@ -234,10 +234,13 @@ class ChartWidget(QtWidgets.QWidget):
     def update_quote(self, quote: dict[str, Any]) -> None:
         """Apply one quote (CONTRACTS.md layout): L1 markers and the live bar.
 
-        `trade` ticks (or `last` ticks when the quote has no `trade` tick, so a
-        print is never counted twice) update close/high/low/volume of the last
-        bar, or open a new bar when the quote's time passes the bar period.
-        While the live bar is in view, new bars scroll the view along.
+        A quote from brokerd carries its live bars (`quote['bars']`, see
+        `piker.brokers._livebars`): the last bar is then brokerd's, the one
+        it stores, never rebuilt here. A quote without them (fed by hand)
+        folds its `trade` ticks (or `last` ticks when it has no `trade`
+        tick, so a print is never counted twice) into the last bar, or opens
+        a new bar when the quote's time passes the bar period. While the
+        live bar is in view, new bars scroll the view along.
         """
         ticks = quote.get('ticks') or ()
         tns = quote.get('time_ns')
@@ -247,15 +250,23 @@ class ChartWidget(QtWidgets.QWidget):
         was_following = self.view.following
         n_before = len(self.model)
         traded = False
+        # brokerd's bars (the ones it stores) when the quote carries them
+        live = (quote.get('bars') or {}).get(str(int(self.model.timeframe)))
+        if live:
+            n_live = self.model.last_version
+            self.model.set_live(live)
+            traded = self.model.last_version != n_live
         for tick in ticks:
             kind = tick.get('type')
             price = tick.get('price')
             if price is None or not math.isfinite(price):
                 continue
             if kind == 'trade' or (kind == 'last' and not has_trade):
-                size = tick.get('size') or 0.0
-                self.model.apply_trade(float(price), float(size) if math.isfinite(size) else 0.0, t_s)
-                traded = True
+                if live is None:
+                    size = tick.get('size') or 0.0
+                    self.model.apply_trade(
+                        float(price), float(size) if math.isfinite(size) else 0.0, t_s)
+                    traded = True
                 last = price
             elif kind == 'bid':
                 bid = price

@@ -3,7 +3,9 @@
 Binance serves at most 1,000 klines a request, starting at the first bar
 at or after `startTime`. So a span is fetched oldest first, each page
 starting one bar after the last one received, until the span's end or
-an empty/short page. Bars come exactly as Binance has them: a minute
+an empty/short page, pacing itself under the request weight limit
+(`pace()`: at most `HISTORY_SHARE` of a minute's weight, then it waits
+for the next minute). Bars come exactly as Binance has them: a minute
 with no trades that Binance does not list stays a gap (no invented
 bars), and a repeated bar (pages overlapping) is kept once.
 """
@@ -13,13 +15,37 @@ import time
 from typing import Any
 
 import numpy as np
+import trio
 
+from ...log import get_logger
 from ...ohlc import OHLC_DTYPE
+
+log = get_logger('brokers.binance.history')
 
 INTERVALS = {1: '1s', 60: '1m'}
 PAGE = 1000
 # bars fetched when the caller does not say how far back
 DEFAULT_BARS = {1: 3600, 60: 2880}
+
+
+# a long backfill uses at most this share of the minute's request weight
+# (Binance counts it per IP per clock minute): the rest stays free for
+# orders, cancels and the other daemons' calls, and no page ever meets a 429
+HISTORY_SHARE = 0.5
+KLINES_WEIGHT = 2   # /api/v3/klines at limit 1000
+
+
+async def pace(client: Any) -> None:
+    """Wait for the next weight window if one more page would take the
+    minute's used weight past `HISTORY_SHARE` of the limit."""
+    limit = getattr(client, 'weight_limit', 0) or 0
+    used = getattr(client, 'used_weight', 0) or 0
+    if limit and used + KLINES_WEIGHT > HISTORY_SHARE * limit:
+        wait = 60.0 - time.time() % 60.0 + 0.05
+        log.info('binance history: %d of %d weight used this minute, next page in %.1fs',
+                 used, limit, wait)
+        await trio.sleep(wait)
+        client.used_weight = 0   # a new window (the next reply says for sure)
 
 
 def check_timeframe(timeframe: int) -> str:
@@ -66,6 +92,8 @@ async def fetch_bars(
     end_ms = end_s * 1000
     pages: list[np.ndarray] = []
     while start_ms <= end_ms:
+        if pages:
+            await pace(client)
         rows = await client.klines(symbol, interval, start_ms, limit=PAGE, end_ms=end_ms)
         page = rows_to_bars(rows)
         if not len(page):

@@ -65,7 +65,9 @@ async def symbol_search(pattern: str) -> dict[str, MktPair]:
     return {m: _mkt(m) for m in found}
 
 
-async def open_history(bs_fqme: str, timeframe: int) -> np.ndarray:
+async def open_history(bs_fqme: str, timeframe: int, *, start: int | None = None,
+                       end: int | None = None) -> np.ndarray:
+    """The imported bars (those opening in `[start, end]` if given)."""
     fqme = _fqme(bs_fqme)
     _mkt(fqme)
     store = BarStore()
@@ -73,7 +75,8 @@ async def open_history(bs_fqme: str, timeframe: int) -> np.ndarray:
     if int(timeframe) not in tfs:
         raise ValueError(f'{fqme} has no {timeframe}s bars; stored timeframes: '
                          f'{", ".join(map(str, tfs))} (seconds)')
-    return await trio.to_thread.run_sync(store.read, fqme, int(timeframe))
+    return await trio.to_thread.run_sync(store.read, fqme, int(timeframe), start,
+                                         None if end is None else end + 1)
 
 
 async def stream_quotes(

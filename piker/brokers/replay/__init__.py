@@ -130,15 +130,20 @@ async def symbol_search(pattern: str) -> dict[str, MktPair]:
     return out
 
 
-async def open_history(bs_fqme: str, timeframe: int) -> np.ndarray:
-    """Stored bars of the recorded market up to the span's start."""
+async def open_history(bs_fqme: str, timeframe: int, *, start: int | None = None,
+                       end: int | None = None) -> np.ndarray:
+    """Stored bars of the recorded market before the span's start (the
+    replay's "now"), those opening in `[start, end]` if given."""
     src = recorded_fqme(bs_fqme)
     _mkt(src)
-    start, *_ = span()
-    if start is None:
+    now, *_ = span()
+    if now is None:
         first = load_quotes(src)[:1]
-        start = first[0]['time_ns'] // 10**9 if first else None
-    return await trio.to_thread.run_sync(BarStore().read, src, int(timeframe), None, start)
+        now = first[0]['time_ns'] // 10**9 if first else None
+    stop = end + 1 if end is not None else None
+    if now is not None:
+        stop = now if stop is None else min(stop, now)
+    return await trio.to_thread.run_sync(BarStore().read, src, int(timeframe), start, stop)
 
 
 def load_quotes(src: str) -> list[Quote]:

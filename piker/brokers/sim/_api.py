@@ -26,13 +26,29 @@ async def symbol_search(pattern: str) -> dict[str, MktPair]:
     return {spec.mkt.fqme: spec.mkt for spec in search(pattern)}
 
 
-async def open_history(fqme: str, timeframe: int = 60) -> np.ndarray:
-    """OHLC bars (`piker.data.OHLC_DTYPE`) of `timeframe` seconds (1 or 60).
+async def open_history(
+    fqme: str,
+    timeframe: int = 60,
+    *,
+    start: int | None = None,
+    end: int | None = None,
+) -> np.ndarray:
+    """OHLC bars (`piker.data.OHLC_DTYPE`) of `timeframe` seconds (1 or 60)
+    opening in `[start, end]` (epoch s; default: everything there is).
 
-    Deterministic past ending at the live walk's start price, then the
-    bars the live walk has printed in this process so far.
+    Deterministic past ending at the live walk's start price (a day of
+    1 min bars, an hour of 1 s bars: nothing before), then the bars the
+    live walk has printed in this process so far.
     """
-    return get_market(fqme).history(int(timeframe))
+    return in_range(get_market(fqme).history(int(timeframe)), start, end)
+
+
+def in_range(bars: np.ndarray, start: int | None, end: int | None) -> np.ndarray:
+    """The bars of `bars` (sorted) opening in `[start, end]`."""
+    t = bars['time']
+    lo = 0 if start is None else int(np.searchsorted(t, start, 'left'))
+    hi = len(t) if end is None else int(np.searchsorted(t, end, 'right'))
+    return bars[lo:hi]
 
 
 async def stream_quotes(

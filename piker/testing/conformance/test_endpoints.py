@@ -76,6 +76,30 @@ def test_history_bars(harness: Harness, endpoints: Quotes, timeframe: int) -> No
     assert (bars['volume'] >= 0).all()
 
 
+@pytest.mark.parametrize('timeframe', [1, 60])
+def test_history_time_range(harness: Harness, endpoints: Quotes, timeframe: int) -> None:
+    """`open_history(.., start=, end=)`: only bars opening in `[start, end]`
+    (both inclusive), and the ones the default window has there."""
+    m, key = mod(harness), bs(harness)
+    bars = run(lambda: m.open_history(key, timeframe))
+    assert len(bars) > 10
+    t = bars['time']
+    start, end = int(t[len(t) // 4]), int(t[len(t) // 2])
+    got = run(lambda: m.open_history(key, timeframe, start=start, end=end))
+    assert got.dtype == np.dtype(OHLC_DTYPE)
+    assert len(got), f'nothing in [{start}, {end}] though the default window has bars there'
+    gt = got['time']
+    assert gt.min() >= start and gt.max() <= end, (
+        f'bars {gt.min()}..{gt.max()} outside the asked [{start}, {end}]')
+    assert (np.diff(gt) > 0).all() and (gt % timeframe == 0).all()
+    assert gt[-1] == end, 'the bar opening at `end` is in the range (inclusive)'
+    # a start alone reaches up to now; an end alone stops there
+    tail = run(lambda: m.open_history(key, timeframe, start=end))
+    assert len(tail) and tail['time'].min() >= end
+    head = run(lambda: m.open_history(key, timeframe, end=start))
+    assert len(head) and head['time'].max() <= start
+
+
 def test_history_unsupported_timeframe_is_value_error(harness: Harness, endpoints: Quotes) -> None:
     with pytest.raises(ValueError):
         run(lambda: mod(harness).open_history(bs(harness), 7))
