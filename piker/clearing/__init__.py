@@ -19,7 +19,11 @@ client session), made of `_fanout` (client queues: who hears what),
 `_dark_feeds` (the dark book's market feeds and triggers), `_intake`
 (client commands in) and `_effects` (the executor of the core's effects
 that joins them); `_ems_admin` is its `piker ems` RPC. `_paper_engine`
-is paperboi, the paper venue.
+is paperboi, the paper venue: its order entry and endpoint, with
+`_paper_rules` (keys, ticks, band, fees), `_paper_feeds` (quotes in),
+`_paper_fills` (fills recorded, booked, reported), `_paper_dialogues`
+(emsd dialogues: report, commands, events), `_paper_restore` (start-up
+from disk), `_paper_accounts`/`_paper_store` (its files).
 """
 from ._client import (
     EMSError,

@@ -26,7 +26,7 @@ from ._heartbeat import (
     watch_peer,
     watchdog,
 )
-from ._lifetime import actor_nursery, start_actor_task
+from ._lifetime import actor_nursery, end_endpoint_cancelled, start_actor_task
 from ._mngr import DAEMON_MODULES, DaemonInfo, DaemonSpec, Services, current_services
 from ._pikerd import connect_pikerd, maybe_open_pikerd, open_pikerd, serve_pikerd
 from ._reconnect import Backoff, leave_if_cancelled, reconnecting
@@ -50,6 +50,7 @@ __all__ = [
     'current_services',
     'find_service',
     'actor_nursery',
+    'end_endpoint_cancelled',
     'leave_if_cancelled',
     'list_services',
     'maybe_open_pikerd',

@@ -1,10 +1,11 @@
-"""Tasks that live as long as their actor.
+"""Tasks that live as long as their actor; endpoints that end cancelled.
 
 tractor 0.1.0a5 has no public per-actor nursery: an RPC function's tasks
 die with its call. A daemon whose state outlives every client (emsd's
-relays and journal, a feed hub) starts it here, in the actor's own
-service nursery - the one private tractor attribute this needs is
-touched only in this module.
+relays and journal, a feed hub, a paper venue) starts it here, in the
+actor's own service nursery. Nor has it a public way for an endpoint
+whose client vanished to end as cancelled. The private tractor
+attributes these need are touched only in this module.
 """
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from typing import Any
 import tractor
 import trio
 
-__all__ = ['actor_nursery', 'start_actor_task']
+__all__ = ['actor_nursery', 'end_endpoint_cancelled', 'start_actor_task']
 
 
 def actor_nursery() -> trio.Nursery:
@@ -28,3 +29,15 @@ def actor_nursery() -> trio.Nursery:
 def start_actor_task(fn: Callable[..., Awaitable[Any]], *args: Any) -> None:
     """Run `fn(*args)` for the rest of the actor's life (or until it returns)."""
     actor_nursery().start_soon(fn, *args)
+
+
+def end_endpoint_cancelled(ctx: tractor.Context) -> None:
+    """End the endpoint running `ctx` as cancelled (from its next checkpoint).
+
+    For an endpoint whose client is gone: nobody is left to receive a
+    result, and returning would make tractor log a crash on the dead
+    socket; ending as cancelled leaves a single "failed to ship" line.
+    """
+    scope_n = ctx._scope_nursery
+    if scope_n is not None:
+        scope_n.cancel_scope.cancel()
