@@ -276,20 +276,17 @@ async def open_ems(
     """
     from ..service import (
         maybe_open_pikerd,
-        maybe_spawn_daemon,
+        open_daemon,
         open_drained_stream,
         open_watched_context,
     )
-    from ._ems import EMSD_NAME, open_ems_dialog
-    from ._ems_admin import EMSD_MODULES, EMSD_STARTUP
+    from ._daemons import EMSD
+    from ._ems import open_ems_dialog
 
     fqme = _check_session(fqme, mode)
     started = False
     async with maybe_open_pikerd(loglevel=loglevel):
-        async with maybe_spawn_daemon(
-            EMSD_NAME, enable_modules=EMSD_MODULES, loglevel=loglevel,
-            startup=EMSD_STARTUP,
-        ) as portal:
+        async with open_daemon(EMSD.spec(loglevel=loglevel)) as portal:
             try:
                 # emsd's endpoint returns when our stream closes, so the
                 # context ends cleanly without a cancel request (whose

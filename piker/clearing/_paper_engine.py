@@ -42,6 +42,7 @@ from ..accounting import MktPair
 from ..config import PaperConf, load_brokers_conf
 from ..log import get_console_log, get_logger
 from ..service import actor_nursery
+from ._daemons import PAPERBOI
 from ._matching import Fill, PaperBook, RestingOrder
 from ._messages import (
     BrokerdCancel,
@@ -65,16 +66,11 @@ from ._paper_rules import (
     native_fqme,
     new_reqid,
     off_tick,
-    paperboi_name,
     price_problem,
 )
 from ._paper_store import StoredEvent, VenueStore
 
 log = get_logger(__name__)
-
-# pikerd runs this in every (re)spawned paperboi (`DaemonSpec.startup`)
-PAPERBOI_STARTUP = 'piker.clearing._paper_engine:startup'
-
 
 class PaperVenue:
     """Books, accounts and feeds of one broker's paper venue.
@@ -362,14 +358,14 @@ async def open_venue(broker: str) -> PaperVenue:
 
 
 async def startup() -> None:
-    """paperboi's start-up hook (`DaemonSpec.startup`), run by pikerd right
+    """paperboi's start-up hook (`_daemons.PAPERBOI`), run by pikerd right
     after every (re)spawn: reload the venue's working orders and restart
     their feeds now, so they fill while no emsd is connected."""
     name = tractor.current_actor().name
-    prefix = paperboi_name('')
-    if not name.startswith(prefix):
-        raise RuntimeError(f'{name!r} is not a paper venue ({prefix}<broker>)')
-    await open_venue(name[len(prefix):])
+    broker = PAPERBOI.key_of(name)
+    if not broker:
+        raise RuntimeError(f'{name!r} is not a paper venue ({PAPERBOI.name("<broker>")})')
+    await open_venue(broker)
 
 
 async def paper_audit(broker: str) -> dict[str, list[str]]:
@@ -407,6 +403,6 @@ async def open_trade_dialog(
 
 
 __all__ = [
-    'PAPERBOI_STARTUP', 'PaperVenue', 'fee_for', 'native_fqme', 'open_trade_dialog', 'open_venue',
-    'paper_alarm', 'paper_audit', 'paperboi_name', 'price_problem', 'startup',
+    'PaperVenue', 'fee_for', 'native_fqme', 'open_trade_dialog', 'open_venue',
+    'paper_alarm', 'paper_audit', 'price_problem', 'startup',
 ]

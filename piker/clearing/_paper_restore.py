@@ -12,9 +12,9 @@ from typing import TYPE_CHECKING
 
 from ..accounting import Transaction
 from ..log import get_logger
+from ._daemons import PAPERBOI
 from ._matching import PaperBook
 from ._messages import BrokerdFill
-from ._paper_rules import paperboi_name
 
 if TYPE_CHECKING:
     from ._paper_engine import PaperVenue
@@ -69,5 +69,5 @@ def restore_orders(venue: PaperVenue) -> None:
         venue.store.record(resting=[
             o for book in venue.books.values() for o in book.orders.values()
         ])
-        log.warning('%s: restored %d working order(s) in %s', paperboi_name(venue.broker),
+        log.warning('%s: restored %d working order(s) in %s', PAPERBOI.name(venue.broker),
                     len(restored), sorted(venue.books))

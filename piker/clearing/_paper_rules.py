@@ -21,11 +21,6 @@ from ._messages import BrokerdStatus
 VENUE_PRICE_FACTOR = 10.0
 
 
-def paperboi_name(broker: str) -> str:
-    """The registry name of the paper venue of `broker`."""
-    return f'paperboi.{broker}'
-
-
 def fee_for(conf: PaperConf, price: float, size: float) -> float:
     """The fee schedule: rate of notional + per unit, at least `fee_min`."""
     fee = conf.fee_rate * abs(price * size) + conf.fee_per_unit * abs(size)

@@ -24,16 +24,17 @@ from typing import Any
 import tractor
 import trio
 
-from ..brokers import brokerd_modules, get_brokermod
+from ..brokers import brokerd_spec, daemon_name, get_brokermod
 from ..log import get_logger
 from ..service import (
     Backoff,
     PeerLost,
     leave_if_cancelled,
-    maybe_spawn_daemon,
+    open_daemon,
     open_drained_stream,
     open_watched_context,
 )
+from ._daemons import PAPERBOI
 from ._dialogs import Dialog, DialogTable, Effect, Mode, Phase, ToVenue
 from ._effects import Effects
 from ._fanout import Clients
@@ -43,7 +44,7 @@ from ._messages import (
     MessageError,
     decode_broker_msg,
 )
-from ._paper_engine import PAPERBOI_STARTUP, open_trade_dialog
+from ._paper_engine import open_trade_dialog
 from ._reconcile import VenueSync
 
 __all__ = ['Relay', 'Relays', 'open_relays']
@@ -88,7 +89,7 @@ class Relay:
 
     @property
     def venue(self) -> str:
-        return f'paperboi.{self.broker}' if self.mode == 'paper' else f'brokerd.{self.broker}'
+        return PAPERBOI.name(self.broker) if self.mode == 'paper' else daemon_name(self.broker)
 
     @property
     def state(self) -> str:
@@ -199,12 +200,11 @@ class Relays:
     async def _dialogue(self, relay: Relay) -> None:
         """Connect, serve, and reconnect (with backoff) once lost."""
         func: Any
-        startup: str | None = None
         if relay.mode == 'paper':
-            modules = ['piker.clearing._paper_engine']
-            func = open_trade_dialog
             # a respawned paperboi resumes its resting orders on its own
-            startup = PAPERBOI_STARTUP
+            # (its start-up hook)
+            spec = PAPERBOI.spec(relay.broker)
+            func = open_trade_dialog
         else:
             mod = get_brokermod(relay.broker)
             if not hasattr(mod, 'trades_dialogue'):
@@ -214,16 +214,14 @@ class Relays:
                 )
                 relay.ready.set()
                 return
-            modules = brokerd_modules(relay.broker)
+            spec = brokerd_spec(relay.broker)
             func = mod.trades_dialogue
             relay.reports_orders = bool(getattr(mod, 'REPORTS_ORDERS', False))
         backoff = Backoff()
         while True:
             lost = ''
             try:
-                async with maybe_spawn_daemon(
-                    relay.venue, enable_modules=modules, startup=startup,
-                ) as portal:
+                async with open_daemon(spec) as portal:
                     async with open_watched_context(
                         portal, func, broker=relay.broker, timeout=VENUE_WATCHDOG_TIMEOUT,
                     ) as (ctx, (positions, accounts)):

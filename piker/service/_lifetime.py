@@ -15,7 +15,7 @@ from typing import Any
 import tractor
 import trio
 
-__all__ = ['actor_nursery', 'end_endpoint_cancelled', 'start_actor_task']
+__all__ = ['actor_nursery', 'end_endpoint_cancelled', 'forget_actor_runtime', 'start_actor_task']
 
 
 def actor_nursery() -> trio.Nursery:
@@ -41,3 +41,20 @@ def end_endpoint_cancelled(ctx: tractor.Context) -> None:
     scope_n = ctx._scope_nursery
     if scope_n is not None:
         scope_n.cancel_scope.cancel()
+
+
+def forget_actor_runtime() -> bool:
+    """Forget an actor runtime left behind by an interrupted `trio.run`
+    (a test killed by pytest-timeout never ran its teardown): True if
+    there was one. Its processes are the caller's to end."""
+    import sys
+
+    state = sys.modules.get('tractor._state')
+    if state is None or state._current_actor is None:
+        return False
+    from . import _mngr
+
+    state._current_actor = None
+    state._runtime_vars.update(_is_root=False, _root_mailbox=(None, None), _debug_mode=False)
+    _mngr._services = None
+    return True

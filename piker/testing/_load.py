@@ -640,18 +640,17 @@ def plans_for(cfg: Config, start_at: float) -> list[Plan]:
 async def _load(cfg: Config) -> Report:
     from contextlib import AsyncExitStack
 
-    from ..brokers._brokerd import brokerd_modules
-    from ..clearing._ems_admin import EMSD_MODULES
-    from ..service import maybe_spawn_daemon
+    from ..brokers import brokerd_spec
+    from ..clearing._daemons import EMSD, PAPERBOI
+    from ..service import open_daemon
 
     # the daemons are spawned first, with the bench's RPC modules enabled
     extra = [_load_rpc.__name__, *([_EMS_RPC] if cfg.profile else [])]
     async with AsyncExitStack() as stack:
         portals = {}
-        for name, mods in (('brokerd.sim', brokerd_modules('sim')), ('emsd', EMSD_MODULES),
-                           ('paperboi.sim', ['piker.clearing._paper_engine'])):
-            portals[name] = await stack.enter_async_context(
-                maybe_spawn_daemon(name, enable_modules=[*mods, *extra]))
+        for spec in (brokerd_spec('sim', extra_modules=extra),
+                     EMSD.spec(extra_modules=extra), PAPERBOI.spec('sim', extra_modules=extra)):
+            portals[spec.name] = await stack.enter_async_context(open_daemon(spec))
         return await _with_market(lambda market: load_phase(cfg, market, portals))
 
 
