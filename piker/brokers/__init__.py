@@ -104,7 +104,6 @@ Client side, nobody calls backends directly: use `piker.data.open_feed()`
 """
 from ._brokerd import (
     BROKERD,
-    brokerd_modules,
     brokerd_spec,
     daemon_name,
     maybe_spawn_brokerd,
@@ -120,7 +119,6 @@ __all__ = [
     'NoSuchBackend',
     'SymbolNotFound',
     'available_backends',
-    'brokerd_modules',
     'brokerd_spec',
     'daemon_name',
     'get_brokermod',

@@ -99,17 +99,12 @@ def daemon_name(broker: str) -> str:
     return BROKERD.name(broker)
 
 
-def brokerd_modules(broker: str) -> list[str]:
-    """`enable_modules` of `brokerd.<broker>`: these endpoints, the backend
-    and whatever extra modules it lists in `__enable_modules__`."""
-    return brokerd_spec(broker).enable_modules
-
-
 def brokerd_spec(
     broker: str, loglevel: str | None = None, extra_modules: Iterable[str] = (),
 ) -> DaemonSpec:
-    """The spawn spec of `brokerd.<broker>` (`BROKERD` with the backend's
-    modules); raises `NoSuchBackend` for an unknown broker."""
+    """The spawn spec of `brokerd.<broker>`: `BROKERD` with the backend and
+    whatever extra modules it lists in `__enable_modules__`; raises
+    `NoSuchBackend` for an unknown broker."""
     mod = get_brokermod(broker)
     return BROKERD.spec(broker, loglevel=loglevel, extra_modules=[
         mod.__name__, *getattr(mod, '__enable_modules__', []), *extra_modules,
