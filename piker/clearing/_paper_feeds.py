@@ -15,7 +15,7 @@ import trio
 
 from ..data import open_feed  # up front: no blocking import in a handler
 from ..log import get_logger
-from ..service import Backoff, leave_if_cancelled
+from ..service import Backoff, reconnecting
 from ._matching import PaperBook
 from ._paper_rules import NotAMarketKey
 
@@ -51,47 +51,44 @@ class PaperFeeds:
         brokerd respawn.
         """
         backoff = Backoff()
-        while True:
-            try:
-                async with open_feed([fqme]) as feed:
-                    if feed.mkts[fqme].fqme != fqme:
-                        raise NotAMarketKey(fqme, feed.mkts[fqme].fqme)
-                    book = self.venue.books.get(fqme) or PaperBook(fqme)
-                    first = feed.first_quotes.get(fqme)
-                    if first:
-                        async with self.venue.lock:
-                            fills = book.on_quote(_as_touch_quote(first))
-                            if fills:
-                                await self.venue.fills.report_or_end(fills)
-                    self.venue.mkts[fqme] = feed.mkts[fqme]
-                    self.venue.books[fqme] = book
-                    ready.set()
-                    backoff.reset()
-                    async for batch in feed.stream:
-                        quote = batch.get(fqme)
-                        if quote is None:
-                            continue
-                        async with self.venue.lock:
-                            fills = book.on_quote(quote)
-                            if fills:
-                                await self.venue.fills.report_or_end(fills)
-                log.warning('quote feed of %s ended; reconnecting', fqme)
-            except Exception as err:  # unknown symbol, dead backend, ...
-                if not ready.is_set():
-                    reason = (str(err) if isinstance(err, NotAMarketKey)
-                              else f'no market data for {fqme!r}: {err}')
-                    log.error(reason)
-                    self._feed_errors[fqme] = reason
-                    self._feeds.pop(fqme, None)
-                    ready.set()
-                    return
-                await leave_if_cancelled()
-                log.error('quote feed of %s failed (%s); retrying in %.1fs',
-                          fqme, err, backoff.delay)
-            except BaseException:
-                await leave_if_cancelled()
-                raise
-            await backoff.sleep()
+
+        async def connect() -> None:
+            async with open_feed([fqme]) as feed:
+                if feed.mkts[fqme].fqme != fqme:
+                    raise NotAMarketKey(fqme, feed.mkts[fqme].fqme)
+                book = self.venue.books.get(fqme) or PaperBook(fqme)
+                first = feed.first_quotes.get(fqme)
+                if first:
+                    async with self.venue.lock:
+                        fills = book.on_quote(_as_touch_quote(first))
+                        if fills:
+                            await self.venue.fills.report_or_end(fills)
+                self.venue.mkts[fqme] = feed.mkts[fqme]
+                self.venue.books[fqme] = book
+                ready.set()
+                backoff.reset()
+                async for batch in feed.stream:
+                    quote = batch.get(fqme)
+                    if quote is None:
+                        continue
+                    async with self.venue.lock:
+                        fills = book.on_quote(quote)
+                        if fills:
+                            await self.venue.fills.report_or_end(fills)
+
+        def on_down(err: BaseException | None) -> bool:
+            if err is None or ready.is_set():
+                return True  # it ended or broke after it was up: reconnect
+            # unknown symbol, dead backend, ...: orders for it fail with why
+            reason = (str(err) if isinstance(err, NotAMarketKey)
+                      else f'no market data for {fqme!r}: {err}')
+            log.error(reason)
+            self._feed_errors[fqme] = reason
+            self._feeds.pop(fqme, None)
+            ready.set()
+            return False
+
+        await reconnecting(connect, f'quote feed of {fqme}', backoff=backoff, on_down=on_down)
 
     async def start_feed(self, fqme: str) -> None:
         err = await self.ensure_feed(fqme)

@@ -29,10 +29,10 @@ from ..log import get_logger
 from ..service import (
     Backoff,
     PeerLost,
-    leave_if_cancelled,
     open_daemon,
     open_drained_stream,
     open_watched_context,
+    reconnecting,
 )
 from ._daemons import PAPERBOI
 from ._dialogs import Dialog, DialogTable, Effect, Mode, Phase, ToVenue
@@ -218,8 +218,10 @@ class Relays:
             func = mod.trades_dialogue
             relay.reports_orders = bool(getattr(mod, 'REPORTS_ORDERS', False))
         backoff = Backoff()
-        while True:
-            lost = ''
+        was_up = False
+
+        async def connect() -> None:
+            nonlocal was_up
             try:
                 async with open_daemon(spec) as portal:
                     async with open_watched_context(
@@ -243,33 +245,31 @@ class Relays:
                             backoff.reset()
                             async for raw in events:
                                 await self._on_msg(relay, raw)
-                lost = 'it ended the trades dialogue'
-                log.warning('%s ended its trades dialogue; reconnecting', relay.venue)
-            except PeerLost as err:
-                await leave_if_cancelled()
-                lost = err.reason
-                log.error('lost %s (%s): reconnecting', relay.venue, err)
-            except Exception as err:
-                if not relay.ready.is_set():
-                    relay.error = f'cannot reach {relay.venue}: {err}'
-                    log.error(relay.error)
-                    relay.ready.set()
-                    return
-                await leave_if_cancelled()
-                lost = f'{type(err).__name__}: {err}'
-                log.exception('trades relay with %s failed; reconnecting', relay.venue)
-            except BaseException:
-                await leave_if_cancelled()
-                raise
             finally:
                 was_up = relay.stream is not None or relay.syncing
                 relay.stream = None
                 if relay.syncing:
                     relay.syncing = False
                     relay.synced.set()  # waiters find it down and fail
-            if was_up and lost:
+
+        def on_down(err: BaseException | None) -> bool:
+            if err is None:
+                lost = 'it ended the trades dialogue'
+            elif isinstance(err, PeerLost):  # (even before it was up: retried)
+                lost = err.reason
+            elif not relay.ready.is_set():
+                relay.error = f'cannot reach {relay.venue}: {err}'
+                log.error(relay.error)
+                relay.ready.set()
+                return False  # never up: orders for it fail with why
+            else:
+                lost = f'{type(err).__name__}: {err}'
+                log.error('trades relay with %s failed', relay.venue, exc_info=err)
+            if was_up:
                 self._lost(relay, lost)
-            await backoff.sleep()
+            return True
+
+        await reconnecting(connect, relay.venue, backoff=backoff, on_down=on_down)
 
     # -- what the venue says --------------------------------------------------
 
