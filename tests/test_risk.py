@@ -525,6 +525,9 @@ def test_the_gate_reads_working_orders_from_the_dialog_table():
     assert g2.position('sim', 'paper', FQME) == (9.0, 8.0)
     venue(g2, order, 'canceled', filled=2.0)
     assert g2.working() == 0 and g2.report().open_by_fqme == {}
+    # the table's index of working dialogs is what a scan of it says
+    assert g.dialogs.active() == [d for d in g.dialogs if not d.terminal]
+    assert [d.req.action for d in g.dialogs.active()] == ['alert']
 
 
 def test_report():

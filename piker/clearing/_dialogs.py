@@ -1126,7 +1126,7 @@ class DialogTable:
         dialog = self._dialogs.get(order.oid)
         if dialog is None:
             dialog = Dialog(order, clock=self._clock, owner=owner, route=route)
-            self._dialogs[order.oid] = self._working[order.oid] = dialog
+            self._dialogs[order.oid] = dialog
             return self._after(dialog, dialog.handle(E.SUBMIT, order))
         if dialog.terminal:
             log.warning(
@@ -1269,7 +1269,7 @@ class DialogTable:
             oid=order.oid, req=order, confirmed=order, phase=P.ACKED,
             reqid=msg.reqid, external=True, route=route,
         ))
-        self._dialogs[order.oid] = self._working[order.oid] = dialog
+        self._dialogs[order.oid] = dialog
         self._by_reqid[(broker, msg.reqid)] = order.oid
         dialog.absorb(self._orphans.pop((broker, msg.reqid), ()))
         return self._after(dialog, dialog.announce(msg))
@@ -1286,11 +1286,13 @@ class DialogTable:
     # ---- bookkeeping ------------------------------------------------------
 
     def _after(self, dialog: Dialog, effects: list[Effect]) -> list[Effect]:
-        """Note the change; retire a dialog that just finished (keeping it
-        for late events)."""
+        """Note the change; index a working dialog (`active()`), retire
+        one that just finished (keeping it for late events)."""
         if self._changed is not None:
             self._changed[dialog.oid] = None
-        if dialog.terminal and dialog.oid not in self._finished:
+        if not dialog.terminal:
+            self._working[dialog.oid] = dialog  # (a new one joins at the end)
+        elif dialog.oid not in self._finished:
             self._working.pop(dialog.oid, None)
             self._finished[dialog.oid] = None
             self._evict()
