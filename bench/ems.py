@@ -371,7 +371,8 @@ async def run_tree(args: argparse.Namespace, res: Results, report: list[str]) ->
 
     from piker.brokers.sim import open_market_control
     from piker.clearing import open_ems
-    from piker.service import maybe_open_pikerd, maybe_spawn_daemon
+    from piker.clearing._daemons import EMSD, PAPERBOI
+    from piker.service import maybe_open_pikerd, open_daemon
     from piker.testing import _ems_rpc
 
     # paperboi loads the seeded ledger at start: seconds, more on a busy box
@@ -379,11 +380,9 @@ async def run_tree(args: argparse.Namespace, res: Results, report: list[str]) ->
         portals = {}
         if args.profile:
             # spawned first, so emsd / open_ems find them with _ems_rpc enabled
-            for name, mod in (('emsd', 'piker.clearing._ems'),
-                              ('paperboi.sim', 'piker.clearing._paper_engine')):
-                portals[name] = await stack.enter_async_context(
-                    maybe_spawn_daemon(name, enable_modules=[mod, _ems_rpc.__name__]),
-                )
+            for spec in (EMSD.spec(extra_modules=[_ems_rpc.__name__]),
+                         PAPERBOI.spec('sim', extra_modules=[_ems_rpc.__name__])):
+                portals[spec.name] = await stack.enter_async_context(open_daemon(spec))
         echo = await stack.enter_async_context(open_echo())
         for i in range(WARMUP + args.orders):
             rtt = await echo.round_trip()

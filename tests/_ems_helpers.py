@@ -84,12 +84,11 @@ class RawDialogue:
 async def raw_venue_dialogue(broker: str = 'sim') -> AsyncIterator[RawDialogue]:
     """Open a trades dialogue of our own with `paperboi.<broker>` (beside
     emsd's), speaking the backend protocol directly."""
+    from piker.clearing._daemons import PAPERBOI
     from piker.clearing._paper_engine import open_trade_dialog
-    from piker.service import maybe_spawn_daemon, open_watched_context
+    from piker.service import open_daemon, open_watched_context
     async with (
-        maybe_spawn_daemon(
-            f'paperboi.{broker}', enable_modules=['piker.clearing._paper_engine'],
-        ) as portal,
+        open_daemon(PAPERBOI.spec(broker)) as portal,
         open_watched_context(portal, open_trade_dialog, broker=broker, timeout=2.0) as (
             ctx, _,
         ),

@@ -17,7 +17,7 @@ from piker.clearing import (
     BrokerdOrderAck,
     BrokerdPosition,
     BrokerdStatus,
-    _paper_engine,
+    _paper_fills,
 )
 from piker.clearing._matching import PaperBook
 from piker.clearing._paper_engine import PaperVenue, native_fqme, price_problem
@@ -85,13 +85,13 @@ async def open_venue(bid: float = 99.0, ask: float = 100.0, size: float = 5.0):
     async with trio.open_nursery() as n:
         venue = await PaperVenue.load('sim', n)
         sub = Sub()
-        venue._subs.append(sub)
+        venue.dialogues.subscribe(sub)
         # as if the feed were up: its market and touch are known
         venue.mkts[FQME] = get_spec(FQME).mkt
         venue.books[FQME] = book = PaperBook(FQME)
         book.on_quote({'ticks': [{'type': 'bid', 'price': bid, 'size': size},
                                  {'type': 'ask', 'price': ask, 'size': size}]})
-        venue._feeds[FQME] = ready = trio.Event()
+        venue.feeds._feeds[FQME] = ready = trio.Event()
         ready.set()
         yield venue, sub
         n.cancel_scope.cancel()
@@ -113,8 +113,8 @@ def test_a_fill_that_cannot_be_booked_ends_its_order(monkeypatch):
             assert {m.status for m in sub.of(BrokerdStatus, 'big')} == {'open'}
             (reqid,) = venue.books[FQME].orders
             # from here on every fee is NaN: no fill can be booked
-            monkeypatch.setattr(_paper_engine, 'fee_for', lambda *a: math.nan)
-            async with venue._lock:
+            monkeypatch.setattr(_paper_fills, 'fee_for', lambda *a: math.nan)
+            async with venue.lock:
                 fills = venue.books[FQME].on_quote(
                     {'ticks': [{'type': 'ask', 'price': 100.0, 'size': 50.0}]})
                 assert fills

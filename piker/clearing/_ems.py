@@ -58,11 +58,10 @@ from ._relays import Relays, open_relays
 from ._risk import RiskGate
 from ._risk_state import open_risk_gate
 
-__all__ = ['EMSD_NAME', 'Emsd', 'current', 'open_ems_dialog', 'open_emsd', 'startup']
+__all__ = ['Emsd', 'current', 'open_ems_dialog', 'open_emsd', 'startup']
 
 log = get_logger(__name__)
 
-EMSD_NAME = 'emsd'
 # one client's commands a session's drain task holds before it applies
 # backpressure (a bound per client: a flooding client slows itself down,
 # not emsd's memory)
@@ -135,7 +134,7 @@ async def open_emsd(conf: EMSConf) -> AsyncIterator[Emsd]:
     see `Emsd.restored`), and close it all on exit."""
     dialogs = DialogTable(track_changes=True)
     # pre-trade checks + trading state (kill switch): see _risk.py
-    risk = open_risk_gate(conf.risk)
+    risk = open_risk_gate(conf.risk, dialogs=dialogs)
     async with open_clients(dialogs) as clients:
         fx = Effects(dialogs, risk, clients)
         async with (

@@ -24,16 +24,17 @@ from typing import Any
 import tractor
 import trio
 
-from ..brokers import brokerd_modules, get_brokermod
+from ..brokers import brokerd_spec, daemon_name, get_brokermod
 from ..log import get_logger
 from ..service import (
     Backoff,
     PeerLost,
-    leave_if_cancelled,
-    maybe_spawn_daemon,
+    open_daemon,
     open_drained_stream,
     open_watched_context,
+    reconnecting,
 )
+from ._daemons import PAPERBOI
 from ._dialogs import Dialog, DialogTable, Effect, Mode, Phase, ToVenue
 from ._effects import Effects
 from ._fanout import Clients
@@ -43,7 +44,7 @@ from ._messages import (
     MessageError,
     decode_broker_msg,
 )
-from ._paper_engine import PAPERBOI_STARTUP, open_trade_dialog
+from ._paper_engine import open_trade_dialog
 from ._reconcile import VenueSync
 
 __all__ = ['Relay', 'Relays', 'open_relays']
@@ -88,7 +89,7 @@ class Relay:
 
     @property
     def venue(self) -> str:
-        return f'paperboi.{self.broker}' if self.mode == 'paper' else f'brokerd.{self.broker}'
+        return PAPERBOI.name(self.broker) if self.mode == 'paper' else daemon_name(self.broker)
 
     @property
     def state(self) -> str:
@@ -199,12 +200,11 @@ class Relays:
     async def _dialogue(self, relay: Relay) -> None:
         """Connect, serve, and reconnect (with backoff) once lost."""
         func: Any
-        startup: str | None = None
         if relay.mode == 'paper':
-            modules = ['piker.clearing._paper_engine']
-            func = open_trade_dialog
             # a respawned paperboi resumes its resting orders on its own
-            startup = PAPERBOI_STARTUP
+            # (its start-up hook)
+            spec = PAPERBOI.spec(relay.broker)
+            func = open_trade_dialog
         else:
             mod = get_brokermod(relay.broker)
             if not hasattr(mod, 'trades_dialogue'):
@@ -214,16 +214,16 @@ class Relays:
                 )
                 relay.ready.set()
                 return
-            modules = brokerd_modules(relay.broker)
+            spec = brokerd_spec(relay.broker)
             func = mod.trades_dialogue
             relay.reports_orders = bool(getattr(mod, 'REPORTS_ORDERS', False))
         backoff = Backoff()
-        while True:
-            lost = ''
+        was_up = False
+
+        async def connect() -> None:
+            nonlocal was_up
             try:
-                async with maybe_spawn_daemon(
-                    relay.venue, enable_modules=modules, startup=startup,
-                ) as portal:
+                async with open_daemon(spec) as portal:
                     async with open_watched_context(
                         portal, func, broker=relay.broker, timeout=VENUE_WATCHDOG_TIMEOUT,
                     ) as (ctx, (positions, accounts)):
@@ -245,33 +245,31 @@ class Relays:
                             backoff.reset()
                             async for raw in events:
                                 await self._on_msg(relay, raw)
-                lost = 'it ended the trades dialogue'
-                log.warning('%s ended its trades dialogue; reconnecting', relay.venue)
-            except PeerLost as err:
-                await leave_if_cancelled()
-                lost = err.reason
-                log.error('lost %s (%s): reconnecting', relay.venue, err)
-            except Exception as err:
-                if not relay.ready.is_set():
-                    relay.error = f'cannot reach {relay.venue}: {err}'
-                    log.error(relay.error)
-                    relay.ready.set()
-                    return
-                await leave_if_cancelled()
-                lost = f'{type(err).__name__}: {err}'
-                log.exception('trades relay with %s failed; reconnecting', relay.venue)
-            except BaseException:
-                await leave_if_cancelled()
-                raise
             finally:
                 was_up = relay.stream is not None or relay.syncing
                 relay.stream = None
                 if relay.syncing:
                     relay.syncing = False
                     relay.synced.set()  # waiters find it down and fail
-            if was_up and lost:
+
+        def on_down(err: BaseException | None) -> bool:
+            if err is None:
+                lost = 'it ended the trades dialogue'
+            elif isinstance(err, PeerLost):  # (even before it was up: retried)
+                lost = err.reason
+            elif not relay.ready.is_set():
+                relay.error = f'cannot reach {relay.venue}: {err}'
+                log.error(relay.error)
+                relay.ready.set()
+                return False  # never up: orders for it fail with why
+            else:
+                lost = f'{type(err).__name__}: {err}'
+                log.error('trades relay with %s failed', relay.venue, exc_info=err)
+            if was_up:
                 self._lost(relay, lost)
-            await backoff.sleep()
+            return True
+
+        await reconnecting(connect, relay.venue, backoff=backoff, on_down=on_down)
 
     # -- what the venue says --------------------------------------------------
 

@@ -640,31 +640,32 @@ def plans_for(cfg: Config, start_at: float) -> list[Plan]:
 async def _load(cfg: Config) -> Report:
     from contextlib import AsyncExitStack
 
-    from ..brokers._brokerd import brokerd_modules
-    from ..clearing._ems_admin import EMSD_MODULES
-    from ..service import maybe_spawn_daemon
+    from ..brokers import brokerd_spec
+    from ..clearing._daemons import EMSD, PAPERBOI
+    from ..service import open_daemon
 
     # the daemons are spawned first, with the bench's RPC modules enabled
     extra = [_load_rpc.__name__, *([_EMS_RPC] if cfg.profile else [])]
     async with AsyncExitStack() as stack:
         portals = {}
-        for name, mods in (('brokerd.sim', brokerd_modules('sim')), ('emsd', EMSD_MODULES),
-                           ('paperboi.sim', ['piker.clearing._paper_engine'])):
-            portals[name] = await stack.enter_async_context(
-                maybe_spawn_daemon(name, enable_modules=[*mods, *extra]))
+        for spec in (brokerd_spec('sim', extra_modules=extra),
+                     EMSD.spec(extra_modules=extra), PAPERBOI.spec('sim', extra_modules=extra)):
+            portals[spec.name] = await stack.enter_async_context(open_daemon(spec))
         return await _with_market(lambda market: load_phase(cfg, market, portals))
 
 
 async def load_phase(cfg: Config, market: Market, portals: dict[str, Any]) -> Report:
+    from ..brokers import daemon_name
     from ..clearing import open_ems
     from ..clearing._client import wait_for_status
+    from ..clearing._daemons import EMSD, PAPERBOI
     from ..clearing._ems_admin import flush_journal
     from ..clearing._journal import Journal
     from ..clearing._paper_engine import paper_audit
     from ..service import find_service, list_services, open_pikerd_portal, ping
 
     if cfg.venue_watchdog:
-        old = await portals['emsd'].run(
+        old = await portals[EMSD.name()].run(
             _load_rpc.set_module_attr, module='piker.clearing._relays',
             name='VENUE_WATCHDOG_TIMEOUT', value=cfg.venue_watchdog)
         print(f'what-if: emsd venue watchdog {old} s -> {cfg.venue_watchdog} s', flush=True)
@@ -682,7 +683,7 @@ async def load_phase(cfg: Config, market: Market, portals: dict[str, Any]) -> Re
                 await client.cancel(order.oid)
                 await wait_for_status(trades, order.oid, 'canceled', timeout=WAIT)
     services = await list_services()
-    emsd_pid = services['emsd'].pid
+    emsd_pid = services[EMSD.name()].pid
     assert emsd_pid, services
     pids = {name: info.pid for name, info in services.items() if info.pid}
     pids['bench'] = os.getpid()
@@ -698,7 +699,7 @@ async def load_phase(cfg: Config, market: Market, portals: dict[str, Any]) -> Re
     # round robin: each process gets clients of every market
     parts = [plans[i::cfg.procs] for i in range(cfg.procs)] if cfg.procs else []
     local = [] if cfg.procs else plans
-    profiled = {k: p for k, p in portals.items() if cfg.profile and k != 'brokerd.sim'}
+    profiled = {k: p for k, p in portals.items() if cfg.profile and k != daemon_name('sim')}
     if profiled:
         from . import _ems_rpc
         Path(cfg.profile).mkdir(parents=True, exist_ok=True)
@@ -768,7 +769,7 @@ async def load_phase(cfg: Config, market: Market, portals: dict[str, Any]) -> Re
         problems += [f'client {c.cid}: {p}' for p in c.problems]
     audit: dict[str, list[str]] = {}
     with trio.move_on_after(WAIT) as cs:
-        async with find_service('paperboi.sim') as paperboi:
+        async with find_service(PAPERBOI.name('sim')) as paperboi:
             audit = await paperboi.run(paper_audit, broker='sim') if paperboi else {}
     if cs.cancelled_caught:
         problems.append('paperboi did not answer its audit')
@@ -780,7 +781,7 @@ async def load_phase(cfg: Config, market: Market, portals: dict[str, Any]) -> Re
 
     # emsd commits its journal a moment behind what it publishes
     with trio.move_on_after(WAIT) as cs:
-        async with find_service('emsd') as emsd:
+        async with find_service(EMSD.name()) as emsd:
             if emsd is not None:
                 await emsd.run(flush_journal)
     if cs.cancelled_caught:
