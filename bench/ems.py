@@ -87,6 +87,8 @@ class Results:
         self.lat: dict[str, list[float]] = {}
         self.rate: dict[str, tuple[int, float]] = {}  # name -> (n, seconds)
         self.notes: list[str] = []
+        # phase -> process -> CPU microseconds per order (or cancel)
+        self.cpu: dict[str, dict[str, float]] = {}
 
     def add(self, name: str, ms: float) -> None:
         self.lat.setdefault(name, []).append(ms)
@@ -102,7 +104,33 @@ class Results:
         rows.append(f'{"throughput":<46}{"n":>6}{"seconds":>9}{"per s":>12}')
         for name, (n, secs) in self.rate.items():
             rows.append(f'{name:<46}{n:>6}{secs:>9.3f}{n / secs:>12,.0f}')
+        if self.cpu:
+            names = list(next(iter(self.cpu.values())))
+            rows.append('')
+            rows.append(f'{"CPU us per order (user+sys)":<46}'
+                        + ''.join(f'{n[:12]:>13}' for n in names))
+            for phase, per in self.cpu.items():
+                rows.append(f'{phase:<46}' + ''.join(f'{per.get(n, 0):>13.0f}' for n in names))
         return '\n'.join(rows)
+
+
+class CPUMeter:
+    """CPU time per order of each process of the tree over a phase (from
+    /proc: this process is pikerd and the client)."""
+
+    def __init__(self, pids: dict[str, int]) -> None:
+        self.pids = pids
+
+    def sample(self) -> dict[str, float]:
+        from piker.testing._proc import cpu_s
+        return {name: cpu_s(pid) for name, pid in self.pids.items()}
+
+    @acm
+    async def phase(self, res: Results, name: str, n: int):
+        t0 = self.sample()
+        yield
+        t1 = self.sample()
+        res.cpu[name] = {k: (t1[k] - t0[k]) / n * 1e6 for k in t0}
 
 
 # ---- phases (inside the service tree) -----------------------------------
@@ -366,18 +394,49 @@ async def profiled(
             await cancel_each(scratch, client, trades, oids)
 
 
+async def sampled(
+    client, trades, n: int, window: int, portals: dict, report: list[str],
+) -> None:
+    """Re-run order -> open and the pipelined burst under the sampling
+    profiler (`_ems_rpc.sample_start`: SIGPROF every 0.5 ms of CPU, so
+    the cost of a function is its share of samples, without cProfile's
+    per-call overhead): emsd, paperboi and this process (client + pikerd).
+    """
+    from piker.testing import _ems_rpc
+
+    for phase in ('order -> open', 'pipelined'):
+        for portal in portals.values():
+            await portal.run(_ems_rpc.sample_start)
+        await _ems_rpc.sample_start()
+        scratch = Results()
+        if phase == 'pipelined':
+            await pipelined(scratch, client, trades, n, window)
+            name, (count, secs) = next(iter(scratch.rate.items()))
+            figure = f'{count / secs:,.0f} orders/s'
+        else:
+            oids = await order_to_open(scratch, client, trades, n, tag=' (sampled)')
+            figure = f'p50 {pct(scratch.lat["order -> open (sampled)"], 50):.3f} ms'
+        local = await _ems_rpc.sample_stop()
+        report.append(f'\n######## sampled phase: {phase}, {WARMUP + n} orders: {figure}')
+        for name, portal in portals.items():
+            report.append(f'===== {name} =====\n{await portal.run(_ems_rpc.sample_stop)}')
+        report.append(f'===== client + pikerd (this process) =====\n{local}')
+        if phase != 'pipelined':
+            await cancel_each(scratch, client, trades, oids)
+
+
 async def run_tree(args: argparse.Namespace, res: Results, report: list[str]) -> None:
     from contextlib import AsyncExitStack
 
     from piker.brokers.sim import open_market_control
     from piker.clearing import open_ems
-    from piker.service import maybe_open_pikerd, maybe_spawn_daemon
+    from piker.service import list_services, maybe_open_pikerd, maybe_spawn_daemon
     from piker.testing import _ems_rpc
 
     # paperboi loads the seeded ledger at start: seconds, more on a busy box
     async with maybe_open_pikerd(spawn_timeout=120.0), AsyncExitStack() as stack:
         portals = {}
-        if args.profile:
+        if args.profile or args.sample:
             # spawned first, so emsd / open_ems find them with _ems_rpc enabled
             for name, mod in (('emsd', 'piker.clearing._ems'),
                               ('paperboi.sim', 'piker.clearing._paper_engine')):
@@ -395,11 +454,26 @@ async def run_tree(args: argparse.Namespace, res: Results, report: list[str]) ->
         await ctl.push(bid=BID, ask=ASK, last=(BID + ASK) / 2, bsize=DEPTH, asize=DEPTH)
         client, trades, *_ = await stack.enter_async_context(open_ems(FQME, mode='paper'))
 
-        oids = await order_to_open(res, client, trades, args.orders, echo=echo)
-        await cancel_each(res, client, trades, oids[WARMUP:])
+        services = await list_services()
+        pids = {name: services[name].pid for name in ('emsd', 'paperboi.sim', 'brokerd.sim', 'bench_echo')
+                if name in services and services[name].pid}
+        cpu = CPUMeter({**pids, 'client+pikerd': os.getpid()})
+        async with cpu.phase(res, 'idle, per second (not per order)', 1):
+            await trio.sleep(1.0)
+        async with cpu.phase(res, 'echo round trip alone', args.orders):
+            for _ in range(args.orders):
+                await echo.round_trip()
+        async with cpu.phase(res, 'one at a time: order -> open (+ echo)', WARMUP + args.orders):
+            oids = await order_to_open(res, client, trades, args.orders, echo=echo)
+        async with cpu.phase(res, 'one at a time: cancel -> canceled', args.orders):
+            await cancel_each(res, client, trades, oids[WARMUP:])
         await cancel_each(Results(), client, trades, oids[:WARMUP])
-        await fills(res, client, trades, args.fills, args.seed_trades)
-        await pipelined(res, client, trades, args.orders, args.window)
+        async with cpu.phase(res, 'marketable order -> closed', args.fills):
+            await fills(res, client, trades, args.fills, args.seed_trades)
+        async with cpu.phase(res, 'pipelined: order -> open, then cancel', args.orders):
+            await pipelined(res, client, trades, args.orders, args.window)
+        if args.sample:
+            await sampled(client, trades, args.profile_orders, args.window, portals, report)
         if args.profile:
             await profiled(client, trades, args.profile_orders, args.window,
                            Path(args.profile), portals, report)
@@ -500,6 +574,9 @@ def main() -> None:
                         help='pipelined orders in flight at once')
     parser.add_argument('--profile', metavar='DIR', default='',
                         help='also profile emsd/paperboi/client; .prof files go here')
+    parser.add_argument('--sample', action='store_true',
+                        help='also re-run order -> open and pipelined under a sampling '
+                             'CPU profiler in emsd/paperboi/client (prints where CPU goes)')
     parser.add_argument('--profile-orders', type=int, default=1000)
     parser.add_argument('--dark-orders', type=int, default=100_000,
                         help='resting orders for the in-process dark-book figures (0: skip)')
