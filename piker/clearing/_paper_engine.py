@@ -74,6 +74,9 @@ log = get_logger(__name__)
 
 # commands a dialogue may have queued before its sender feels backpressure
 COMMAND_BUFFER = 100_000
+# messages emitted together leave as one list frame of at most this many
+# (emsd's relay unpacks it)
+EMIT_BATCH = 256
 # a new dialogue's report waits at most this long for commands in flight
 REPORT_SETTLE = 10.0
 # the venue's own price band: an order's price within this factor of the
@@ -388,10 +391,14 @@ class PaperVenue:
             await self._emit(msgs)
 
     async def _emit(self, msgs: tuple[Any, ...]) -> None:
+        # several messages leave as one list frame (`EMIT_BATCH` at most):
+        # one encode, one socket write and one wake-up of emsd for an
+        # order's ack and open, or a fill with its status and position
+        frames = [msgs[i:i + EMIT_BATCH] for i in range(0, len(msgs), EMIT_BATCH)]
         for stream in list(self._subs):
             try:
-                for msg in msgs:
-                    await stream.send(msg)
+                for frame in frames:
+                    await stream.send(list(frame) if len(frame) > 1 else frame[0])
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 log.warning('emsd dialogue went away; dropping it')
                 self._subs.remove(stream)
@@ -617,17 +624,28 @@ class PaperVenue:
                         self._reject(cmd, str(verr)),
                     )
                     return
+            ack = BrokerdOrderAck(oid=cmd.oid, reqid=reqid, account=cmd.account)
+            if not fills:
+                # nothing to persist: recorded, then the ack and the open
+                # leave together (what report_fills would do, in one frame)
+                self._record([(fqme, reqid)], [])
+                resting = book.orders.get(reqid)
+                await self.emit(ack, *([self._open(cmd, resting)] if resting else []))
+                await self._compact_if_due()
+                return
             # recorded (order and fills) before the ack leaves: see report_fills
-            await self.report_fills(fills, first=[BrokerdOrderAck(
-                oid=cmd.oid, reqid=reqid, account=cmd.account,
-            )], touched=[(fqme, reqid)])
+            await self.report_fills(fills, first=[ack], touched=[(fqme, reqid)])
             resting = book.orders.get(reqid)
             if resting is not None:
-                await self.emit(BrokerdStatus(
-                    reqid=reqid, oid=cmd.oid, status='open',
-                    account=cmd.account, time_ns=time.time_ns(),
-                    filled=resting.filled, remaining=resting.remaining,
-                ))
+                await self.emit(self._open(cmd, resting))
+
+    @staticmethod
+    def _open(cmd: BrokerdOrder, resting: RestingOrder) -> BrokerdStatus:
+        return BrokerdStatus(
+            reqid=resting.reqid, oid=cmd.oid, status='open',
+            account=cmd.account, time_ns=time.time_ns(),
+            filled=resting.filled, remaining=resting.remaining,
+        )
 
     async def cancel(self, cmd: BrokerdCancel) -> None:
         reqid = str(cmd.reqid)
