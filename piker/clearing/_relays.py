@@ -125,7 +125,8 @@ class Relays:
         if relay is None:
             relay = self.relays[key] = Relay(broker, mode)
             self._n.start_soon(self._run, relay)
-        await relay.ready.wait()
+        if not relay.ready.is_set():  # (every order asks: no checkpoint once up)
+            await relay.ready.wait()
         if relay.error:
             self.relays.pop(key, None)
             raise RuntimeError(relay.error)
