@@ -397,19 +397,22 @@ async def profiled(
 async def sampled(
     client, trades, n: int, window: int, portals: dict, report: list[str],
 ) -> None:
-    """Re-run order -> open and the pipelined burst under the sampling
-    profiler (`_ems_rpc.sample_start`: SIGPROF every 0.5 ms of CPU, so
+    """Re-run order -> open, the pipelined burst and marketable fills
+    under the sampling profiler (`_ems_rpc.sample_start`: SIGPROF every 0.5 ms of CPU, so
     the cost of a function is its share of samples, without cProfile's
     per-call overhead): emsd, paperboi and this process (client + pikerd).
     """
     from piker.testing import _ems_rpc
 
-    for phase in ('order -> open', 'pipelined'):
+    for phase in ('order -> open', 'pipelined', 'fills'):
         for portal in portals.values():
             await portal.run(_ems_rpc.sample_start)
         await _ems_rpc.sample_start()
         scratch = Results()
-        if phase == 'pipelined':
+        if phase == 'fills':
+            await fills(scratch, client, trades, n // 5, 0)
+            figure = f'fill p50 {pct(scratch.lat[fill_label(0)], 50):.3f} ms, {n // 5} fills'
+        elif phase == 'pipelined':
             await pipelined(scratch, client, trades, n, window)
             name, (count, secs) = next(iter(scratch.rate.items()))
             figure = f'{count / secs:,.0f} orders/s'
@@ -421,7 +424,7 @@ async def sampled(
         for name, portal in portals.items():
             report.append(f'===== {name} =====\n{await portal.run(_ems_rpc.sample_stop)}')
         report.append(f'===== client + pikerd (this process) =====\n{local}')
-        if phase != 'pipelined':
+        if phase == 'order -> open':
             await cancel_each(scratch, client, trades, oids)
 
 
