@@ -820,8 +820,8 @@ def test_a_state_journaled_before_route_and_direction_were_in_it_restores(journa
 def test_writer_commits_small_lots_in_the_event_loop(journal: Journal, monkeypatch):
     """A small lot is committed in the event loop (a WAL append costs less
     than a worker thread's round trip, which was most of an order's
-    `pending` latency); a big one, or any while a TRUNCATE checkpoint
-    holds writers, in a worker thread."""
+    `pending` latency); a big one, or any while a checkpoint runs (its
+    fsyncs can hold a WAL append), in a worker thread."""
     import threading
 
     import trio
@@ -836,8 +836,8 @@ def test_writer_commits_small_lots_in_the_event_loop(journal: Journal, monkeypat
         return record(entries, **kw)
 
     monkeypatch.setattr(journal, 'record', spy)
-    truncating = [False]
-    monkeypatch.setattr(_journal.Journal, 'holds_writes', property(lambda self: truncating[0]))
+    checkpointing = [False]
+    monkeypatch.setattr(_journal.Journal, 'holds_writes', property(lambda self: checkpointing[0]))
 
     async def main() -> None:
         writer = _journal.JournalWriter(journal)
@@ -849,7 +849,7 @@ def test_writer_commits_small_lots_in_the_event_loop(journal: Journal, monkeypat
             for i in range(_journal.INLINE_ENTRIES + 1):
                 table.on_client_msg(mk_order(f'big{i}', exec_mode='dark'))
             await writer.flush(writer.submit(_entries(table)))
-            truncating[0] = True
+            checkpointing[0] = True
             table.on_cancel('small')
             await writer.flush(writer.submit(_entries(table)))
             n.cancel_scope.cancel()
@@ -895,3 +895,28 @@ def test_writer_lingers_only_when_nobody_waits(journal: Journal):
         assert {r.oid for r in journal.active_dialogs()} == {'a', 'b', 'c'}
 
     trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+
+
+def test_a_running_checkpoint_sends_commits_to_a_thread(tmp_path):
+    """While the checkpointer runs, its fsyncs can hold a WAL append (tens
+    of ms on a busy disk): `holds_writes` says so for its whole run, and
+    the writer then commits in a worker thread, not in emsd's loop."""
+    import sqlite3
+
+    journal = Journal.open(tmp_path / 'journal.sqlite', checkpoint_interval=3600.0)
+    real = sqlite3.connect(journal.path, isolation_level=None)
+    seen: list[bool] = []
+
+    class Conn:
+        def execute(self, sql: str):
+            seen.append(journal.holds_writes)
+            return real.execute(sql)
+
+    try:
+        assert not journal.holds_writes
+        journal._checkpointer._checkpoint(Conn())
+        assert seen and all(seen)
+        assert not journal.holds_writes
+    finally:
+        real.close()
+        journal.close()

@@ -140,7 +140,7 @@ CHECKPOINT_INTERVAL = 1.0
 MAX_WAL_FRAMES = 16_384  # 64 MiB
 # a commit of at most this many entries runs in the event loop (one entry
 # costs ~10-20 us, a worker thread's round trip more); a bigger one, or
-# any while the checkpointer resets the WAL, runs in a worker thread
+# any while a checkpoint runs, in a worker thread
 INLINE_ENTRIES = 32
 # a lot nobody waits on (news already published: open, fills, ends) waits
 # this long at most for company, so that under load many batches share a
@@ -265,8 +265,9 @@ class _Checkpointer(threading.Thread):
         self._interval = interval
         self._max_wal_frames = max_wal_frames
         self._stopping = threading.Event()
-        # set while a TRUNCATE checkpoint holds the writer (see `Journal.holds_writes`)
-        self.truncating = threading.Event()
+        # set while a checkpoint runs: its fsyncs can hold a WAL append
+        # (and a TRUNCATE holds every writer); see `Journal.holds_writes`
+        self.busy = threading.Event()
         self.runs = 0
         self.truncations = 0
 
@@ -286,6 +287,13 @@ class _Checkpointer(threading.Thread):
             conn.close()
 
     def _checkpoint(self, conn: sqlite3.Connection) -> None:
+        self.busy.set()
+        try:
+            self._passes(conn)
+        finally:
+            self.busy.clear()
+
+    def _passes(self, conn: sqlite3.Connection) -> None:
         last = -1
         for _ in range(3):
             # (busy, frames in the WAL, frames copied): each pass copies the
@@ -298,11 +306,7 @@ class _Checkpointer(threading.Thread):
         if frames > self._max_wal_frames:
             log.info('EMS journal WAL at %d frames: truncating it (holds writes '
                         'for one checkpoint)', frames)
-            self.truncating.set()
-            try:
-                conn.execute('PRAGMA wal_checkpoint(TRUNCATE)').fetchall()
-            finally:
-                self.truncating.clear()
+            conn.execute('PRAGMA wal_checkpoint(TRUNCATE)').fetchall()
             self.truncations += 1
 
     def stop(self) -> None:
@@ -430,10 +434,11 @@ class Journal:
 
     @property
     def holds_writes(self) -> bool:
-        """Whether a commit may wait for the disk now: a TRUNCATE
-        checkpoint holds every writer until its fsyncs are done."""
+        """Whether a commit may wait for the disk now: a checkpoint is
+        running (a WAL append can wait on its fsyncs, and a TRUNCATE holds
+        every writer until they are done)."""
         cp = self._checkpointer
-        return cp is not None and cp.truncating.is_set()
+        return cp is not None and cp.busy.is_set()
 
     def close(self) -> None:
         if self._checkpointer is not None:
@@ -633,9 +638,10 @@ class JournalWriter:
     committed right in the event loop: a WAL append with no fsync costs
     tens of microseconds, less than handing it to a worker thread and
     back, which on a busy box also waits for the GIL and a CPU (that hop
-    was most of an order's `pending` latency). A big lot, or any while a
-    TRUNCATE checkpoint holds writers (the rare WAL reset, which fsyncs),
-    goes to a worker thread so the loop never waits on the disk. A lot
+    was most of an order's `pending` latency). A big lot, or any while
+    the checkpointer runs (a WAL append can wait on its fsyncs: tens of ms
+    on a busy disk, `bench/journal.py`'s max column), goes to a worker
+    thread so the loop does not wait on the disk. A lot
     nobody waits on lingers up to `LINGER` for more. `flush()` waits
     until what was submitted before it is committed: emsd calls it where
     a promise depends on the journal (a dark order is reported `dark_open`
