@@ -349,6 +349,22 @@ async def pipelined(res: Results, client, trades, n: int, window: int) -> None:
     res.rate[f'pipelined cancels -> canceled ({window} in flight)'] = (n, secs)
 
 
+async def rerun(
+    phase: str, res: Results, client, trades, n: int, window: int, tag: str,
+) -> tuple[str, list[str]]:
+    """One phase again (for a profiler): its headline figure, and the
+    oids of the orders it left resting (order -> open's)."""
+    if phase == 'fills':
+        await fills(res, client, trades, n // 5, 0)
+        return f'fill p50 {pct(res.lat[fill_label(0)], 50):.3f} ms, {n // 5} fills', []
+    if phase == 'pipelined':
+        await pipelined(res, client, trades, n, window)
+        _, (count, secs) = next(iter(res.rate.items()))
+        return f'{count / secs:,.0f} orders/s', []
+    oids = await order_to_open(res, client, trades, n, tag=tag)
+    return f'p50 {pct(res.lat[f"order -> open{tag}"], 50):.3f} ms', oids
+
+
 async def profiled(
     client, trades, n: int, window: int, outdir: Path, portals: dict,
     report: list[str],
@@ -372,13 +388,7 @@ async def profiled(
         if phase != 'pipelined':
             prof.enable()
         scratch = Results()
-        if phase == 'pipelined':
-            await pipelined(scratch, client, trades, n, window)
-            name, (count, secs) = next(iter(scratch.rate.items()))
-            figure = f'{count / secs:,.0f} orders/s'
-        else:
-            oids = await order_to_open(scratch, client, trades, n, tag=' (profiled)')
-            figure = f'p50 {pct(scratch.lat["order -> open (profiled)"], 50):.3f} ms'
+        figure, oids = await rerun(phase, scratch, client, trades, n, window, ' (profiled)')
         prof.disable()
         report.append(f'\n######## profiled phase: {phase}, {n} orders: {figure} '
                       '(with cProfile overhead)')
@@ -409,16 +419,7 @@ async def sampled(
             await portal.run(_ems_rpc.sample_start)
         await _ems_rpc.sample_start()
         scratch = Results()
-        if phase == 'fills':
-            await fills(scratch, client, trades, n // 5, 0)
-            figure = f'fill p50 {pct(scratch.lat[fill_label(0)], 50):.3f} ms, {n // 5} fills'
-        elif phase == 'pipelined':
-            await pipelined(scratch, client, trades, n, window)
-            name, (count, secs) = next(iter(scratch.rate.items()))
-            figure = f'{count / secs:,.0f} orders/s'
-        else:
-            oids = await order_to_open(scratch, client, trades, n, tag=' (sampled)')
-            figure = f'p50 {pct(scratch.lat["order -> open (sampled)"], 50):.3f} ms'
+        figure, oids = await rerun(phase, scratch, client, trades, n, window, ' (sampled)')
         local = await _ems_rpc.sample_stop()
         report.append(f'\n######## sampled phase: {phase}, {WARMUP + n} orders: {figure}')
         for name, portal in portals.items():

@@ -31,6 +31,7 @@ import tractor
 import trio
 
 from ..accounting import unpack_fqme
+from ..buffers import with_queued
 from ..log import get_logger
 from ._messages import (
     TERMINAL_RESPS,
@@ -339,12 +340,7 @@ async def open_ems(
                             # (emsd unpacks it): a burst costs a frame per
                             # batch, not one per command
                             async for cmd in out_recv:
-                                batch = [cmd]
-                                while len(batch) < SEND_BATCH:
-                                    try:
-                                        batch.append(out_recv.receive_nowait())
-                                    except trio.WouldBlock:
-                                        break
+                                batch = with_queued(cmd, out_recv, SEND_BATCH)
                                 await stream.send(
                                     {'name': BATCH_NAME, 'cmds': batch} if len(batch) > 1 else cmd
                                 )
