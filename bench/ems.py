@@ -34,7 +34,9 @@ so resting orders never fill and marketable ones always do. Measured:
 - the dark book's cost per quote with `--dark-orders` resting orders on
   one fqme against a naive scan, in-process (`bench/dark.py`).
 
-Targets: p50 order -> open <= 1.5 ms; p50 marketable order -> fill with
+Targets: issue 12's, as ratios to the floor of the same run (printed
+last: open <= 1.5 x two echo round trips, pending <= 1.5 x one, >= 5,000
+orders/s and cancels/s pipelined); p50 order -> open <= 1.5 ms; p50 marketable order -> fill with
 the seeded ledger <= order -> open p50 + one fsync'd append (p50), and
 within 20 % of the fill p50 with the empty one; dark book with 100k resting and
 no fire <= 20 us per quote and >= 500x faster than the naive scan. `--profile DIR` then re-runs the
@@ -69,6 +71,9 @@ REST = 60_000.0      # buy limit far below the bid: rests, never fills
 SIZE = 0.01
 TARGET_OPEN_P50_MS = 1.5
 TARGET_FILL_GROWTH = 1.2  # fill p50, seeded ledger / empty ledger
+# issue 12: open <= this x the 4-hop floor (2 echoes), pending <= this x 1
+TARGET_FLOOR_RATIO = 1.5
+TARGET_PIPELINED = 5_000  # orders/s and cancels/s from one client
 SEEDED = 'seeded'         # the paper account whose ledger is pre-seeded
 WARMUP = 200
 
@@ -307,6 +312,27 @@ def fill_verdict(res: Results, seeded: int) -> list[str]:
                 f'{open50:.3f} + {floor50:.3f} = {budget:.3f} ms: '
                 f'{"met" if x <= budget else "MISSED"}'
             )
+    return lines
+
+
+def ratio_verdicts(res: Results) -> list[str]:
+    """Issue 12's targets, as ratios to the floor of the same run."""
+    def met(ok: bool) -> str:
+        return 'met' if ok else 'MISSED'
+
+    echo = res.lat.get('echo stream round trip (floor)')
+    lines = []
+    if echo:
+        e50 = pct(echo, 50)
+        for name, hops in (('order -> open', 2), ('order -> pending (client-emsd-client)', 1)):
+            xs = res.lat.get(name)
+            if xs:
+                x50, budget = pct(xs, 50), TARGET_FLOOR_RATIO * hops * e50
+                lines.append(f'{name} p50 {x50:.3f} ms <= {TARGET_FLOOR_RATIO} x {hops} echo '
+                             f'round trip(s) = {budget:.3f} ms: {met(x50 <= budget)}')
+    for name, (n, secs) in res.rate.items():
+        lines.append(f'{name}: {n / secs:,.0f}/s >= {TARGET_PIPELINED:,}/s: '
+                     f'{met(n / secs >= TARGET_PIPELINED)}')
     return lines
 
 
@@ -633,6 +659,8 @@ def main() -> None:
     verdict = 'met' if p50 <= TARGET_OPEN_P50_MS else 'MISSED'
     print(f'order -> open p50 {p50:.3f} ms = {p50 / floor:.1f} x the echo floor '
           f'({floor:.3f} ms); target <= {TARGET_OPEN_P50_MS} ms: {verdict}')
+    for line in ratio_verdicts(res):
+        print(line)
     print(f'(tree run {elapsed:.1f}s)')
     if report:
         print('\n'.join(report))
