@@ -54,11 +54,13 @@ class RawDialogue:
     def __init__(self, stream: Any) -> None:
         self.stream = stream
         self.msgs: list[dict] = []
+        self.frames: list[Any] = []  # as received: messages emitted together are a list
         self.changed = trio.Event()
 
     async def record(self) -> None:
-        async for msg in self.stream:
-            self.msgs.append(msg)
+        async for frame in self.stream:
+            self.frames.append(frame)
+            self.msgs.extend(frame if isinstance(frame, list) else [frame])
             self.changed.set()
             self.changed = trio.Event()
 

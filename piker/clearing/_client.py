@@ -31,6 +31,7 @@ import tractor
 import trio
 
 from ..accounting import unpack_fqme
+from ..buffers import with_queued
 from ..log import get_logger
 from ._messages import (
     BrokerdPosition,
@@ -49,6 +50,23 @@ Mode = Literal['live', 'paper']
 WATCHDOG_TIMEOUT = 2.0
 # finished orders a session remembers, to refuse requests for them locally
 MAX_FINISHED = 10_000
+# commands queued while one is sent leave together, as one batch frame
+# `{'name': 'batch', 'cmds': [...]}` of at most this many (a map with a
+# name of its own, so that any other frame, a bare list included, stays
+# one message to emsd, answered as such)
+SEND_BATCH = 256
+BATCH_NAME = 'batch'
+
+
+def commands_of(frame: Any) -> list[Any]:
+    """The client commands in one frame from a client: a batch's, in
+    order, or the frame itself (a batch whose `cmds` is no list is one
+    bad message)."""
+    if isinstance(frame, dict) and frame.get('name') == BATCH_NAME:
+        cmds = frame.get('cmds')
+        if isinstance(cmds, list) and cmds:
+            return cmds
+    return [frame]
 
 
 class EMSError(RuntimeError):
@@ -322,8 +340,14 @@ async def open_ems(
                         sent_all = trio.Event()
 
                         async def _outbox() -> None:
+                            # commands queued meanwhile leave as one list
+                            # (emsd unpacks it): a burst costs a frame per
+                            # batch, not one per command
                             async for cmd in out_recv:
-                                await stream.send(cmd)
+                                batch = with_queued(cmd, out_recv, SEND_BATCH)
+                                await stream.send(
+                                    {'name': BATCH_NAME, 'cmds': batch} if len(batch) > 1 else cmd
+                                )
                             sent_all.set()
 
                         async def _inbox() -> None:

@@ -208,6 +208,9 @@ class DarkFeeds:
         venue's is - and the market is not asked again for a while: a
         backend with no feed must not slow every order down.
         """
+        feed = self.feeds.get(order.symbol)
+        if feed is not None and feed.ready.is_set() and not feed.error:
+            return  # the common case: no cancel scope, no checkpoint per order
         if time.monotonic() < self._no_mark_until.get(order.symbol, 0.0):
             return
         with trio.move_on_after(LIVE_MARK_WAIT):

@@ -46,6 +46,7 @@ from ..brokers import get_brokermod
 from ..config import EMSConf, load_conf
 from ..log import get_console_log, get_logger
 from ..service import open_drained_stream, start_actor_task, watch_peer
+from ._client import commands_of
 from ._dark_feeds import DarkFeeds, open_dark_feeds
 from ._dialogs import Arm, DialogTable, Expire, Mode, Phase
 from ._effects import Effects
@@ -208,7 +209,8 @@ async def open_ems_dialog(
     loglevel: str | None = None,
 ) -> None:
     """One order client's session: handshake, then commands in, events out
-    (several queued events leave as one list: `SEND_BATCH`)."""
+    (several queued events leave as one list: `SEND_BATCH`; a client's
+    batch frame is several commands, in order: `commands_of`)."""
     get_console_log(loglevel)
     emsd = await current()
     # a restarted emsd shows restored dialogs only once they work again
@@ -241,10 +243,12 @@ async def open_ems_dialog(
                 n.cancel_scope.cancel()
 
             n.start_soon(_sender)
-            async for raw in commands:
-                try:
-                    await emsd.intake.on_client_msg(client, raw)
-                except Exception:
-                    log.exception('failed to handle client message %r', raw)
-                    client.push(error_status(raw, 'internal error handling this message'))
+            async for frame in commands:
+                # a client sends the commands it queued meanwhile as one batch
+                for raw in commands_of(frame):
+                    try:
+                        await emsd.intake.on_client_msg(client, raw)
+                    except Exception:
+                        log.exception('failed to handle client message %r', raw)
+                        client.push(error_status(raw, 'internal error handling this message'))
             n.cancel_scope.cancel()

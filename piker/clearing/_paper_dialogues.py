@@ -34,6 +34,9 @@ log = get_logger(__name__)
 COMMAND_BUFFER = 100_000
 # a new dialogue's report waits at most this long for commands in flight
 REPORT_SETTLE = 10.0
+# messages emitted together leave as one list frame of at most this many
+# (emsd's relay unpacks it)
+EMIT_BATCH = 256
 
 
 class Dialogues:
@@ -174,10 +177,14 @@ class Dialogues:
             await self._emit(msgs)
 
     async def _emit(self, msgs: tuple[Any, ...]) -> None:
+        # several messages leave as one list frame (`EMIT_BATCH` at most):
+        # one encode, one socket write and one wake-up of emsd for an
+        # order's ack and open, or a fill with its status and position
+        frames = [msgs[i:i + EMIT_BATCH] for i in range(0, len(msgs), EMIT_BATCH)]
         for stream in list(self._subs):
             try:
-                for msg in msgs:
-                    await stream.send(msg)
+                for frame in frames:
+                    await stream.send(list(frame) if len(frame) > 1 else frame[0])
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 log.warning('emsd dialogue went away; dropping it')
                 self._subs.remove(stream)

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
+from collections.abc import Sequence
 from typing import Any
 
 import tractor
@@ -300,24 +301,46 @@ class PaperVenue:
                         self._reject(cmd, str(verr)),
                     )
                     return
+            ack = BrokerdOrderAck(oid=cmd.oid, reqid=reqid, account=cmd.account)
+            if not fills:
+                # nothing to persist: recorded, then the ack and the open
+                # (or an unrested ioc/fok's cancel) leave together: what
+                # report_fills would do, in one frame
+                self.fills.record([(fqme, reqid)], [])
+                resting = book.orders.get(reqid)
+                if resting is not None:
+                    await self.emit(ack, self._open(cmd, resting))
+                elif cmd.reqid is None and cmd.tif != 'gtc':
+                    await self._end_unrested(cmd, reqid, fills, first=[ack])
+                else:
+                    await self.emit(ack)
+                await self.fills.compact_if_due()
+                return
             # recorded (order and fills) before the ack leaves: see report_fills
-            await self.report_fills(fills, first=[BrokerdOrderAck(
-                oid=cmd.oid, reqid=reqid, account=cmd.account,
-            )], touched=[(fqme, reqid)])
+            await self.report_fills(fills, first=[ack], touched=[(fqme, reqid)])
             resting = book.orders.get(reqid)
             if resting is not None:
-                await self.emit(BrokerdStatus(
-                    reqid=reqid, oid=cmd.oid, status='open',
-                    account=cmd.account, time_ns=time.time_ns(),
-                    filled=resting.filled, remaining=resting.remaining,
-                ))
+                await self.emit(self._open(cmd, resting))
             elif cmd.reqid is None and cmd.tif != 'gtc':
                 await self._end_unrested(cmd, reqid, fills)
 
-    async def _end_unrested(self, cmd: BrokerdOrder, reqid: str, fills: list[Fill]) -> None:
-        """An ioc/fok order does not rest: cancel what the touch did not fill."""
+    @staticmethod
+    def _open(cmd: BrokerdOrder, resting: RestingOrder) -> BrokerdStatus:
+        return BrokerdStatus(
+            reqid=resting.reqid, oid=cmd.oid, status='open',
+            account=cmd.account, time_ns=time.time_ns(),
+            filled=resting.filled, remaining=resting.remaining,
+        )
+
+    async def _end_unrested(
+        self, cmd: BrokerdOrder, reqid: str, fills: list[Fill], first: Sequence[Any] = (),
+    ) -> None:
+        """An ioc/fok order does not rest: cancel what the touch did not fill
+        (`first`, its ack when nothing filled, leaves in the same frame)."""
         filled = sum(f.size for f in fills)
         if filled >= cmd.size - 1e-9 * max(cmd.size, 1.0):
+            if first:
+                await self.emit(*first)
             return  # filled whole: its fills said 'closed'
         if cmd.tif == 'ioc':
             why = (f'ioc: {filled:g} of {cmd.size:g} filled at the touch, '
@@ -329,7 +352,7 @@ class PaperVenue:
                              filled=filled)
         status = canceled_status(order, why)
         self.store.record(events=[StoredEvent(msg=status)])
-        await self.emit(status)
+        await self.emit(*first, status)
 
     async def cancel(self, cmd: BrokerdCancel) -> None:
         reqid = str(cmd.reqid)

@@ -126,7 +126,8 @@ class Relays:
         if relay is None:
             relay = self.relays[key] = Relay(broker, mode)
             self._n.start_soon(self._run, relay)
-        await relay.ready.wait()
+        if not relay.ready.is_set():  # (every order asks: no checkpoint once up)
+            await relay.ready.wait()
         if relay.error:
             self.relays.pop(key, None)
             raise RuntimeError(relay.error)
@@ -243,8 +244,12 @@ class Relays:
                             relay.down = ''
                             relay.ready.set()
                             backoff.reset()
-                            async for raw in events:
-                                await self._on_msg(relay, raw)
+                            async for frame in events:
+                                # a venue may send what it emits at once as one list
+                                if isinstance(frame, list):
+                                    await self._on_msgs(relay, frame)
+                                else:
+                                    await self._on_msg(relay, frame)
             finally:
                 was_up = relay.stream is not None or relay.syncing
                 relay.stream = None
@@ -291,6 +296,25 @@ class Relays:
             return
         await self.fx.execute(self.dialogs.on_broker_msg(msg, relay.broker, relay.mode))
 
+    async def _on_msgs(self, relay: Relay, frame: list[Any]) -> None:
+        """A venue's list frame: its dialog events applied in order, as
+        one batch of effects (one journal batch, one publish), positions
+        passed on in their place."""
+        effects: list[Effect] = []
+        for raw in frame:
+            msg = self._decode(relay, raw)
+            if msg is None:
+                continue
+            if isinstance(msg, BrokerdPosition):
+                if effects:
+                    await self.fx.execute(effects)
+                    effects = []
+                self.fx.position(msg)
+                continue
+            effects += self.dialogs.on_broker_msg(msg, relay.broker, relay.mode)
+        if effects:
+            await self.fx.execute(effects)
+
     async def _sync(self, relay: Relay, stream: tractor.MsgStream, events: Any) -> None:
         """Read and reconcile the venue's order report (see `_reconcile`).
 
@@ -306,7 +330,7 @@ class Relays:
         synced: BrokerdOrdersSynced | None = None
         t0 = time.monotonic()
         with trio.move_on_after(SYNC_TIMEOUT):
-            async for raw in events:
+            async for raw in _each(events):
                 msg = self._decode(relay, raw)
                 if msg is None:
                     continue
@@ -352,6 +376,16 @@ class Relays:
             count += 1
             self.fx.publish(dialog.snapshot().copy({'reason': notice}))
         log.error('VENUE DOWN: %s; %d working order(s) wait for it', relay.down, count)
+
+
+async def _each(frames: Any) -> AsyncIterator[Any]:
+    """The messages of a venue's frames (a list frame holds several)."""
+    async for frame in frames:
+        if isinstance(frame, list):
+            for raw in frame:
+                yield raw
+        else:
+            yield frame
 
 
 @asynccontextmanager
