@@ -34,7 +34,9 @@ so resting orders never fill and marketable ones always do. Measured:
 - the dark book's cost per quote with `--dark-orders` resting orders on
   one fqme against a naive scan, in-process (`bench/dark.py`).
 
-Targets: p50 order -> open <= 1.5 ms; p50 marketable order -> fill with
+Targets: issue 12's, as ratios to the floor of the same run (printed
+last: open <= 1.5 x two echo round trips, pending <= 1.5 x one, >= 5,000
+orders/s and cancels/s pipelined); p50 order -> open <= 1.5 ms; p50 marketable order -> fill with
 the seeded ledger <= order -> open p50 + one fsync'd append (p50), and
 within 20 % of the fill p50 with the empty one; dark book with 100k resting and
 no fire <= 20 us per quote and >= 500x faster than the naive scan. `--profile DIR` then re-runs the
@@ -69,6 +71,9 @@ REST = 60_000.0      # buy limit far below the bid: rests, never fills
 SIZE = 0.01
 TARGET_OPEN_P50_MS = 1.5
 TARGET_FILL_GROWTH = 1.2  # fill p50, seeded ledger / empty ledger
+# issue 12: open <= this x the 4-hop floor (2 echoes), pending <= this x 1
+TARGET_FLOOR_RATIO = 1.5
+TARGET_PIPELINED = 5_000  # orders/s and cancels/s from one client
 SEEDED = 'seeded'         # the paper account whose ledger is pre-seeded
 WARMUP = 200
 
@@ -87,6 +92,8 @@ class Results:
         self.lat: dict[str, list[float]] = {}
         self.rate: dict[str, tuple[int, float]] = {}  # name -> (n, seconds)
         self.notes: list[str] = []
+        # phase -> process -> CPU microseconds per order (or cancel)
+        self.cpu: dict[str, dict[str, float]] = {}
 
     def add(self, name: str, ms: float) -> None:
         self.lat.setdefault(name, []).append(ms)
@@ -102,7 +109,33 @@ class Results:
         rows.append(f'{"throughput":<46}{"n":>6}{"seconds":>9}{"per s":>12}')
         for name, (n, secs) in self.rate.items():
             rows.append(f'{name:<46}{n:>6}{secs:>9.3f}{n / secs:>12,.0f}')
+        if self.cpu:
+            names = list(next(iter(self.cpu.values())))
+            rows.append('')
+            rows.append(f'{"CPU us per order (user+sys)":<46}'
+                        + ''.join(f'{n[:12]:>13}' for n in names))
+            for phase, per in self.cpu.items():
+                rows.append(f'{phase:<46}' + ''.join(f'{per.get(n, 0):>13.0f}' for n in names))
         return '\n'.join(rows)
+
+
+class CPUMeter:
+    """CPU time per order of each process of the tree over a phase (from
+    /proc: this process is pikerd and the client)."""
+
+    def __init__(self, pids: dict[str, int]) -> None:
+        self.pids = pids
+
+    def sample(self) -> dict[str, float]:
+        from piker.testing._proc import cpu_s
+        return {name: cpu_s(pid) for name, pid in self.pids.items()}
+
+    @acm
+    async def phase(self, res: Results, name: str, n: int):
+        t0 = self.sample()
+        yield
+        t1 = self.sample()
+        res.cpu[name] = {k: (t1[k] - t0[k]) / n * 1e6 for k in t0}
 
 
 # ---- phases (inside the service tree) -----------------------------------
@@ -282,6 +315,27 @@ def fill_verdict(res: Results, seeded: int) -> list[str]:
     return lines
 
 
+def ratio_verdicts(res: Results) -> list[str]:
+    """Issue 12's targets, as ratios to the floor of the same run."""
+    def met(ok: bool) -> str:
+        return 'met' if ok else 'MISSED'
+
+    echo = res.lat.get('echo stream round trip (floor)')
+    lines = []
+    if echo:
+        e50 = pct(echo, 50)
+        for name, hops in (('order -> open', 2), ('order -> pending (client-emsd-client)', 1)):
+            xs = res.lat.get(name)
+            if xs:
+                x50, budget = pct(xs, 50), TARGET_FLOOR_RATIO * hops * e50
+                lines.append(f'{name} p50 {x50:.3f} ms <= {TARGET_FLOOR_RATIO} x {hops} echo '
+                             f'round trip(s) = {budget:.3f} ms: {met(x50 <= budget)}')
+    for name, (n, secs) in res.rate.items():
+        lines.append(f'{name}: {n / secs:,.0f}/s >= {TARGET_PIPELINED:,}/s: '
+                     f'{met(n / secs >= TARGET_PIPELINED)}')
+    return lines
+
+
 async def _burst(client, trades, oids: list[str], send, want: str, window: int) -> float:
     """Send commands for `oids` back to back, keeping at most `window` in
     flight, until each reported `want`; returns the seconds it took.
@@ -321,6 +375,22 @@ async def pipelined(res: Results, client, trades, n: int, window: int) -> None:
     res.rate[f'pipelined cancels -> canceled ({window} in flight)'] = (n, secs)
 
 
+async def rerun(
+    phase: str, res: Results, client, trades, n: int, window: int, tag: str,
+) -> tuple[str, list[str]]:
+    """One phase again (for a profiler): its headline figure, and the
+    oids of the orders it left resting (order -> open's)."""
+    if phase == 'fills':
+        await fills(res, client, trades, n // 5, 0)
+        return f'fill p50 {pct(res.lat[fill_label(0)], 50):.3f} ms, {n // 5} fills', []
+    if phase == 'pipelined':
+        await pipelined(res, client, trades, n, window)
+        _, (count, secs) = next(iter(res.rate.items()))
+        return f'{count / secs:,.0f} orders/s', []
+    oids = await order_to_open(res, client, trades, n, tag=tag)
+    return f'p50 {pct(res.lat[f"order -> open{tag}"], 50):.3f} ms', oids
+
+
 async def profiled(
     client, trades, n: int, window: int, outdir: Path, portals: dict,
     report: list[str],
@@ -344,13 +414,7 @@ async def profiled(
         if phase != 'pipelined':
             prof.enable()
         scratch = Results()
-        if phase == 'pipelined':
-            await pipelined(scratch, client, trades, n, window)
-            name, (count, secs) = next(iter(scratch.rate.items()))
-            figure = f'{count / secs:,.0f} orders/s'
-        else:
-            oids = await order_to_open(scratch, client, trades, n, tag=' (profiled)')
-            figure = f'p50 {pct(scratch.lat["order -> open (profiled)"], 50):.3f} ms'
+        figure, oids = await rerun(phase, scratch, client, trades, n, window, ' (profiled)')
         prof.disable()
         report.append(f'\n######## profiled phase: {phase}, {n} orders: {figure} '
                       '(with cProfile overhead)')
@@ -366,24 +430,48 @@ async def profiled(
             await cancel_each(scratch, client, trades, oids)
 
 
+async def sampled(
+    client, trades, n: int, window: int, portals: dict, report: list[str],
+) -> None:
+    """Re-run order -> open, the pipelined burst and marketable fills
+    under the sampling profiler (`_ems_rpc.sample_start`: SIGPROF every 0.5 ms of CPU, so
+    the cost of a function is its share of samples, without cProfile's
+    per-call overhead): emsd, paperboi and this process (client + pikerd).
+    """
+    from piker.testing import _ems_rpc
+
+    for phase in ('order -> open', 'pipelined', 'fills'):
+        for portal in portals.values():
+            await portal.run(_ems_rpc.sample_start)
+        await _ems_rpc.sample_start()
+        scratch = Results()
+        figure, oids = await rerun(phase, scratch, client, trades, n, window, ' (sampled)')
+        local = await _ems_rpc.sample_stop()
+        report.append(f'\n######## sampled phase: {phase}, {WARMUP + n} orders: {figure}')
+        for name, portal in portals.items():
+            report.append(f'===== {name} =====\n{await portal.run(_ems_rpc.sample_stop)}')
+        report.append(f'===== client + pikerd (this process) =====\n{local}')
+        if phase == 'order -> open':
+            await cancel_each(scratch, client, trades, oids)
+
+
 async def run_tree(args: argparse.Namespace, res: Results, report: list[str]) -> None:
     from contextlib import AsyncExitStack
 
     from piker.brokers.sim import open_market_control
     from piker.clearing import open_ems
-    from piker.service import maybe_open_pikerd, maybe_spawn_daemon
+    from piker.clearing._daemons import EMSD, PAPERBOI
+    from piker.service import list_services, maybe_open_pikerd, open_daemon
     from piker.testing import _ems_rpc
 
     # paperboi loads the seeded ledger at start: seconds, more on a busy box
     async with maybe_open_pikerd(spawn_timeout=120.0), AsyncExitStack() as stack:
         portals = {}
-        if args.profile:
+        if args.profile or args.sample:
             # spawned first, so emsd / open_ems find them with _ems_rpc enabled
-            for name, mod in (('emsd', 'piker.clearing._ems'),
-                              ('paperboi.sim', 'piker.clearing._paper_engine')):
-                portals[name] = await stack.enter_async_context(
-                    maybe_spawn_daemon(name, enable_modules=[mod, _ems_rpc.__name__]),
-                )
+            for spec in (EMSD.spec(extra_modules=[_ems_rpc.__name__]),
+                         PAPERBOI.spec('sim', extra_modules=[_ems_rpc.__name__])):
+                portals[spec.name] = await stack.enter_async_context(open_daemon(spec))
         echo = await stack.enter_async_context(open_echo())
         for i in range(WARMUP + args.orders):
             rtt = await echo.round_trip()
@@ -395,11 +483,26 @@ async def run_tree(args: argparse.Namespace, res: Results, report: list[str]) ->
         await ctl.push(bid=BID, ask=ASK, last=(BID + ASK) / 2, bsize=DEPTH, asize=DEPTH)
         client, trades, *_ = await stack.enter_async_context(open_ems(FQME, mode='paper'))
 
-        oids = await order_to_open(res, client, trades, args.orders, echo=echo)
-        await cancel_each(res, client, trades, oids[WARMUP:])
+        services = await list_services()
+        pids = {name: services[name].pid for name in ('emsd', 'paperboi.sim', 'brokerd.sim', 'bench_echo')
+                if name in services and services[name].pid}
+        cpu = CPUMeter({**pids, 'client+pikerd': os.getpid()})
+        async with cpu.phase(res, 'idle, per second (not per order)', 1):
+            await trio.sleep(1.0)
+        async with cpu.phase(res, 'echo round trip alone', args.orders):
+            for _ in range(args.orders):
+                await echo.round_trip()
+        async with cpu.phase(res, 'one at a time: order -> open (+ echo)', WARMUP + args.orders):
+            oids = await order_to_open(res, client, trades, args.orders, echo=echo)
+        async with cpu.phase(res, 'one at a time: cancel -> canceled', args.orders):
+            await cancel_each(res, client, trades, oids[WARMUP:])
         await cancel_each(Results(), client, trades, oids[:WARMUP])
-        await fills(res, client, trades, args.fills, args.seed_trades)
-        await pipelined(res, client, trades, args.orders, args.window)
+        async with cpu.phase(res, 'marketable order -> closed', args.fills):
+            await fills(res, client, trades, args.fills, args.seed_trades)
+        async with cpu.phase(res, 'pipelined: order -> open, then cancel', args.orders):
+            await pipelined(res, client, trades, args.orders, args.window)
+        if args.sample:
+            await sampled(client, trades, args.profile_orders, args.window, portals, report)
         if args.profile:
             await profiled(client, trades, args.profile_orders, args.window,
                            Path(args.profile), portals, report)
@@ -500,6 +603,9 @@ def main() -> None:
                         help='pipelined orders in flight at once')
     parser.add_argument('--profile', metavar='DIR', default='',
                         help='also profile emsd/paperboi/client; .prof files go here')
+    parser.add_argument('--sample', action='store_true',
+                        help='also re-run order -> open and pipelined under a sampling '
+                             'CPU profiler in emsd/paperboi/client (prints where CPU goes)')
     parser.add_argument('--profile-orders', type=int, default=1000)
     parser.add_argument('--dark-orders', type=int, default=100_000,
                         help='resting orders for the in-process dark-book figures (0: skip)')
@@ -552,6 +658,8 @@ def main() -> None:
     verdict = 'met' if p50 <= TARGET_OPEN_P50_MS else 'MISSED'
     print(f'order -> open p50 {p50:.3f} ms = {p50 / floor:.1f} x the echo floor '
           f'({floor:.3f} ms); target <= {TARGET_OPEN_P50_MS} ms: {verdict}')
+    for line in ratio_verdicts(res):
+        print(line)
     print(f'(tree run {elapsed:.1f}s)')
     if report:
         print('\n'.join(report))

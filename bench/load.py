@@ -28,7 +28,9 @@ waits for its own to end. Checked, and printed with the figures:
 - each client's own dialogs: exactly one terminal status each, only
   fills after it, `filled + remaining == size`, fills add up;
 - zero lost or duplicated dialogs: every oid placed is in emsd's journal
-  exactly once, ended, and the journal holds no other; the paper venue
+  exactly once, ended, and the journal holds no other but the warm-up's
+  (one live and one dark order per market before the clock starts: 6,
+  hence 5,006 dialogs in the journal for 5,000 placed); the paper venue
   created at most one venue order per oid (`paper_audit`);
 - nothing left working: a fresh session's handshake lists no dialog;
 - emsd's RSS (`/proc/<pid>/status` VmRSS) at the start, peak and end.
@@ -37,7 +39,9 @@ Also printed, to tell a slow tree from a starved machine: CPU seconds per
 process, each daemon's event-loop lag (`_load_rpc`, a monitor loaded into
 the daemons) and heartbeat round trips over a connection of their own.
 `--mix rest=40,dark=60` changes the order mix; `--profile DIR` profiles
-emsd and paperboi over the load phase (`_ems_rpc`).
+emsd and paperboi over the load phase (`_ems_rpc`); `--sample` samples
+brokerd's, emsd's and paperboi's CPU over it and prints each one's split
+(dark book, fan-out, journal, IPC, codec, ...) per quote and per order.
 
 The load generator itself is `piker.testing._load` (the test
 `tests/test_load_short.py` runs a short one); this script makes the
@@ -61,8 +65,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     defaults = Config()
     for field in msgspec.structs.fields(Config):
-        parser.add_argument(f'--{field.name.replace("_", "-")}', type=type(field.default),
-                            default=getattr(defaults, field.name))
+        flag = f'--{field.name.replace("_", "-")}'
+        if isinstance(field.default, bool):
+            parser.add_argument(flag, action='store_true')
+        else:
+            parser.add_argument(flag, type=type(field.default),
+                                default=getattr(defaults, field.name))
     parser.add_argument('--json', action='store_true', help='also print the report as JSON')
     args = parser.parse_args()
     cfg = Config(**{f.name: getattr(args, f.name) for f in msgspec.structs.fields(Config)})

@@ -55,6 +55,18 @@ DEFAULT_MAX_TICKS = 1000
 Policy = Literal['drop_oldest', 'conflate', 'never_drop']
 POLICIES: tuple[str, ...] = ('drop_oldest', 'conflate', 'never_drop')
 
+def with_queued(first: Any, recv: trio.MemoryReceiveChannel, most: int) -> list[Any]:
+    """`first` and what else `recv` holds right now, `most` at the most:
+    what a sender ships as one frame instead of one each."""
+    batch = [first]
+    while len(batch) < most:
+        try:
+            batch.append(recv.receive_nowait())
+        except trio.WouldBlock:
+            break
+    return batch
+
+
 class BufferClosed(Exception):
     """Raised by `QuoteBuffer.receive()` once the buffer is closed and empty."""
 

@@ -11,7 +11,7 @@ import os
 import tractor
 import trio
 
-from piker.service import watch_peer
+from piker.service import start_actor_task, watch_peer
 
 # daemon-side record of how watched contexts ended (queried over RPC)
 _events: list[str] = []
@@ -91,7 +91,7 @@ async def crash_runtime() -> None:
         await trio.sleep(0.2)
         raise RuntimeError('testd runtime crash')
 
-    tractor.current_actor()._service_n.start_soon(_boom)
+    start_actor_task(_boom)
 
 
 async def report_crash() -> None:

@@ -33,3 +33,36 @@ def test_backoff_sleep_waits_the_delay():
         return waited
 
     assert trio.run(main, clock=clock) == pytest.approx([0.5, 1.0, 2.0, 2.0])
+
+
+def test_reconnecting_gives_up_when_on_down_says_so():
+    """emsd's relays and feeds, and the paper venue's feeds, share the loop:
+    a first connection that fails ends it (their `on_down` says False),
+    later failures and ends are retried."""
+    from piker.service import Backoff, reconnecting
+
+    attempts: list[int] = []
+    downs: list[str] = []
+    up = False
+
+    async def connect() -> None:
+        nonlocal up
+        attempts.append(1)
+        if len(attempts) == 1:
+            up = True
+            return  # ended after it was up: reconnect
+        if len(attempts) == 2:
+            raise OSError('lost')  # failed after it was up: reconnect
+        up = False
+        raise OSError('refused')
+
+    def on_down(err: BaseException | None) -> bool:
+        downs.append(repr(err))
+        return up
+
+    async def main() -> None:
+        with trio.fail_after(5):
+            await reconnecting(connect, 'test', backoff=Backoff(first=0.01), on_down=on_down)
+
+    trio.run(main)
+    assert len(attempts) == 3 and downs == ['None', "OSError('lost')", "OSError('refused')"]

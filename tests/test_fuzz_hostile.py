@@ -434,16 +434,15 @@ async def paperboi_example(
 
 
 def test_paperboi_survives_hostile_dialogues(paper_sim):
+    from piker.clearing._daemons import PAPERBOI
     from piker.clearing._paper_engine import open_trade_dialog
-    from piker.service import maybe_spawn_daemon, open_watched_context
+    from piker.service import open_daemon, open_watched_context
 
     async def main(sim: PaperSim):
         good = await start(sim, **BASE)  # emsd's own dialogue with paperboi is up
         before = await daemon_pids()
         async with (
-            maybe_spawn_daemon(
-                'paperboi.sim', enable_modules=['piker.clearing._paper_engine'],
-            ) as portal,
+            open_daemon(PAPERBOI.spec('sim')) as portal,
             open_watched_context(portal, open_trade_dialog, broker='sim', timeout=2.0) as (
                 ctx, (_positions, accounts),
             ),

@@ -815,3 +815,108 @@ def test_a_state_journaled_before_route_and_direction_were_in_it_restores(journa
     assert (arm.oid, arm.direction) == ('dark', 'up')
     assert table['dark'].route == table['live'].route == 'paper'
     assert table['dark'].direction == 'up' and table['live'].direction is None
+
+
+def test_writer_commits_small_lots_in_the_event_loop(journal: Journal, monkeypatch):
+    """A small lot is committed in the event loop (a WAL append costs less
+    than a worker thread's round trip, which was most of an order's
+    `pending` latency); a big one, or any while a checkpoint runs (its
+    fsyncs can hold a WAL append), in a worker thread."""
+    import threading
+
+    import trio
+
+    from piker.clearing import _journal
+
+    threads: list[bool] = []
+    record = journal.record
+
+    def spy(entries, **kw):
+        threads.append(threading.current_thread() is threading.main_thread())
+        return record(entries, **kw)
+
+    monkeypatch.setattr(journal, 'record', spy)
+    checkpointing = [False]
+    monkeypatch.setattr(_journal.Journal, 'holds_writes', property(lambda self: checkpointing[0]))
+
+    async def main() -> None:
+        writer = _journal.JournalWriter(journal)
+        table = DialogTable(track_changes=True)
+        async with trio.open_nursery() as n:
+            n.start_soon(writer.run)
+            table.on_client_msg(mk_order('small', exec_mode='dark'))
+            await writer.flush(writer.submit(_entries(table)))
+            for i in range(_journal.INLINE_ENTRIES + 1):
+                table.on_client_msg(mk_order(f'big{i}', exec_mode='dark'))
+            await writer.flush(writer.submit(_entries(table)))
+            checkpointing[0] = True
+            table.on_cancel('small')
+            await writer.flush(writer.submit(_entries(table)))
+            n.cancel_scope.cancel()
+
+    trio.run(main)
+    assert threads == [True, False, False]
+    assert len(journal.active_dialogs()) == _journal.INLINE_ENTRIES + 1
+
+
+def test_writer_lingers_only_when_nobody_waits(journal: Journal):
+    """News nobody waits on (already published) waits up to `LINGER` for
+    company, so that under load many batches share one transaction; a
+    batch someone waits on (`want`, `flush`) is committed at once and
+    takes what lingered along."""
+    import trio
+    import trio.testing
+
+    from piker.clearing._journal import JournalWriter
+
+    async def main() -> None:
+        writer = JournalWriter(journal)
+        writer.linger = 10.0
+        table = DialogTable(track_changes=True)
+        async with trio.open_nursery() as n:
+            n.start_soon(writer.run)
+            table.on_client_msg(mk_order('a', exec_mode='dark'))
+            writer.submit(_entries(table))
+            await trio.sleep(5.0)
+            assert writer.batches == 0  # lingering
+            await trio.sleep(6.0)
+            assert writer.batches == 1  # the linger is bounded
+            t0 = trio.current_time()
+            table.on_client_msg(mk_order('b', exec_mode='dark'))
+            writer.submit(_entries(table))
+            await trio.sleep(1.0)
+            table.on_client_msg(mk_order('c', exec_mode='dark'))
+            ticket = writer.submit(_entries(table))
+            writer.want(ticket)
+            await writer.flush(ticket)
+            # b waited for c, and c not at all: one transaction for both
+            assert trio.current_time() - t0 == 1.0 and writer.batches == 2
+            n.cancel_scope.cancel()
+        assert {r.oid for r in journal.active_dialogs()} == {'a', 'b', 'c'}
+
+    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+
+
+def test_a_running_checkpoint_sends_commits_to_a_thread(tmp_path):
+    """While the checkpointer runs, its fsyncs can hold a WAL append (tens
+    of ms on a busy disk): `holds_writes` says so for its whole run, and
+    the writer then commits in a worker thread, not in emsd's loop."""
+    import sqlite3
+
+    journal = Journal.open(tmp_path / 'journal.sqlite', checkpoint_interval=3600.0)
+    real = sqlite3.connect(journal.path, isolation_level=None)
+    seen: list[bool] = []
+
+    class Conn:
+        def execute(self, sql: str):
+            seen.append(journal.holds_writes)
+            return real.execute(sql)
+
+    try:
+        assert not journal.holds_writes
+        journal._checkpointer._checkpoint(Conn())
+        assert seen and all(seen)
+        assert not journal.holds_writes
+    finally:
+        real.close()
+        journal.close()

@@ -25,6 +25,7 @@ import msgspec
 import pytest
 
 from piker.testing._netns import ADDR, PIKER, Hosts, NetnsUnavailable
+from piker.testing._proc import alive, cmdline
 
 HERE = Path(__file__).parent
 PY = sys.executable
@@ -211,15 +212,7 @@ def test_revoked_certificate_is_refused(tree: Tree) -> None:
 def _pids_in(tree: Tree, host: str, needle: str) -> list[int]:
     out = subprocess.run(['ip', 'netns', 'pids', tree.h.ns[host]], capture_output=True,
                          text=True).stdout.split()
-    found = []
-    for pid in out:
-        try:
-            cmd = Path(f'/proc/{pid}/cmdline').read_bytes().replace(b'\0', b' ').decode()
-        except OSError:
-            continue
-        if needle in cmd:
-            found.append(int(pid))
-    return found
+    return [int(pid) for pid in out if needle in cmdline(pid)]
 
 
 def test_brokerd_sigkilled_is_respawned_by_b(tree: Tree) -> None:
@@ -292,9 +285,7 @@ def test_joined_supervisor_killed_venue_unreachable(tree: Tree) -> None:
     wait_for(lambda: 'paperboi.sim is down' in out.read_text(), 20, 'venue down notice')
     resting.send_signal(signal.SIGTERM)
     tree.joined.wait(10)
-    wait_for(lambda: not any(os.path.exists(f'/proc/{p}') and
-                             'Z' not in Path(f'/proc/{p}/stat').read_text().split()[2]
-                             for p in daemons), 20, "B's daemons stop")
+    wait_for(lambda: not any(alive(p) for p in daemons), 20, "B's daemons stop")
     wait_for(lambda: 'paperboi.sim' not in tree.services(), 20, 'entries pruned')
     r = tree.order(70_000.0, timeout=90)
     st = _statuses(r.stdout)

@@ -17,7 +17,7 @@ from piker.clearing import (
     BrokerdOrderAck,
     BrokerdPosition,
     BrokerdStatus,
-    _paper_engine,
+    _paper_fills,
 )
 from piker.clearing._matching import PaperBook
 from piker.clearing._paper_engine import PaperVenue, native_fqme, price_problem
@@ -71,9 +71,11 @@ class Sub:
 
     def __init__(self) -> None:
         self.msgs: list = []
+        self.frames: list = []  # as sent: messages emitted together are a list
 
-    async def send(self, msg) -> None:
-        self.msgs.append(msg)
+    async def send(self, frame) -> None:
+        self.frames.append(frame)
+        self.msgs.extend(frame if isinstance(frame, list) else [frame])
 
     def of(self, kind: type, oid: str | None = None) -> list:
         return [m for m in self.msgs if isinstance(m, kind)
@@ -85,13 +87,13 @@ async def open_venue(bid: float = 99.0, ask: float = 100.0, size: float = 5.0):
     async with trio.open_nursery() as n:
         venue = await PaperVenue.load('sim', n)
         sub = Sub()
-        venue._subs.append(sub)
+        venue.dialogues.subscribe(sub)
         # as if the feed were up: its market and touch are known
         venue.mkts[FQME] = get_spec(FQME).mkt
         venue.books[FQME] = book = PaperBook(FQME)
         book.on_quote({'ticks': [{'type': 'bid', 'price': bid, 'size': size},
                                  {'type': 'ask', 'price': ask, 'size': size}]})
-        venue._feeds[FQME] = ready = trio.Event()
+        venue.feeds._feeds[FQME] = ready = trio.Event()
         ready.set()
         yield venue, sub
         n.cancel_scope.cancel()
@@ -113,8 +115,8 @@ def test_a_fill_that_cannot_be_booked_ends_its_order(monkeypatch):
             assert {m.status for m in sub.of(BrokerdStatus, 'big')} == {'open'}
             (reqid,) = venue.books[FQME].orders
             # from here on every fee is NaN: no fill can be booked
-            monkeypatch.setattr(_paper_engine, 'fee_for', lambda *a: math.nan)
-            async with venue._lock:
+            monkeypatch.setattr(_paper_fills, 'fee_for', lambda *a: math.nan)
+            async with venue.lock:
                 fills = venue.books[FQME].on_quote(
                     {'ticks': [{'type': 'ask', 'price': 100.0, 'size': 50.0}]})
                 assert fills
@@ -131,19 +133,40 @@ def test_a_fill_that_cannot_be_booked_ends_its_order(monkeypatch):
 
 
 def test_an_internal_error_on_an_order_ends_it(monkeypatch):
-    """A bug while handling an order (here: after it rested, before its
-    ack) ends that order: acked, then `canceled` saying why."""
+    """A bug while handling an order (here: after it rested, before it
+    was recorded and acked - a resting order's ack and open skip
+    report_fills) ends that order: acked, then `canceled` saying why."""
     async def main():
         async with open_venue() as (venue, sub):
-            async def broken(*a, **kw):
+            def broken(*a, **kw):
                 raise RuntimeError('boom')
-            monkeypatch.setattr(venue, 'report_fills', broken)
+            monkeypatch.setattr(venue.fills, 'record', broken)
             await venue.handle(order('x', 95.0))
             assert [type(m).__name__ for m in sub.msgs] == ['BrokerdOrderAck', 'BrokerdStatus']
             end = sub.msgs[-1]
             assert end.status == 'canceled' and 'internal error' in end.reason
             assert 'boom' in end.reason
             assert not venue.books[FQME].orders and not venue.store.orders
+
+    trio.run(main)
+
+
+def test_what_an_order_emits_together_is_one_frame():
+    """A resting order's ack and open leave as one list frame; so do an
+    unrested ioc/fok's ack and cancel when the touch filled nothing (and
+    the cancel is a fact: the order rests nowhere)."""
+    async def main():
+        async with open_venue() as (venue, sub):
+            await venue.handle(order('r', 95.0))
+            assert [[type(m).__name__, getattr(m, 'status', '')] for m in sub.frames[-1]] == [
+                ['BrokerdOrderAck', ''], ['BrokerdStatus', 'open']]
+            for tif in ('ioc', 'fok'):
+                await venue.handle(order(tif, 95.0, tif=tif))
+                ack, end = sub.frames[-1]
+                assert isinstance(ack, BrokerdOrderAck) and ack.oid == tif
+                assert (end.status, end.filled) == ('canceled', 0.0) and tif in end.reason
+                assert end.reqid not in venue.books[FQME].orders
+                assert end.reqid not in venue.store.orders
 
     trio.run(main)
 

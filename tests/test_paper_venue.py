@@ -58,9 +58,7 @@ def test_concurrent_first_users_share_one_load(monkeypatch):
     async def main():
         got: list[PaperVenue] = []
         async with trio.open_nursery() as n:
-            class Actor:
-                _service_n = n
-            monkeypatch.setattr(_paper_engine.tractor, 'current_actor', lambda: Actor)
+            monkeypatch.setattr(_paper_engine, 'actor_nursery', lambda: n)
 
             async def use():
                 got.append(await open_venue('sim'))
@@ -89,12 +87,12 @@ def test_settle_waits_for_the_command_in_flight():
                 await gate.wait()
 
             venue.handle = handle  # type: ignore[method-assign]
-            n.start_soon(venue._serve_one, {'name': 'brokerd_cancel'}, None)
+            n.start_soon(venue.dialogues._serve_one, {'name': 'brokerd_cancel'}, None)
             await trio.testing.wait_all_tasks_blocked()
-            assert venue._handling == 1
+            assert venue.dialogues._handling == 1
 
             async def settle():
-                await venue.settle(inbox=None, timeout=5)
+                await venue.dialogues.settle(inbox=None, timeout=5)
                 done_at.append(trio.current_time())
 
             n.start_soon(settle)
@@ -105,7 +103,7 @@ def test_settle_waits_for_the_command_in_flight():
             with trio.fail_after(1):
                 while not done_at:
                     await trio.sleep(0.001)
-            assert venue._handling == 0
+            assert venue.dialogues._handling == 0
             return done_at[0] - released
 
     # the virtual clock only moves when every task sleeps: a settle that

@@ -8,7 +8,16 @@ import uuid
 
 import pytest
 
-from piker.clearing._messages import BrokerdPosition, Order, Status
+from piker.clearing._dark import Triggered
+from piker.clearing._messages import (
+    BrokerdFill,
+    BrokerdOrder,
+    BrokerdOrderAck,
+    BrokerdPosition,
+    BrokerdStatus,
+    Order,
+    Status,
+)
 from piker.clearing._risk import RiskGate, TokenBucket, TradingState, quote_mark
 from piker.clearing._risk_state import (
     STATE_FILE,
@@ -34,10 +43,6 @@ def mk(
     )
 
 
-def status(order: Order, resp: str, filled: float = 0.0, **kw) -> Status:
-    return Status(oid=order.oid, resp=resp, time_ns=1, req=order, filled=filled, **kw)
-
-
 def gate(clock=None, **risk) -> RiskGate:
     conf = RiskConf.model_validate(risk)
     return RiskGate(conf, clock=clock) if clock else RiskGate(conf)
@@ -46,6 +51,54 @@ def gate(clock=None, **risk) -> RiskGate:
 def position(size: float, symbol: str = FQME, account: str = 'paper') -> BrokerdPosition:
     return BrokerdPosition(broker='sim', account=account, symbol=symbol, size=size,
                            avg_price=100.0)
+
+
+# ---- emsd's order path in miniature -------------------------------------
+# The gate checks, the dialog table applies (with no checkpoint between,
+# as emsd's intake does), the gate observes every Status the table makes:
+# the working orders it counts are the table's.
+
+def publish(g: RiskGate, effects: list) -> None:
+    for eff in effects:
+        if isinstance(eff, Status):
+            g.observe(eff)
+
+
+def place(g: RiskGate, order: Order, **kw) -> object:
+    """Check `order` (a modify if its dialog works); apply it if accepted."""
+    live = g.dialogs.get(order.oid)
+    existing = live.req if live is not None and not live.terminal else None
+    refusal = g.check(order, existing=existing, **kw)
+    if refusal is None:
+        publish(g, g.dialogs.on_client_msg(order, owner=1, route='paper'))
+    return refusal
+
+
+def venue(g: RiskGate, order: Order, status: str = 'open', filled: float = 0.0) -> None:
+    """The venue acks `order` (once) and reports `status`."""
+    reqid = f'r-{order.oid}'
+    if g.dialogs.by_reqid('sim', reqid) is None:
+        publish(g, g.dialogs.on_broker_msg(
+            BrokerdOrderAck(oid=order.oid, reqid=reqid, account=order.account), 'sim'))
+    publish(g, g.dialogs.on_broker_msg(BrokerdStatus(
+        reqid=reqid, oid=order.oid, status=status, account=order.account, time_ns=1,
+        filled=filled, remaining=order.size - filled,
+    ), 'sim'))
+
+
+def fill(g: RiskGate, order: Order, size: float, tid: str | None = None) -> None:
+    publish(g, g.dialogs.on_broker_msg(BrokerdFill(
+        reqid=f'r-{order.oid}', oid=order.oid, tid=tid or str(uuid.uuid4()),
+        action=order.action, size=size, price=order.price, broker_time=1.0, time_ns=1,
+    ), 'sim'))
+
+
+def trigger(g: RiskGate, order: Order) -> None:
+    publish(g, g.dialogs.on_trigger(Triggered(
+        oid=order.oid, fqme=order.symbol, action=order.action, level=order.price,
+        direction='up', price=order.price, tick_type='last', size=order.size,
+        submit_price=order.price,
+    )))
 
 
 class Clock:
@@ -190,8 +243,8 @@ def test_alerts_are_exempt_from_limits():
     g = gate(max_order_size=1, max_notional=1, max_open_orders=0, max_orders_per_sec=1,
              state='reduce_only')
     for _ in range(5):
-        assert g.check(mk('alert', size=0, price=1e6), session=1) is None
-    assert g.working() == 0
+        assert place(g, mk('alert', size=0, price=1e6), session=1) is None
+    assert g.working() == 0 and len(g.dialogs.active()) == 5
 
 
 # ---- open orders ---------------------------------------------------------------
@@ -199,7 +252,7 @@ def test_alerts_are_exempt_from_limits():
 def test_max_open_orders_per_account_and_fqme():
     g = gate(max_open_orders=2, fqmes={'ethusdt.sim': {'max_open_orders': 1}})
     a, b = mk(), mk()
-    assert g.check(a) is None and g.check(b) is None   # counted on acceptance
+    assert place(g, a) is None and place(g, b) is None   # counted on acceptance
     r = g.check(mk())
     assert r.limit == 'max_open_orders'
     assert r.reason == 'max_open_orders for btcusdt.sim (default) is 2, 2 working already'
@@ -207,28 +260,39 @@ def test_max_open_orders_per_account_and_fqme():
     r = g.check(mk(symbol='solusdt.sim'))
     assert r.reason == 'max_open_orders for account sim.paper (default) is 2, 2 working already'
     # another account on another market is free
-    assert g.check(mk(symbol='ethusdt.sim', account='other')) is None
+    assert place(g, mk(symbol='ethusdt.sim', account='other')) is None
     r = g.check(mk(symbol='ethusdt.sim', account='third'))
     assert r.reason == 'max_open_orders for ethusdt.sim is 1, 1 working already'
     # a terminal status frees the slot; a modify does not take one
-    g.observe(status(a, 'pending'))
-    g.observe(status(a, 'canceled'))
-    assert g.check(b.copy({'price': 99.0}), existing=b) is None
+    venue(g, a, 'canceled')
+    assert place(g, b.copy({'price': 99.0})) is None
     c = mk()
-    assert g.check(c) is None
+    assert place(g, c) is None
+    assert g.check(mk()).limit == 'max_open_orders'
     assert g.report().open_by_account == {'sim.other': 1, 'sim.paper': 2}
     assert g.report().open_by_fqme == {'btcusdt.sim': 2, 'ethusdt.sim': 1}
 
 
-def test_open_orders_count_dark_orders_and_statuses_from_elsewhere():
+def test_open_orders_count_dark_orders_and_orders_from_elsewhere():
     g = gate(accounts={'paper': {'max_open_orders': 1}})
+    full = 'max_open_orders for account sim.paper is 1, 1 working already'
     dark = mk(exec_mode='dark')
-    # a dialog the gate did not accept itself (e.g. a venue's external order)
-    g.observe(status(dark, 'dark_open'))
-    assert g.check(mk()).reason == (
-        'max_open_orders for account sim.paper is 1, 1 working already')
-    g.observe(status(dark, 'dark_triggered'))
-    g.observe(status(dark, 'closed', filled=1.0))
+    assert place(g, dark) is None
+    assert g.check(mk()).reason == full
+    trigger(g, dark)  # dark_triggered: its live order is being sent
+    assert g.check(mk()).reason == full
+    venue(g, dark, 'closed', filled=1.0)
+    assert g.check(mk()) is None
+    # a dialog the gate did not accept itself: a venue's external order
+    publish(g, g.dialogs.on_broker_msg(BrokerdStatus(
+        reqid='ext-1', status='open', account='paper', time_ns=1, remaining=1.0,
+        req=BrokerdOrder(oid='ext', reqid='ext-1', symbol='btcusdt', action='buy',
+                         price=100.0, size=1.0, account='paper', time_ns=1),
+    ), 'sim', route='live'))
+    assert g.check(mk()).reason == full
+    publish(g, g.dialogs.on_broker_msg(BrokerdStatus(
+        reqid='ext-1', status='canceled', account='paper', time_ns=2,
+    ), 'sim'))
     assert g.check(mk()) is None
 
 
@@ -253,17 +317,17 @@ def test_token_bucket():
 def test_rate_throttle_per_session():
     clock = Clock()
     g = gate(clock, max_orders_per_sec=2)
-    assert g.check(mk(), session='a') is None
-    assert g.check(mk(), session='a') is None   # burst = ceil(rate) = 2
-    r = g.check(mk(), session='a')
+    assert place(g, mk(), session='a') is None
+    assert place(g, mk(), session='a') is None   # burst = ceil(rate) = 2
+    r = place(g, mk(), session='a')
     assert r.limit == 'max_orders_per_sec'
     assert r.reason == ('max_orders_per_sec is 2 (burst 2) per session: '
                         'order refused, retry in 0.500s')
     # another session has its own bucket
-    assert g.check(mk(), session='b') is None
+    assert place(g, mk(), session='b') is None
     clock.now += 0.5
-    assert g.check(mk(), session='a') is None
-    assert g.check(mk(), session='a') is not None
+    assert place(g, mk(), session='a') is None
+    assert place(g, mk(), session='a') is not None
     assert g.working() == 4  # refused orders are not counted
 
 
@@ -296,10 +360,9 @@ def test_idle_buckets_are_pruned():
 def test_halted_refuses_everything_new():
     g = gate()
     order = mk(exec_mode='dark')
-    assert g.check(order) is None
+    assert place(g, order) is None
     alert = mk('alert', size=0)
-    assert g.check(alert) is None
-    g.observe(status(order, 'dark_open'))
+    assert place(g, alert) is None
     assert g.set_state('halted', 'fat finger') is TradingState.ACTIVE
     for req, existing in ((mk(), None), (mk('alert', size=0), None),
                           (order.copy({'price': 1.0}), order),
@@ -345,11 +408,11 @@ def test_reduce_only_counts_working_orders_on_the_same_side():
     g = gate(state='reduce_only')
     g.observe(position(5))
     first = mk('sell', 3)
-    assert g.check(first) is None
+    assert place(g, first) is None
     r = g.check(mk('sell', 3))
     assert r.reason == ('reduce_only: sell 3 exceeds what is left to reduce in '
                         'btcusdt.sim [sim.paper]: 2 (position 5; working sells 3)')
-    assert g.check(mk('sell', 2)) is None
+    assert place(g, mk('sell', 2)) is None
     assert g.check(mk('sell', 0.5)).limit == 'reduce_only'
     # a modify does not count its own old size; growing past the room fails
     assert g.check(first.copy({'size': 3.0, 'price': 90.0}), existing=first) is None
@@ -363,7 +426,7 @@ def test_reduce_only_shrinking_an_increasing_order_is_allowed():
     g = gate()
     g.observe(position(5))
     buy = mk('buy', 3)
-    assert g.check(buy) is None
+    assert place(g, buy) is None
     g.set_state('reduce_only')
     assert g.check(buy.copy({'size': 2.0}), existing=buy) is None
     assert g.check(buy.copy({'size': 2.0, 'price': 101.0}), existing=buy).limit == 'reduce_only'
@@ -373,13 +436,12 @@ def test_reduce_only_tracks_fills_before_the_position_report():
     g = gate(state='reduce_only')
     g.observe(position(5))
     sell = mk('sell', 3)
-    assert g.check(sell) is None
-    g.observe(status(sell, 'pending'))
-    g.observe(status(sell, 'open'))
+    assert place(g, sell) is None
+    venue(g, sell, 'open')
     # the fill (and the close) arrive before the new position: the gate
     # counts the fill itself, so the room stays 2, not 5
-    g.observe(status(sell, 'fill', filled=3.0, brokerd_msg={'size': 3.0, 'action': 'sell'}))
-    g.observe(status(sell, 'closed', filled=3.0))
+    fill(g, sell, 3.0)
+    assert g.dialogs[sell.oid].phase == 'closed'
     assert g.position('sim', 'paper', FQME) == (5.0, 2.0)
     r = g.check(mk('sell', 3))
     assert r.reason == ('reduce_only: sell 3 exceeds what is left to reduce in '
@@ -394,10 +456,11 @@ def test_reduce_only_fails_closed_when_views_disagree():
     g = gate(state='reduce_only')
     g.observe(position(5))
     sell = mk('sell', 5)
-    assert g.check(sell) is None
+    assert place(g, sell) is None
+    venue(g, sell, 'open')
     # a venue reporting the position before the fill: the views disagree
     g.observe(position(0))
-    g.observe(status(sell, 'fill', filled=5.0, brokerd_msg={'size': 5.0, 'action': 'sell'}))
+    fill(g, sell, 5.0)
     assert g.position('sim', 'paper', FQME) == (0.0, -5.0)
     for action in ('buy', 'sell'):
         assert g.check(mk(action, 1)).limit == 'reduce_only'
@@ -409,10 +472,12 @@ def test_late_fill_after_terminal_still_moves_the_position():
     g = gate(state='reduce_only')
     g.observe(position(4))
     sell = mk('sell', 2)
-    assert g.check(sell) is None
-    g.observe(status(sell, 'canceled'))
-    g.observe(status(sell, 'fill', filled=2.0, brokerd_msg={'size': 2.0, 'action': 'sell'}))
+    assert place(g, sell) is None
+    venue(g, sell, 'canceled')
+    fill(g, sell, 2.0)  # after the cancel
     assert g.position('sim', 'paper', FQME) == (4.0, 2.0)
+    fill(g, sell, 1.0)  # an over-fill still counts all it sold
+    assert g.position('sim', 'paper', FQME) == (4.0, 1.0)
 
 
 def test_reduce_only_dark_trigger():
@@ -420,7 +485,7 @@ def test_reduce_only_dark_trigger():
     g.observe(position(2))
     stop = mk('sell', 2, exec_mode='dark')
     grow = mk('buy', 1, exec_mode='dark')
-    assert g.check(stop) is None and g.check(grow) is None
+    assert place(g, stop) is None and place(g, grow) is None
     g.set_state('reduce_only')
     assert g.check_trigger(stop.oid) is None
     r = g.check_trigger(grow.oid)
@@ -431,29 +496,45 @@ def test_reduce_only_dark_trigger():
 
 # ---- bookkeeping ----------------------------------------------------------------
 
-def test_statuses_update_working_orders():
-    g = gate(max_open_orders=5)
+def test_the_gate_reads_working_orders_from_the_dialog_table():
+    """One owner per fact: what works, and what is left of it, is the
+    table's; the dialog carries its own reservation (`Dialog.risk`)."""
+    g = gate(max_open_orders=5, state='reduce_only')
+    g.observe(position(10))
     order = mk('sell', 4)
-    g.check(order)
-    g.observe(status(order, 'open'))
-    g.observe(status(order, 'fill', filled=1.0, brokerd_msg={'size': 1.0, 'action': 'sell'}))
-    work = g._working[order.oid]
-    assert (work.filled, work.remaining) == (1.0, 3.0)
+    assert place(g, order) is None
+    venue(g, order, 'open')
+    fill(g, order, 1.0)
+    dialog = g.dialogs[order.oid]
+    assert dialog.remaining == 3.0 and dialog.risk.counted == 1.0
+    assert g.position('sim', 'paper', FQME) == (10.0, 9.0)
+    # what the reduce-only room counts is the table's remaining size
+    assert g.check(mk('sell', 6.0)) is None
+    assert g.check(mk('sell', 6.5)).limit == 'reduce_only'
     # statuses without a request, or for alerts, are ignored
     g.observe(Status(oid='x', resp='error', time_ns=1, reason='bad'))
-    g.observe(status(mk('alert', size=0), 'dark_open'))
-    assert g.working() == 1
-    g.sync([])
-    assert g.working() == 0 and g.report().open_by_fqme == {}
-    g.sync([status(order, 'open', filled=1.0)])
-    assert g.working() == 1 and g._working[order.oid].remaining == 3.0
+    assert place(g, mk('alert', size=0)) is None
+    assert g.working() == 1 and g.report().open_by_fqme == {FQME: 1}
+    # restored dialogs (a restarted emsd): their fills so far are in the
+    # venue's position report, only later ones move the estimate
+    g2 = RiskGate(RiskConf(), dialogs=g.dialogs)
+    g2.observe(position(9))
+    g2.sync(d.snapshot() for d in g.dialogs.active())
+    assert g2.working() == 1
+    fill(g2, order, 1.0)
+    assert g2.position('sim', 'paper', FQME) == (9.0, 8.0)
+    venue(g2, order, 'canceled', filled=2.0)
+    assert g2.working() == 0 and g2.report().open_by_fqme == {}
+    # the table's index of working dialogs is what a scan of it says
+    assert g.dialogs.active() == [d for d in g.dialogs if not d.terminal]
+    assert [d.req.action for d in g.dialogs.active()] == ['alert']
 
 
 def test_report():
     g = gate(max_order_size=5, fqmes={'btcusdt.sim': {'max_notional': 100}})
     g.observe(position(3))
-    g.check(mk(size=9))
-    g.check(mk(size=1, price=10))
+    place(g, mk(size=9))
+    place(g, mk(size=1, price=10))
     g.set_state('reduce_only', 'calm down')
     rep = g.report()
     assert rep.state == 'reduce_only' and rep.reason == 'calm down' and rep.since > 0

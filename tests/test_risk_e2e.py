@@ -23,10 +23,10 @@ LOW, HIGH = 90.0, 110.0
 
 async def admin(rpc: str, **kw: Any) -> Any:
     """Call an emsd admin RPC, as `piker ems ...` does."""
-    from piker.clearing._ems import EMSD_NAME
+    from piker.clearing._daemons import EMSD
     from piker.service import find_service
 
-    async with find_service(EMSD_NAME) as portal:
+    async with find_service(EMSD.name()) as portal:
         assert portal is not None, 'emsd is not running'
         return await portal.run(getattr(_ems_admin, rpc), **kw)
 

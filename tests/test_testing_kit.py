@@ -52,9 +52,17 @@ def test_proc_helpers_see_a_child_and_its_end():
 
 
 def test_teardown_order_puts_consumers_first():
-    names = ['brokerd.sim', 'paperboi.sim', 'samplerd', 'emsd', 'brokerd.ib']
-    assert teardown_order(names) == [
-        'emsd', 'paperboi.sim', 'samplerd', 'brokerd.ib', 'brokerd.sim',
+    """Each daemon's stop order is its kind's (`DaemonKind.stop_order`),
+    not guessed from its name: a daemon of no kind stops in between."""
+    from piker.brokers import brokerd_spec
+    from piker.clearing._daemons import EMSD, PAPERBOI
+    from piker.service import DaemonSpec
+
+    specs = [brokerd_spec('sim'), PAPERBOI.spec('sim'),
+             DaemonSpec(name='samplerd', enable_modules=[]), EMSD.spec(),
+             brokerd_spec('binance'), DaemonSpec(name='emsd_like', enable_modules=[])]
+    assert teardown_order(specs) == [
+        'emsd', 'paperboi.sim', 'emsd_like', 'samplerd', 'brokerd.binance', 'brokerd.sim',
     ]
 
 

@@ -197,3 +197,45 @@ def test_one_shot_rpcs_leave_no_context_on_either_side(piker_env):
                 return len(me._contexts) - mine, await p.run(fx.context_count) - theirs
 
     assert trio.run(main) == (0, 0)
+
+
+def test_messages_are_not_formatted_for_log_lines_nobody_sees():
+    """tractor formats every message it sends or receives into a log
+    f-string (~27 us for one Status, ~2 ms for a batch of 100, whatever the
+    level): a received message's repr leaves its payload out, and a sent
+    one is not formatted at all."""
+    import msgspec
+    from tractor._ipc import Channel
+
+    reprs: list[int] = []
+
+    class Spy(msgspec.Struct):
+        x: int = 1
+
+        def __repr__(self) -> str:
+            reprs.append(1)
+            return 'Spy()'
+
+    big = {'cid': 'c1', 'yield': {'payload': 'x' * 100_000}}
+
+    async def main() -> None:
+        (listener,) = await trio.open_tcp_listeners(0, host='127.0.0.1')
+        port = listener.socket.getsockname()[1]
+        async with listener, await trio.open_tcp_stream('127.0.0.1', port) as out:
+            inbound = await listener.accept()
+            tx, rx = Channel.from_stream(out), Channel.from_stream(inbound)
+            await tx.send(Spy())
+            await tx.send(big)
+            assert await rx.recv() == {'x': 1}
+            got = await rx.recv()
+            assert got == big and got['yield'] == big['yield']
+            assert len(repr(got)) < 100 and 'c1' in repr(got) and len(f'{got}') < 100
+            # an error keeps its whole repr: what went wrong is worth the cost
+            err = {'cid': 'c2', 'error': {'type_str': 'ValueError', 'tb_str': 'boom'}}
+            await tx.send(err)
+            assert 'boom' in repr(await rx.recv())
+            await tx.aclose()
+            await rx.aclose()
+
+    trio.run(main)
+    assert reprs == []

@@ -213,9 +213,10 @@ def test_the_venue_has_its_own_band(paper_sim):
 # ---- 4: an unwritable accounting dir ----------------------------------------------
 
 async def venue_status(sim: PaperSim) -> dict | None:
-    from piker.clearing._paper_engine import paper_alarm, paperboi_name
+    from piker.clearing._daemons import PAPERBOI
+    from piker.clearing._paper_engine import paper_alarm
     from piker.service import find_service
-    async with find_service(paperboi_name('sim')) as portal:
+    async with find_service(PAPERBOI.name('sim')) as portal:
         return await portal.run(paper_alarm, broker='sim')
 
 

@@ -15,8 +15,6 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-import tomli_w
-
 from ..atomicfile import write_atomic
 from ..config import get_config_dir
 
@@ -69,11 +67,6 @@ def read_toml(path: Path) -> dict[str, Any]:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
         raise AccountingError(f'invalid {path}: not valid TOML: {err}') from None
-
-
-def write_toml(path: Path, data: dict[str, Any], header: str = '') -> None:
-    """Atomically replace `path` with `data` as TOML, after a `#` header."""
-    write_toml_text(path, tomli_w.dumps(data), header)
 
 
 def toml_text(body: str, header: str = '') -> str:

@@ -120,18 +120,24 @@ Client side, nobody calls backends directly: use `piker.data.open_feed()`
 (quotes, `MktPair`s, history) or brokerd's endpoints via
 `maybe_spawn_brokerd()` (see `_brokerd.py`).
 """
-from ._brokerd import brokerd_modules, daemon_name, maybe_spawn_brokerd
+from ._brokerd import (
+    BROKERD,
+    brokerd_spec,
+    daemon_name,
+    maybe_spawn_brokerd,
+)
 from ._errors import BrokerError, FeedError, NoSuchBackend, SymbolNotFound
 from ._registry import REQUIRED_ENDPOINTS, available_backends, get_brokermod
 
 __all__ = [
+    'BROKERD',
     'REQUIRED_ENDPOINTS',
     'BrokerError',
     'FeedError',
     'NoSuchBackend',
     'SymbolNotFound',
     'available_backends',
-    'brokerd_modules',
+    'brokerd_spec',
     'daemon_name',
     'get_brokermod',
     'maybe_spawn_brokerd',

@@ -51,7 +51,7 @@ its stream (rule 4).
 """
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager as acm
 from functools import partial
 from typing import Any
@@ -63,6 +63,7 @@ import trio
 from ..buffers import QuoteBuffer
 from ..log import get_logger
 from ..ohlc import pack_array
+from ..service import STOP_LAST, DaemonKind, DaemonSpec, actor_nursery
 from ._errors import BrokerError, error_to_msg, raise_from_msg
 from ._feedbus import FeedBus
 from ._registry import get_brokermod
@@ -93,16 +94,26 @@ _REQUEST_ERRORS = (BrokerError, ValueError, LookupError)
 
 _buses: dict[str, FeedBus] = {}
 
+# brokerd.<broker>: the quote feed (and trades dialogue) of one backend;
+# every other daemon consumes it, so it stops last
+BROKERD = DaemonKind(prefix='brokerd', modules=(__name__,), stop_order=STOP_LAST)
+
 
 def daemon_name(broker: str) -> str:
-    return f'brokerd.{broker}'
+    """The registry name of `broker`'s brokerd."""
+    return BROKERD.name(broker)
 
 
-def brokerd_modules(broker: str) -> list[str]:
-    """`enable_modules` of `brokerd.<broker>`: these endpoints, the backend
-    and whatever extra modules it lists in `__enable_modules__`."""
+def brokerd_spec(
+    broker: str, loglevel: str | None = None, extra_modules: Iterable[str] = (),
+) -> DaemonSpec:
+    """The spawn spec of `brokerd.<broker>`: `BROKERD` with the backend and
+    whatever extra modules it lists in `__enable_modules__`; raises
+    `NoSuchBackend` for an unknown broker."""
     mod = get_brokermod(broker)
-    return [__name__, mod.__name__, *getattr(mod, '__enable_modules__', [])]
+    return BROKERD.spec(broker, loglevel=loglevel, extra_modules=[
+        mod.__name__, *getattr(mod, '__enable_modules__', []), *extra_modules,
+    ])
 
 
 def get_bus(broker: str) -> FeedBus:
@@ -113,8 +124,7 @@ def get_bus(broker: str) -> FeedBus:
     """
     bus = _buses.get(broker)
     if bus is None:
-        actor = tractor.current_actor()
-        bus = _buses[broker] = FeedBus(get_brokermod(broker), broker, actor._service_n)
+        bus = _buses[broker] = FeedBus(get_brokermod(broker), broker, actor_nursery())
         bus.recording |= _configured_recording(broker)
         bus.on_start = partial(_backfill_on_open, broker)
     return bus
@@ -432,15 +442,9 @@ async def maybe_spawn_brokerd(
     Needs a piker actor runtime in this process (`maybe_open_pikerd()`).
     Raises `NoSuchBackend` for an unknown broker before spawning anything.
     """
-    from ..service import maybe_spawn_daemon
+    from ..service import open_daemon
 
-    broker = broker.lower()
-    modules = brokerd_modules(broker)
-    async with maybe_spawn_daemon(
-        daemon_name(broker),
-        enable_modules=modules,
-        loglevel=loglevel,
-    ) as portal:
+    async with open_daemon(brokerd_spec(broker.lower(), loglevel)) as portal:
         yield portal
 
 

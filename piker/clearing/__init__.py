@@ -9,17 +9,24 @@ The pure core: `_messages` is the wire protocol (section 5), `_dialogs`
 the per-order state machine emsd runs every message through (`Dialog`,
 its data `DialogState`, the `TRANSITIONS` table, `DialogTable`), `_dark`
 the trigger index of resting dark orders and alerts, `_reconcile` a
-venue's order report applied to the table, `_risk` the pre-trade limits
-and trading state (kill switch), `_journal` emsd's SQLite journal of every
-dialog (restore and history).
+venue's order report applied to the table, `_risk` the pre-trade checks
+and trading state (kill switch) over `_risk_limits` (which limit applies)
+and `_risk_book` (the table's working orders, positions; `_risk_state`
+persists the switch), `_journal` emsd's SQLite journal of every dialog
+(restore and history).
 
 emsd (RPC modules, not API): `_ems` is its wiring (`open_emsd()`, the
 client session), made of `_fanout` (client queues: who hears what),
 `_relays` (venue trades dialogues: connect, reconnect, reconcile, send),
 `_dark_feeds` (the dark book's market feeds and triggers), `_intake`
 (client commands in) and `_effects` (the executor of the core's effects
-that joins them); `_ems_admin` is its `piker ems` RPC. `_paper_engine`
-is paperboi, the paper venue.
+that joins them); `_ems_admin` is its `piker ems` RPC; `_daemons` defines
+emsd and paperboi for spawning and supervision. `_paper_engine`
+is paperboi, the paper venue: its order entry and endpoint, with
+`_paper_rules` (keys, ticks, band, fees), `_paper_feeds` (quotes in),
+`_paper_fills` (fills recorded, booked, reported), `_paper_dialogues`
+(emsd dialogues: report, commands, events), `_paper_restore` (start-up
+from disk), `_paper_accounts`/`_paper_store` (its files).
 """
 from ._client import (
     EMSError,

@@ -31,9 +31,9 @@ import tractor
 import trio
 
 from ..accounting import unpack_fqme
+from ..buffers import with_queued
 from ..log import get_logger
 from ._messages import (
-    TERMINAL_RESPS,
     BrokerdPosition,
     Cancel,
     MessageError,
@@ -50,6 +50,23 @@ Mode = Literal['live', 'paper']
 WATCHDOG_TIMEOUT = 2.0
 # finished orders a session remembers, to refuse requests for them locally
 MAX_FINISHED = 10_000
+# commands queued while one is sent leave together, as one batch frame
+# `{'name': 'batch', 'cmds': [...]}` of at most this many (a map with a
+# name of its own, so that any other frame, a bare list included, stays
+# one message to emsd, answered as such)
+SEND_BATCH = 256
+BATCH_NAME = 'batch'
+
+
+def commands_of(frame: Any) -> list[Any]:
+    """The client commands in one frame from a client: a batch's, in
+    order, or the frame itself (a batch whose `cmds` is no list is one
+    bad message)."""
+    if isinstance(frame, dict) and frame.get('name') == BATCH_NAME:
+        cmds = frame.get('cmds')
+        if isinstance(cmds, list) and cmds:
+            return cmds
+    return [frame]
 
 
 class EMSError(RuntimeError):
@@ -96,10 +113,10 @@ class OrderClient:
         self._send_ch = send_ch
         self.dialogs = dialogs
         self.accounts = accounts
-        # every order this session knows by oid, as last requested
-        self._orders: dict[str, Order] = {
-            oid: st.req for oid, st in dialogs.items() if st.req is not None
-        }
+        # this session's requests emsd has not answered yet, as last
+        # requested (an update right after another builds on it); once a
+        # Status answers, `dialogs` has the order (bounded by what is in flight)
+        self._orders: dict[str, Order] = {}
         # terminal Status of the dialogs seen ending, newest last (bounded)
         self._finished: OrderedDict[str, Status] = OrderedDict()
 
@@ -227,14 +244,17 @@ class OrderClient:
         await trio.lowlevel.checkpoint()
         return oids
 
-    def _seen(self, msg: Status) -> None:
-        if msg.terminal and msg.oid in self._orders:
-            self._orders.pop(msg.oid)
+    def on_status(self, msg: Status) -> None:
+        """A Status from emsd: keep `dialogs` and what requests need."""
+        self._orders.pop(msg.oid, None)
+        if msg.terminal:
+            self.dialogs.pop(msg.oid, None)
             self._finished[msg.oid] = msg
             while len(self._finished) > MAX_FINISHED:
                 self._finished.popitem(last=False)
         elif msg.req is not None and msg.oid not in self._finished:
-            self._orders[msg.oid] = msg.req
+            # (a fill after the end does not revive it)
+            self.dialogs[msg.oid] = msg
 
 
 def remote_reason(err: BaseException) -> str:
@@ -281,20 +301,17 @@ async def open_ems(
     """
     from ..service import (
         maybe_open_pikerd,
-        maybe_spawn_daemon,
+        open_daemon,
         open_drained_stream,
         open_watched_context,
     )
-    from ._ems import EMSD_NAME, open_ems_dialog
-    from ._ems_admin import EMSD_MODULES, EMSD_STARTUP
+    from ._daemons import EMSD
+    from ._ems import open_ems_dialog
 
     fqme = _check_session(fqme, mode)
     started = False
     async with maybe_open_pikerd(loglevel=loglevel):
-        async with maybe_spawn_daemon(
-            EMSD_NAME, enable_modules=EMSD_MODULES, loglevel=loglevel,
-            startup=EMSD_STARTUP,
-        ) as portal:
+        async with open_daemon(EMSD.spec(loglevel=loglevel)) as portal:
             try:
                 # emsd's endpoint returns when our stream closes, so the
                 # context ends cleanly without a cancel request (whose
@@ -323,8 +340,14 @@ async def open_ems(
                         sent_all = trio.Event()
 
                         async def _outbox() -> None:
+                            # commands queued meanwhile leave as one list
+                            # (emsd unpacks it): a burst costs a frame per
+                            # batch, not one per command
                             async for cmd in out_recv:
-                                await stream.send(cmd)
+                                batch = with_queued(cmd, out_recv, SEND_BATCH)
+                                await stream.send(
+                                    {'name': BATCH_NAME, 'cmds': batch} if len(batch) > 1 else cmd
+                                )
                             sent_all.set()
 
                         async def _inbox() -> None:
@@ -341,12 +364,7 @@ async def open_ems(
                                 log.warning('bad message from emsd: %s', err.reason)
                                 return
                             if isinstance(msg, Status):
-                                client._seen(msg)
-                                if msg.resp in TERMINAL_RESPS:
-                                    dialogs.pop(msg.oid, None)
-                                elif msg.req is not None and msg.oid not in client._finished:
-                                    # (a fill after the end does not revive it)
-                                    dialogs[msg.oid] = msg
+                                client.on_status(msg)
                             else:
                                 table = positions.setdefault(
                                     (msg.broker, msg.account), [],

@@ -21,7 +21,7 @@ import trio
 from ..accounting import MktPair
 from ..data import open_feed
 from ..log import get_logger
-from ..service import Backoff, leave_if_cancelled
+from ..service import Backoff, reconnecting
 from ._dark import Triggered
 from ._dialogs import Arm, DialogTable, Effect, Phase
 from ._effects import Effects
@@ -208,6 +208,9 @@ class DarkFeeds:
         venue's is - and the market is not asked again for a while: a
         backend with no feed must not slow every order down.
         """
+        feed = self.feeds.get(order.symbol)
+        if feed is not None and feed.ready.is_set() and not feed.error:
+            return  # the common case: no cancel scope, no checkpoint per order
         if time.monotonic() < self._no_mark_until.get(order.symbol, 0.0):
             return
         with trio.move_on_after(LIVE_MARK_WAIT):
@@ -231,56 +234,55 @@ class DarkFeeds:
 
     async def _run(self, fqme: str, feed: DarkFeed) -> None:
         backoff = Backoff()
-        while True:
-            try:
-                async with open_feed([fqme]) as f:
-                    feed.mkt = f.mkts[fqme]
-                    first = f.first_quotes.get(fqme) or {}
-                    last = first.get('last')
-                    if last is None or not math.isfinite(last):
-                        bid, ask = first.get('bid'), first.get('ask')
-                        if bid is not None and ask is not None:
-                            last = (bid + ask) / 2
+
+        async def connect() -> None:
+            async with open_feed([fqme]) as f:
+                feed.mkt = f.mkts[fqme]
+                first = f.first_quotes.get(fqme) or {}
+                last = first.get('last')
+                if last is None or not math.isfinite(last):
+                    bid, ask = first.get('bid'), first.get('ask')
+                    if bid is not None and ask is not None:
+                        last = (bid + ask) / 2
+                if last is not None:
+                    feed.last = float(last)
+                feed.mark = quote_mark(first, feed.mark)
+                feed.ready.set()
+                backoff.reset()
+                if feed.down:
+                    feed.down = False
+                    self._notice(fqme, f'market data for {fqme} is back: '
+                                 'the trigger watches it again')
+                async for batch in f.stream:
+                    quote = batch.get(fqme)
+                    if quote is None:
+                        continue
+                    last = quote.get('last')
                     if last is not None:
-                        feed.last = float(last)
-                    feed.mark = quote_mark(first, feed.mark)
-                    feed.ready.set()
-                    backoff.reset()
-                    if feed.down:
-                        feed.down = False
-                        self._notice(fqme, f'market data for {fqme} is back: '
-                                     'the trigger watches it again')
-                    async for batch in f.stream:
-                        quote = batch.get(fqme)
-                        if quote is None:
-                            continue
-                        last = quote.get('last')
-                        if last is not None:
-                            feed.last = last
-                        feed.mark = quote_mark(quote, feed.mark)
-                        for tick in quote.get('ticks') or ():
-                            if tick.get('type') == 'gap':  # the backend reconnected
-                                self._notice(fqme, str(tick.get('reason', '')))
-                        effects = self.on_quote(fqme, quote)
-                        if effects:
-                            await self.fx.execute(effects)
-            except Exception as err:
-                if not feed.ready.is_set():
-                    feed.error = f'no market data for {fqme!r}: {err}'
-                    log.error(feed.error)
-                    feed.ready.set()
-                    return
-                await leave_if_cancelled()
-                log.error('dark feed of %s failed (%s); reconnecting in %.1fs',
-                          fqme, err, backoff.delay)
-                if not feed.down:
-                    feed.down = True
-                    self._notice(fqme, f'market data for {fqme} lost ({err}): '
-                                 'the trigger waits for it; reconnecting')
-            except BaseException:
-                await leave_if_cancelled()
-                raise
-            await backoff.sleep()
+                        feed.last = last
+                    feed.mark = quote_mark(quote, feed.mark)
+                    for tick in quote.get('ticks') or ():
+                        if tick.get('type') == 'gap':  # the backend reconnected
+                            self._notice(fqme, str(tick.get('reason', '')))
+                    effects = self.on_quote(fqme, quote)
+                    if effects:
+                        await self.fx.execute(effects)
+
+        def on_down(err: BaseException | None) -> bool:
+            if err is None:
+                return True  # the feed ended: open it again
+            if not feed.ready.is_set():
+                feed.error = f'no market data for {fqme!r}: {err}'
+                log.error(feed.error)
+                feed.ready.set()
+                return False
+            if not feed.down:
+                feed.down = True
+                self._notice(fqme, f'market data for {fqme} lost ({err}): '
+                             'the trigger waits for it; reconnecting')
+            return True
+
+        await reconnecting(connect, f'dark feed of {fqme}', backoff=backoff, on_down=on_down)
 
     def _notice(self, fqme: str, notice: str) -> None:
         """Tell clients about their dark orders' market data (not an error)."""

@@ -694,10 +694,13 @@ class Dialog(_ClientHandlers, _VenueHandlers):
     fields of `s` read as the dialog's own (`dialog.phase`), and only the
     dialog writes them. `owner` is the client session that placed it (it
     hears the dialog whatever its subscriptions; None: restored, external).
+    `risk` is its reservation with this emsd's risk gate (`_risk_book.Hold`:
+    the gate's to fill in; None until the gate has seen the dialog; not
+    persisted: a restarted gate starts from the venue's positions).
     """
 
-    __slots__ = ('s', 'oid', 'fqme', 'broker', 'owner', 'history', '_clock', '_drained',
-                 '_seqs')
+    __slots__ = ('s', 'oid', 'fqme', 'broker', 'owner', 'history', 'risk', '_clock',
+                 '_drained', '_seqs')
 
     def __init__(
         self,
@@ -717,6 +720,7 @@ class Dialog(_ClientHandlers, _VenueHandlers):
         self.broker: str = req.broker
         self.owner = owner
         self.history: list[Status] = list(history or ())
+        self.risk: Any = None
         self._clock = clock
         self._drained = len(self.history)  # history handed out as changes
         # arrival order of `s.buffered` (across dialogs and orphans)
@@ -1112,6 +1116,9 @@ class DialogTable:
         # oids touched since the last drain (an ordered set); None: off
         self._changed: dict[str, None] | None = {} if track_changes else None
         self._dialogs: dict[str, Dialog] = {}
+        # the non-terminal ones, oldest first: `active()` costs what works
+        # (the risk gate counts them on every order), not what is kept
+        self._working: dict[str, Dialog] = {}
         self._finished: OrderedDict[str, None] = OrderedDict()
         self._by_reqid: dict[tuple[str, ReqId], str] = {}
         self._orphans: OrderedDict[tuple[str, ReqId], list[_Buffered]] = OrderedDict()
@@ -1141,7 +1148,7 @@ class DialogTable:
     def active(self, fqme: str | None = None) -> list[Dialog]:
         """Non-terminal dialogs (of `fqme`, if given), oldest first."""
         return [
-            d for d in self._dialogs.values()
+            d for d in self._working.values()
             if not d.terminal and (fqme is None or d.fqme == fqme)
         ]
 
@@ -1184,6 +1191,8 @@ class DialogTable:
                 continue
             dialog.use_clock(self._clock)  # one clock per table
             self._dialogs[dialog.oid] = dialog
+            if not dialog.terminal:
+                self._working[dialog.oid] = dialog
             if dialog.reqid is not None:
                 self._by_reqid[(dialog.broker, dialog.reqid)] = dialog.oid
             if dialog.terminal:
@@ -1402,11 +1411,14 @@ class DialogTable:
     # ---- bookkeeping ------------------------------------------------------
 
     def _after(self, dialog: Dialog, effects: list[Effect]) -> list[Effect]:
-        """Note the change; retire a dialog that just finished (keeping it
-        for late events)."""
+        """Note the change; index a working dialog (`active()`), retire
+        one that just finished (keeping it for late events)."""
         if self._changed is not None:
             self._changed[dialog.oid] = None
-        if dialog.terminal and dialog.oid not in self._finished:
+        if not dialog.terminal:
+            self._working[dialog.oid] = dialog  # (a new one joins at the end)
+        elif dialog.oid not in self._finished:
+            self._working.pop(dialog.oid, None)
             self._finished[dialog.oid] = None
             self._evict()
         return effects

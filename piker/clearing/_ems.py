@@ -46,6 +46,7 @@ from ..brokers import get_brokermod
 from ..config import EMSConf, load_conf
 from ..log import get_console_log, get_logger
 from ..service import open_drained_stream, start_actor_task, watch_peer
+from ._client import commands_of
 from ._dark_feeds import DarkFeeds, open_dark_feeds
 from ._dialogs import Arm, DialogTable, Expire, Mode, Phase
 from ._effects import Effects
@@ -58,11 +59,10 @@ from ._relays import Relays, open_relays
 from ._risk import RiskGate
 from ._risk_state import open_risk_gate
 
-__all__ = ['EMSD_NAME', 'Emsd', 'current', 'open_ems_dialog', 'open_emsd', 'startup']
+__all__ = ['Emsd', 'current', 'open_ems_dialog', 'open_emsd', 'startup']
 
 log = get_logger(__name__)
 
-EMSD_NAME = 'emsd'
 # one client's commands a session's drain task holds before it applies
 # backpressure (a bound per client: a flooding client slows itself down,
 # not emsd's memory)
@@ -135,7 +135,7 @@ async def open_emsd(conf: EMSConf) -> AsyncIterator[Emsd]:
     see `Emsd.restored`), and close it all on exit."""
     dialogs = DialogTable(track_changes=True)
     # pre-trade checks + trading state (kill switch): see _risk.py
-    risk = open_risk_gate(conf.risk)
+    risk = open_risk_gate(conf.risk, dialogs=dialogs)
     async with open_clients(dialogs) as clients:
         fx = Effects(dialogs, risk, clients)
         async with (
@@ -209,7 +209,8 @@ async def open_ems_dialog(
     loglevel: str | None = None,
 ) -> None:
     """One order client's session: handshake, then commands in, events out
-    (several queued events leave as one list: `SEND_BATCH`)."""
+    (several queued events leave as one list: `SEND_BATCH`; a client's
+    batch frame is several commands, in order: `commands_of`)."""
     get_console_log(loglevel)
     emsd = await current()
     # a restarted emsd shows restored dialogs only once they work again
@@ -242,10 +243,12 @@ async def open_ems_dialog(
                 n.cancel_scope.cancel()
 
             n.start_soon(_sender)
-            async for raw in commands:
-                try:
-                    await emsd.intake.on_client_msg(client, raw)
-                except Exception:
-                    log.exception('failed to handle client message %r', raw)
-                    client.push(error_status(raw, 'internal error handling this message'))
+            async for frame in commands:
+                # a client sends the commands it queued meanwhile as one batch
+                for raw in commands_of(frame):
+                    try:
+                        await emsd.intake.on_client_msg(client, raw)
+                    except Exception:
+                        log.exception('failed to handle client message %r', raw)
+                        client.push(error_status(raw, 'internal error handling this message'))
             n.cancel_scope.cancel()

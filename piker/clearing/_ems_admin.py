@@ -1,7 +1,7 @@
 """emsd's admin RPC: the kill switch and risk status (`piker ems ...`).
 
 These functions run inside emsd (it is spawned with this module in its
-`enable_modules`, see `EMSD_MODULES`) and act on its one `Emsd`:
+`enable_modules`, see `_daemons.EMSD`) and act on its one `Emsd`:
 
 - `set_trading_state(state, reason='', cancel_all=False)`: switch to
   `active`, `reduce_only` or `halted`, effective for the very next order,
@@ -25,16 +25,12 @@ from ._ems import current
 from ._risk_state import STATE_FILE, switch_state
 
 __all__ = [
-    'EMSD_MODULES', 'EMSD_STARTUP', 'cancel_all_orders', 'ems_state', 'flush_journal',
+    'cancel_all_orders', 'ems_state', 'flush_journal',
     'risk_status', 'set_trading_state',
 ]
 
 log = get_logger(__name__)
 
-# the modules emsd exposes: every spawn of emsd must pass these
-EMSD_MODULES = ['piker.clearing._ems', 'piker.clearing._ems_admin']
-# and its start-up hook (`DaemonSpec.startup`): restore + re-arm on respawn
-EMSD_STARTUP = 'piker.clearing._ems:startup'
 
 
 async def cancel_all_orders(fqme: str | None = None) -> list[str]:

@@ -18,6 +18,7 @@ import tractor
 import trio
 
 from ..accounting import unpack_fqme
+from ..buffers import with_queued
 from ..log import get_logger
 from ._dialogs import DialogTable, Mode
 from ._messages import BrokerdPosition, Status
@@ -70,12 +71,7 @@ class ClientConn:
         recv = self.recv_ch
         async with recv:
             async for msg in recv:
-                batch = [msg]
-                while len(batch) < SEND_BATCH:
-                    try:
-                        batch.append(recv.receive_nowait())
-                    except trio.WouldBlock:
-                        break
+                batch = with_queued(msg, recv, SEND_BATCH)
                 await stream.send(batch if len(batch) > 1 else msg)
 
 

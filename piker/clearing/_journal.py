@@ -138,6 +138,14 @@ _PRAGMAS = (
 # past which one is forced even if it holds the writer (see `_Checkpointer`)
 CHECKPOINT_INTERVAL = 1.0
 MAX_WAL_FRAMES = 16_384  # 64 MiB
+# a commit of at most this many entries runs in the event loop (one entry
+# costs ~10-20 us, a worker thread's round trip more); a bigger one, or
+# any while a checkpoint runs, in a worker thread
+INLINE_ENTRIES = 32
+# a lot nobody waits on (news already published: open, fills, ends) waits
+# this long at most for company, so that under load many batches share a
+# transaction; a lot someone waits on (`want`, `flush`) is written at once
+LINGER = 0.002
 
 _COLS = (
     'oid, fqme, broker, account, action, route, phase, active, reqid, '
@@ -257,6 +265,9 @@ class _Checkpointer(threading.Thread):
         self._interval = interval
         self._max_wal_frames = max_wal_frames
         self._stopping = threading.Event()
+        # set while a checkpoint runs: its fsyncs can hold a WAL append
+        # (and a TRUNCATE holds every writer); see `Journal.holds_writes`
+        self.busy = threading.Event()
         self.runs = 0
         self.truncations = 0
 
@@ -276,6 +287,13 @@ class _Checkpointer(threading.Thread):
             conn.close()
 
     def _checkpoint(self, conn: sqlite3.Connection) -> None:
+        self.busy.set()
+        try:
+            self._passes(conn)
+        finally:
+            self.busy.clear()
+
+    def _passes(self, conn: sqlite3.Connection) -> None:
         last = -1
         for _ in range(3):
             # (busy, frames in the WAL, frames copied): each pass copies the
@@ -413,6 +431,14 @@ class Journal:
                 f'reads version {SCHEMA_VERSION}'
             )
         return conn
+
+    @property
+    def holds_writes(self) -> bool:
+        """Whether a commit may wait for the disk now: a checkpoint is
+        running (a WAL append can wait on its fsyncs, and a TRUNCATE holds
+        every writer until they are done)."""
+        cp = self._checkpointer
+        return cp is not None and cp.busy.is_set()
 
     def close(self) -> None:
         if self._checkpointer is not None:
@@ -603,12 +629,20 @@ class Journal:
 
 
 class JournalWriter:
-    """Group commit: emsd's journal writes, off its event loop.
+    """Group commit: emsd's journal writes, behind its order path.
 
     `submit()` queues a batch of entries (synchronous, O(1)); one task
-    (`run()`) writes everything queued so far in one transaction in a
-    worker thread, then the next lot. So the order path never waits on
-    SQLite, and under load many batches share one commit. `flush()` waits
+    (`run()`) writes everything queued so far in one transaction, then
+    the next lot, so the order path never waits on SQLite and under load
+    many batches share one commit. A small lot (`INLINE_ENTRIES`) is
+    committed right in the event loop: a WAL append with no fsync costs
+    tens of microseconds, less than handing it to a worker thread and
+    back, which on a busy box also waits for the GIL and a CPU (that hop
+    was most of an order's `pending` latency). A big lot, or any while
+    the checkpointer runs (a WAL append can wait on its fsyncs: tens of ms
+    on a busy disk, `bench/journal.py`'s max column), goes to a worker
+    thread so the loop does not wait on the disk. A lot
+    nobody waits on lingers up to `LINGER` for more. `flush()` waits
     until what was submitted before it is committed: emsd calls it where
     a promise depends on the journal (a dark order is reported `dark_open`
     only once a restarted emsd would re-arm it). Entries are snapshots
@@ -625,7 +659,10 @@ class JournalWriter:
         self._submitted = 0  # batches submitted ...
         self._committed = 0  # ... and written (or failed, logged)
         self._wake = trio.Event()
+        # set when someone waits on a commit: no linger
+        self._urgent = trio.Event()
         self._progress = trio.Event()
+        self.linger = LINGER
         self.batches = 0  # transactions run (for benches and tests)
 
     @property
@@ -643,6 +680,7 @@ class JournalWriter:
         own batch was empty: the batches before it are what it waits on)."""
         if self._committed < ticket:
             self._wake.set()
+            self._urgent.set()
 
     def submit(self, entries: Iterable[JournalEntry]) -> int:
         """Queue entries for the next commit; returns a ticket for `flush()`."""
@@ -655,6 +693,7 @@ class JournalWriter:
         """Wait until batch `ticket` (default: all submitted) is committed."""
         want = self._submitted if ticket is None else ticket
         while self._committed < want:
+            self._urgent.set()
             await self._progress.wait()
 
     async def run(self) -> None:
@@ -662,7 +701,11 @@ class JournalWriter:
         try:
             while True:
                 await self._wake.wait()
+                if not self._urgent.is_set():
+                    with trio.move_on_after(self.linger):
+                        await self._urgent.wait()
                 self._wake = trio.Event()
+                self._urgent = trio.Event()
                 await self._write(in_thread=True)
         finally:
             with trio.CancelScope(shield=True):
@@ -673,7 +716,7 @@ class JournalWriter:
         upto = self._submitted
         if batch:
             try:
-                if in_thread:
+                if in_thread and (len(batch) > INLINE_ENTRIES or self.journal.holds_writes):
                     # shielded: a batch half-handed to its thread is finished
                     with trio.CancelScope(shield=True):
                         await trio.to_thread.run_sync(self.journal.record, batch)

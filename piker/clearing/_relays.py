@@ -24,16 +24,17 @@ from typing import Any
 import tractor
 import trio
 
-from ..brokers import brokerd_modules, get_brokermod
+from ..brokers import brokerd_spec, daemon_name, get_brokermod
 from ..log import get_logger
 from ..service import (
     Backoff,
     PeerLost,
-    leave_if_cancelled,
-    maybe_spawn_daemon,
+    open_daemon,
     open_drained_stream,
     open_watched_context,
+    reconnecting,
 )
+from ._daemons import PAPERBOI
 from ._dialogs import Dialog, DialogTable, Effect, Mode, Phase, ToVenue
 from ._effects import Effects
 from ._fanout import Clients
@@ -43,7 +44,7 @@ from ._messages import (
     MessageError,
     decode_broker_msg,
 )
-from ._paper_engine import PAPERBOI_STARTUP, open_trade_dialog
+from ._paper_engine import open_trade_dialog
 from ._reconcile import VenueSync
 
 __all__ = ['Relay', 'Relays', 'open_relays']
@@ -88,7 +89,7 @@ class Relay:
 
     @property
     def venue(self) -> str:
-        return f'paperboi.{self.broker}' if self.mode == 'paper' else f'brokerd.{self.broker}'
+        return PAPERBOI.name(self.broker) if self.mode == 'paper' else daemon_name(self.broker)
 
     @property
     def state(self) -> str:
@@ -125,7 +126,8 @@ class Relays:
         if relay is None:
             relay = self.relays[key] = Relay(broker, mode)
             self._n.start_soon(self._run, relay)
-        await relay.ready.wait()
+        if not relay.ready.is_set():  # (every order asks: no checkpoint once up)
+            await relay.ready.wait()
         if relay.error:
             self.relays.pop(key, None)
             raise RuntimeError(relay.error)
@@ -199,12 +201,11 @@ class Relays:
     async def _dialogue(self, relay: Relay) -> None:
         """Connect, serve, and reconnect (with backoff) once lost."""
         func: Any
-        startup: str | None = None
         if relay.mode == 'paper':
-            modules = ['piker.clearing._paper_engine']
-            func = open_trade_dialog
             # a respawned paperboi resumes its resting orders on its own
-            startup = PAPERBOI_STARTUP
+            # (its start-up hook)
+            spec = PAPERBOI.spec(relay.broker)
+            func = open_trade_dialog
         else:
             mod = get_brokermod(relay.broker)
             if not hasattr(mod, 'trades_dialogue'):
@@ -214,16 +215,16 @@ class Relays:
                 )
                 relay.ready.set()
                 return
-            modules = brokerd_modules(relay.broker)
+            spec = brokerd_spec(relay.broker)
             func = mod.trades_dialogue
             relay.reports_orders = bool(getattr(mod, 'REPORTS_ORDERS', False))
         backoff = Backoff()
-        while True:
-            lost = ''
+        was_up = False
+
+        async def connect() -> None:
+            nonlocal was_up
             try:
-                async with maybe_spawn_daemon(
-                    relay.venue, enable_modules=modules, startup=startup,
-                ) as portal:
+                async with open_daemon(spec) as portal:
                     async with open_watched_context(
                         portal, func, broker=relay.broker, timeout=VENUE_WATCHDOG_TIMEOUT,
                     ) as (ctx, (positions, accounts)):
@@ -243,35 +244,37 @@ class Relays:
                             relay.down = ''
                             relay.ready.set()
                             backoff.reset()
-                            async for raw in events:
-                                await self._on_msg(relay, raw)
-                lost = 'it ended the trades dialogue'
-                log.warning('%s ended its trades dialogue; reconnecting', relay.venue)
-            except PeerLost as err:
-                await leave_if_cancelled()
-                lost = err.reason
-                log.error('lost %s (%s): reconnecting', relay.venue, err)
-            except Exception as err:
-                if not relay.ready.is_set():
-                    relay.error = f'cannot reach {relay.venue}: {err}'
-                    log.error(relay.error)
-                    relay.ready.set()
-                    return
-                await leave_if_cancelled()
-                lost = f'{type(err).__name__}: {err}'
-                log.exception('trades relay with %s failed; reconnecting', relay.venue)
-            except BaseException:
-                await leave_if_cancelled()
-                raise
+                            async for frame in events:
+                                # a venue may send what it emits at once as one list
+                                if isinstance(frame, list):
+                                    await self._on_msgs(relay, frame)
+                                else:
+                                    await self._on_msg(relay, frame)
             finally:
                 was_up = relay.stream is not None or relay.syncing
                 relay.stream = None
                 if relay.syncing:
                     relay.syncing = False
                     relay.synced.set()  # waiters find it down and fail
-            if was_up and lost:
+
+        def on_down(err: BaseException | None) -> bool:
+            if err is None:
+                lost = 'it ended the trades dialogue'
+            elif isinstance(err, PeerLost):  # (even before it was up: retried)
+                lost = err.reason
+            elif not relay.ready.is_set():
+                relay.error = f'cannot reach {relay.venue}: {err}'
+                log.error(relay.error)
+                relay.ready.set()
+                return False  # never up: orders for it fail with why
+            else:
+                lost = f'{type(err).__name__}: {err}'
+                log.error('trades relay with %s failed', relay.venue, exc_info=err)
+            if was_up:
                 self._lost(relay, lost)
-            await backoff.sleep()
+            return True
+
+        await reconnecting(connect, relay.venue, backoff=backoff, on_down=on_down)
 
     # -- what the venue says --------------------------------------------------
 
@@ -293,6 +296,25 @@ class Relays:
             return
         await self.fx.execute(self.dialogs.on_broker_msg(msg, relay.broker, relay.mode))
 
+    async def _on_msgs(self, relay: Relay, frame: list[Any]) -> None:
+        """A venue's list frame: its dialog events applied in order, as
+        one batch of effects (one journal batch, one publish), positions
+        passed on in their place."""
+        effects: list[Effect] = []
+        for raw in frame:
+            msg = self._decode(relay, raw)
+            if msg is None:
+                continue
+            if isinstance(msg, BrokerdPosition):
+                if effects:
+                    await self.fx.execute(effects)
+                    effects = []
+                self.fx.position(msg)
+                continue
+            effects += self.dialogs.on_broker_msg(msg, relay.broker, relay.mode)
+        if effects:
+            await self.fx.execute(effects)
+
     async def _sync(self, relay: Relay, stream: tractor.MsgStream, events: Any) -> None:
         """Read and reconcile the venue's order report (see `_reconcile`).
 
@@ -308,7 +330,7 @@ class Relays:
         synced: BrokerdOrdersSynced | None = None
         t0 = time.monotonic()
         with trio.move_on_after(SYNC_TIMEOUT):
-            async for raw in events:
+            async for raw in _each(events):
                 msg = self._decode(relay, raw)
                 if msg is None:
                     continue
@@ -354,6 +376,16 @@ class Relays:
             count += 1
             self.fx.publish(dialog.snapshot().copy({'reason': notice}))
         log.error('VENUE DOWN: %s; %d working order(s) wait for it', relay.down, count)
+
+
+async def _each(frames: Any) -> AsyncIterator[Any]:
+    """The messages of a venue's frames (a list frame holds several)."""
+    async for frame in frames:
+        if isinstance(frame, list):
+            for raw in frame:
+                yield raw
+        else:
+            yield frame
 
 
 @asynccontextmanager

@@ -56,17 +56,21 @@ Alerts trade nothing, so they are exempt from every limit, the throttle,
 `reduce_only` and the open-order counts; only `halted` and the price
 sanity checks refuse them.
 
-What the gate knows it learns from emsd: `observe()` every `Status` emsd
-publishes (working orders, their remaining size and fills) and every
-`BrokerdPosition` a venue reports. An accepted order is counted at once
-(`check()` reserves it), so concurrent sessions cannot both slip under a
-count. Position = the venue's last report plus the fills seen since; a
-venue is assumed to report a fill before the position that includes it
-(the paper engine does); if one does it the other way round the two views
-disagree until its next report, and `reduce_only` refuses every order of
-that market meanwhile - failing closed.
+What the gate knows of orders it reads from emsd's dialog table (one
+owner per fact, see `_risk_book`): the working orders, their remaining
+size. An accepted order is counted at once, since emsd puts it in the
+table right after `check()`, with no checkpoint between, so concurrent
+sessions cannot both slip under a count. Positions it learns from emsd:
+`observe()` every `Status` emsd publishes (fills) and every
+`BrokerdPosition` a venue reports. Position = the venue's last report plus
+the fills seen since; a venue is assumed to report a fill before the
+position that includes it (the paper engine does); if one does it the
+other way round the two views disagree until its next report, and
+`reduce_only` refuses every order of that market meanwhile - failing
+closed.
 
-Everything here is pure: no IO, injected clock.
+Everything here is pure: no IO, injected clock. The limits and their
+scopes are `_risk_limits`.
 """
 from __future__ import annotations
 
@@ -79,7 +83,10 @@ from typing import Any
 
 from ..config import RiskConf
 from ..types import Struct
-from ._messages import TERMINAL_RESPS, BrokerdPosition, Order, Status
+from ._dialogs import DialogTable
+from ._messages import BrokerdPosition, Order, Status
+from ._risk_book import RiskBook
+from ._risk_limits import ABS_TOL, REL_TOL, Limits, Refusal, exceeds, flat, fmt
 
 __all__ = [
     'LIMITS',
@@ -88,12 +95,9 @@ __all__ = [
     'RiskReport',
     'TokenBucket',
     'TradingState',
+    'fmt',
     'quote_mark',
 ]
-
-# sizes are floats: a limit equal to the order is not exceeded by rounding
-_REL_TOL = 1e-9
-_ABS_TOL = 1e-12
 
 # the names a `Refusal.limit` can take
 LIMITS = (
@@ -108,17 +112,6 @@ class TradingState(StrEnum):
     HALTED = 'halted'
 
 
-class Refusal(Struct, frozen=True):
-    """Why the gate refused an order: the `limit` (one of `LIMITS`) and a
-    human-readable `reason` naming it."""
-
-    limit: str
-    reason: str
-
-    def __str__(self) -> str:
-        return self.reason
-
-
 class RiskReport(Struct):
     """The gate's state for `piker ems status`."""
 
@@ -130,14 +123,6 @@ class RiskReport(Struct):
     open_by_fqme: dict[str, int]
     positions: dict[str, float]       # '<broker>.<account>:<fqme>' -> size
     refused: dict[str, int]           # limit -> refusals since start
-
-
-def fmt(value: float) -> str:
-    """A number without float noise: 5, 0.01, 65000.1."""
-    if not math.isfinite(value) or abs(value) >= 1e15:
-        return repr(value)  # inf, 1e+308: not 309 digits
-    text = f'{value:.10f}'.rstrip('0').rstrip('.')
-    return '0' if text in ('-0', '') else text
 
 
 def quote_mark(quote: dict[str, Any], prev: float = math.nan) -> float:
@@ -185,50 +170,14 @@ class TokenBucket:
         return self.tokens >= self.capacity
 
 
-class _Working:
-    """What the gate keeps of one working (non-terminal) buy/sell dialog."""
-
-    __slots__ = ('oid', 'broker', 'account', 'fqme', 'action', 'size', 'price',
-                 'exec_mode', 'filled', 'remaining')
-
-    def __init__(self, order: Order, filled: float, remaining: float) -> None:
-        self.oid = order.oid
-        self.broker = order.broker
-        self.account = order.account
-        self.fqme = order.symbol
-        self.filled = filled
-        self.remaining = remaining
-        self.set_order(order)
-
-    def set_order(self, order: Order) -> None:
-        self.action = order.action
-        self.size = order.size
-        self.price = order.price
-        self.exec_mode = order.exec_mode
-
-    @property
-    def acct(self) -> tuple[str, str]:
-        return self.broker, self.account
-
-    @property
-    def pos_key(self) -> tuple[str, str, str]:
-        return self.broker, self.account, self.fqme
-
-
-def _exceeds(value: float, limit: float) -> bool:
-    return value > limit * (1 + _REL_TOL) + _ABS_TOL
-
-
-def _flat(size: float) -> bool:
-    return abs(size) <= _ABS_TOL
-
-
 class RiskGate:
     """Checks orders against the limits and the trading state; see module doc.
 
     emsd calls `check()` for each new order / modify (`existing` = the
     dialog's current order for a modify), `check_trigger()` before a dark
-    order goes live, and `observe()` with every Status and position.
+    order goes live, and `observe()` with every Status and position. The
+    working orders are those of `dialogs` (emsd's table; a gate of its own,
+    empty table if none is given).
     """
 
     # buckets of idle sessions are dropped once there are this many
@@ -238,6 +187,7 @@ class RiskGate:
         self,
         conf: RiskConf | None = None,
         *,
+        dialogs: DialogTable | None = None,
         state: TradingState | str | None = None,
         reason: str = '',
         since: float | None = None,
@@ -252,14 +202,9 @@ class RiskGate:
         self._rate = rate
         self._burst = self.conf.order_burst or max(1, math.ceil(rate))
         self._buckets: dict[Hashable, TokenBucket] = {}
-        # working buy/sell dialogs and their counts per scope
-        self._working: dict[str, _Working] = {}
-        self._by_acct: Counter[tuple[str, str]] = Counter()
-        self._by_fqme: Counter[str] = Counter()
-        self._at: dict[tuple[str, str, str], set[str]] = {}
-        # (broker, account, fqme) -> last reported size / fills since then
-        self._reported: dict[tuple[str, str, str], float] = {}
-        self._unreported: dict[tuple[str, str, str], float] = {}
+        self.limits = Limits(self.conf)
+        # the working orders (the table's) and the positions
+        self.book = RiskBook(dialogs if dialogs is not None else DialogTable())
         self.refused: Counter[str] = Counter()
 
     # ---- the trading state -------------------------------------------------
@@ -291,7 +236,8 @@ class RiskGate:
         session: Hashable = None,
         mark: float | None = None,
     ) -> Refusal | None:
-        """None if `order` may go ahead (and it is then counted), else why not.
+        """None if `order` may go ahead, else why not (counted as working
+        once the dialog table has it: apply it with no checkpoint between).
 
         `existing` is the working version when `order` is a modify;
         `session` identifies the client for the order-rate throttle;
@@ -305,15 +251,15 @@ class RiskGate:
                 '(cancels work; `piker ems resume` to trade again)'
             ))
         if order.action == 'alert':
-            refusal = self._check_price(order, what, mark)
+            refusal = self.limits.check_price(order, what, mark)
             if refusal is not None:
                 self.refused[refusal.limit] += 1
             return refusal
         # a reduce-only order (emsd sizes it to the position) adds no exposure
         exposure = not order.reduce_only
         refusal = (
-            self._check_price(order, what, mark)
-            or (self._check_limits(order, what) if exposure else None)
+            self.limits.check_price(order, what, mark)
+            or (self.limits.check_limits(order, what) if exposure else None)
             or (self._check_reducing(order, existing)
                 if self._state is TradingState.REDUCE_ONLY else None)
             or (self._check_open(order) if existing is None and exposure else None)
@@ -322,23 +268,22 @@ class RiskGate:
         if refusal is not None:
             self.refused[refusal.limit] += 1
             return refusal
-        self._reserve(order)
         return None
 
     def check_trigger(self, oid: str) -> Refusal | None:
         """May the resting dark order `oid` go live now that it triggered?"""
-        work = self._working.get(oid)
-        if work is None:  # an alert, or nothing the gate tracks
-            return None
+        dialog = self.dialogs.get(oid)
+        if dialog is None or dialog.terminal or dialog.req.action == 'alert':
+            return None  # an alert, or nothing working
         if self._state is TradingState.HALTED:
             return self._refuse('halted', (
                 f'trading is halted{self._why()}: the triggered dark order '
                 'was cancelled, not sent'
             ))
         if self._state is TradingState.REDUCE_ONLY:
+            req = dialog.req
             refusal = self._reducing(
-                work.broker, work.account, work.fqme, work.action,  # type: ignore[arg-type]
-                work.remaining, oid,
+                req.broker, req.account, req.symbol, req.action, dialog.remaining, oid,
             )
             if refusal is not None:
                 return self._refuse('reduce_only', refusal.reason + (
@@ -354,8 +299,8 @@ class RiskGate:
         if refusal is not None:
             return refusal
         what = 'triggered order'
-        refusal = self._check_price(order, what, mark) or (
-            None if order.reduce_only else self._check_limits(order, what)
+        refusal = self.limits.check_price(order, what, mark) or (
+            None if order.reduce_only else self.limits.check_limits(order, what)
         )
         if refusal is not None:
             self.refused[refusal.limit] += 1
@@ -371,94 +316,9 @@ class RiskGate:
 
     # ---- limits --------------------------------------------------------------
 
-    def _scopes(self, name: str, order: Order) -> list[tuple[str, str, float]]:
-        """The `(scope, label, value)` of limit `name` to check for `order`;
-        scope is 'fqme' or 'account' (where a count is taken) or 'default'."""
-        conf = self.conf
-        default = getattr(conf, name)
-        acct_name = f'{order.broker}.{order.account}'
-        acct_val = next((
-            v for t in (conf.accounts.get(acct_name), conf.accounts.get(order.account))
-            if t is not None and (v := getattr(t, name)) is not None
-        ), None)
-        fq = conf.fqmes.get(order.symbol)
-        fq_val = getattr(fq, name) if fq is not None else None
-        fq_label, acct_label = f'{name} for {order.symbol}', f'{name} for account {acct_name}'
-        out: list[tuple[str, str, float]] = []
-        if fq_val is not None:
-            out.append(('fqme', fq_label, fq_val))
-        if acct_val is not None:
-            out.append(('account', acct_label, acct_val))
-        if default is not None and name == 'max_open_orders':
-            # a count differs per scope: the default applies in each one
-            if fq_val is None:
-                out.append(('fqme', f'{fq_label} (default)', default))
-            if acct_val is None:
-                out.append(('account', f'{acct_label} (default)', default))
-        elif default is not None and (fq_val is None or acct_val is None):
-            out.append(('default', f'{name} (default)', default))
-        return [item for item in out if math.isfinite(item[2])]
-
-    def _check_price(self, order: Order, what: str, mark: float | None) -> Refusal | None:
-        """Sanity, whatever the limits: a finite notional, and a price
-        within the band around the market (dark orders and alerts: the
-        wider dark band) when the market's price is known."""
-        notional = order.price * order.size
-        if not math.isfinite(notional):
-            return Refusal(limit='max_notional', reason=(
-                f'{what} notional {fmt(order.price)} * {fmt(order.size)} is not a '
-                'finite number'
-            ))
-        if mark is None or not math.isfinite(mark) or mark <= 0:
-            return None
-        dark = order.exec_mode == 'dark' or order.action == 'alert'
-        name = 'dark_price_band' if dark else 'price_band'
-        label, band = self._band(name, order)
-        away = abs(order.price / mark - 1.0)
-        if math.isfinite(band) and _exceeds(away, band):
-            low, high = max(mark * (1.0 - band), 0.0), mark * (1.0 + band)
-            return Refusal(limit=name, reason=(
-                f'{label} is {fmt(band)}: {what} price {fmt(order.price)} is '
-                f'{fmt(round(away * 100, 1))}% away from the market '
-                f'{fmt(mark)} (allowed {fmt(low)} to {fmt(high)})'
-            ))
-        return None
-
-    def _band(self, name: str, order: Order) -> tuple[str, float]:
-        """A price band is the market's own: the most specific setting
-        wins (the fqme's, then the account's, then the default), so one
-        volatile market can have a wider band than the rest."""
-        conf = self.conf
-        acct_name = f'{order.broker}.{order.account}'
-        for label, scope in (
-            (f'{name} for {order.symbol}', conf.fqmes.get(order.symbol)),
-            (f'{name} for account {acct_name}', conf.accounts.get(acct_name)),
-            (f'{name} for account {acct_name}', conf.accounts.get(order.account)),
-        ):
-            value = getattr(scope, name) if scope is not None else None
-            if value is not None:
-                return label, value
-        default = getattr(conf, name)
-        return f'{name} (default)', default if default is not None else math.inf
-
-    def _check_limits(self, order: Order, what: str) -> Refusal | None:
-        for name, value, noun in (
-            ('max_order_size', order.size, 'size'),
-            ('max_notional', order.price * order.size, 'notional'),
-        ):
-            for _, label, limit in self._scopes(name, order):
-                if _exceeds(value, limit):
-                    return Refusal(limit=name, reason=(
-                        f'{label} is {fmt(limit)}, {what} {noun} {fmt(value)}'
-                    ))
-        return None
-
     def _check_open(self, order: Order) -> Refusal | None:
-        for scope, label, limit in self._scopes('max_open_orders', order):
-            if scope == 'account':
-                count = self._by_acct[(order.broker, order.account)]
-            else:
-                count = self._by_fqme[order.symbol]
+        for scope, label, limit in self.limits.scopes('max_open_orders', order):
+            count = self.book.count(scope, order)
             if count >= limit:
                 return Refusal(limit='max_open_orders', reason=(
                     f'{label} is {int(limit)}, {count} working already'
@@ -489,9 +349,7 @@ class RiskGate:
     def position(self, broker: str, account: str, fqme: str) -> tuple[float, float]:
         """`(reported, estimate)`: the venue's last position report and that
         plus the fills seen since."""
-        key = (broker, account, fqme)
-        reported = self._reported.get(key, 0.0)
-        return reported, reported + self._unreported.get(key, 0.0)
+        return self.book.position(broker, account, fqme)
 
     def _check_reducing(self, order: Order, existing: Order | None) -> Refusal | None:
         if (
@@ -511,24 +369,21 @@ class RiskGate:
         sign = 1.0 if action == 'buy' else -1.0
         where = f'{fqme} [{broker}.{account}]'
         shown = fmt(estimate)
-        if not math.isclose(reported, estimate, rel_tol=_REL_TOL, abs_tol=_ABS_TOL):
+        if not math.isclose(reported, estimate, rel_tol=REL_TOL, abs_tol=ABS_TOL):
             shown += f', last reported {fmt(reported)}'
-        if _flat(reported) and _flat(estimate):
+        if flat(reported) and flat(estimate):
             return Refusal(limit='reduce_only', reason=(
                 f'reduce_only: no position in {where} to reduce'
             ))
         # both views must agree that the order goes against the position
-        if _flat(reported) or _flat(estimate) or reported * sign > 0 or estimate * sign > 0:
+        if flat(reported) or flat(estimate) or reported * sign > 0 or estimate * sign > 0:
             return Refusal(limit='reduce_only', reason=(
                 f'reduce_only: a {action} would not reduce the position in '
                 f'{where} ({shown})'
             ))
-        resting = sum(
-            self._working[o].remaining for o in self._at.get((broker, account, fqme), ())
-            if o != oid and self._working[o].action == action
-        )
+        resting = self.book.resting((broker, account, fqme), action, but=oid)
         room = min(abs(reported), abs(estimate)) - resting
-        if _exceeds(size, room):
+        if exceeds(size, room):
             return Refusal(limit='reduce_only', reason=(
                 f'reduce_only: {action} {fmt(size)} exceeds what is left to reduce '
                 f'in {where}: {fmt(max(room, 0.0))} (position {shown}; working '
@@ -536,102 +391,38 @@ class RiskGate:
             ))
         return None
 
-    # ---- bookkeeping ---------------------------------------------------------
+    # ---- what it learns -------------------------------------------------------
 
-    def _reserve(self, order: Order) -> None:
-        work = self._working.get(order.oid)
-        if work is None:
-            self._add(_Working(order, 0.0, order.size))
-        else:
-            work.set_order(order)
-            work.remaining = max(order.size - work.filled, 0.0)
-
-    def _add(self, work: _Working) -> None:
-        self._working[work.oid] = work
-        self._by_acct[work.acct] += 1
-        self._by_fqme[work.fqme] += 1
-        self._at.setdefault(work.pos_key, set()).add(work.oid)
-
-    def _remove(self, oid: str) -> None:
-        work = self._working.pop(oid, None)
-        if work is None:
-            return
-        for counter, key in ((self._by_acct, work.acct), (self._by_fqme, work.fqme)):
-            counter[key] -= 1
-            if counter[key] <= 0:
-                del counter[key]
-        oids = self._at.get(work.pos_key)
-        if oids is not None:
-            oids.discard(oid)
-            if not oids:
-                del self._at[work.pos_key]
-
-    def _fill_delta(self, key: tuple[str, str, str], action: str, size: float) -> None:
-        if size > 0:
-            sign = 1.0 if action == 'buy' else -1.0
-            self._unreported[key] = self._unreported.get(key, 0.0) + sign * size
+    @property
+    def dialogs(self) -> DialogTable:
+        """The dialog table whose working orders the gate counts."""
+        return self.book.dialogs
 
     def observe(self, msg: Status | BrokerdPosition) -> None:
         """Learn from a Status emsd published or a position a venue reported."""
-        if isinstance(msg, BrokerdPosition):
-            key = (msg.broker, msg.account, msg.symbol)
-            self._reported[key] = msg.size
-            self._unreported.pop(key, None)
-            return
-        req = msg.req
-        if req is None or req.action == 'alert':
-            return
-        work = self._working.get(msg.oid)
-        if work is None:
-            if msg.resp == 'fill':
-                # a fill after the dialog ended: still moves the position
-                fill = msg.brokerd_msg or {}
-                size = fill.get('size')
-                if isinstance(size, int | float):
-                    key = (req.broker, req.account, req.symbol)
-                    self._fill_delta(key, str(fill.get('action', req.action)), float(size))
-            if msg.resp in TERMINAL_RESPS:
-                return
-            # first sight (e.g. a venue's external order): its fills so far
-            # are in the venue's position report already
-            work = _Working(req, msg.filled, msg.remaining or 0.0)
-            self._add(work)
-        else:
-            if msg.filled > work.filled:
-                self._fill_delta(work.pos_key, work.action, msg.filled - work.filled)
-                work.filled = msg.filled
-        if msg.resp in TERMINAL_RESPS:
-            self._remove(msg.oid)
-            return
-        work.set_order(req)
-        work.remaining = msg.remaining if msg.remaining is not None else work.remaining
+        self.book.observe(msg)
 
     def sync(self, statuses: Iterable[Status]) -> None:
-        """Rebuild the working-order index from a snapshot of every active
-        dialog (e.g. after emsd restored them from its journal)."""
-        for oid in list(self._working):
-            self._remove(oid)
-        for st in statuses:
-            self.observe(st)
+        """Take the dialogs of a snapshot of every active dialog (e.g. after
+        emsd restored them from its journal) as they are."""
+        self.book.sync(statuses)
 
     # ---- reporting -------------------------------------------------------------
 
     def working(self) -> int:
         """How many buy/sell orders are working."""
-        return len(self._working)
+        return len(self.book.working())
 
     def report(self) -> RiskReport:
-        positions: dict[str, float] = {}
-        for key in set(self._reported) | set(self._unreported):
-            broker, account, fqme = key
-            positions[f'{broker}.{account}:{fqme}'] = self.position(*key)[1]
+        positions = {f'{b}.{a}:{fqme}': size for (b, a, fqme), size in self.book.positions().items()}
+        by_acct, by_fqme = self.book.counts()
         return RiskReport(
             state=self._state.value,
             since=self.since,
             reason=self.reason,
             limits=self.conf.model_dump(),
-            open_by_account={f'{b}.{a}': n for (b, a), n in sorted(self._by_acct.items())},
-            open_by_fqme=dict(sorted(self._by_fqme.items())),
+            open_by_account={f'{b}.{a}': n for (b, a), n in sorted(by_acct.items())},
+            open_by_fqme=dict(sorted(by_fqme.items())),
             positions=dict(sorted(positions.items())),
             refused=dict(self.refused),
         )

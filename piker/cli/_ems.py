@@ -48,18 +48,15 @@ def _call_emsd(rpc: str, **kwargs: Any) -> Any:
 
     from ..clearing import _ems_admin
     from ..clearing._client import remote_reason
-    from ..clearing._ems import EMSD_NAME
-    from ..service import connect_pikerd, maybe_spawn_daemon
+    from ..clearing._daemons import EMSD
+    from ..service import connect_pikerd, open_daemon
 
     func: Callable[..., Awaitable[Any]] = getattr(_ems_admin, rpc)
 
     async def main() -> Any:
         async with connect_pikerd():
             with trio.fail_after(RPC_TIMEOUT):
-                async with maybe_spawn_daemon(
-                    EMSD_NAME, enable_modules=_ems_admin.EMSD_MODULES,
-                    startup=_ems_admin.EMSD_STARTUP,
-                ) as portal:
+                async with open_daemon(EMSD.spec()) as portal:
                     try:
                         return await portal.run(func, **kwargs)
                     except tractor.RemoteActorError as err:

@@ -19,15 +19,13 @@ def _registry(host: str | None, port: int | None) -> tuple[str, int]:
 
 def _serve_spec(name: str, loglevel: str | None) -> DaemonSpec:
     """The spawn spec of a daemon a joined host serves (as emsd would ask)."""
-    from ..service import DaemonSpec
-    kind, _, broker = name.partition('.')
-    if kind == 'brokerd' and broker:
-        from ..brokers._brokerd import brokerd_modules
-        return DaemonSpec(name=name, enable_modules=brokerd_modules(broker), loglevel=loglevel)
-    if kind == 'paperboi' and broker:
-        from ..clearing._paper_engine import PAPERBOI_STARTUP
-        return DaemonSpec(name=name, enable_modules=['piker.clearing._paper_engine'],
-                          loglevel=loglevel, startup=PAPERBOI_STARTUP)
+    from ..brokers import BROKERD, brokerd_spec
+    from ..clearing._daemons import PAPERBOI
+
+    if broker := BROKERD.key_of(name):
+        return brokerd_spec(broker, loglevel)
+    if broker := PAPERBOI.key_of(name):
+        return PAPERBOI.spec(broker, loglevel=loglevel)
     raise typer.BadParameter(f'cannot serve {name!r}: brokerd.<broker> or paperboi.<broker>',
                              param_hint='--serve')
 

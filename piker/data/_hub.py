@@ -29,6 +29,7 @@ from ..brokers._brokerd import decode_batch, feed_session, maybe_spawn_brokerd
 from ..brokers._errors import FeedError, raise_from_msg
 from ..buffers import QuoteBuffer
 from ..log import get_logger
+from ..service import actor_nursery
 
 log = get_logger('data.hub')
 
@@ -312,7 +313,7 @@ async def get_hub(broker: str, loglevel: str | None = None) -> FeedHub:
             hub = None
         if hub is None:
             hub = FeedHub(broker, loglevel)
-            service_n = tractor.current_actor()._service_n
+            service_n = actor_nursery()
             hubs[broker] = hub
             try:
                 await service_n.start(hub.run)

@@ -16,6 +16,7 @@ from ._daemon import (
     find_service,
     list_services,
     maybe_spawn_daemon,
+    open_daemon,
     open_pikerd_portal,
 )
 from ._heartbeat import (
@@ -26,8 +27,25 @@ from ._heartbeat import (
     watch_peer,
     watchdog,
 )
-from ._lifetime import actor_nursery, exit_actor_soon, start_actor_task
-from ._mngr import DAEMON_MODULES, DaemonInfo, DaemonSpec, Services, current_services
+from ._lifetime import (
+    actor_nursery,
+    end_endpoint_cancelled,
+    exit_actor_soon,
+    forget_actor_runtime,
+    start_actor_task,
+)
+from ._mngr import (
+    DAEMON_MODULES,
+    STOP_EARLY,
+    STOP_FIRST,
+    STOP_LAST,
+    STOP_NORMAL,
+    DaemonInfo,
+    DaemonKind,
+    DaemonSpec,
+    Services,
+    current_services,
+)
 from ._pikerd import connect_pikerd, maybe_open_pikerd, open_pikerd, serve_pikerd
 from ._reconnect import Backoff, leave_if_cancelled, reconnecting
 from ._registry import PikerdNotRunning, RegistryBusy, ServiceError
@@ -36,6 +54,7 @@ __all__ = [
     'Backoff',
     'DAEMON_MODULES',
     'DaemonInfo',
+    'DaemonKind',
     'DaemonSpec',
     'DrainBuffer',
     'PeerLost',
@@ -43,6 +62,10 @@ __all__ = [
     'PikerdNotRunning',
     'Policy',
     'RegistryBusy',
+    'STOP_EARLY',
+    'STOP_FIRST',
+    'STOP_LAST',
+    'STOP_NORMAL',
     'ServiceError',
     'Services',
     'cancel_service',
@@ -51,10 +74,13 @@ __all__ = [
     'exit_actor_soon',
     'find_service',
     'actor_nursery',
+    'end_endpoint_cancelled',
+    'forget_actor_runtime',
     'leave_if_cancelled',
     'list_services',
     'maybe_open_pikerd',
     'maybe_spawn_daemon',
+    'open_daemon',
     'open_drained_stream',
     'open_pikerd',
     'open_pikerd_portal',

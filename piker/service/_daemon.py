@@ -131,11 +131,6 @@ async def maybe_spawn_daemon(
     Raises `ServiceError` when the daemon cannot be started within
     `timeout` seconds.
     """
-    async with find_service(service_name) as portal:
-        if portal is not None:
-            yield portal
-            return
-
     spec = DaemonSpec(
         name=service_name,
         enable_modules=list(enable_modules),
@@ -145,6 +140,20 @@ async def maybe_spawn_daemon(
         infect_asyncio=infect_asyncio,
         startup=startup,
     )
+    async with open_daemon(spec, timeout=timeout) as portal:
+        yield portal
+
+
+@acm
+async def open_daemon(spec: DaemonSpec, *, timeout: float = 20.0) -> AsyncIterator[tractor.Portal]:
+    """Yield a portal to the daemon of `spec` (see `DaemonKind.spec()`),
+    spawning it under pikerd if no such daemon runs; see `maybe_spawn_daemon`."""
+    service_name = spec.name
+    async with find_service(service_name) as portal:
+        if portal is not None:
+            yield portal
+            return
+
     deadline = trio.current_time() + timeout
     last_err: Exception | None = None
     async with AsyncExitStack() as stack:

@@ -31,6 +31,7 @@ import tractor
 import trio
 
 from ..log import get_logger
+from ._lifetime import end_endpoint_cancelled
 from ._registry import ServiceError
 from ._tractor_fixes import last_heard
 
@@ -141,11 +142,8 @@ async def watch_peer(
                 n.cancel_scope.cancel()
     if watch.lost:
         log.info(f'client {watch.peer} went away: stopped serving it')
-        if cancel_endpoint and ctx._scope_nursery is not None:
-            # nobody is left to receive a result: returning would make
-            # tractor log a crash on the dead socket; ending the endpoint
-            # as cancelled leaves a single "failed to ship" line instead.
-            ctx._scope_nursery.cancel_scope.cancel()
+        if cancel_endpoint:
+            end_endpoint_cancelled(ctx)
 
 
 _TRANSPORT_ERRORS = (trio.ClosedResourceError, trio.BrokenResourceError, OSError)

@@ -61,14 +61,14 @@ _services: Services | None = None
 DEAF_STRIKES = 3
 
 
-def teardown_order(names: Iterable[str]) -> list[str]:
-    """Consumers before providers: emsd, paperboi.*, others, brokerd.*."""
-    def rank(name: str) -> tuple[int, str]:
-        for i, prefix in enumerate(('emsd', 'paperboi.')):
-            if name.startswith(prefix):
-                return i, name
-        return (3 if name.startswith('brokerd.') else 2), name
-    return sorted(names, key=rank)
+# a daemon's place in `Services.stop_all()`: consumers stop before what
+# they consume (emsd, then the paper venues, then others, brokerds last)
+STOP_FIRST, STOP_EARLY, STOP_NORMAL, STOP_LAST = 0, 1, 2, 3
+
+
+def teardown_order(specs: Iterable[DaemonSpec]) -> list[str]:
+    """The names of `specs` in stop order (`DaemonSpec.stop_order`, then name)."""
+    return [s.name for s in sorted(specs, key=lambda s: (s.stop_order, s.name))]
 
 
 def current_services() -> Services | None:
@@ -92,6 +92,45 @@ class DaemonSpec(Struct):
     # re-arming its journal's dark orders, paperboi restarting the feeds of
     # its resting orders). Keep it quick: start tasks, do not wait on them.
     startup: str | None = None
+    # when `Services.stop_all()` stops it: lower first (`STOP_FIRST`...)
+    stop_order: int = STOP_NORMAL
+
+
+class DaemonKind(Struct, frozen=True):
+    """One kind of piker daemon, defined once: its registry name (`prefix`,
+    or `prefix.<key>` for one per broker), the modules it exposes, its
+    start-up hook and its stop order. Every spawn (on demand, by a joined
+    host's supervisor, by a bench) builds its `DaemonSpec` with `spec()`,
+    so pikerd's respawn of it and `stop_all()` see the same daemon.
+    """
+
+    prefix: str
+    modules: tuple[str, ...]
+    startup: str | None = None
+    stop_order: int = STOP_NORMAL
+
+    def name(self, key: str = '') -> str:
+        """The registry name: `prefix`, or `prefix.<key>`."""
+        return f'{self.prefix}.{key}' if key else self.prefix
+
+    def key_of(self, name: str) -> str | None:
+        """The key in a registry name of this kind ('' if keyless), else None."""
+        if name == self.prefix:
+            return ''
+        head, dot, key = name.partition('.')
+        return key if dot and head == self.prefix and key else None
+
+    def spec(
+        self, key: str = '', *, loglevel: str | None = None,
+        extra_modules: Iterable[str] = (), **kw: Any,
+    ) -> DaemonSpec:
+        """The spawn spec of this daemon (of `key`), with `extra_modules`
+        exposed too (a backend's endpoints, a bench's probes)."""
+        modules = list(dict.fromkeys([*self.modules, *extra_modules]))
+        return DaemonSpec(
+            name=self.name(key), enable_modules=modules, loglevel=loglevel,
+            startup=self.startup, stop_order=self.stop_order, **kw,
+        )
 
 
 async def _run_startup(spec: DaemonSpec, portal: tractor.Portal) -> None:
@@ -533,7 +572,7 @@ class Services:
         brokerd as errors). No respawns from here on; bounded by `timeout`."""
         self.closing = True
         with trio.CancelScope(shield=True), trio.move_on_after(timeout):
-            for name in teardown_order(self._daemons):
+            for name in teardown_order(d.spec for d in self._daemons.values()):
                 await self.cancel_daemon(name)
 
     def _set_global(self) -> None:

@@ -19,8 +19,10 @@ while True:
     await backoff.sleep()
 ```
 
-`reconnecting(connect, what)` is that loop for a connection that heals
-itself (a venue's websocket).
+`reconnecting(connect, what)` is that loop, for every such client: a
+venue's websocket, emsd's venue relays and dark-book feeds, the paper
+venue's feeds (those give up if the very first connection fails: their
+`on_down` says so).
 
 A failure that is really the tree shutting down must not be retried:
 such loops call `leave_if_cancelled()` before logging one.
@@ -87,7 +89,7 @@ async def reconnecting(
     backoff: Backoff | None = None,
     retry_on: tuple[type[BaseException], ...] = (Exception,),
     healthy_after: float = 10.0,
-    on_down: Callable[[BaseException | None], None] | None = None,
+    on_down: Callable[[BaseException | None], bool | None] | None = None,
 ) -> None:
     """Run `await connect()` forever, reconnecting after it ends or fails.
 
@@ -95,8 +97,12 @@ async def reconnecting(
     websocket: Binance drops every connection after 24 h): `connect()`
     returning counts as a disconnect, an exception outside `retry_on`
     propagates (a permanent failure: a ban, a bad key), and a connection
-    that stayed up `healthy_after` seconds resets the backoff. `on_down(err)`
-    is called on each disconnect (err None: it just ended), before the wait.
+    that stayed up `healthy_after` seconds resets the backoff (`connect()`
+    may also reset it, once connected). `on_down(err)` is called on each
+    disconnect (err None: it just ended), before the wait; if it returns
+    False, this returns instead of reconnecting (a first connection that
+    failed, say). A failure that is really this task's cancellation is
+    never retried (`leave_if_cancelled`).
     """
     backoff = backoff or Backoff()
     while True:
@@ -104,15 +110,21 @@ async def reconnecting(
         err: BaseException | None = None
         try:
             await connect()
-            log.warning('%s: disconnected; reconnecting', what)
         except retry_on as exc:
+            await leave_if_cancelled()
             err = exc
-            log.warning('%s: connection failed (%s: %s); reconnecting',
-                        what, type(exc).__name__, exc)
-        if on_down is not None:
-            on_down(err)
+        except BaseException:
+            await leave_if_cancelled()
+            raise
+        if on_down is not None and on_down(err) is False:
+            return
         if trio.current_time() - started >= healthy_after:
             backoff.reset()
+        if err is None:
+            log.warning('%s: disconnected; reconnecting in %.1fs', what, backoff.delay)
+        else:
+            log.warning('%s: connection failed (%s: %s); reconnecting in %.1fs',
+                        what, type(err).__name__, err, backoff.delay)
         await backoff.sleep()
 
 

@@ -33,6 +33,17 @@ the caller), and a heartbeat pings 4 times a second per watched peer. A
 one-shot RPC's context is dropped once its reply is in (caller) and once
 the function is done (callee).
 
+Per-message log lines: tractor formats every message it receives into
+two f-strings (`log.transport(f"Received msg {msg} ...")` in its message
+loop, `log.runtime(f"Delivering {msg} ...")` in `_push_result`) and every
+message it sends into a third (`Channel.send`), whatever the log level.
+Measured: the repr of one order `Status` costs ~27 us, of a batch of 100
+~2 ms (an echo of a 50-map batch: 530-730 us of CPU in the echo actor
+and p50 1.2-4.0 ms, after the fix 270-300 us and 0.6 ms). A received message
+is now a `_Msg` (a dict whose repr names its cid and keys, not its
+payload; an error message keeps its full repr), and `Channel.send` formats
+only when the TRANSPORT level is on.
+
 Liveness: every message a channel receives stamps
 `MsgpackTCPStream.last_rx` (a monotonic time), so a heartbeat can tell a
 dead peer from one whose ping reply waits behind its own traffic
@@ -46,7 +57,7 @@ import time
 from typing import Any
 
 import trio
-from tractor import _actor
+from tractor import _actor, _ipc
 from tractor._actor import Actor
 from tractor._ipc import Channel, MsgpackTCPStream
 from tractor._portal import Portal
@@ -102,6 +113,21 @@ def _chan_repr(self: Channel) -> str:
 _orig_stream_init = MsgpackTCPStream.__init__
 
 
+class _Msg(dict):
+    """A received tractor message: a plain dict but for its repr, which
+    tractor's eager log lines format for every message (see the module
+    doc); the payload is left out, except in an error's."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        if 'error' in self:
+            return dict.__repr__(self)
+        return f'<msg cid={self.get("cid")!r} {"/".join(map(str, self))}>'
+
+    __str__ = __repr__
+
+
 def _stream_init(self: MsgpackTCPStream, *args: Any, **kwargs: Any) -> None:
     _orig_stream_init(self, *args, **kwargs)
     decode = self.decode
@@ -109,9 +135,21 @@ def _stream_init(self: MsgpackTCPStream, *args: Any, **kwargs: Any) -> None:
 
     def _stamped(data: bytes) -> Any:
         self.last_rx = time.monotonic()
-        return decode(data)
+        msg = decode(data)
+        return _Msg(msg) if type(msg) is dict else msg
 
     self.decode = _stamped
+
+
+_TRANSPORT_LEVEL = 5  # tractor.log.LEVELS['TRANSPORT']
+
+
+async def _chan_send(self: Channel, item: Any) -> None:
+    # tractor's, without formatting `item` for a log line nobody sees
+    if _ipc.log.isEnabledFor(_TRANSPORT_LEVEL):
+        _ipc.log.transport(f'send `{item}`')  # type: ignore[attr-defined]
+    assert self.msgstream
+    await self.msgstream.send(item)
 
 
 def last_heard(chan: Channel) -> float:
@@ -141,6 +179,7 @@ def apply() -> None:
     if Actor._push_result is not _push_result:
         Actor._push_result = _push_result  # type: ignore[method-assign]
         Channel.__repr__ = _chan_repr  # type: ignore[method-assign]
+        Channel.send = _chan_send  # type: ignore[method-assign]
         MsgpackTCPStream.__init__ = _stream_init  # type: ignore[method-assign]
         Portal._return_once = _return_once  # type: ignore[method-assign]
         _actor._invoke = _invoke

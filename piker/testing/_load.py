@@ -71,6 +71,8 @@ START_GRACE = 6.0    # sessions open (worker processes import, connect) meanwhil
 RESULT_TAG = 'LOADRESULT '
 # the profiler RPC the daemons load with `Config.profile`
 _EMS_RPC = 'piker.testing._ems_rpc'
+# the service tree's daemons whose CPU the load's target bounds
+TREE = ('brokerd.sim', 'emsd', 'paperboi.sim')
 # a session (beyond its plan's duration) or a worker (beyond that) is given
 # up on after this long: the bench reports what it saw instead of hanging
 SESSION_LIMIT = START_GRACE + 4 * WAIT
@@ -87,6 +89,8 @@ class Config(msgspec.Struct, kw_only=True):
     seed: int = 1
     mix: str = ','.join(f'{k}={v}' for k, v in KINDS.items())  # kind=weight,...
     profile: str = ''  # a directory: cProfile emsd and paperboi over the load phase
+    # sample the daemons' CPU over the load phase: split by part, per quote and order
+    sample: bool = False
     # what-if: emsd's venue heartbeat timeout, s (0: piker's own setting)
     venue_watchdog: float = 0.0
 
@@ -554,6 +558,8 @@ class Report(msgspec.Struct, kw_only=True):
     seconds: float
     journal_dialogs: int
     venue_orders: int
+    warmup: int = 0                      # warm-up dialogs (in the journal too)
+    cpu_wall: float = 0.0                # wall seconds `cpu_s` was measured over
     cpu_s: dict[str, float]              # per process, during the load phase
     ping_ms: dict[str, list[float]]      # per daemon: p50, p99, max heartbeat RTT
     profiles: list[str] = []             # with --profile: hot spots per daemon
@@ -575,6 +581,8 @@ class Report(msgspec.Struct, kw_only=True):
         fills = [x for c in self.clients for x in c.fill_ms]
         start, peak, end = self.rss_kb
         placed = tot('placed')
+        secs = max(self.cpu_wall or self.seconds, 1e-9)
+        tree = sum(self.cpu_s.get(k, 0) for k in TREE) / secs
         rows += [
             '',
             f'order -> open under load: n={len(opens)} p50 {pct(opens, 50):.2f} ms, '
@@ -592,7 +600,11 @@ class Report(msgspec.Struct, kw_only=True):
                 for k, v in self.lag.items() if v.get('n')),
             'heartbeat RTT p50/p99/max ms: ' + ', '.join(
                 f'{k} {a:.1f}/{b:.1f}/{c:.0f}' for k, (a, b, c) in self.ping_ms.items()),
-            f'dialogs: {placed} placed, {self.journal_dialogs} in the journal, '
+            f'tree CPU (brokerd + emsd + paperboi): {tree:.2f} core, CPU-seconds per wall '
+            f'second over {secs:.1f} s (' + ', '.join(
+                f'{k} {self.cpu_s.get(k, 0) / secs:.2f}' for k in TREE) + ')',
+            f'dialogs: {placed} placed (+ {self.warmup} warm-up: each market, live and '
+            f'dark), {self.journal_dialogs} in the journal, '
             f'{self.venue_orders} venue orders; {len(self.problems)} problem(s)',
             f'load phase {self.seconds:.1f} s ({placed / max(self.seconds, 1e-9):,.0f} orders/s, '
             f'{self.cfg.clients} clients in {self.cfg.procs or 1} process(es))',
@@ -640,31 +652,32 @@ def plans_for(cfg: Config, start_at: float) -> list[Plan]:
 async def _load(cfg: Config) -> Report:
     from contextlib import AsyncExitStack
 
-    from ..brokers._brokerd import brokerd_modules
-    from ..clearing._ems_admin import EMSD_MODULES
-    from ..service import maybe_spawn_daemon
+    from ..brokers import brokerd_spec
+    from ..clearing._daemons import EMSD, PAPERBOI
+    from ..service import open_daemon
 
     # the daemons are spawned first, with the bench's RPC modules enabled
-    extra = [_load_rpc.__name__, *([_EMS_RPC] if cfg.profile else [])]
+    extra = [_load_rpc.__name__, *([_EMS_RPC] if cfg.profile or cfg.sample else [])]
     async with AsyncExitStack() as stack:
         portals = {}
-        for name, mods in (('brokerd.sim', brokerd_modules('sim')), ('emsd', EMSD_MODULES),
-                           ('paperboi.sim', ['piker.clearing._paper_engine'])):
-            portals[name] = await stack.enter_async_context(
-                maybe_spawn_daemon(name, enable_modules=[*mods, *extra]))
+        for spec in (brokerd_spec('sim', extra_modules=extra),
+                     EMSD.spec(extra_modules=extra), PAPERBOI.spec('sim', extra_modules=extra)):
+            portals[spec.name] = await stack.enter_async_context(open_daemon(spec))
         return await _with_market(lambda market: load_phase(cfg, market, portals))
 
 
 async def load_phase(cfg: Config, market: Market, portals: dict[str, Any]) -> Report:
+    from ..brokers import daemon_name
     from ..clearing import open_ems
     from ..clearing._client import wait_for_status
+    from ..clearing._daemons import EMSD, PAPERBOI
     from ..clearing._ems_admin import flush_journal
     from ..clearing._journal import Journal
     from ..clearing._paper_engine import paper_audit
     from ..service import find_service, list_services, open_pikerd_portal, ping
 
     if cfg.venue_watchdog:
-        old = await portals['emsd'].run(
+        old = await portals[EMSD.name()].run(
             _load_rpc.set_module_attr, module='piker.clearing._relays',
             name='VENUE_WATCHDOG_TIMEOUT', value=cfg.venue_watchdog)
         print(f'what-if: emsd venue watchdog {old} s -> {cfg.venue_watchdog} s', flush=True)
@@ -682,13 +695,14 @@ async def load_phase(cfg: Config, market: Market, portals: dict[str, Any]) -> Re
                 await client.cancel(order.oid)
                 await wait_for_status(trades, order.oid, 'canceled', timeout=WAIT)
     services = await list_services()
-    emsd_pid = services['emsd'].pid
+    emsd_pid = services[EMSD.name()].pid
     assert emsd_pid, services
     pids = {name: info.pid for name, info in services.items() if info.pid}
     pids['bench'] = os.getpid()
     async with open_pikerd_portal() as portal:
         pids['pikerd'] = await portal.run(ping)
     cpu0 = {name: cpu_s(pid) for name, pid in pids.items()}
+    cpu_t0 = time.perf_counter()
     rtts: dict[str, list[float]] = {}
     rss_start = peak = rss_kb(emsd_pid)
     problems: list[str] = []
@@ -698,17 +712,22 @@ async def load_phase(cfg: Config, market: Market, portals: dict[str, Any]) -> Re
     # round robin: each process gets clients of every market
     parts = [plans[i::cfg.procs] for i in range(cfg.procs)] if cfg.procs else []
     local = [] if cfg.procs else plans
-    profiled = {k: p for k, p in portals.items() if cfg.profile and k != 'brokerd.sim'}
+    profiled = {k: p for k, p in portals.items() if cfg.profile and k != daemon_name('sim')}
     if profiled:
         from . import _ems_rpc
         Path(cfg.profile).mkdir(parents=True, exist_ok=True)
         for portal in profiled.values():
             await portal.run(_ems_rpc.profile_start)
+    if cfg.sample:
+        from . import _ems_rpc
+        for portal in portals.values():
+            await portal.run(_ems_rpc.sample_start)
     for portal in portals.values():
         await portal.run(_load_rpc.lag_start)
     await _load_rpc.lag_start()  # this process: the local clients
     q0 = Counter(market.quotes)
     t0 = time.perf_counter()
+    profiles: list[str] = []
     async with trio.open_nursery() as n:
 
         async def sample() -> None:
@@ -731,6 +750,15 @@ async def load_phase(cfg: Config, market: Market, portals: dict[str, Any]) -> Re
                 clients_n.start_soon(local_clients)
         n.cancel_scope.cancel()
     quotes = {k: (market.quotes[k] - q0[k]) / (time.perf_counter() - t0) for k in FQMES}
+    if cfg.sample:
+        # the same wall span as the quotes counted (the clients' CPU aside)
+        per = {'quote': float(sum(market.quotes[k] - q0[k] for k in FQMES)),
+               'order': float(sum(c.placed for c in results))}
+        for name, portal in portals.items():
+            with trio.move_on_after(30):
+                text = await portal.run(_ems_rpc.sample_stop, per=per)
+                profiles.append(f'===== {name}: CPU split (quotes are all markets\'; '
+                                f'us/order is per placed order) =====\n{text}')
     # the load phase: from the common start to the last client's end (or,
     # if no client got that far, to now)
     seconds = max((c.seconds for c in results), default=0.0) or (
@@ -745,13 +773,13 @@ async def load_phase(cfg: Config, market: Market, portals: dict[str, Any]) -> Re
         if c.lag_max:
             lags.setdefault(f'worker {c.pid}', {'n': 1, 'p50': c.lag_p50, 'p99': c.lag_p99,
                                                 'max': c.lag_max})
-    profiles = []
     for name, portal in profiled.items():
         with trio.move_on_after(30):
             text = await portal.run(
                 _ems_rpc.profile_stop, path=str(Path(cfg.profile) / f'load-{name}.prof'))
             profiles.append(f'===== {name} =====\n{text}')
     cpu = {name: cpu_s(pid) - cpu0[name] for name, pid in pids.items()}
+    cpu_wall = time.perf_counter() - cpu_t0
     for c in results:
         if c.cpu_s:
             cpu[f'worker {c.pid}'] = c.cpu_s
@@ -768,7 +796,7 @@ async def load_phase(cfg: Config, market: Market, portals: dict[str, Any]) -> Re
         problems += [f'client {c.cid}: {p}' for p in c.problems]
     audit: dict[str, list[str]] = {}
     with trio.move_on_after(WAIT) as cs:
-        async with find_service('paperboi.sim') as paperboi:
+        async with find_service(PAPERBOI.name('sim')) as paperboi:
             audit = await paperboi.run(paper_audit, broker='sim') if paperboi else {}
     if cs.cancelled_caught:
         problems.append('paperboi did not answer its audit')
@@ -780,7 +808,7 @@ async def load_phase(cfg: Config, market: Market, portals: dict[str, Any]) -> Re
 
     # emsd commits its journal a moment behind what it publishes
     with trio.move_on_after(WAIT) as cs:
-        async with find_service('emsd') as emsd:
+        async with find_service(EMSD.name()) as emsd:
             if emsd is not None:
                 await emsd.run(flush_journal)
     if cs.cancelled_caught:
@@ -814,6 +842,7 @@ async def load_phase(cfg: Config, market: Market, portals: dict[str, Any]) -> Re
         cfg=cfg, clients=results, problems=problems,
         rss_kb=(rss_start, max(peak, rss_end), rss_end), quotes_per_s=quotes, seconds=seconds,
         journal_dialogs=len(seen), venue_orders=sum(len(r) for r in audit.values()),
+        warmup=len(warm), cpu_wall=cpu_wall,
         cpu_s=cpu, profiles=profiles, lag=lags,
         ping_ms={k: [pct(v, 50), pct(v, 99), max(v)] for k, v in sorted(rtts.items())},
     )

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import time
 
-import tractor
 import trio
+
+from ..service import start_actor_task
 
 _scope: trio.CancelScope | None = None
 _lags: list[tuple[float, float]] = []  # (wall time, lag in s)
@@ -32,7 +33,7 @@ async def lag_start(period: float = 0.01) -> None:
                 await trio.sleep(period)
                 _lags.append((time.time(), trio.current_time() - t0 - period))
 
-    tractor.current_actor()._service_n.start_soon(monitor)
+    start_actor_task(monitor)
 
 
 async def lag_stop(over: float = 0.5) -> dict:

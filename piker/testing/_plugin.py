@@ -80,18 +80,13 @@ def _reset_interrupted_runtime() -> None:
     """
     import os
     import signal
-    import sys
     import warnings
 
-    state = sys.modules.get('tractor._state')
-    if state is None or state._current_actor is None:
-        return
-    from ..service import _mngr
+    from ..service import forget_actor_runtime
     from ._proc import descendants
 
-    state._current_actor = None
-    state._runtime_vars.update(_is_root=False, _root_mailbox=(None, None), _debug_mode=False)
-    _mngr._services = None
+    if not forget_actor_runtime():
+        return
     killed = sorted(descendants(os.getpid()))
     for pid in killed:
         try:

@@ -78,6 +78,15 @@ def with_env(key: str, value: str) -> list[int]:
     return out
 
 
+def cmdline(pid: int | str) -> str:
+    """The command line of `pid`, its arguments joined by spaces ('' if gone)."""
+    try:
+        with open(f'/proc/{pid}/cmdline', 'rb') as f:
+            return f.read().replace(b'\0', b' ').decode(errors='replace')
+    except OSError:
+        return ''
+
+
 def rss_kb(pid: int) -> int:
     """VmRSS of `pid` in kB (0 if it cannot be read)."""
     try:

@@ -367,9 +367,10 @@ class PaperSim:
 
     async def venue_orders(self, broker: str = 'sim') -> dict[str, list[str]]:
         """oid -> reqids of every order the paper venue of `broker` created."""
-        from ..clearing._paper_engine import paper_audit, paperboi_name
+        from ..clearing._daemons import PAPERBOI
+        from ..clearing._paper_engine import paper_audit
         from ..service import find_service
-        async with find_service(paperboi_name(broker)) as portal:
+        async with find_service(PAPERBOI.name(broker)) as portal:
             if portal is None:
                 return {}
             return await portal.run(paper_audit, broker=broker)
@@ -399,9 +400,10 @@ class PaperSim:
 
     async def ems_state(self) -> dict[str, Any]:
         """emsd's state (`piker.clearing._ems_admin.ems_state`); {} if none."""
+        from ..clearing._daemons import EMSD
         from ..clearing._ems_admin import ems_state
         from ..service import find_service
-        async with find_service('emsd') as portal:
+        async with find_service(EMSD.name()) as portal:
             if portal is None:
                 return {}
             return await portal.run(ems_state)
@@ -409,9 +411,10 @@ class PaperSim:
     async def flush_journal(self) -> None:
         """Wait until emsd's journal holds everything it has published
         (it commits a moment behind, `JournalWriter`): read the db after."""
+        from ..clearing._daemons import EMSD
         from ..clearing._ems_admin import flush_journal
         from ..service import find_service
-        async with find_service('emsd') as portal:
+        async with find_service(EMSD.name()) as portal:
             if portal is not None:
                 await portal.run(flush_journal)
 

@@ -6,31 +6,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from ...accounting import MktPair
+from .._market_api import MarketApi
 from ._history import fetch_bars
-from ._markets import Market, search_keys
+from ._markets import search_keys
 from ._session import get_session
 
-# symbol_search answers at most this many markets
-SEARCH_LIMIT = 50
-
-
-async def get_market(key: str) -> Market:
-    sess = get_session()
-    return await sess.markets.get(sess.client, key)
-
-
-async def get_mkt_info(bs_fqme: str) -> MktPair:
-    """The market's `MktPair`; `SymbolNotFound` if Binance has none."""
-    return (await get_market(bs_fqme)).mkt
-
-
-async def symbol_search(pattern: str) -> dict[str, MktPair]:
-    """Markets matching `pattern`, best first, keyed by fqme."""
-    sess = get_session()
-    markets = await sess.markets.load(sess.client)
-    keys = search_keys(markets, pattern)[:SEARCH_LIMIT]
-    return {markets[k].mkt.fqme: markets[k].mkt for k in keys}
+_api = MarketApi(get_session, search_keys)
+get_market = _api.get_market
+get_mkt_info = _api.get_mkt_info
+symbol_search = _api.symbol_search
 
 
 async def open_history(

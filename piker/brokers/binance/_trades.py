@@ -51,7 +51,7 @@ from ...clearing._messages import (
     reply_oid,
 )
 from ...log import get_console_log, get_logger
-from ...service import open_drained_stream, watch_peer
+from .._dialogue import serve_commands
 from .._ledger import LedgerSink
 from ._markets import BROKER, Market
 from ._orders import (
@@ -504,20 +504,6 @@ def _fill_msg(order: LiveOrder, t: TradeRow, tid: str, cost: float | None) -> Br
     )
 
 
-async def _sender(venue: BinanceVenue, stream: tractor.MsgStream) -> None:
-    """The one task that writes to emsd, in order. Shielded per message (a
-    send cut half-way would corrupt the connection's framing); a dead emsd
-    ends it: what it missed is in the next dialogue's report."""
-    async for msg in venue.out_recv:
-        try:
-            with trio.CancelScope(shield=True):
-                await stream.send(msg)
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            log.warning('emsd went away: %r and what follows go to the next '
-                        "dialogue's order report", type(msg).__name__)
-            return
-
-
 @tractor.context
 async def trades_dialogue(
     ctx: tractor.Context,
@@ -542,24 +528,12 @@ async def trades_dialogue(
         report = await venue.report()
         positions = [m for m in report if isinstance(m, BrokerdPosition)]
         await ctx.started(([p.to_builtins() for p in positions], [account]))
-        # emsd gone (SIGKILL included, TRACTOR.md rule 2): the dialogue ends;
-        # whatever it sent last is in the next dialogue's order report
-        async with (
-            watch_peer(ctx),
-            ctx.open_stream() as stream,
-            open_drained_stream(stream, policy='never_drop', maxlen=100_000) as commands,
-        ):
+
+        async def on_open() -> None:
             venue.emit(*(m for m in report if not isinstance(m, BrokerdPosition)))
             await venue.release_held()
-            n.start_soon(_sender, venue, stream)
-            n.start_soon(venue.ledger.run)
-            async for raw in commands:
-                try:
-                    await venue.handle(raw)
-                except Exception:
-                    log.exception('failed to handle command %r', raw)
-                    venue.emit(BrokerdError(oid=reply_oid(raw),
-                                            reason='internal error handling this command'))
+
+        await serve_commands(ctx, n, venue, venue.ledger.run, on_open=on_open)
         n.cancel_scope.cancel()
 
 

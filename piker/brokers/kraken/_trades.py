@@ -43,10 +43,11 @@ from ...clearing._messages import (
     BrokerdPosition,
     MessageError,
     decode_backend_cmd,
+    reply_oid,
 )
 from ...log import get_console_log, get_logger
-from ...service import Backoff, open_drained_stream, watch_peer
-from .._dialogue import reply_oid, sender
+from ...service import Backoff
+from .._dialogue import serve_commands
 from .._ledger import LedgerSink
 from .._traded import TradedSymbols, average_price
 from ._markets import BROKER, Market
@@ -327,20 +328,7 @@ async def trades_dialogue(
         await n.start(venue.ws.run)
         positions = await venue.positions()
         await ctx.started(([p.to_builtins() for p in positions], [account]))
-        async with (
-            watch_peer(ctx),
-            ctx.open_stream() as stream,
-            open_drained_stream(stream, policy='never_drop', maxlen=100_000) as commands,
-        ):
-            n.start_soon(sender, venue.out_recv, stream)
-            n.start_soon(venue.ledger.run)
-            async for raw in commands:
-                try:
-                    await venue.handle(raw)
-                except Exception:
-                    log.exception('failed to handle command %r', raw)
-                    venue.emit(BrokerdError(oid=reply_oid(raw),
-                                            reason='internal error handling this command'))
+        await serve_commands(ctx, n, venue, venue.ledger.run)
         n.cancel_scope.cancel()
 
 

@@ -14,7 +14,12 @@ from typing import Any, Literal, TypeVar
 
 import trio
 
+from ...brokers import daemon_name
+from ...clearing._daemons import PAPERBOI
 from ._harness import Harness, Quotes, VenueOrder
+
+# the sim backend's paper venue: its trading daemon
+PAPER_VENUE = PAPERBOI.name('sim')
 
 T = TypeVar('T')
 
@@ -63,7 +68,7 @@ class SimVenue:
         return [VenueOrder(r) for r in (await self.sim.venue_orders('sim')).get(oid, [])]
 
     async def _venue_up(self) -> None:
-        await self.sim.until_ems(lambda st: st['venues'].get('paperboi.sim') == 'up', timeout=20)
+        await self.sim.until_ems(lambda st: st['venues'].get(PAPER_VENUE) == 'up', timeout=20)
 
     async def fill_while_away(self, oid: str, price: float, action: str) -> None:
         # the paper venue *is* the trading daemon: nothing fills while it is
@@ -83,7 +88,7 @@ class SimVenue:
         # no fault injection in the paper venue: a restart does it, its
         # order report repeats the recent fills emsd already has
         yield
-        await self.sim.kill('paperboi.sim')
+        await self.sim.kill(PAPER_VENUE)
         await self._venue_up()
 
 
@@ -93,7 +98,7 @@ class SimHarness:
     pattern = 'btc'
     mode: Literal['live', 'paper'] = 'paper'
     account = 'paper'
-    trading_daemon = 'paperboi.sim'
+    trading_daemon = PAPER_VENUE
     notes = {
         'order_report_after_reconnect': 'the paper venue is the trading daemon: '
         'its fill lands after its respawn, not while it is down',
@@ -155,7 +160,7 @@ class _FakeHarness:
     notes: dict[str, str] = {}
 
     def __init__(self) -> None:
-        self.trading_daemon = f'brokerd.{self.broker}'
+        self.trading_daemon = daemon_name(self.broker)
 
     def thread(self) -> Any:
         raise NotImplementedError

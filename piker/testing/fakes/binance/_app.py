@@ -22,6 +22,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from .._base import texts
 from . import _auth
 from ._errors import BinanceError
 from ._streams import STREAM_RE, Conn
@@ -133,14 +134,8 @@ async def _ws(websocket: WebSocket) -> None:
 
 async def _read(websocket: WebSocket, conn: Conn, fake: FakeBinance, scope: trio.CancelScope) -> None:
     try:
-        while True:
-            msg = await websocket.receive()
-            if msg['type'] == 'websocket.disconnect':
-                break
-            text = msg.get('text')
-            if text is None and msg.get('bytes') is not None:
-                text = msg['bytes'].decode('utf-8', 'replace')
-            if text is not None and conn.listen_key is None:
+        async for text in texts(websocket):
+            if conn.listen_key is None:
                 fake.hub.handle_method(conn, text)
     except (WebSocketDisconnect, OSError, RuntimeError):
         pass

@@ -21,6 +21,7 @@ from typing import Any
 
 import trio
 
+from .._base import FakeVenue
 from .._harness import serve_asgi
 from . import _auth
 from ._engine import Engine
@@ -35,8 +36,10 @@ from ._userstream import DEFAULT_TTL, UserStreams
 REQUEST_LOG = 10_000
 
 
-class FakeBinance:
+class FakeBinance(FakeVenue):
     """A fake Binance spot venue (see module docstring and docs/fake_binance.md)."""
+
+    BROKER = 'binance'
 
     def __init__(
         self,
@@ -88,24 +91,8 @@ class FakeBinance:
     # -- addresses ---------------------------------------------------------
 
     @property
-    def rest_url(self) -> str:
-        return f'http://{self.host}:{self.port}'
-
-    @property
     def ws_url(self) -> str:
         return f'ws://{self.host}:{self.port}'
-
-    def config_toml(self, accounts: tuple[str, ...] = ('paper', 'spot')) -> str:
-        """The `[binance]` table of brokers.toml that points piker here."""
-        accts = ', '.join(f'"{a}"' for a in accounts)
-        return (
-            '[binance]\n'
-            f'rest_url = "{self.rest_url}"\n'
-            f'ws_url = "{self.ws_url}"\n'
-            f'api_key = "{self.api_key}"\n'
-            f'api_secret = "{self.api_secret}"\n'
-            f'accounts = [{accts}]\n'
-        )
 
     # -- time, lookups, log ------------------------------------------------
 
@@ -124,10 +111,6 @@ class FakeBinance:
             'time_ms': self.now_ms(), 'method': method, 'path': path, 'status': status,
             'params': {k: v for k, v in params.items() if k != 'signature'},
         })
-
-    def request_log(self, path: str | None = None) -> list[dict]:
-        """Logged REST requests (optionally of one path), oldest first."""
-        return [r for r in self.requests if path is None or r['path'] == path]
 
     # -- market control ----------------------------------------------------
 

@@ -20,16 +20,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from .._base import ack_delay, count
 from . import _errors as err
 
 if TYPE_CHECKING:
     from ._fake import FakeBinance
-
-
-def _count(name: str, n: int) -> int:
-    if not isinstance(n, int) or isinstance(n, bool) or n < 0:
-        raise ValueError(f'{name} needs a count >= 0, got {n!r}')
-    return n
 
 
 class Faults:
@@ -47,20 +42,17 @@ class Faults:
     def rate_limit(self, n: int = 1, retry_after: int = 1, path: str | None = None) -> None:
         """The next `n` REST requests (to `path` only, if given) get a 429."""
         lim = self._fake.limiter
-        lim.forced = _count('rate_limit', n)
-        lim.forced_retry_after = _count('retry_after', retry_after)
+        lim.forced = count('rate_limit', n)
+        lim.forced_retry_after = count('retry_after', retry_after)
         lim.forced_path = path
 
     def server_errors(self, n: int = 1, path: str | None = None) -> None:
         """The next `n` REST requests (to `path` only, if given) get a 503."""
-        self._errors = _count('server_errors', n)
+        self._errors = count('server_errors', n)
         self._errors_path = path
 
     def delay_acks(self, seconds: float) -> None:
-        seconds = float(seconds)
-        if not 0 <= seconds <= 60:
-            raise ValueError(f'delay_acks takes 0..60 seconds, got {seconds!r}')
-        self.ack_delay = seconds
+        self.ack_delay = ack_delay(seconds)
 
     def before_request(self, path: str = '') -> None:
         if self._errors > 0 and self._errors_path in (None, path):
@@ -74,10 +66,10 @@ class Faults:
         return self._fake.hub.disconnect(which)
 
     def duplicate_reports(self, n: int = 1) -> None:
-        self._dups = _count('duplicate_reports', n)
+        self._dups = count('duplicate_reports', n)
 
     def reorder_reports(self, n: int = 1) -> None:
-        self._reorders = _count('reorder_reports', n)
+        self._reorders = count('reorder_reports', n)
 
     def route_report(self, event: dict, send: Callable[[dict], None]) -> None:
         """Send one `executionReport` through the armed faults."""

@@ -23,6 +23,7 @@ from starlette.responses import Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from .._base import texts
 from ..binance._streams import Conn
 from ._errors import KrakenError
 
@@ -111,15 +112,8 @@ async def _ws(websocket: WebSocket, private: bool) -> None:
 async def _read(websocket: WebSocket, conn: Conn, fake: FakeKraken, private: bool,
                 n: trio.Nursery) -> None:
     try:
-        while True:
-            msg = await websocket.receive()
-            if msg['type'] == 'websocket.disconnect':
-                break
-            text = msg.get('text')
-            if text is None and msg.get('bytes') is not None:
-                text = msg['bytes'].decode('utf-8', 'replace')
-            if text is not None:
-                await _handle(fake, conn, text, private, n)
+        async for text in texts(websocket):
+            await _handle(fake, conn, text, private, n)
     except (WebSocketDisconnect, OSError, RuntimeError):
         pass
     finally:

@@ -20,6 +20,7 @@ from typing import Any
 
 import trio
 
+from .._base import FakeVenue
 from .._harness import serve_asgi
 from ..binance._market import SymbolMarket
 from ..binance._streams import Hub
@@ -44,8 +45,11 @@ def parse_num(raw: Any, name: str) -> Decimal:
     return val
 
 
-class FakeKraken:
+class FakeKraken(FakeVenue):
     """A fake Kraken spot venue (docs/fake_kraken.md)."""
+
+    BROKER = 'kraken'
+    URL_KEYS = ('rest_url', 'ws_url', 'ws_auth_url')
 
     def __init__(
         self,
@@ -104,29 +108,12 @@ class FakeKraken:
         return self.auth.api_secret
 
     @property
-    def rest_url(self) -> str:
-        return f'http://{self.host}:{self.port}'
-
-    @property
     def ws_url(self) -> str:
         return f'ws://{self.host}:{self.port}/v2'
 
     @property
     def ws_auth_url(self) -> str:
         return f'ws://{self.host}:{self.port}/auth/v2'
-
-    def config_toml(self, accounts: tuple[str, ...] = ('paper', 'spot')) -> str:
-        """The `[kraken]` table of brokers.toml that points piker here."""
-        accts = ', '.join(f'"{a}"' for a in accounts)
-        return (
-            '[kraken]\n'
-            f'rest_url = "{self.rest_url}"\n'
-            f'ws_url = "{self.ws_url}"\n'
-            f'ws_auth_url = "{self.ws_auth_url}"\n'
-            f'api_key = "{self.api_key}"\n'
-            f'api_secret = "{self.api_secret}"\n'
-            f'accounts = [{accts}]\n'
-        )
 
     # -- lookups, log --------------------------------------------------------
 
@@ -143,9 +130,6 @@ class FakeKraken:
         self.requests.append({'time': self.clock(), 'method': method, 'path': path,
                               'params': {k: v for k, v in params.items() if k != 'nonce'},
                               'error': error})
-
-    def request_log(self, path: str | None = None) -> list[dict]:
-        return [r for r in self.requests if path is None or r['path'] == path]
 
     # -- tokens ----------------------------------------------------------------
 

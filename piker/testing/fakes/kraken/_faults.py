@@ -17,16 +17,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from .._base import ack_delay, count
 from ._errors import KrakenError
 
 if TYPE_CHECKING:
     from ._fake import FakeKraken
-
-
-def _count(name: str, n: int) -> int:
-    if not isinstance(n, int) or isinstance(n, bool) or n < 0:
-        raise ValueError(f'{name} needs a count >= 0, got {n!r}')
-    return n
 
 
 class Faults:
@@ -38,22 +33,19 @@ class Faults:
         self.bad_tokens = 0
 
     def rate_limit(self, n: int = 1) -> None:
-        self._fake.api_counter.forced = _count('rate_limit', n)
+        self._fake.api_counter.forced = count('rate_limit', n)
 
     def server_errors(self, n: int = 1) -> None:
-        self._errors = _count('server_errors', n)
+        self._errors = count('server_errors', n)
 
     def delay_acks(self, seconds: float) -> None:
-        seconds = float(seconds)
-        if not 0 <= seconds <= 60:
-            raise ValueError(f'delay_acks takes 0..60 seconds, got {seconds!r}')
-        self.ack_delay = seconds
+        self.ack_delay = ack_delay(seconds)
 
     def duplicate_reports(self, n: int = 1) -> None:
-        self.dups = _count('duplicate_reports', n)
+        self.dups = count('duplicate_reports', n)
 
     def reject_tokens(self, n: int = 1) -> None:
-        self.bad_tokens = _count('reject_tokens', n)
+        self.bad_tokens = count('reject_tokens', n)
 
     def disconnect_streams(self, which: str = 'all') -> int:
         return self._fake.hub.disconnect(which)
