@@ -737,6 +737,9 @@ def _reach(phase: Phase) -> tuple[Harness, Dialog]:
         h.order(action='alert')
         h.trigger()
         return h, h.d()
+    if phase is Phase.HELD:  # a bracket child (the entry is not needed here)
+        h.order(exec_mode='dark', action='sell', parent='entry', oco='g1')
+        return h, h.d()
     h.order(exec_mode='dark' if dark else 'live')
     steps = {
         Phase.DARK_OPEN: [],
@@ -774,6 +777,7 @@ def _event_msg(event: Event, d: Dialog) -> Any:
         Event.FILL: BrokerdFill(reqid='r1', tid='tx', action='buy', size=0.5, price=1.0,
                                 broker_time=1.0, time_ns=1),
         Event.VENUE_ERROR: BrokerdError(oid=d.oid, reqid='r1', reason='boom'),
+        Event.ARM: 1.0,
     }[event]
 
 
@@ -811,6 +815,7 @@ def test_every_missing_transition_is_ignored(phase, event):
 
 def test_snapshot_resp_of_every_resting_phase():
     want = {
+        Phase.HELD: 'held',
         Phase.DARK_OPEN: 'dark_open', Phase.PENDING: 'pending',
         Phase.DARK_TRIGGERED: 'dark_triggered', Phase.CANCEL_STASHED: 'pending',
         Phase.ACKED: 'pending', Phase.OPEN: 'open', Phase.CANCELING: 'open',

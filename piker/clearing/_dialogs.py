@@ -15,7 +15,9 @@ actions for the dark book - and emsd's only job is to carry them out.
 States (`Phase`) follow the client-visible `Status.resp` values, plus the
 sub-states a venue round-trip needs:
 
-- `new` -> `dark_open` (held in the dark book) or `pending` (sent, no ack)
+- `new` -> `dark_open` (held in the dark book) or `pending` (sent, no ack);
+  a bracket child -> `held` (nothing armed), and `held` <-arm-> `dark_open`
+  as the group book (`_groups`) sizes what its entry's fills allow
 - `dark_open` -trigger-> `dark_triggered` (live order sent, no ack) or
   `alert_triggered` (terminal)
 - `pending`/`dark_triggered` -cancel-> `cancel_stashed` (sent on the ack)
@@ -135,6 +137,7 @@ Effect = Status | ToVenue | Arm | Disarm
 
 class Phase(StrEnum):
     NEW = 'new'
+    HELD = 'held'  # a bracket child with nothing armed (`_groups`)
     DARK_OPEN = 'dark_open'
     PENDING = 'pending'
     DARK_TRIGGERED = 'dark_triggered'
@@ -168,6 +171,7 @@ class Event(StrEnum):
     VENUE_CLOSED = 'venue_closed'
     FILL = 'fill'                    # BrokerdFill
     VENUE_ERROR = 'venue_error'      # BrokerdError
+    ARM = 'arm'                      # group book: a child's armed size
 
 
 Handler = Callable[['Dialog', Any], tuple['Phase', list[Effect]]]
@@ -189,6 +193,7 @@ P, E = Phase, Event
 
 # the resp a client sees for a dialog resting in each phase
 _STATE_RESP: dict[Phase, Resp] = {
+    P.HELD: 'held',
     P.DARK_OPEN: 'dark_open',
     P.PENDING: 'pending',
     P.DARK_TRIGGERED: 'dark_triggered',
@@ -280,6 +285,9 @@ class DialogState(Struct):
     # None: never routed), and the direction its dark trigger was armed with
     route: Mode | None = None
     direction: Direction | None = None
+    # a group member's armed size: what its trigger may release (a bracket
+    # child's share of its entry's fills, see `_groups`); None: its size
+    armed: float | None = None
 
     @property
     def terminal(self) -> bool:
@@ -403,6 +411,10 @@ class _ClientHandlers:
     __slots__ = ()
 
     def _submit(self: Dialog, order: Order) -> tuple[Phase, list[Effect]]:
+        if order.parent is not None:
+            # a bracket child: nothing armed until its entry fills (`_groups`)
+            self.s.armed = 0.0
+            return P.HELD, self._status('held', src='emsd')
         if order.exec_mode == 'dark':
             arm = Arm(oid=self.oid, fqme=self.fqme, action=order.action,
                       level=order.price, size=order.size)
@@ -421,8 +433,36 @@ class _ClientHandlers:
                 Disarm(oid=self.oid), cmd, *self._status('pending', src='emsd'),
             ]
         arm = Arm(oid=self.oid, fqme=self.fqme, action=new.action,
-                  level=new.price, size=new.size)
+                  level=new.price, size=self._armed_size())
         return P.DARK_OPEN, [arm, *self._status('dark_open', src='emsd')]
+
+    def _modify_held(self: Dialog, new: Order) -> tuple[Phase, list[Effect]]:
+        if problem := self.s.modify_problem(new):
+            return self.s.phase, self._refusal(f'modify refused: {problem}')
+        self.s.req = self.s.confirmed = new
+        return P.HELD, self._status('held', src='emsd')
+
+    def _arm_group(self: Dialog, size: float) -> tuple[Phase, list[Effect]]:
+        """The group book's verdict: arm `size` (0: hold, out of the book).
+
+        A re-armed trigger keeps the direction it was first armed with.
+        """
+        size = max(size, 0.0)
+        was, self.s.armed = self.s.armed, size
+        if size <= 0:
+            if self.s.phase is P.HELD:
+                return P.HELD, []
+            return P.HELD, [Disarm(oid=self.oid), *self._status('held', src='emsd')]
+        if self.s.phase is P.DARK_OPEN and was == size:
+            return P.DARK_OPEN, []
+        req = self.s.req
+        arm = Arm(oid=self.oid, fqme=self.fqme, action=req.action, level=req.price,
+                  size=self._armed_size(), direction=self.s.direction)
+        return P.DARK_OPEN, [arm, *self._status('dark_open', src='emsd')]
+
+    def _armed_size(self: Dialog) -> float:
+        armed = self.s.armed
+        return self.s.req.size if armed is None else min(self.s.req.size, armed)
 
     def _cancel_dark(self: Dialog, why: str) -> tuple[Phase, list[Effect]]:
         return P.CANCELED, [
@@ -438,6 +478,10 @@ class _ClientHandlers:
             return P.ALERT_TRIGGERED, self._status(
                 'alert_triggered', src='dark', brokerd_msg=details,
             )
+        size = self._armed_size()
+        if size < self.s.req.size:
+            # a group member goes out for its armed share only
+            self.s.req = self.s.req.copy({'size': size})
         cmd = self._new_venue_order(trig.submit_price)
         details['submit_price'] = trig.submit_price
         return P.DARK_TRIGGERED, [
@@ -808,6 +852,7 @@ class Dialog(_ClientHandlers, _VenueHandlers):
             remaining=self.s.remaining,
             reason=reason,
             brokerd_msg=dict(brokerd_msg or {}),
+            armed=self.s.armed,
         )
 
     def _status(
@@ -922,12 +967,18 @@ _late_fill = {E.FILL: _t(Dialog._late_fill, P.CLOSED, P.CANCELED, P.ERROR)}
 # logged and ignored, never raised.
 TRANSITIONS: Mapping[Phase, Mapping[Event, Transition]] = {
     P.NEW: {
-        E.SUBMIT: _t(Dialog._submit, P.DARK_OPEN, P.PENDING),
+        E.SUBMIT: _t(Dialog._submit, P.HELD, P.DARK_OPEN, P.PENDING),
+    },
+    P.HELD: {
+        E.MODIFY: _t(Dialog._modify_held, P.HELD),
+        E.CANCEL: _t(Dialog._cancel_dark, P.CANCELED),
+        E.ARM: _t(Dialog._arm_group, P.HELD, P.DARK_OPEN),
     },
     P.DARK_OPEN: {
         E.MODIFY: _t(Dialog._modify_dark, P.DARK_OPEN, P.PENDING),
         E.CANCEL: _t(Dialog._cancel_dark, P.CANCELED),
         E.TRIGGER: _t(Dialog._trigger, P.DARK_TRIGGERED, P.ALERT_TRIGGERED),
+        E.ARM: _t(Dialog._arm_group, P.HELD, P.DARK_OPEN),
     },
     P.PENDING: _pre_ack(P.PENDING),
     P.DARK_TRIGGERED: _pre_ack(P.DARK_TRIGGERED),
@@ -1148,6 +1199,13 @@ class DialogTable:
         if owner is not None:
             dialog.claim(owner)
         return self._after(dialog, dialog.handle(E.CANCEL, reason))
+
+    def on_arm(self, oid: str, size: float) -> list[Effect]:
+        """The group book arms `size` of a held/dark group member."""
+        dialog = self._dialogs.get(oid)
+        if dialog is None or dialog.terminal:
+            return []
+        return self._after(dialog, dialog.handle(E.ARM, size))
 
     # ---- dark book side --------------------------------------------------
 

@@ -23,6 +23,7 @@ from typing import Protocol
 from ..log import get_logger
 from ._dialogs import Arm, DialogTable, Disarm, Effect, Mode, ToVenue
 from ._fanout import ClientConn, Clients
+from ._groups import GroupBook
 from ._journal import JournalEntry, JournalWriter, entries_from_changes
 from ._messages import BrokerdError, BrokerdPosition, Status
 from ._risk import RiskGate
@@ -32,7 +33,7 @@ __all__ = ['Effects']
 log = get_logger(__name__)
 
 # a Status saying one of these is published only once the journal has it
-_DURABLE_RESPS = frozenset({'pending', 'dark_open', 'dark_triggered'})
+_DURABLE_RESPS = frozenset({'pending', 'held', 'dark_open', 'dark_triggered'})
 
 
 class Venues(Protocol):
@@ -59,6 +60,8 @@ class Effects:
         self.dialogs = dialogs
         self.risk = risk
         self.clients = clients
+        # brackets and OCO groups: their verdicts join every batch
+        self.groups = GroupBook(dialogs)
         self.venues: Venues | None = None
         self.dark: Dark | None = None
         # the journal's group-commit writer (None: not (yet) open, or no
@@ -99,6 +102,7 @@ class Effects:
         Returns the effects and, if the batch changed the dark book, its
         journal ticket (else 0)."""
         effects = list(effects)
+        effects += self.groups.react(effects)
         dark_change = False
         for eff in effects:
             if isinstance(eff, Arm):

@@ -349,7 +349,7 @@ class Relays:
                   'its news follow on reconnect')
         count = 0
         for dialog in self.dialogs.active():
-            if dialog.phase is Phase.DARK_OPEN or not relay.routes(dialog):
+            if dialog.phase in (Phase.DARK_OPEN, Phase.HELD) or not relay.routes(dialog):
                 continue
             count += 1
             self.fx.publish(dialog.snapshot().copy({'reason': notice}))
