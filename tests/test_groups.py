@@ -503,3 +503,46 @@ def test_machine_sees_overshoot_without_the_group_book(monkeypatch):
 
 
 __all__ = ['BrokerdFill', 'BrokerdOrder', 'BrokerdOrderAck', 'BrokerdStatus']
+
+
+def test_journal_restores_the_finished_dialogs_a_group_counts_on(tmp_path):
+    """The journal's restore brings back a bracket's finished entry and
+    filled sibling with its active child, with the held child's trigger
+    direction, so the restored book sizes (and here cancels) it right."""
+    from piker.clearing._journal import Journal, entries_from_changes, restore_dialogs
+
+    core = Core(DialogTable(track_changes=True))
+    with Journal.open(tmp_path / 'j.sqlite') as journal:
+
+        def commit() -> None:
+            journal.record(entries_from_changes(core.table.drain_changes()))
+
+        bracket(core)
+        core.place(mk('other', price=50.0))  # unrelated, finishes: not restored
+        core.venue_step()
+        core.cancel('other')
+        core.venue_step()
+        core.fill('e', 1.0)
+        core.quote(110.0)
+        core.venue_step()
+        commit()
+        assert core.d('sl').phase is Phase.HELD and core.d('sl').direction == 'down'
+        # the TP fills; emsd dies before it hears (the venue's report has it)
+        core.venue.fill(core.reqid('tp'), 0.5)
+        while core.venue.outbox:
+            core.deliver()
+        commit()
+        core.venue.fill(core.reqid('tp'), 1.0)
+        records = journal.active_dialogs()
+    assert sorted(r.oid for r in records) == ['e', 'sl', 'tp']
+    table = DialogTable()
+    new = Core(table)
+    new.venue, new.inbox = core.venue, core.inbox
+    arms = restore_dialogs(table, records)
+    new.groups.rebuild()
+    new.run(arms)
+    new.run(new.groups.settle())
+    assert table['sl'].direction == 'down' and table['e'].phase is Phase.CLOSED
+    while new.venue.outbox:
+        new.deliver()
+    assert table['tp'].phase is Phase.CLOSED and table['sl'].phase is Phase.CANCELED

@@ -504,7 +504,8 @@ class Journal:
     def active_dialogs(self) -> list[DialogRecord]:
         """Every dialog that had not ended, oldest first, with its timeline.
 
-        What a restarted emsd must restore. A row that cannot be decoded is
+        What a restarted emsd must restore, with the finished dialogs an
+        active group counts on (`_linked`). A row that cannot be decoded is
         logged and left out (it cannot be resumed).
         """
         rows = self._conn.execute(

@@ -1,6 +1,7 @@
 """`piker order ...`: place, cancel and list orders from the shell.
 
     piker order buy   FQME SIZE PRICE [--dark] [--account A] [--mode M]
+                      [--tp P] [--sl P]   (a bracket: take-profit/stop-loss)
     piker order sell  FQME SIZE PRICE [--dark] [--account A] [--mode M]
     piker order alert FQME PRICE
     piker order cancel OID... | --all [--fqme F]    (OID: a unique prefix will do)
@@ -14,7 +15,8 @@ With no pikerd the commands say so and how to start one.
 
 `buy`/`sell`/`alert` print the dialog's statuses (stderr) until the order
 rests (`open`, `dark_open`) or ends, then print the oid alone on stdout
-(`OID=$(piker order buy ...)` works); the exit code is 1 on an `error`
+(`OID=$(piker order buy ...)` works; a bracket prints `ENTRY TP SL`, and
+waits for its children to be `held` too); the exit code is 1 on an `error`
 status or a timeout. The EMS handshake needs a market, so `cancel` and
 `ls` open their session on `--fqme` (default `btcusdt.sim`); the handshake
 returns every active dialog whatever its market, and `cancel` opens one
@@ -50,7 +52,7 @@ app.add_typer(order_app, name='order')
 
 DEFAULT_FQME = 'btcusdt.sim'
 # statuses after which `buy`/`sell`/`alert` stop watching: the order rests
-RESTING = frozenset({'open', 'dark_open'})
+RESTING = frozenset({'open', 'dark_open', 'held'})
 # a session that cannot be opened in this long means something is wrong
 # (first use spawns emsd, the paper engine and brokerd: ~2 s)
 CONNECT_TIMEOUT = 30.0
@@ -111,6 +113,9 @@ def dialogs_table(
     from rich.markup import escape
     from rich.table import Table
 
+    from ._order_groups import grouped, grouped_rows
+
+    groups = grouped(dialogs)
     title = f'active orders{f" on {fqme}" if fqme else ""}'
     table = Table(title=title, title_justify='left')
     table.add_column('oid', no_wrap=True, overflow='fold')
@@ -118,16 +123,22 @@ def dialogs_table(
                 'account'):
         justify = 'right' if col in ('price', 'size', 'filled') else 'left'
         table.add_column(col, justify=justify)
-    for st in sorted(dialogs.values(), key=lambda s: s.time_ns):
+    if groups:  # brackets: children under their entry, armed size, oco id
+        table.add_column('armed', justify='right')
+        table.add_column('oco', no_wrap=True)
+    for st, depth in grouped_rows(dialogs):
         req = st.req
         if req is None or (fqme and req.symbol != fqme):
             continue
         style = _STYLE.get(st.resp, 'white')
+        oid = st.oid if full_oids else st.oid[:8]
+        extra = [fmt_num(st.armed) if st.armed is not None else '',
+                 (req.oco if full_oids else req.oco[:8]) if req.oco else ''] if groups else []
         table.add_row(
-            st.oid if full_oids else st.oid[:8], req.symbol, req.action, req.exec_mode,
+            f'  └ {oid}' if depth else oid, req.symbol, req.action, req.exec_mode,
             fmt_num(req.price),
             fmt_num(req.size), fmt_num(st.filled), f'[{style}]{st.resp}[/{style}]',
-            escape(req.account),
+            escape(req.account), *extra,
         )
     return table
 
@@ -280,10 +291,15 @@ def _check_order(
 def _place(
     action: Literal['buy', 'sell', 'alert'],
     fqme: str, size: float, price: float, dark: bool, account: str, mode: str,
-    timeout: float, loglevel: str | None,
+    timeout: float, loglevel: str | None, tp: float | None = None, sl: float | None = None,
 ) -> None:
+    from ._order_groups import bracket_problem
+
     fqme = fqme.strip().lower()
     _check_order(action, fqme, size, price, dark, account, mode)
+    if problem := bracket_problem(action, price, tp, sl):
+        typer.echo(f'error: bad bracket: {problem}', err=True)
+        raise typer.Exit(2)
 
     async def body() -> Outcome:
         import trio
@@ -296,17 +312,27 @@ def _place(
                 action, price, size, exec_mode='dark' if dark else 'live',
                 account=account,
             )
-            await client.send(order)
+            kids: list[str] = []
+            if tp is not None or sl is not None:
+                kids = [o for o in await client.bracket(order, tp=tp, sl=sl) if o][1:]
+            else:
+                await client.send(order)
             last: Status | None = None
+            waiting = set(kids)  # a bracket: until each child is held too
             with trio.move_on_after(timeout):
                 async for msg in trades:
-                    if not isinstance(msg, Status) or msg.oid != order.oid:
+                    if not isinstance(msg, Status) or msg.oid not in (order.oid, *kids):
                         continue
-                    last = msg
                     err_console.print(status_line(msg))
-                    if msg.resp in RESTING or msg.terminal:
+                    if msg.oid != order.oid:
+                        if msg.resp in RESTING or msg.terminal:
+                            waiting.discard(msg.oid)
+                    else:
+                        last = msg
+                    if last is not None and (last.resp in RESTING or last.terminal) \
+                            and not waiting:
                         break
-            print(order.oid, flush=True)
+            print(' '.join([order.oid, *kids]), flush=True)
             if last is None or not (last.resp in RESTING or last.terminal):
                 seen = last.resp if last else 'no status'
                 return 1, (f'error: order {order.oid} not resting or done after '
@@ -373,8 +399,11 @@ def _side_command(action: str) -> None:
         mode: str = _mode_opt(),
         timeout: float = _timeout_opt(),
         loglevel: str = _loglevel_opt(),
+        tp: float = typer.Option(None, '--tp', help='bracket: take-profit price (a child '
+                                 'armed as the entry fills)'),
+        sl: float = typer.Option(None, '--sl', help='bracket: stop-loss price'),
     ) -> None:
-        _place(action, fqme, size, price, dark, account, mode, timeout, loglevel)
+        _place(action, fqme, size, price, dark, account, mode, timeout, loglevel, tp, sl)
 
     command.__doc__ = f'{action.capitalize()} SIZE of FQME at limit PRICE; prints the oid.'
     order_app.command(name=action)(command)
