@@ -777,7 +777,7 @@ def _event_msg(event: Event, d: Dialog) -> Any:
         Event.FILL: BrokerdFill(reqid='r1', tid='tx', action='buy', size=0.5, price=1.0,
                                 broker_time=1.0, time_ns=1),
         Event.VENUE_ERROR: BrokerdError(oid=d.oid, reqid='r1', reason='boom'),
-        Event.ARM: 1.0,
+        Event.ARM: (1.0, False),
     }[event]
 
 

@@ -19,6 +19,7 @@ from hypothesis.stateful import (
 
 from piker.clearing import (
     Arm,
+    BrokerdCancel,
     BrokerdFill,
     BrokerdOrder,
     BrokerdOrderAck,
@@ -101,12 +102,15 @@ class Core:
 
     # the market and the venue
     def quote(self, price: float) -> list:
+        """One quote: its triggers, each seen by the group book as it
+        fires, then carried out as one batch (as `DarkFeeds` does)."""
         self.last = price
         out: list = []
         for trig in self.book.process_quote(FQME, {'last': price, 'ticks': [
                 {'type': 'trade', 'price': price, 'size': 1.0}]}):
-            out += self.run(self.table.on_trigger(trig))
-        return out
+            effects = self.table.on_trigger(trig)
+            out += effects + self.groups.react(effects)
+        return self.run(out)
 
     def venue_step(self) -> None:
         """The venue takes every command, then every reply is delivered."""
@@ -182,10 +186,13 @@ def test_children_held_then_armed_as_the_entry_fills():
     core.fill('e', 1.0)
     assert core.d('e').phase is Phase.CLOSED
     assert armed(core, 'tp') == pytest.approx(1.0) == armed(core, 'sl')
-    # the TP fires: released for its armed size; the SL is held meanwhile
+    # the TP fires: released for its armed size; the SL is held meanwhile,
+    # a guard: its trigger still armed, releasing nothing
     (trig,) = [e for e in core.quote(110.0) if isinstance(e, ToVenue)]
     assert trig.msg.size == pytest.approx(1.0) and trig.msg.action == 'sell'
-    assert core.d('sl').phase is Phase.HELD and 'sl' not in core.book
+    sl = core.d('sl')
+    assert sl.phase is Phase.HELD and sl.s.guard == 'armed' and 'sl' in core.book
+    assert core.statuses('sl')[-1].resp == 'held' and armed(core, 'sl') == 0.0
     core.venue_step()
     core.fill('tp', 1.0)
     assert core.d('tp').phase is Phase.CLOSED
@@ -228,6 +235,57 @@ def test_a_partial_tp_fill_shrinks_the_stop_and_cancelling_tp_rearms_it():
     assert sl.resp == 'dark_open' and sl.armed == pytest.approx(0.7)
     # re-armed the way it was first armed: it fires on a fall
     assert core.book.get('sl').direction == 'down'
+
+
+def test_stop_crossing_while_the_tp_rests_cancels_the_tp_then_fires():
+    """The guard: the SL protects the position while a released TP rests
+    unfilled at the venue, without ever overshooting."""
+    core = Core()
+    bracket(core, size=1.0)
+    core.fill('e', 1.0)
+    core.quote(110.0)  # TP released; the market falls away before it fills
+    core.venue_step()
+    core.fill('tp', 0.25)
+    assert core.d('tp').phase is Phase.OPEN
+    # the guard fires: nothing released, the TP's cancel goes out instead
+    (cmd,) = [e.msg for e in core.quote(89.0) if isinstance(e, ToVenue)]
+    assert isinstance(cmd, BrokerdCancel) and cmd.oid == 'tp'
+    sl = core.statuses('sl')[-1]
+    assert sl.resp == 'held' and 'cancelling it first' in sl.reason
+    assert core.d('sl').s.guard == 'fired' and 'sl' not in core.book
+    assert core.d('tp').phase is Phase.CANCELING
+    core.venue_step()  # the TP's cancel lands: the SL arms for what is left
+    assert core.d('tp').phase is Phase.CANCELED
+    assert armed(core, 'sl') == pytest.approx(0.75)
+    assert core.book.get('sl').direction == 'down'
+    (out,) = [e for e in core.quote(88.5) if isinstance(e, ToVenue)]
+    assert out.msg.size == pytest.approx(0.75) and out.msg.action == 'sell'
+
+
+def test_both_children_crossing_on_one_quote_release_one():
+    """Plain limit children armed while the market was below both levels
+    both fire on the next print above them: only one is released."""
+    core = Core()
+    bracket(core)
+    core.quote(85.0)
+    core.fill('e', 0.5)
+    assert core.book.get('tp').direction == 'up' == core.book.get('sl').direction
+    released = [e.msg for e in core.quote(111.0)
+                if isinstance(e, ToVenue) and isinstance(e.msg, BrokerdOrder)]
+    assert len(released) == 1 and released[0].size == pytest.approx(0.5)
+    # the other is a fired guard: the one just released is not cancelled
+    assert not [e for e in core.log if isinstance(e, ToVenue)
+                and isinstance(e.msg, BrokerdCancel)]
+    out = released[0].oid
+    other = 'sl' if out == 'tp' else 'tp'
+    assert core.d(other).s.guard == 'fired'
+    core.venue.command(core.inbox.pop(0))
+    core.venue.fill(1 + max(core.venue.orders) - 1, 1.0)  # it fills on arrival
+    while core.venue.outbox:
+        core.deliver()
+    core.venue_step()  # (a cancel sent on its 'open' comes too late: no matter)
+    assert core.d(out).phase is Phase.CLOSED and core.d(out).filled == pytest.approx(0.5)
+    assert core.d(other).phase is Phase.HELD  # the entry may fill more
 
 
 def test_cancel_entry_before_fill_cancels_its_children():
@@ -293,6 +351,7 @@ def test_modify_child_rearms_it_keeping_its_armed_size():
     # a child cannot leave its group or go live
     assert 'parent/oco' in core.groups.check(core.d('sl').req.copy({'oco': 'x'}))
     assert 'exec_mode' in core.groups.check(core.d('sl').req.copy({'exec_mode': 'live'}))
+    assert 'larger than its entry' in core.groups.check(core.d('sl').req.copy({'size': 3.0}))
 
 
 @pytest.mark.parametrize('order,why', [
@@ -457,13 +516,15 @@ class BracketMachine(RuleBasedStateMachine):
         assert kids <= self.core.d('e').filled + 1e-9
 
     @invariant()
-    def held_means_out_of_the_book(self):
+    def held_releases_nothing(self):
         for oid in ('tp', 'sl'):
             d = self.core.d(oid)
             if d.phase is Phase.HELD:
-                assert oid not in self.core.book and d.s.armed == 0.0
+                assert d.s.armed == 0.0
+                # in the book only as a guard (its trigger releases nothing)
+                assert (oid in self.core.book) == (d.s.guard == 'armed')
             if oid in self.core.book:
-                assert d.phase is Phase.DARK_OPEN and d.s.armed > 0
+                assert d.phase is Phase.HELD or d.s.armed > 0
 
     def teardown(self):
         # drain everything: the end state is consistent too

@@ -7,6 +7,7 @@ import math
 from typing import Any
 
 import pytest
+import trio
 
 from piker.clearing import Status
 from piker.clearing._journal import Journal
@@ -152,5 +153,46 @@ def test_bracket_survives_emsd_sigkill_entry_and_tp_filled_while_down(paper_sim)
         assert sl.phase == 'canceled' and sl.filled == 0.0
         assert 'OCO' in sl.events[-1].reason, sl.events[-1]
         assert math.isclose(sim.position_size(fqme), 0.0, abs_tol=1e-9)
+
+    paper_sim(main, timeout=110)
+
+
+@pytest.mark.timeout(120)
+def test_client_oco_shrinks_live_orders_and_is_reconciled_after_sigkill(paper_sim):
+    """Two live buys as one OCO group: a partial fill of one shrinks the
+    other at the venue; the rest fills while emsd is down, and the
+    restarted emsd cancels the other as soon as the venue's report says so."""
+    fqme = 'btcusdt.sim'
+
+    async def main(sim):
+        await sim.push(fqme, bid=99, ask=100, last=99.5, bsize=5, asize=5)
+        ems = await sim.open_ems(fqme)
+        a, b = await ems.client.oco(ems.client.mk_order('buy', 95.0, 1.0),
+                                    ems.client.mk_order('buy', 94.0, 1.0))
+        for oid in (a, b):
+            await ems.wait(oid, 'open', timeout=10)
+        await sim.push(fqme, bid=94, ask=95, last=94.5, bsize=5, asize=0.4)
+        await ems.wait(a, 'fill', timeout=10)
+        # shrunk by what `a` filled (the fills at the touch and the print)
+        await ems.until(lambda: ems.dialogs[a].filled > 0 and ems.dialogs[b].req.size
+                        == pytest.approx(1.0 - ems.dialogs[a].filled), timeout=10)
+        assert ems.dialogs[b].resp == 'open'
+        await ems.close()
+        await sim.flush_journal()
+        await sim.kill('emsd')
+        # the rest of `a` fills while emsd is down (`b` at 94 is not reached)
+        await sim.push(fqme, bid=94.5, ask=95, last=94.8, bsize=5, asize=5)
+        with trio.fail_after(8):  # no stall behind the venue's order report
+            await sim.until_ems(lambda st: st['restored']
+                                and st['venues'].get('paperboi.sim') == 'up', timeout=8)
+        ems = await sim.open_ems(fqme)
+        await ems.until(lambda: b not in ems.dialogs, timeout=10)
+        await sim.flush_journal()
+        with Journal.open(readonly=True) as journal:
+            rec = journal.dialog(b)
+        assert rec.phase == 'canceled' and rec.filled == 0.0, rec.events[-1]
+        venue = await sim.venue_orders()
+        assert len(venue[b]) == 1  # shrunk in place: one venue order
+        assert math.isclose(sim.position_size(fqme), 1.0)
 
     paper_sim(main, timeout=110)

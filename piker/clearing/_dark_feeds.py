@@ -118,7 +118,9 @@ class DarkFeeds:
         for eff in arms:
             dialog = self.dialogs.get(eff.oid)
             # a cancel or modify since the restore has moved on: leave it
-            if (dialog is None or dialog.phase is not Phase.DARK_OPEN
+            resting = dialog is not None and (
+                dialog.phase is Phase.DARK_OPEN or dialog.s.guard == 'armed')
+            if (dialog is None or not resting
                     or eff.oid in self.book or dialog.req.price != eff.level):
                 continue
             self.arm(eff)
@@ -129,7 +131,9 @@ class DarkFeeds:
         then the dark order is cancelled, its Status saying why."""
         refusal = self.risk.check_trigger(trig.oid)
         if refusal is None:
-            return self.dialogs.on_trigger(trig)
+            effects = self.dialogs.on_trigger(trig)
+            # a group sibling firing on the same quote must see this release
+            return effects + self.fx.groups.react(effects)
         log.warning('dark order %s not sent: %s', trig.oid, refusal.reason)
         return self.dialogs.on_cancel(trig.oid, reason=refusal.reason)
 

@@ -286,8 +286,12 @@ class DialogState(Struct):
     route: Mode | None = None
     direction: Direction | None = None
     # a group member's armed size: what its trigger may release (a bracket
-    # child's share of its entry's fills, see `_groups`); None: its size
+    # child's share of its entry's fills, see `_groups`); None: its size.
+    # guard: a held child whose trigger stays armed while a sibling works
+    # at the venue ('armed'); 'fired': it crossed, the sibling is cancelled
+    # first and this child re-armed for what that leaves
     armed: float | None = None
+    guard: Literal['armed', 'fired'] | None = None
 
     @property
     def terminal(self) -> bool:
@@ -440,25 +444,52 @@ class _ClientHandlers:
         if problem := self.s.modify_problem(new):
             return self.s.phase, self._refusal(f'modify refused: {problem}')
         self.s.req = self.s.confirmed = new
-        return P.HELD, self._status('held', src='emsd')
+        effects: list[Effect] = []
+        if self.s.guard == 'armed':  # its trigger rests: move it
+            effects.append(Arm(oid=self.oid, fqme=self.fqme, action=new.action,
+                               level=new.price, size=new.size))
+        return P.HELD, [*effects, *self._status('held', src='emsd')]
 
-    def _arm_group(self: Dialog, size: float) -> tuple[Phase, list[Effect]]:
-        """The group book's verdict: arm `size` (0: hold, out of the book).
+    def _arm_group(self: Dialog, verdict: tuple[float, bool]) -> tuple[Phase, list[Effect]]:
+        """The group book's verdict: arm `size` (0: hold, out of the book,
+        or, as a `guard`, held with its trigger still armed).
 
         A re-armed trigger keeps the direction it was first armed with.
         """
+        size, guard = verdict
         size = max(size, 0.0)
         was, self.s.armed = self.s.armed, size
-        if size <= 0:
-            if self.s.phase is P.HELD:
-                return P.HELD, []
-            return P.HELD, [Disarm(oid=self.oid), *self._status('held', src='emsd')]
-        if self.s.phase is P.DARK_OPEN and was == size:
-            return P.DARK_OPEN, []
         req = self.s.req
         arm = Arm(oid=self.oid, fqme=self.fqme, action=req.action, level=req.price,
-                  size=self._armed_size(), direction=self.s.direction)
+                  size=req.size, direction=self.s.direction)
+        if size <= 0:
+            resting = self.s.phase is P.DARK_OPEN or self.s.guard == 'armed'
+            if guard:
+                if self.s.guard is not None:
+                    return P.HELD, []  # armed, or fired: waiting for the sibling
+                self.s.guard = 'armed'
+                return P.HELD, [arm, *self._status(
+                    'held', src='emsd', reason='a sibling works at the venue: '
+                    'the trigger stays armed, releasing nothing until it ends')]
+            self.s.guard = None
+            if not resting:
+                return P.HELD, []
+            return P.HELD, [Disarm(oid=self.oid), *self._status('held', src='emsd')]
+        self.s.guard = None
+        if self.s.phase is P.DARK_OPEN and was == size:
+            return P.DARK_OPEN, []
+        arm = arm.copy({'size': self._armed_size()})
         return P.DARK_OPEN, [arm, *self._status('dark_open', src='emsd')]
+
+    def _guard_fired(self: Dialog, trig: Triggered) -> tuple[Phase, list[Effect]]:
+        if self.s.guard != 'armed':
+            return P.HELD, []
+        self.s.guard = 'fired'
+        # (a guard armed by an earlier trigger of the same quote: out again)
+        return P.HELD, [Disarm(oid=self.oid), *self._status(
+            'held', src='dark', reason='triggered while a sibling works at the venue: '
+            'cancelling it first', brokerd_msg={'price': trig.price, 'level': trig.level},
+        )]
 
     def _armed_size(self: Dialog) -> float:
         armed = self.s.armed
@@ -973,6 +1004,7 @@ TRANSITIONS: Mapping[Phase, Mapping[Event, Transition]] = {
         E.MODIFY: _t(Dialog._modify_held, P.HELD),
         E.CANCEL: _t(Dialog._cancel_dark, P.CANCELED),
         E.ARM: _t(Dialog._arm_group, P.HELD, P.DARK_OPEN),
+        E.TRIGGER: _t(Dialog._guard_fired, P.HELD),
     },
     P.DARK_OPEN: {
         E.MODIFY: _t(Dialog._modify_dark, P.DARK_OPEN, P.PENDING),
@@ -1136,7 +1168,7 @@ class DialogTable:
                 self._by_reqid[(dialog.broker, dialog.reqid)] = dialog.oid
             if dialog.terminal:
                 self._finished[dialog.oid] = None
-            elif dialog.phase is P.DARK_OPEN:
+            elif dialog.phase is P.DARK_OPEN or dialog.s.guard == 'armed':
                 req = dialog.req
                 effects.append(Arm(
                     oid=dialog.oid, fqme=dialog.fqme, action=req.action,
@@ -1200,12 +1232,13 @@ class DialogTable:
             dialog.claim(owner)
         return self._after(dialog, dialog.handle(E.CANCEL, reason))
 
-    def on_arm(self, oid: str, size: float) -> list[Effect]:
-        """The group book arms `size` of a held/dark group member."""
+    def on_arm(self, oid: str, size: float, *, guard: bool = False) -> list[Effect]:
+        """The group book arms `size` of a held/dark group member (0 with
+        `guard`: held, its trigger armed; see `DialogState.guard`)."""
         dialog = self._dialogs.get(oid)
         if dialog is None or dialog.terminal:
             return []
-        return self._after(dialog, dialog.handle(E.ARM, size))
+        return self._after(dialog, dialog.handle(E.ARM, (size, guard)))
 
     # ---- dark book side --------------------------------------------------
 

@@ -49,6 +49,7 @@ _MAX_ROUNDS = 8
 
 _DARK = frozenset({Phase.HELD, Phase.DARK_OPEN})
 _CANCELLING = frozenset({Phase.CANCELING, Phase.CANCEL_STASHED})
+_RESTING = frozenset({Phase.ACKED, Phase.OPEN})
 
 Key = tuple[str, str]  # ('bracket', entry oid) | ('oco', group id)
 
@@ -156,6 +157,9 @@ class GroupBook:
                     f'-> {order.parent!r}, {order.oco!r})')
         if old.parent is not None and order.exec_mode != 'dark' and live.phase in _DARK:
             return 'a bracket child is held by emsd until its entry fills: exec_mode must be dark'
+        entry = self.dialogs.get(old.parent) if old.parent is not None else None
+        if entry is not None and order.size > entry.req.size * (1 + _EPS):
+            return f'child size {order.size:g} is larger than its entry\'s {entry.req.size:g}'
         return ''
 
     def _bracket_of_oco(self, oco: str) -> str | None:
@@ -263,14 +267,44 @@ class GroupBook:
             others = [j for j in kids if j is not k]
             room = min(k.req.size, opened - sum(j.filled + _working(j) for j in others))
             if k.phase in _DARK:
-                busy = any(_working(j) > _EPS for j in others)
-                if room <= _EPS and entry.terminal and not busy:
-                    out += self._cancel([k], self._closed_by(others, closed, opened))
-                elif abs(max(room, 0.0) - (k.s.armed or 0.0)) > _EPS or k.s.armed is None:
-                    out += self.dialogs.on_arm(k.oid, max(room, 0.0))
+                out += self._settle_child(k, room, others, entry.terminal,
+                                          open_left=opened - closed)
             else:
                 out += self._shrink_live(k, room, self._closed_by(others, closed, opened))
         return out
+
+    def _settle_child(
+        self, k: Dialog, room: float, others: list[Dialog], entry_done: bool,
+        open_left: float,
+    ) -> list[Effect]:
+        """The verdict on dark child `k` that may release `room`.
+
+        With no room while a sibling works at the venue for what is left
+        open, `k` is a *guard*: held (releasing nothing) with its trigger
+        armed; once it fires, the working siblings are cancelled, and their
+        end leaves it room to arm again (with its first direction: the
+        next quote past its level releases it).
+        """
+        if room > _EPS:
+            if k.phase is Phase.HELD or k.s.armed is None or abs(room - k.s.armed) > _EPS:
+                return self.dialogs.on_arm(k.oid, room)
+            return []
+        busy = [j for j in others if _working(j) > _EPS]
+        if busy and open_left > _EPS:
+            if k.s.guard == 'fired':
+                # a sibling resting at the venue gives way; one just
+                # released (not acked yet) is likely filling: wait for it
+                resting = [j for j in busy if j.phase in _RESTING]
+                return self._cancel(resting, f'OCO: {_short(k.oid)} triggered')
+            if k.s.guard is None:
+                return self.dialogs.on_arm(k.oid, 0.0, guard=True)
+            return []
+        if entry_done and not busy:
+            closed = sum(j.filled for j in others)
+            return self._cancel([k], self._closed_by(others, closed, closed + open_left))
+        if k.phase is Phase.DARK_OPEN or k.s.guard is not None or k.s.armed != 0.0:
+            return self.dialogs.on_arm(k.oid, 0.0)
+        return []
 
     def _settle_oco(self, oco: str) -> list[Effect]:
         members = self._kids(self.members.get(oco, []))

@@ -333,7 +333,9 @@ class Relays:
                  (time.monotonic() - t0) * 1e3)
 
     async def _apply_sync(self, effects: list[Effect], deferred: list[ToVenue]) -> None:
-        """Carry out reconciling effects; hold venue commands back."""
+        """Carry out reconciling effects; hold venue commands back (the
+        group book's verdicts on them too: `_groups`)."""
+        effects = effects + self.fx.groups.react(effects)
         deferred += [e for e in effects if isinstance(e, ToVenue)]
         await self.fx.execute([e for e in effects if not isinstance(e, ToVenue)])
 
