@@ -437,17 +437,16 @@ class _ClientHandlers:
                 Disarm(oid=self.oid), cmd, *self._status('pending', src='emsd'),
             ]
         arm = Arm(oid=self.oid, fqme=self.fqme, action=new.action,
-                  level=new.price, size=self._armed_size())
+                  level=new.price, size=new.size)
         return P.DARK_OPEN, [arm, *self._status('dark_open', src='emsd')]
 
     def _modify_held(self: Dialog, new: Order) -> tuple[Phase, list[Effect]]:
         if problem := self.s.modify_problem(new):
             return self.s.phase, self._refusal(f'modify refused: {problem}')
         self.s.req = self.s.confirmed = new
-        effects: list[Effect] = []
-        if self.s.guard == 'armed':  # its trigger rests: move it
-            effects.append(Arm(oid=self.oid, fqme=self.fqme, action=new.action,
-                               level=new.price, size=new.size))
+        self.s.direction = None  # a new trigger: its direction is fixed afresh
+        # a guard's trigger rests: move it
+        effects = [self._group_arm()] if self.s.guard == 'armed' else []
         return P.HELD, [*effects, *self._status('held', src='emsd')]
 
     def _arm_group(self: Dialog, verdict: tuple[float, bool]) -> tuple[Phase, list[Effect]]:
@@ -459,9 +458,7 @@ class _ClientHandlers:
         size, guard = verdict
         size = max(size, 0.0)
         was, self.s.armed = self.s.armed, size
-        req = self.s.req
-        arm = Arm(oid=self.oid, fqme=self.fqme, action=req.action, level=req.price,
-                  size=req.size, direction=self.s.direction)
+        arm = self._group_arm()
         if size <= 0:
             resting = self.s.phase is P.DARK_OPEN or self.s.guard == 'armed'
             if guard:
@@ -478,8 +475,14 @@ class _ClientHandlers:
         self.s.guard = None
         if self.s.phase is P.DARK_OPEN and was == size:
             return P.DARK_OPEN, []
-        arm = arm.copy({'size': self._armed_size()})
         return P.DARK_OPEN, [arm, *self._status('dark_open', src='emsd')]
+
+    def _group_arm(self: Dialog) -> Arm:
+        """A group member's dark-book entry: its armed size, and the
+        direction it was first armed with (None: fixed when armed)."""
+        req = self.s.req
+        return Arm(oid=self.oid, fqme=self.fqme, action=req.action, level=req.price,
+                   size=self._armed_size(), direction=self.s.direction)
 
     def _guard_fired(self: Dialog, trig: Triggered) -> tuple[Phase, list[Effect]]:
         if self.s.guard != 'armed':
