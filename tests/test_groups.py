@@ -375,6 +375,13 @@ def test_bad_groups_are_refused_and_nothing_changes(order, why):
     assert {d.oid: d.state() for d in core.table} == before
 
 
+def test_child_from_a_session_of_another_mode_is_refused():
+    core = Core()
+    core.run(core.table.on_order(mk('e'), route='live'))
+    assert 'from a live session, not paper' in core.groups.check(child('c', 110.0), 'paper')
+    assert core.groups.check(child('c', 110.0), 'live') == ''
+
+
 def test_child_of_an_unfilled_finished_entry_is_refused():
     core = Core()
     core.place(mk('e'))

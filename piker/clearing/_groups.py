@@ -34,7 +34,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from ..log import get_logger
-from ._dialogs import Dialog, DialogTable, Effect, Phase
+from ._dialogs import Dialog, DialogTable, Effect, Mode, Phase
 from ._messages import Order, Status
 
 __all__ = ['GroupBook']
@@ -130,8 +130,9 @@ class GroupBook:
 
     # ---- admission ----------------------------------------------------------
 
-    def check(self, order: Order) -> str:
-        """Why `order` cannot join (or modify) its group ('' if it can).
+    def check(self, order: Order, mode: Mode | None = None) -> str:
+        """Why `order` (from a session of `mode`) cannot join or modify its
+        group ('' if it can).
 
         Run by emsd's intake before the dialog table sees the order: a
         refusal loses nothing (no dialog, no group change).
@@ -140,7 +141,7 @@ class GroupBook:
         if live is not None:
             return self._check_modify(live, order)
         if order.parent is not None:
-            return self._check_child(order)
+            return self._check_child(order, mode)
         if order.oco is not None:
             if order.action == 'alert':
                 return 'an alert cannot be in an oco group (it fills nothing)'
@@ -170,7 +171,7 @@ class GroupBook:
                     return entry
         return None
 
-    def _check_child(self, order: Order) -> str:
+    def _check_child(self, order: Order, mode: Mode | None) -> str:
         parent = order.parent
         assert parent is not None
         entry = self.dialogs.get(parent)
@@ -185,6 +186,9 @@ class GroupBook:
             return f'a bracket child must trade its entry\'s market {ereq.symbol!r}, not {order.symbol!r}'
         if ereq.account != order.account:
             return f'a bracket child must use its entry\'s account {ereq.account!r}, not {order.account!r}'
+        if mode is not None and entry.route is not None and entry.route != mode:
+            return (f'entry {parent} trades {entry.route}: its children must come from '
+                    f'a {entry.route} session, not {mode}')
         side = 'sell' if ereq.action == 'buy' else 'buy'
         if order.action != side:
             return f'a child of a {ereq.action} entry closes it: it must {side}, not {order.action}'
@@ -258,7 +262,7 @@ class GroupBook:
         if entry.terminal and opened <= _EPS:
             why = (f'entry {_short(entry_oid)} {entry.phase.value} with nothing filled: '
                    'nothing to close')
-            return self._cancel([k for k in kids], why)
+            return self._cancel(kids, why)
         closed = sum(k.filled for k in kids)
         out: list[Effect] = []
         for k in kids:

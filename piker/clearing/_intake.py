@@ -68,7 +68,7 @@ class Intake:
 
     async def _accept(self, client: ClientConn, order: Order) -> bool:
         """Check `order`; a refused one is answered here (False)."""
-        problem = await self._check(client, order) or self.fx.groups.check(order)
+        problem = await self._check(client, order) or self.fx.groups.check(order, client.mode)
         if not problem:
             # last, and with no checkpoint before the dialog table:
             # an accepted order is counted at once
