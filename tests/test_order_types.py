@@ -33,6 +33,7 @@ from piker.clearing import (
 from piker.clearing._dark_feeds import DarkFeed, DarkFeeds
 from piker.clearing._dialogs import Dialog, DialogState, DialogTable, Expire
 from piker.clearing._expiry import Timers
+from piker.clearing._groups import GroupBook
 from piker.clearing._matching import PaperBook, RestingOrder
 from piker.clearing._order_types import reduce_only_fit
 from piker.clearing._risk import RiskGate
@@ -51,15 +52,24 @@ def mk_mkt() -> MktPair:
     )
 
 
+class _Fx:
+    """What `DarkFeeds` asks of `Effects` here: the group book."""
+
+    def __init__(self, groups: GroupBook) -> None:
+        self.groups = groups
+
+
 class Core:
     """emsd's core for one market at `last`, its effects carried out in
-    `Effects`' order (dark book first), with a settable clock."""
+    `Effects`' order (group verdicts, then the dark book first), with a
+    settable clock."""
 
     def __init__(self, last: float = 100.0, risk: RiskGate | None = None) -> None:
         self.now = 1_000
         self.table = DialogTable(clock=lambda: self.now, track_changes=True)
         self.risk = risk or RiskGate()
-        self.dark = DarkFeeds(None, self.table, None, self.risk, PAD)  # type: ignore[arg-type]
+        self.groups = GroupBook(self.table)
+        self.dark = DarkFeeds(None, self.table, _Fx(self.groups), self.risk, PAD)  # type: ignore[arg-type]
         feed = DarkFeed()
         feed.mkt, feed.last = mk_mkt(), last
         feed.ready.set()
@@ -71,6 +81,7 @@ class Core:
 
     def run(self, effects: list) -> list:
         effects = list(effects)
+        effects += self.groups.react(effects)
         i = 0
         while i < len(effects):
             eff = effects[i]

@@ -22,6 +22,7 @@ that joins them); `_ems_admin` is its `piker ems` RPC. `_paper_engine`
 is paperboi, the paper venue.
 """
 from ._client import (
+    Bracket,
     EMSError,
     OrderClient,
     OrderFinishedError,
@@ -96,6 +97,7 @@ __all__ = [
     'MessageError',
     'Order',
     'OrderClient',
+    'Bracket',
     'PendingRequest',
     'Phase',
     'Refusal',
