@@ -496,6 +496,27 @@ def test_trigger_order_is_risk_checked_at_release():
     assert core.sent('q')[0].size == 150.0
 
 
+def test_bracket_children_and_reduce_only_orders_add_no_exposure():
+    """A reduce-only order and a bracket child are neither checked against
+    nor counted toward max_open_orders (issue 15: reduce-only children
+    never count as new exposure); a plain order still is."""
+    risk = RiskGate(RiskConf(max_open_orders=1, max_order_size=1.0))
+
+    def mk(oid: str, **kw: Any) -> Order:
+        return Order(oid=oid, symbol=FQME, action=kw.pop('action', 'sell'), exec_mode='dark',
+                     price=105.0, size=kw.pop('size', 2.0), account='paper', **kw)
+
+    assert risk.check(mk('ro', reduce_only=True)) is None
+    assert risk.check(mk('kid', type='take_profit', parent='e', oco='g')) is None
+    assert risk.check(mk('a', size=1.0)) is None  # nothing counted before it
+    refusal = risk.check(mk('b', size=1.0))
+    assert refusal is not None and refusal.reason.endswith('1 working already')
+    # and they come off as they went on
+    for oid in ('ro', 'kid', 'a'):
+        risk.observe(Status(oid=oid, resp='canceled', time_ns=1, req=mk(oid)))
+    assert risk.report().open_by_account == {}
+
+
 # ---- trailing stops against a brute-force model -------------------------------------
 
 @settings(max_examples=150, deadline=None)

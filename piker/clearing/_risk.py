@@ -26,7 +26,10 @@ Limits (`piker.config.RiskConf`, `[ems.risk]` in `conf.toml`, all off by
 default): `max_order_size` (units), `max_notional` (price * size, the
 order's own price: a dark order's trigger level) and `max_open_orders`
 (working dark + live orders; a new order is refused when that many are
-working, modifies are not counted). Each is checked in two scopes, the
+working, modifies are not counted). An order that only closes - reduce-only,
+or a bracket child (`Order.parent`) - adds no exposure: the limits and
+the open-order count neither check nor count it (its price is checked; a
+bracket child is sized and checked at release). Each is checked in two scopes, the
 order's account `(broker, account)` and its market (fqme); in each scope
 the value is the scope's override (`[ems.risk.accounts."<broker>.<account>"]`,
 then `[ems.risk.accounts.<account>]`; `[ems.risk.fqmes."<fqme>"]`), field
@@ -189,10 +192,13 @@ class _Working:
     """What the gate keeps of one working (non-terminal) buy/sell dialog."""
 
     __slots__ = ('oid', 'broker', 'account', 'fqme', 'action', 'size', 'price',
-                 'exec_mode', 'filled', 'remaining')
+                 'exec_mode', 'filled', 'remaining', 'counted')
 
     def __init__(self, order: Order, filled: float, remaining: float) -> None:
         self.oid = order.oid
+        # toward max_open_orders (fixed when first seen: a modify cannot
+        # change parent, and the count must come off as it went on)
+        self.counted = _exposes(order)
         self.broker = order.broker
         self.account = order.account
         self.fqme = order.symbol
@@ -213,6 +219,11 @@ class _Working:
     @property
     def pos_key(self) -> tuple[str, str, str]:
         return self.broker, self.account, self.fqme
+
+
+def _exposes(order: Order) -> bool:
+    """Whether `order` may add exposure (see the module doc)."""
+    return not order.reduce_only and order.parent is None
 
 
 def _exceeds(value: float, limit: float) -> bool:
@@ -309,13 +320,15 @@ class RiskGate:
             if refusal is not None:
                 self.refused[refusal.limit] += 1
             return refusal
-        # a reduce-only order (emsd sizes it to the position) adds no exposure
-        exposure = not order.reduce_only
+        # a reduce-only order (emsd sizes it to the position) or a bracket
+        # child (armed only for its entry's fills) adds no exposure
+        exposure = _exposes(order)
         refusal = (
             self._check_price(order, what, mark)
             or (self._check_limits(order, what) if exposure else None)
             or (self._check_reducing(order, existing)
-                if self._state is TradingState.REDUCE_ONLY else None)
+                if self._state is TradingState.REDUCE_ONLY and order.parent is None
+                else None)
             or (self._check_open(order) if existing is None and exposure else None)
             or self._check_rate(session, what)
         )
@@ -548,15 +561,17 @@ class RiskGate:
 
     def _add(self, work: _Working) -> None:
         self._working[work.oid] = work
-        self._by_acct[work.acct] += 1
-        self._by_fqme[work.fqme] += 1
+        if work.counted:
+            self._by_acct[work.acct] += 1
+            self._by_fqme[work.fqme] += 1
         self._at.setdefault(work.pos_key, set()).add(work.oid)
 
     def _remove(self, oid: str) -> None:
         work = self._working.pop(oid, None)
         if work is None:
             return
-        for counter, key in ((self._by_acct, work.acct), (self._by_fqme, work.fqme)):
+        counts = ((self._by_acct, work.acct), (self._by_fqme, work.fqme))
+        for counter, key in counts if work.counted else ():
             counter[key] -= 1
             if counter[key] <= 0:
                 del counter[key]
