@@ -517,6 +517,58 @@ def test_bracket_children_and_reduce_only_orders_add_no_exposure():
     assert risk.report().open_by_account == {}
 
 
+# ---- bracket children of trigger types (groups) ------------------------------------
+
+def _bracket(core: Core, size: float = 2.0, tp: float = 105.0, sl: float = 95.0) -> None:
+    """A live buy entry `e` (acked as r1) with a take-profit `tp` and a
+    stop `sl`, reduce-only children as `client.bracket()` makes them."""
+    core.order('buy', 100.0, size=size, exec_mode='live', oid='e')
+    for oid, kind, price in (('tp', 'take_profit', tp), ('sl', 'stop', sl)):
+        core.order('sell', price, size=size, type=kind, reduce_only=True,
+                   parent='e', oco='g', oid=oid)
+    core.venue_event(BrokerdOrderAck(oid='e', reqid='r1', account='paper'))
+
+
+def _entry_fill(core: Core, size: float, tid: str) -> None:
+    core.venue_event(BrokerdFill(reqid='r1', tid=tid, action='buy', size=size, price=100.0,
+                                 broker_time=1.0, time_ns=1))
+
+
+def test_bracket_child_armed_later_fires_the_way_its_type_says():
+    """A take-profit sell armed when the market is already above it fires
+    on the next bid (its type's direction), not on a fall back to it (what
+    the market would make of a limit); released for its armed share, at its
+    trigger, with no reduce-only note (nothing was sized down)."""
+    core = Core(last=100.0)
+    _bracket(core)
+    assert core.resps('tp') == ['held'] and core.resps('sl') == ['held']
+    core.dark.feeds[FQME].last = 106.0
+    _entry_fill(core, 1.0, 't1')
+    core.position(1.0)
+    assert core.phase('tp') == 'dark_open' and core.statuses[-1].armed == 1.0
+    core.tick('bid', 106.0)
+    (cmd,) = core.sent('tp')
+    assert (cmd.size, cmd.price) == (1.0, 105.0)
+    st = next(s for s in core.statuses if s.oid == 'tp' and s.resp == 'dark_triggered')
+    assert st.req.size == 1.0 and st.reason == ''
+    # the stop guards the rest while the take-profit works at the venue
+    assert core.phase('sl') == 'held'
+
+
+def test_bracket_child_sized_down_to_a_smaller_position_at_release():
+    """Armed for the whole entry, but the position was partly closed
+    elsewhere: the reduce-only child goes out for the position, saying so."""
+    core = Core(last=100.0)
+    _bracket(core)
+    _entry_fill(core, 2.0, 't1')
+    core.position(1.5)
+    core.tick('bid', 105.0)
+    (cmd,) = core.sent('tp')
+    assert cmd.size == 1.5
+    st = next(s for s in core.statuses if s.oid == 'tp' and s.resp == 'dark_triggered')
+    assert st.req.size == 1.5 and 'reduce_only: sized down from 2 to 1.5' in st.reason
+
+
 # ---- trailing stops against a brute-force model -------------------------------------
 
 @settings(max_examples=150, deadline=None)
