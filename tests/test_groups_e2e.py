@@ -158,6 +158,57 @@ def test_bracket_survives_emsd_sigkill_entry_and_tp_filled_while_down(paper_sim)
 
 
 @pytest.mark.timeout(120)
+def test_typed_bracket_rearmed_after_sigkill_closes_at_tp(paper_sim):
+    """`client.bracket()`'s children are a reduce-only take_profit and stop:
+    held (not refused: no position yet), armed by the entry's fill, re-armed
+    by an emsd restarted between the fill and the TP touch (with their
+    types' directions), then the TP fires on the bid at its trigger, is
+    sent at the trigger for the whole position (no reduce-only note) and
+    closes it, and the SL is cancelled."""
+    fqme = 'btcusdt.sim'
+
+    async def main(sim):
+        await sim.push(fqme, bid=99, ask=100, last=99.5, bsize=5, asize=5)
+        ems = await sim.open_ems(fqme)
+        b = await ems.client.bracket(ems.client.mk_order('buy', 100.0, 1.0), tp=110.0, sl=90.0)
+        for oid, kind in ((b.tp, 'take_profit'), (b.sl, 'stop')):
+            st = await ems.wait(oid, 'held', timeout=10)
+            assert st.req.type == kind and st.req.reduce_only and st.req.parent == b.entry
+        await ems.wait(b.entry, 'closed', timeout=10)  # marketable: filled at once
+        await ems.until(lambda: all(
+            ems.dialogs[o].resp == 'dark_open' and ems.dialogs[o].armed == pytest.approx(1.0)
+            for o in (b.tp, b.sl)), timeout=10)
+        await ems.wait_position(fqme, 1.0, timeout=10)
+        await ems.close()
+        await sim.flush_journal()
+        await sim.kill('emsd')
+        await sim.until_ems(lambda st: st['restored']
+                            and st['venues'].get('paperboi.sim') == 'up', timeout=30)
+        ems = await sim.open_ems(fqme)
+        await ems.until(lambda: all(
+            o in ems.dialogs and ems.dialogs[o].resp == 'dark_open'
+            and ems.dialogs[o].armed == pytest.approx(1.0) for o in (b.tp, b.sl)), timeout=15)
+        # the TP touch: a take_profit sell fires on a bid at or above it
+        await sim.push(fqme, bid=110, ask=111, last=110.5, bsize=5, asize=5)
+        end = await ems.wait(b.tp, 'closed', timeout=10)
+        assert math.isclose(end.filled, 1.0)
+        (fired,) = [s for s in ems.statuses(b.tp) if s.resp == 'dark_triggered']
+        assert fired.reason == '' and fired.req.size == 1.0
+        assert fired.brokerd_msg['direction'] == 'up'
+        assert fired.brokerd_msg['submit_price'] == 110.0  # a take_profit: at its trigger
+        end = await ems.wait(b.sl, 'canceled', timeout=10)
+        assert 'OCO' in end.reason and b.tp[:8] in end.reason
+        assert 'dark_triggered' not in ems.resps(b.sl)
+        await ems.wait_position(fqme, 0.0, timeout=10)
+        await sim.flush_journal()
+        with Journal.open(readonly=True) as journal:
+            tp, sl = journal.dialog(b.tp), journal.dialog(b.sl)
+        assert tp.phase == 'closed' and sl.phase == 'canceled' and sl.filled == 0.0
+
+    paper_sim(main, timeout=110)
+
+
+@pytest.mark.timeout(120)
 def test_client_oco_shrinks_live_orders_and_is_reconciled_after_sigkill(paper_sim):
     """Two live buys as one OCO group: a partial fill of one shrinks the
     other at the venue; the rest fills while emsd is down, and the

@@ -103,7 +103,10 @@ class Emsd:
         # held bracket children arm when their entry fills: feeds up front
         held = {rec.fqme for rec in records if rec.phase == Phase.HELD}
         for rec in records:
-            if rec.route is not None and rec.phase != Phase.DARK_OPEN and rec.active:
+            # a dark order's venue opens when a client needs it, but a
+            # reduce-only one is sized by the venue's position at release
+            needs = rec.phase != Phase.DARK_OPEN or rec.req.reduce_only
+            if rec.route is not None and rec.active and needs:
                 venues.add((rec.broker, rec.route))
             if rec.phase in ('pending', 'dark_triggered', 'cancel_stashed'):
                 log.warning(
