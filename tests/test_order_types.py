@@ -517,6 +517,21 @@ def test_bracket_children_and_reduce_only_orders_add_no_exposure():
     assert risk.report().open_by_account == {}
 
 
+def test_reduce_only_state_releases_a_bracket_child_despite_its_held_sibling():
+    """Trading state reduce_only: a stop-loss child that fires may close the
+    position even though its take-profit sibling is held for all of it
+    (the group book keeps the two from closing more than the entry)."""
+    risk = RiskGate()
+    risk.observe(BrokerdPosition(broker='sim', account='paper', symbol=FQME, size=1.0,
+                                 avg_price=100.0))
+    for oid, kind, price in (('tp', 'take_profit', 110.0), ('sl', 'stop', 90.0)):
+        assert risk.check(Order(oid=oid, symbol=FQME, action='sell', exec_mode='dark',
+                                price=price, size=1.0, account='paper', type=kind,
+                                reduce_only=True, parent='e', oco='g')) is None
+    risk.set_state('reduce_only')
+    assert risk.check_trigger('sl') is None
+
+
 # ---- bracket children of trigger types (groups) ------------------------------------
 
 def _bracket(core: Core, size: float = 2.0, tp: float = 105.0, sl: float = 95.0) -> None:

@@ -14,7 +14,8 @@ Trading state (`TradingState`):
   of its (broker, account, fqme). The rule: the side must be opposite to
   the position, and `size <= |position| - sum(remaining of the other
   working orders on the same side)` - so all reducing orders together can
-  at most flatten it, never flip it. A modify passes if the new version
+  at most flatten it, never flip it (bracket children are left out of that
+  sum: their group book bounds them together). A modify passes if the new version
   passes that rule, or if it only lowers the size (same price and exec
   mode). A resting dark order that triggers must pass the rule too (the
   position may have changed since it was placed); emsd cancels it if not.
@@ -192,13 +193,16 @@ class _Working:
     """What the gate keeps of one working (non-terminal) buy/sell dialog."""
 
     __slots__ = ('oid', 'broker', 'account', 'fqme', 'action', 'size', 'price',
-                 'exec_mode', 'filled', 'remaining', 'counted')
+                 'exec_mode', 'filled', 'remaining', 'counted', 'child')
 
     def __init__(self, order: Order, filled: float, remaining: float) -> None:
         self.oid = order.oid
         # toward max_open_orders (fixed when first seen: a modify cannot
         # change parent, and the count must come off as it went on)
         self.counted = _exposes(order)
+        # a bracket child: its group book, not this gate, bounds it and
+        # its siblings together (they never close more than the entry)
+        self.child = order.parent is not None
         self.broker = order.broker
         self.account = order.account
         self.fqme = order.symbol
@@ -538,7 +542,7 @@ class RiskGate:
             ))
         resting = sum(
             self._working[o].remaining for o in self._at.get((broker, account, fqme), ())
-            if o != oid and self._working[o].action == action
+            if o != oid and self._working[o].action == action and not self._working[o].child
         )
         room = min(abs(reported), abs(estimate)) - resting
         if _exceeds(size, room):
