@@ -742,6 +742,9 @@ def _reach(phase: Phase) -> tuple[Harness, Dialog]:
         h.order(exec_mode='dark', tif='gtd', expires_ns=1)
         h.table.on_expire('o1', 1)
         return h, h.d()
+    if phase is Phase.HELD:  # a bracket child (the entry is not needed here)
+        h.order(exec_mode='dark', action='sell', parent='entry', oco='g1')
+        return h, h.d()
     h.order(exec_mode='dark' if dark else 'live')
     steps = {
         Phase.DARK_OPEN: [],
@@ -781,6 +784,7 @@ def _event_msg(event: Event, d: Dialog) -> Any:
         Event.VENUE_ERROR: BrokerdError(oid=d.oid, reqid='r1', reason='boom'),
         Event.TRAIL: TrailMove(oid=d.oid, anchor=req.price + 2, trigger=req.price + 1),
         Event.EXPIRE: None,
+        Event.ARM: (1.0, False),
     }[event]
 
 
@@ -818,6 +822,7 @@ def test_every_missing_transition_is_ignored(phase, event):
 
 def test_snapshot_resp_of_every_resting_phase():
     want = {
+        Phase.HELD: 'held',
         Phase.DARK_OPEN: 'dark_open', Phase.PENDING: 'pending',
         Phase.DARK_TRIGGERED: 'dark_triggered', Phase.CANCEL_STASHED: 'pending',
         Phase.ACKED: 'pending', Phase.OPEN: 'open', Phase.CANCELING: 'open',

@@ -33,6 +33,7 @@ from piker.clearing import (
 from piker.clearing._dark_feeds import DarkFeed, DarkFeeds
 from piker.clearing._dialogs import Dialog, DialogState, DialogTable, Expire
 from piker.clearing._expiry import Timers
+from piker.clearing._groups import GroupBook
 from piker.clearing._matching import PaperBook, RestingOrder
 from piker.clearing._order_types import reduce_only_fit
 from piker.clearing._risk import RiskGate
@@ -51,15 +52,24 @@ def mk_mkt() -> MktPair:
     )
 
 
+class _Fx:
+    """What `DarkFeeds` asks of `Effects` here: the group book."""
+
+    def __init__(self, groups: GroupBook) -> None:
+        self.groups = groups
+
+
 class Core:
     """emsd's core for one market at `last`, its effects carried out in
-    `Effects`' order (dark book first), with a settable clock."""
+    `Effects`' order (group verdicts, then the dark book first), with a
+    settable clock."""
 
     def __init__(self, last: float = 100.0, risk: RiskGate | None = None) -> None:
         self.now = 1_000
         self.table = DialogTable(clock=lambda: self.now, track_changes=True)
         self.risk = risk or RiskGate()
-        self.dark = DarkFeeds(None, self.table, None, self.risk, PAD)  # type: ignore[arg-type]
+        self.groups = GroupBook(self.table)
+        self.dark = DarkFeeds(None, self.table, _Fx(self.groups), self.risk, PAD)  # type: ignore[arg-type]
         feed = DarkFeed()
         feed.mkt, feed.last = mk_mkt(), last
         feed.ready.set()
@@ -71,6 +81,7 @@ class Core:
 
     def run(self, effects: list) -> list:
         effects = list(effects)
+        effects += self.groups.react(effects)
         i = 0
         while i < len(effects):
             eff = effects[i]
@@ -483,6 +494,94 @@ def test_trigger_order_is_risk_checked_at_release():
     core.order('buy', 90.0, size=150.0, type='stop', reduce_only=True, oid='q')
     core.tick('ask', 90.0)
     assert core.sent('q')[0].size == 150.0
+
+
+def test_bracket_children_and_reduce_only_orders_add_no_exposure():
+    """A reduce-only order and a bracket child are neither checked against
+    nor counted toward max_open_orders (issue 15: reduce-only children
+    never count as new exposure); a plain order still is."""
+    risk = RiskGate(RiskConf(max_open_orders=1, max_order_size=1.0))
+
+    def mk(oid: str, **kw: Any) -> Order:
+        return Order(oid=oid, symbol=FQME, action=kw.pop('action', 'sell'), exec_mode='dark',
+                     price=105.0, size=kw.pop('size', 2.0), account='paper', **kw)
+
+    assert risk.check(mk('ro', reduce_only=True)) is None
+    assert risk.check(mk('kid', type='take_profit', parent='e', oco='g')) is None
+    assert risk.check(mk('a', size=1.0)) is None  # nothing counted before it
+    refusal = risk.check(mk('b', size=1.0))
+    assert refusal is not None and refusal.reason.endswith('1 working already')
+    # and they come off as they went on
+    for oid in ('ro', 'kid', 'a'):
+        risk.observe(Status(oid=oid, resp='canceled', time_ns=1, req=mk(oid)))
+    assert risk.report().open_by_account == {}
+
+
+def test_reduce_only_state_releases_a_bracket_child_despite_its_held_sibling():
+    """Trading state reduce_only: a stop-loss child that fires may close the
+    position even though its take-profit sibling is held for all of it
+    (the group book keeps the two from closing more than the entry)."""
+    risk = RiskGate()
+    risk.observe(BrokerdPosition(broker='sim', account='paper', symbol=FQME, size=1.0,
+                                 avg_price=100.0))
+    for oid, kind, price in (('tp', 'take_profit', 110.0), ('sl', 'stop', 90.0)):
+        assert risk.check(Order(oid=oid, symbol=FQME, action='sell', exec_mode='dark',
+                                price=price, size=1.0, account='paper', type=kind,
+                                reduce_only=True, parent='e', oco='g')) is None
+    risk.set_state('reduce_only')
+    assert risk.check_trigger('sl') is None
+
+
+# ---- bracket children of trigger types (groups) ------------------------------------
+
+def _bracket(core: Core, size: float = 2.0, tp: float = 105.0, sl: float = 95.0) -> None:
+    """A live buy entry `e` (acked as r1) with a take-profit `tp` and a
+    stop `sl`, reduce-only children as `client.bracket()` makes them."""
+    core.order('buy', 100.0, size=size, exec_mode='live', oid='e')
+    for oid, kind, price in (('tp', 'take_profit', tp), ('sl', 'stop', sl)):
+        core.order('sell', price, size=size, type=kind, reduce_only=True,
+                   parent='e', oco='g', oid=oid)
+    core.venue_event(BrokerdOrderAck(oid='e', reqid='r1', account='paper'))
+
+
+def _entry_fill(core: Core, size: float, tid: str) -> None:
+    core.venue_event(BrokerdFill(reqid='r1', tid=tid, action='buy', size=size, price=100.0,
+                                 broker_time=1.0, time_ns=1))
+
+
+def test_bracket_child_armed_later_fires_the_way_its_type_says():
+    """A take-profit sell armed when the market is already above it fires
+    on the next bid (its type's direction), not on a fall back to it (what
+    the market would make of a limit); released for its armed share, at its
+    trigger, with no reduce-only note (nothing was sized down)."""
+    core = Core(last=100.0)
+    _bracket(core)
+    assert core.resps('tp') == ['held'] and core.resps('sl') == ['held']
+    core.dark.feeds[FQME].last = 106.0
+    _entry_fill(core, 1.0, 't1')
+    core.position(1.0)
+    assert core.phase('tp') == 'dark_open' and core.statuses[-1].armed == 1.0
+    core.tick('bid', 106.0)
+    (cmd,) = core.sent('tp')
+    assert (cmd.size, cmd.price) == (1.0, 105.0)
+    st = next(s for s in core.statuses if s.oid == 'tp' and s.resp == 'dark_triggered')
+    assert st.req.size == 1.0 and st.reason == ''
+    # the stop guards the rest while the take-profit works at the venue
+    assert core.phase('sl') == 'held'
+
+
+def test_bracket_child_sized_down_to_a_smaller_position_at_release():
+    """Armed for the whole entry, but the position was partly closed
+    elsewhere: the reduce-only child goes out for the position, saying so."""
+    core = Core(last=100.0)
+    _bracket(core)
+    _entry_fill(core, 2.0, 't1')
+    core.position(1.5)
+    core.tick('bid', 105.0)
+    (cmd,) = core.sent('tp')
+    assert cmd.size == 1.5
+    st = next(s for s in core.statuses if s.oid == 'tp' and s.resp == 'dark_triggered')
+    assert st.req.size == 1.5 and 'reduce_only: sized down from 2 to 1.5' in st.reason
 
 
 # ---- trailing stops against a brute-force model -------------------------------------

@@ -29,6 +29,7 @@ is paperboi, the paper venue: its order entry and endpoint, with
 from disk), `_paper_accounts`/`_paper_store` (its files).
 """
 from ._client import (
+    Bracket,
     EMSError,
     OrderClient,
     OrderFinishedError,
@@ -103,6 +104,7 @@ __all__ = [
     'MessageError',
     'Order',
     'OrderClient',
+    'Bracket',
     'PendingRequest',
     'Phase',
     'Refusal',

@@ -25,7 +25,7 @@ import uuid
 from collections import OrderedDict
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager as acm
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import tractor
 import trio
@@ -94,6 +94,14 @@ class OrderFinishedError(UnknownOrderError):
         self.status = status
 
 
+class Bracket(NamedTuple):
+    """The oids of a bracket: its entry and children (None: not asked for)."""
+
+    entry: str
+    tp: str | None
+    sl: str | None
+
+
 class OrderClient:
     """Sends orders, modifies and cancels to emsd for one session.
 
@@ -160,6 +168,67 @@ class OrderClient:
             exec_mode=exec_mode, price=price, size=size, account=account,
             brokers=[unpack_fqme(symbol)[0]], **fields,
         )
+
+    # -- groups (held by emsd: `piker.clearing._groups`) --------------------
+
+    def bracket_nowait(
+        self, entry: Order, tp: float | None = None, sl: float | None = None,
+    ) -> Bracket:
+        """Send `entry` with a take-profit at `tp` and a stop-loss at `sl`.
+
+        The children close the entry (other side, its size, reduce-only),
+        share one oco id and are held by emsd, armed only for what the
+        entry has filled; cancelling the entry before it fills cancels
+        them (`client.cancel`).
+        """
+        if tp is None and sl is None:
+            raise ValueError('a bracket needs a take-profit and/or a stop-loss price')
+        if entry.action == 'alert':
+            raise ValueError('an alert opens no position to bracket')
+        side = 'sell' if entry.action == 'buy' else 'buy'
+        group = str(uuid.uuid4())
+        children: list[Order | None] = []
+        for kind, price in (('take_profit', tp), ('stop', sl)):
+            if price is None:
+                children.append(None)
+                continue
+            try:
+                children.append(entry.copy({
+                    'oid': str(uuid.uuid4()), 'action': side, 'exec_mode': 'dark',
+                    'type': kind, 'price': float(price), 'limit': None, 'trail': None,
+                    'tif': 'gtc', 'expires_ns': None, 'reduce_only': True,
+                    'parent': entry.oid, 'oco': group,
+                }))
+            except MessageError as err:
+                raise ValueError(f'bad bracket {kind}: {err.reason}') from None
+        self.send_nowait(entry)
+        for order in children:
+            if order is not None:
+                self.send_nowait(order)
+        tp_order, sl_order = children
+        return Bracket(entry.oid, tp_order and tp_order.oid, sl_order and sl_order.oid)
+
+    async def bracket(
+        self, entry: Order, tp: float | None = None, sl: float | None = None,
+    ) -> Bracket:
+        """`bracket_nowait()`; returns `(entry, tp, sl)` oids."""
+        oids = self.bracket_nowait(entry, tp=tp, sl=sl)
+        await trio.lowlevel.checkpoint()
+        return oids
+
+    def oco_nowait(self, *orders: Order, group: str | None = None) -> list[str]:
+        """Send new `orders` as one OCO group: a fill of one shrinks or
+        cancels the others. Returns their oids."""
+        if len(orders) < 2:
+            raise ValueError('an oco group needs two or more orders')
+        group = group or str(uuid.uuid4())
+        grouped = [o.copy({'oco': group}) for o in orders]
+        return [self.send_nowait(o) for o in grouped]
+
+    async def oco(self, *orders: Order, group: str | None = None) -> list[str]:
+        oids = self.oco_nowait(*orders, group=group)
+        await trio.lowlevel.checkpoint()
+        return oids
 
     # -- modify / cancel ----------------------------------------------------
 
@@ -414,6 +483,6 @@ async def wait_for_status(
 
 
 __all__ = [
-    'EMSError', 'OrderClient', 'OrderFinishedError', 'UnknownOrderError', 'open_ems',
+    'Bracket', 'EMSError', 'OrderClient', 'OrderFinishedError', 'UnknownOrderError', 'open_ems',
     'wait_for_status',
 ]

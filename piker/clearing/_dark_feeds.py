@@ -145,7 +145,10 @@ class DarkFeeds:
         for eff in arms:
             dialog = self.dialogs.get(eff.oid)
             # a cancel or modify since the restore has moved on: leave it
-            if (dialog is None or dialog.phase is not Phase.DARK_OPEN
+            # (a guard, a held bracket child, rests in the book too)
+            resting = dialog is not None and (
+                dialog.phase is Phase.DARK_OPEN or dialog.s.guard == 'armed')
+            if (dialog is None or not resting
                     or eff.oid in self.book or dialog.arm_effect().level != eff.level):
                 continue
             self.arm(eff)
@@ -169,9 +172,14 @@ class DarkFeeds:
         (`_release_problem`): then the dark order is cancelled, its Status
         saying why."""
         dialog = self.dialogs.get(trig.oid)
-        problem, trig = self._release_problem(dialog.req if dialog else None, trig)
+        problem = ''
+        if dialog is None or dialog.phase is not Phase.HELD:
+            # (a guard firing releases nothing: checked once it re-arms)
+            problem, trig = self._release_problem(dialog.req if dialog else None, trig)
         if not problem:
-            return self.dialogs.on_trigger(trig)
+            effects = self.dialogs.on_trigger(trig)
+            # a group sibling firing on the same quote must see this release
+            return effects + self.fx.groups.react(effects)
         log.warning('dark order %s not sent: %s', trig.oid, problem)
         return self.dialogs.on_cancel(trig.oid, reason=problem)
 
@@ -181,10 +189,12 @@ class DarkFeeds:
         (halted, or reduce_only and it would not reduce). A trigger type
         also: the risk gate's band and limits for what is actually sent (a
         stop_limit's limit, a stop's padded price). A reduce-only order: the
-        position now (sized down to it, or refused)."""
+        position now (sized down to it, or refused). `trig.size` is what
+        the book armed (a group member's armed share): the most it sends."""
         if req is not None and req.reduce_only:
+            armed = req.copy({'size': trig.size}) if 0 < trig.size < req.size else req
             size, note = reduce_only_fit(
-                req, *self.risk.position(req.broker, req.account, req.symbol),
+                armed, *self.risk.position(req.broker, req.account, req.symbol),
             )
             if size <= 0:
                 return note + ': the triggered order was cancelled, not sent', trig

@@ -15,7 +15,9 @@ actions for the dark book - and emsd's only job is to carry them out.
 States (`Phase`) follow the client-visible `Status.resp` values, plus the
 sub-states a venue round-trip needs:
 
-- `new` -> `dark_open` (held in the dark book) or `pending` (sent, no ack)
+- `new` -> `dark_open` (held in the dark book) or `pending` (sent, no ack);
+  a bracket child -> `held` (nothing armed), and `held` <-arm-> `dark_open`
+  as the group book (`_groups`) sizes what its entry's fills allow
 - `dark_open` -trigger-> `dark_triggered` (live order sent, no ack) or
   `alert_triggered` (terminal)
 - `pending`/`dark_triggered` -cancel-> `cancel_stashed` (sent on the ack)
@@ -150,6 +152,7 @@ Effect = Status | ToVenue | Arm | Disarm | Expire
 
 class Phase(StrEnum):
     NEW = 'new'
+    HELD = 'held'  # a bracket child with nothing armed (`_groups`)
     DARK_OPEN = 'dark_open'
     PENDING = 'pending'
     DARK_TRIGGERED = 'dark_triggered'
@@ -186,6 +189,7 @@ class Event(StrEnum):
     VENUE_ERROR = 'venue_error'      # BrokerdError
     TRAIL = 'trail'                  # dark book: a trailing stop's trigger moved
     EXPIRE = 'expire'                # emsd's timer: a gtd order's expiry
+    ARM = 'arm'                      # group book: a child's armed size
 
 
 Handler = Callable[['Dialog', Any], tuple['Phase', list[Effect]]]
@@ -207,6 +211,7 @@ P, E = Phase, Event
 
 # the resp a client sees for a dialog resting in each phase
 _STATE_RESP: dict[Phase, Resp] = {
+    P.HELD: 'held',
     P.DARK_OPEN: 'dark_open',
     P.PENDING: 'pending',
     P.DARK_TRIGGERED: 'dark_triggered',
@@ -307,6 +312,13 @@ class DialogState(Struct):
     trail_trigger: float | None = None
     trail_anchor: float | None = None
     expiring: bool = False
+    # a group member's armed size: what its trigger may release (a bracket
+    # child's share of its entry's fills, see `_groups`); None: its size.
+    # guard: a held child whose trigger stays armed while a sibling works
+    # at the venue ('armed'); 'fired': it crossed, the sibling is cancelled
+    # first and this child re-armed for what that leaves
+    armed: float | None = None
+    guard: Literal['armed', 'fired'] | None = None
 
     @property
     def terminal(self) -> bool:
@@ -441,6 +453,10 @@ class _ClientHandlers:
 
     def _submit(self: Dialog, order: Order) -> tuple[Phase, list[Effect]]:
         timer = self.expiry_timers()
+        if order.parent is not None:
+            # a bracket child: nothing armed until its entry fills (`_groups`)
+            self.s.armed = 0.0
+            return P.HELD, [*timer, *self._status('held', src='emsd')]
         if order.exec_mode == 'dark':
             return P.DARK_OPEN, [
                 self.arm_effect(), *timer, *self._status('dark_open', src='emsd'),
@@ -464,9 +480,10 @@ class _ClientHandlers:
         return P.DARK_OPEN, [self.arm_effect(), *timer, *self._status('dark_open', src='emsd')]
 
     def _trail(self: Dialog, move: Any) -> tuple[Phase, list[Effect]]:
-        """The dark book moved a trailing stop's trigger (`TrailMove`)."""
+        """The dark book moved a trailing stop's trigger (`TrailMove`); a
+        guard (a held bracket child) trails too."""
         self.s.trail_trigger, self.s.trail_anchor = move.trigger, move.anchor
-        return P.DARK_OPEN, self._status('dark_open', src='dark', brokerd_msg={
+        return self.s.phase, self._status(self._state_resp(), src='dark', brokerd_msg={
             'trigger': move.trigger, 'anchor': move.anchor,
         })
 
@@ -488,6 +505,58 @@ class _ClientHandlers:
         when = time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(at / 1e9))
         return f'gtd: expired at {when}'
 
+    def _modify_held(self: Dialog, new: Order) -> tuple[Phase, list[Effect]]:
+        if problem := self.s.modify_problem(new):
+            return self.s.phase, self._refusal(f'modify refused: {problem}')
+        self.s.req = self.s.confirmed = new
+        # a new trigger, type and trail: its direction is fixed afresh
+        self.s.trail_trigger = self.s.trail_anchor = self.s.direction = None
+        # a guard's trigger rests: move it
+        effects = [self.arm_effect()] if self.s.guard == 'armed' else []
+        return P.HELD, [*effects, *self.expiry_timers(), *self._status('held', src='emsd')]
+
+    def _arm_group(self: Dialog, verdict: tuple[float, bool]) -> tuple[Phase, list[Effect]]:
+        """The group book's verdict: arm `size` (0: hold, out of the book,
+        or, as a `guard`, held with its trigger still armed).
+
+        A re-armed trigger keeps the direction it was first armed with.
+        """
+        size, guard = verdict
+        size = max(size, 0.0)
+        was, self.s.armed = self.s.armed, size
+        arm = self.arm_effect()
+        if size <= 0:
+            resting = self.s.phase is P.DARK_OPEN or self.s.guard == 'armed'
+            if guard:
+                if self.s.guard is not None:
+                    return P.HELD, []  # armed, or fired: waiting for the sibling
+                self.s.guard = 'armed'
+                return P.HELD, [arm, *self._status(
+                    'held', src='emsd', reason='a sibling works at the venue: '
+                    'the trigger stays armed, releasing nothing until it ends')]
+            self.s.guard = None
+            if not resting:
+                return P.HELD, []
+            return P.HELD, [Disarm(oid=self.oid), *self._status('held', src='emsd')]
+        self.s.guard = None
+        if self.s.phase is P.DARK_OPEN and was == size:
+            return P.DARK_OPEN, []
+        return P.DARK_OPEN, [arm, *self._status('dark_open', src='emsd')]
+
+    def _guard_fired(self: Dialog, trig: Triggered) -> tuple[Phase, list[Effect]]:
+        if self.s.guard != 'armed':
+            return P.HELD, []
+        self.s.guard = 'fired'
+        # (a guard armed by an earlier trigger of the same quote: out again)
+        return P.HELD, [Disarm(oid=self.oid), *self._status(
+            'held', src='dark', reason='triggered while a sibling works at the venue: '
+            'cancelling it first', brokerd_msg={'price': trig.price, 'level': trig.level},
+        )]
+
+    def _armed_size(self: Dialog) -> float:
+        armed = self.s.armed
+        return self.s.req.size if armed is None else min(self.s.req.size, armed)
+
     def _cancel_dark(self: Dialog, why: str) -> tuple[Phase, list[Effect]]:
         return P.CANCELED, [
             Disarm(oid=self.oid), *self._status('canceled', src='emsd', reason=why),
@@ -502,12 +571,16 @@ class _ClientHandlers:
             return P.ALERT_TRIGGERED, self._status(
                 'alert_triggered', src='dark', brokerd_msg=details,
             )
-        reason = ''
         req = self.s.req
-        if 0 < trig.size < req.size:
+        size, reason = self._armed_size(), ''
+        if req.reduce_only and 0 < trig.size < size:
             # reduce-only, sized down to the position at release
-            reason = f'reduce_only: sized down from {req.size:g} to {trig.size:g}'
-            self.s.req = self.s.confirmed = req.copy({'size': trig.size})
+            reason = f'reduce_only: sized down from {size:g} to {trig.size:g}'
+            size = trig.size
+        if size < req.size:
+            # a group member goes out for its armed share only (or less:
+            # reduce-only)
+            self.s.req = self.s.confirmed = req.copy({'size': size})
         price = release_price(req, trig)
         cmd = self._new_venue_order(price)
         details['submit_price'] = price
@@ -893,6 +966,7 @@ class Dialog(_ClientHandlers, _VenueHandlers):
             reason=reason,
             brokerd_msg=dict(brokerd_msg or {}),
             trigger=self.s.trigger,
+            armed=self.s.armed,
         )
 
     def _status(
@@ -938,11 +1012,13 @@ class Dialog(_ClientHandlers, _VenueHandlers):
         ))
 
     def arm_effect(self) -> Arm:
-        """The dark-book entry of the dialog as it stands (see `Arm`)."""
+        """The dark-book entry of the dialog as it stands (see `Arm`): a
+        group member's is its armed size, and a trigger keeps the direction
+        it was first armed with (else its type's, or None: the market's)."""
         req, s = self.s.req, self.s
         return Arm(
             oid=self.oid, fqme=self.fqme, action=req.action,
-            level=s.trigger or req.price, size=req.size,
+            level=s.trigger or req.price, size=self._armed_size(),
             direction=s.direction if s.direction is not None else fixed_direction(req),
             trail=req.trail, anchor=s.trail_anchor,
         )
@@ -1026,7 +1102,15 @@ _late_fill = {E.FILL: _t(Dialog._late_fill, P.CLOSED, P.CANCELED, P.EXPIRED, P.E
 # logged and ignored, never raised.
 TRANSITIONS: Mapping[Phase, Mapping[Event, Transition]] = {
     P.NEW: {
-        E.SUBMIT: _t(Dialog._submit, P.DARK_OPEN, P.PENDING),
+        E.SUBMIT: _t(Dialog._submit, P.HELD, P.DARK_OPEN, P.PENDING),
+    },
+    P.HELD: {
+        E.MODIFY: _t(Dialog._modify_held, P.HELD),
+        E.CANCEL: _t(Dialog._cancel_dark, P.CANCELED),
+        E.ARM: _t(Dialog._arm_group, P.HELD, P.DARK_OPEN),
+        E.TRIGGER: _t(Dialog._guard_fired, P.HELD),
+        E.TRAIL: _t(Dialog._trail, P.HELD),
+        E.EXPIRE: _t(Dialog._expire_dark, P.EXPIRED),
     },
     P.DARK_OPEN: {
         E.MODIFY: _t(Dialog._modify_dark, P.DARK_OPEN, P.PENDING),
@@ -1034,6 +1118,7 @@ TRANSITIONS: Mapping[Phase, Mapping[Event, Transition]] = {
         E.TRIGGER: _t(Dialog._trigger, P.DARK_TRIGGERED, P.ALERT_TRIGGERED),
         E.TRAIL: _t(Dialog._trail, P.DARK_OPEN),
         E.EXPIRE: _t(Dialog._expire_dark, P.EXPIRED),
+        E.ARM: _t(Dialog._arm_group, P.HELD, P.DARK_OPEN),
     },
     P.PENDING: _pre_ack(P.PENDING),
     P.DARK_TRIGGERED: _pre_ack(P.DARK_TRIGGERED),
@@ -1198,7 +1283,8 @@ class DialogTable:
             if dialog.terminal:
                 self._finished[dialog.oid] = None
             else:
-                if dialog.phase is P.DARK_OPEN:
+                # a guard (a held bracket child) rests in the book too
+                if dialog.phase is P.DARK_OPEN or dialog.s.guard == 'armed':
                     effects.append(dialog.arm_effect())
                 # a gtd expiry that passed while emsd was down fires at once
                 effects += dialog.expiry_timers()
@@ -1258,6 +1344,14 @@ class DialogTable:
         if owner is not None:
             dialog.claim(owner)
         return self._after(dialog, dialog.handle(E.CANCEL, reason))
+
+    def on_arm(self, oid: str, size: float, *, guard: bool = False) -> list[Effect]:
+        """The group book arms `size` of a held/dark group member (0 with
+        `guard`: held, its trigger armed; see `DialogState.guard`)."""
+        dialog = self._dialogs.get(oid)
+        if dialog is None or dialog.terminal:
+            return []
+        return self._after(dialog, dialog.handle(E.ARM, (size, guard)))
 
     # ---- dark book side --------------------------------------------------
 

@@ -24,6 +24,7 @@ from typing import Protocol
 from ..log import get_logger
 from ._dialogs import Arm, DialogTable, Disarm, Effect, Expire, Mode, ToVenue
 from ._fanout import ClientConn, Clients
+from ._groups import GroupBook
 from ._journal import JournalEntry, JournalWriter, entries_from_changes
 from ._messages import BrokerdError, BrokerdPosition, Status
 from ._risk import RiskGate
@@ -33,7 +34,7 @@ __all__ = ['Effects']
 log = get_logger(__name__)
 
 # a Status saying one of these is published only once the journal has it
-_DURABLE_RESPS = frozenset({'pending', 'dark_open', 'dark_triggered'})
+_DURABLE_RESPS = frozenset({'pending', 'held', 'dark_open', 'dark_triggered'})
 
 
 class Venues(Protocol):
@@ -70,6 +71,8 @@ class Effects:
         self.dialogs = dialogs
         self.risk = risk
         self.clients = clients
+        # brackets and OCO groups: their verdicts join every batch
+        self.groups = GroupBook(dialogs)
         self.venues: Venues | None = None
         self.dark: Dark | None = None
         self.timers: Timers | None = None
@@ -111,6 +114,7 @@ class Effects:
         Returns the effects and, if the batch changed the dark book, its
         journal ticket (else 0)."""
         effects = list(effects)
+        effects += self.groups.react(effects)
         dark_change = False
         i = 0
         while i < len(effects):  # arming may add effects (`Dark.news`)
@@ -119,7 +123,8 @@ class Effects:
             if isinstance(eff, Arm):
                 assert self.dark is not None
                 self.dark.arm(eff)
-                effects += self.dark.news()
+                news = self.dark.news()  # (a trailing child's start, or end)
+                effects += news + self.groups.react(news)
                 dark_change = True
             elif isinstance(eff, Disarm):
                 assert self.dark is not None

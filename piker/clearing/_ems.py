@@ -98,9 +98,15 @@ class Emsd:
         """Bring back the journal's active dialogs: re-open their venues,
         re-arm their dark triggers."""
         arms = restore_dialogs(self.dialogs, records)
+        self.fx.groups.rebuild()
         venues: set[tuple[str, Mode]] = set()
+        # held bracket children arm when their entry fills: feeds up front
+        held = {rec.fqme for rec in records if rec.phase == Phase.HELD}
         for rec in records:
-            if rec.route is not None and rec.phase != Phase.DARK_OPEN:
+            # a dark order's venue opens when a client needs it, but a
+            # reduce-only one is sized by the venue's position at release
+            needs = rec.phase != Phase.DARK_OPEN or rec.req.reduce_only
+            if rec.route is not None and rec.active and needs:
                 venues.add((rec.broker, rec.route))
             if rec.phase in ('pending', 'dark_triggered', 'cancel_stashed'):
                 log.warning(
@@ -112,6 +118,8 @@ class Emsd:
             self.risk.sync(d.snapshot() for d in self.dialogs.active())
             log.warning('restored %d active dialog(s) from the journal: %d to re-arm, '
                         'venues %s', len(records), len(arms), sorted(venues))
+        for fqme in sorted(held):  # before the venues' reports arm them
+            await self.dark.resume(fqme, [])
         by_fqme: dict[str, list[Arm]] = defaultdict(list)
         for eff in arms:
             if isinstance(eff, Arm):
@@ -121,6 +129,9 @@ class Emsd:
                 n.start_soon(self.relays.resume, broker, mode)
             for fqme, group in by_fqme.items():
                 n.start_soon(self.dark.resume, fqme, group)
+        # groups whose members changed meanwhile (the venues' reports
+        # bring the rest through the usual path)
+        await self.fx.execute(self.fx.groups.settle())
         # gtd timers once the venues are back (an expiry that passed while
         # emsd was down rings now, and its cancel needs the venue)
         for eff in arms:

@@ -6,7 +6,9 @@ reachable venue, the market's feed for a dark order (or its price for a
 live one), then the risk gate last, with no checkpoint between the gate
 and the table, so an accepted order is counted at once. A reduce-only
 order is sized down to the position here (or refused: flat, or it would
-grow or flip it; `_order_types.reduce_only_fit`), and a time in force the
+grow or flip it; `_order_types.reduce_only_fit`; a bracket child's is
+sized at release instead), a group member must fit its group
+(`_groups.GroupBook.check`), and a time in force the
 order's live venue cannot honour is refused before anything is sent
 (`TIME_IN_FORCE` of the backend; the paper engine honours all). A refusal is an
 `error` Status (a refused modify leaves the order working as it was) and
@@ -90,10 +92,12 @@ class Intake:
 
     async def _accept(self, client: ClientConn, order: Order) -> tuple[Order, str] | None:
         """Check `order`: `(order as taken, note)`, or None if refused (and
-        answered here)."""
-        problem = await self._check(client, order)
+        answered here). A bracket child (`parent` set) is reduce-only
+        checked and sized at release, not here: its entry may not have
+        filled yet (`DarkFeeds._release_problem`)."""
+        problem = await self._check(client, order) or self.fx.groups.check(order, client.mode)
         note = ''
-        if not problem and order.reduce_only:
+        if not problem and order.reduce_only and order.parent is None:
             size, note = reduce_only_fit(
                 order, *self.risk.position(order.broker, order.account, order.symbol),
             )

@@ -170,6 +170,9 @@ ON CONFLICT(oid) DO UPDATE SET
 _INSERT_EVENT = 'INSERT INTO events (oid, fqme, time_ns, resp, status) VALUES (?, ?, ?, ?, ?)'
 
 _enc = msgspec.json.Encoder()
+# phases whose trigger direction a restart must keep (a held bracket child
+# re-armed after a restart fires the way it was first armed)
+_ARMABLE = frozenset({Phase.DARK_OPEN, Phase.HELD})
 _status_dec = msgspec.json.Decoder(Status)
 _order_dec = msgspec.json.Decoder(Order)
 _state_dec = msgspec.json.Decoder(DialogState)
@@ -527,14 +530,41 @@ class Journal:
     def active_dialogs(self) -> list[DialogRecord]:
         """Every dialog that had not ended, oldest first, with its timeline.
 
-        What a restarted emsd must restore. A row that cannot be decoded is
+        What a restarted emsd must restore, with the finished dialogs an
+        active group counts on (`_linked`). A row that cannot be decoded is
         logged and left out (it cannot be resumed).
         """
         rows = self._conn.execute(
             f'SELECT {_COLS} FROM dialogs WHERE active = 1 ORDER BY created_ns, oid'
         ).fetchall()
         records = self._records(rows, events=True)
-        return [r for r in records if r.state is not None]
+        return [r for r in records + self._linked(records) if r.state is not None]
+
+    def _linked(self, records: list[DialogRecord]) -> list[DialogRecord]:
+        """The finished dialogs an active group still counts on (`_groups`):
+        the entry of an active bracket child, and the members of an active
+        dialog's oco group (a filled take-profit sizes its stop-loss)."""
+        oids = {r.oid for r in records}
+        parents = sorted({r.req.parent for r in records if r.req.parent} - oids)
+        ocos = sorted({r.req.oco for r in records if r.req.oco})
+        if not parents and not ocos:
+            return []
+        rows: list[tuple[Any, ...]] = []
+        for chunk in _chunks(parents):
+            marks = ','.join('?' * len(chunk))
+            rows += self._conn.execute(
+                f'SELECT {_COLS} FROM dialogs WHERE active = 0 AND oid IN ({marks})',
+                tuple(chunk),
+            ).fetchall()
+        for chunk in _chunks(ocos):
+            marks = ','.join('?' * len(chunk))
+            rows += self._conn.execute(
+                f"SELECT {_COLS} FROM dialogs WHERE active = 0 "
+                f"AND json_extract(req, '$.oco') IN ({marks})", tuple(chunk),
+            ).fetchall()
+        unique = {row[0]: row for row in rows if row[0] not in oids}
+        return self._records(sorted(unique.values(), key=lambda r: (r[13], r[0])),
+                             events=True)
 
     def history(
         self,
@@ -751,7 +781,7 @@ def _dialog_row(entry: JournalEntry, now: int) -> tuple[Any, ...] | None:
         reqid = None if state.reqid is None else _enc.encode(state.reqid).decode()
         filled = state.filled
         state_json: str | None = _enc.encode(state).decode()
-        direction = entry.direction if state.phase is Phase.DARK_OPEN else None
+        direction = entry.direction if state.phase in _ARMABLE else None
     else:
         found = next((st for st in entry.events if st.req is not None), None)
         if found is None or not entry.oid:
@@ -878,7 +908,7 @@ def entries_from_changes(changes: Iterable[DialogChange]) -> list[JournalEntry]:
         state = dialog.state(fill_tids=False)  # the fill events name them
         entries.append(JournalEntry(
             oid=dialog.oid, events=new, state=state, route=state.route,
-            direction=state.direction if state.phase is Phase.DARK_OPEN else None,
+            direction=state.direction if state.phase in _ARMABLE else None,
         ))
     return entries
 

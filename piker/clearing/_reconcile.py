@@ -199,7 +199,7 @@ class VenueSync:
         working = {str(r) for r in synced.reqids}
         effects: list[Effect] = []
         for dialog in self.table.active():
-            if dialog.phase in (Phase.NEW, Phase.DARK_OPEN) or not self._ours(dialog):
+            if dialog.phase in (Phase.NEW, Phase.HELD, Phase.DARK_OPEN) or not self._ours(dialog):
                 continue
             if dialog.phase in PRE_ACK_PHASES:
                 self.resolved.append(dialog.oid)

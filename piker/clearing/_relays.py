@@ -355,7 +355,9 @@ class Relays:
                  (time.monotonic() - t0) * 1e3)
 
     async def _apply_sync(self, effects: list[Effect], deferred: list[ToVenue]) -> None:
-        """Carry out reconciling effects; hold venue commands back."""
+        """Carry out reconciling effects; hold venue commands back (the
+        group book's verdicts on them too: `_groups`)."""
+        effects = effects + self.fx.groups.react(effects)
         deferred += [e for e in effects if isinstance(e, ToVenue)]
         await self.fx.execute([e for e in effects if not isinstance(e, ToVenue)])
 
@@ -371,7 +373,7 @@ class Relays:
                   'its news follow on reconnect')
         count = 0
         for dialog in self.dialogs.active():
-            if dialog.phase is Phase.DARK_OPEN or not relay.routes(dialog):
+            if dialog.phase in (Phase.DARK_OPEN, Phase.HELD) or not relay.routes(dialog):
                 continue
             count += 1
             self.fx.publish(dialog.snapshot().copy({'reason': notice}))

@@ -14,7 +14,8 @@ Trading state (`TradingState`):
   of its (broker, account, fqme). The rule: the side must be opposite to
   the position, and `size <= |position| - sum(remaining of the other
   working orders on the same side)` - so all reducing orders together can
-  at most flatten it, never flip it. A modify passes if the new version
+  at most flatten it, never flip it (bracket children are left out of that
+  sum: their group book bounds them together). A modify passes if the new version
   passes that rule, or if it only lowers the size (same price and exec
   mode). A resting dark order that triggers must pass the rule too (the
   position may have changed since it was placed); emsd cancels it if not.
@@ -26,7 +27,10 @@ Limits (`piker.config.RiskConf`, `[ems.risk]` in `conf.toml`, all off by
 default): `max_order_size` (units), `max_notional` (price * size, the
 order's own price: a dark order's trigger level) and `max_open_orders`
 (working dark + live orders; a new order is refused when that many are
-working, modifies are not counted). Each is checked in two scopes, the
+working, modifies are not counted). An order that only closes - reduce-only,
+or a bracket child (`Order.parent`) - adds no exposure: the limits and
+the open-order count neither check nor count it (its price is checked; a
+bracket child is sized and checked at release). Each is checked in two scopes, the
 order's account `(broker, account)` and its market (fqme); in each scope
 the value is the scope's override (`[ems.risk.accounts."<broker>.<account>"]`,
 then `[ems.risk.accounts.<account>]`; `[ems.risk.fqmes."<fqme>"]`), field
@@ -85,7 +89,7 @@ from ..config import RiskConf
 from ..types import Struct
 from ._dialogs import DialogTable
 from ._messages import BrokerdPosition, Order, Status
-from ._risk_book import RiskBook
+from ._risk_book import RiskBook, exposes
 from ._risk_limits import ABS_TOL, REL_TOL, Limits, Refusal, exceeds, flat, fmt
 
 __all__ = [
@@ -255,13 +259,15 @@ class RiskGate:
             if refusal is not None:
                 self.refused[refusal.limit] += 1
             return refusal
-        # a reduce-only order (emsd sizes it to the position) adds no exposure
-        exposure = not order.reduce_only
+        # a reduce-only order (emsd sizes it to the position) or a bracket
+        # child (armed only for its entry's fills) adds no exposure
+        exposure = exposes(order)
         refusal = (
             self.limits.check_price(order, what, mark)
             or (self.limits.check_limits(order, what) if exposure else None)
             or (self._check_reducing(order, existing)
-                if self._state is TradingState.REDUCE_ONLY else None)
+                if self._state is TradingState.REDUCE_ONLY and order.parent is None
+                else None)
             or (self._check_open(order) if existing is None and exposure else None)
             or self._check_rate(session, what)
         )

@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from ._dialogs import Dialog, DialogTable
 from ._messages import TERMINAL_RESPS, BrokerdPosition, Order, Status
 
-__all__ = ['Hold', 'PosKey', 'RiskBook']
+__all__ = ['Hold', 'PosKey', 'RiskBook', 'exposes']
 
 PosKey = tuple[str, str, str]  # (broker, account, fqme)
 
@@ -37,6 +37,14 @@ class Hold:
     def __init__(self, counted: float) -> None:
         self.counted = counted
         self.released = False
+
+
+def exposes(order: Order) -> bool:
+    """Whether `order` may add exposure: a reduce-only order (emsd sizes it
+    to the position) or a bracket child (its group book bounds it and its
+    siblings together by the entry's fills) never does, so neither is
+    checked against nor counted toward the open-order and size limits."""
+    return not order.reduce_only and order.parent is None
 
 
 def pos_key(order: Order) -> PosKey:
@@ -58,19 +66,26 @@ class RiskBook:
         """The working buy/sell dialogs (of `fqme`): alerts trade nothing."""
         return [d for d in self.dialogs.active(fqme) if d.req.action != 'alert']
 
+    def exposing(self, fqme: str | None = None) -> list[Dialog]:
+        """The working dialogs that count toward the open-order limits."""
+        return [d for d in self.working(fqme) if exposes(d.req)]
+
     def count(self, scope: str, order: Order) -> int:
-        """Working orders in `order`'s account ('account') or market ('fqme')."""
+        """Working orders in `order`'s account ('account') or market ('fqme')
+        that count toward the open-order limits."""
         if scope == 'account':
             acct = (order.broker, order.account)
-            return sum(1 for d in self.working() if (d.req.broker, d.req.account) == acct)
-        return len(self.working(order.symbol))
+            return sum(1 for d in self.exposing() if (d.req.broker, d.req.account) == acct)
+        return len(self.exposing(order.symbol))
 
     def resting(self, key: PosKey, action: str, but: str) -> float:
-        """What the working `action`s at `key` other than `but` have left."""
+        """What the working `action`s at `key` other than `but` have left;
+        bracket children are left out (their group book bounds them by the
+        entry's fills: a held TP is not a resting sell beside its SL)."""
         broker, account, fqme = key
         return sum(
             d.remaining for d in self.working(fqme)
-            if d.oid != but and d.req.action == action
+            if d.oid != but and d.req.action == action and d.req.parent is None
             and d.req.broker == broker and d.req.account == account
         )
 
@@ -78,7 +93,7 @@ class RiskBook:
         """Working orders per (broker, account) and per fqme."""
         by_acct: Counter[tuple[str, str]] = Counter()
         by_fqme: Counter[str] = Counter()
-        for d in self.working():
+        for d in self.exposing():
             by_acct[(d.req.broker, d.req.account)] += 1
             by_fqme[d.fqme] += 1
         return by_acct, by_fqme

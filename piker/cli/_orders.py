@@ -5,6 +5,7 @@
           [--type stop|stop_limit|take_profit|trailing_stop] [--trigger P]
           [--trail 0.5%|5] [--tif ioc|fok|gtd:2026-12-31T00:00Z] [--reduce-only]
           (how PRICE reads with each type: `_order_opts`)
+          [--tp P] [--sl P]   (a bracket: take-profit/stop-loss children)
     piker order alert FQME PRICE
     piker order cancel OID... | --all [--fqme F]    (OID: a unique prefix will do)
     piker order ls [--fqme F] [--full]               (oids by 8-char prefix)
@@ -17,7 +18,8 @@ With no pikerd the commands say so and how to start one.
 
 `buy`/`sell`/`alert` print the dialog's statuses (stderr) until the order
 rests (`open`, `dark_open`) or ends, then print the oid alone on stdout
-(`OID=$(piker order buy ...)` works); the exit code is 1 on an `error`
+(`OID=$(piker order buy ...)` works; a bracket prints `ENTRY TP SL`, and
+waits for its children to be `held` too); the exit code is 1 on an `error`
 status or a timeout. The EMS handshake needs a market, so `cancel` and
 `ls` open their session on `--fqme` (default `btcusdt.sim`); the handshake
 returns every active dialog whatever its market, and `cancel` opens one
@@ -62,7 +64,7 @@ app.add_typer(order_app, name='order')
 
 DEFAULT_FQME = 'btcusdt.sim'
 # statuses after which `buy`/`sell`/`alert` stop watching: the order rests
-RESTING = frozenset({'open', 'dark_open'})
+RESTING = frozenset({'open', 'dark_open', 'held'})
 # a session that cannot be opened in this long means something is wrong
 # (first use spawns emsd, the paper engine and brokerd: ~2 s)
 CONNECT_TIMEOUT = 30.0
@@ -147,6 +149,9 @@ def dialogs_table(
     from rich.markup import escape
     from rich.table import Table
 
+    from ._order_groups import grouped, grouped_rows
+
+    groups = grouped(dialogs)
     title = f'active orders{f" on {fqme}" if fqme else ""}'
     table = Table(title=title, title_justify='left')
     table.add_column('oid', no_wrap=True, overflow='fold')
@@ -154,16 +159,22 @@ def dialogs_table(
                 'tif', 'status', 'account'):
         justify = 'right' if col in ('price', 'trigger', 'size', 'filled') else 'left'
         table.add_column(col, justify=justify)
-    for st in sorted(dialogs.values(), key=lambda s: s.time_ns):
+    if groups:  # brackets: children under their entry, armed size, oco id
+        table.add_column('armed', justify='right')
+        table.add_column('oco', no_wrap=True)
+    for st, depth in grouped_rows(dialogs):
         req = st.req
         if req is None or (fqme and req.symbol != fqme):
             continue
         style = _STYLE.get(st.resp, 'white')
+        oid = st.oid if full_oids else st.oid[:8]
+        extra = [fmt_num(st.armed) if st.armed is not None else '',
+                 (req.oco if full_oids else req.oco[:8]) if req.oco else ''] if groups else []
         table.add_row(
-            st.oid if full_oids else st.oid[:8], req.symbol, req.action, req.exec_mode,
+            f'  └ {oid}' if depth else oid, req.symbol, req.action, req.exec_mode,
             type_text(req), fmt_num(req.price), fmt_num(st.trigger),
             fmt_num(req.size), fmt_num(st.filled), tif_text(req),
-            f'[{style}]{st.resp}[/{style}]', escape(req.account),
+            f'[{style}]{st.resp}[/{style}]', escape(req.account), *extra,
         )
     return table
 
@@ -317,7 +328,10 @@ def _place(
     action: Literal['buy', 'sell', 'alert'],
     fqme: str, size: float, price: float, dark: bool, account: str, mode: str,
     timeout: float, loglevel: str | None, fields: dict[str, Any] | None = None,
+    tp: float | None = None, sl: float | None = None,
 ) -> None:
+    from ._order_groups import bracket_problem
+
     fqme = fqme.strip().lower()
     fields = dict(fields or {})
     if isinstance(fields.get('trail'), dict):
@@ -325,6 +339,9 @@ def _place(
 
         fields['trail'] = Trail(**fields['trail'])
     _check_order(action, fqme, size, price, dark, account, mode, fields)
+    if problem := bracket_problem(action, price, tp, sl):
+        typer.echo(f'error: bad bracket: {problem}', err=True)
+        raise typer.Exit(2)
 
     async def body() -> Outcome:
         import trio
@@ -337,17 +354,27 @@ def _place(
                 action, price, size, exec_mode='dark' if dark else 'live',
                 account=account, **fields,
             )
-            await client.send(order)
+            kids: list[str] = []
+            if tp is not None or sl is not None:
+                kids = [o for o in await client.bracket(order, tp=tp, sl=sl) if o][1:]
+            else:
+                await client.send(order)
             last: Status | None = None
+            waiting = set(kids)  # a bracket: until each child is held too
             with trio.move_on_after(timeout):
                 async for msg in trades:
-                    if not isinstance(msg, Status) or msg.oid != order.oid:
+                    if not isinstance(msg, Status) or msg.oid not in (order.oid, *kids):
                         continue
-                    last = msg
                     err_console.print(status_line(msg))
-                    if msg.terminal or (msg.resp in RESTING and not _unarmed(msg)):
+                    if msg.oid != order.oid:
+                        if msg.resp in RESTING or msg.terminal:
+                            waiting.discard(msg.oid)
+                    else:
+                        last = msg
+                    if last is not None and not waiting and (
+                            last.terminal or (last.resp in RESTING and not _unarmed(last))):
                         break
-            print(order.oid, flush=True)
+            print(' '.join([order.oid, *kids]), flush=True)
             if last is None or not (last.resp in RESTING or last.terminal):
                 seen = last.resp if last else 'no status'
                 return 1, (f'error: order {order.oid} not resting or done after '
@@ -428,6 +455,9 @@ def _side_command(action: str) -> None:
         reduce_only: bool = typer.Option(False, '--reduce-only', help=REDUCE_HELP),
         timeout: float = _timeout_opt(),
         loglevel: str = _loglevel_opt(),
+        tp: float = typer.Option(None, '--tp', help='bracket: take-profit price (a child '
+                                 'armed as the entry fills)'),
+        sl: float = typer.Option(None, '--sl', help='bracket: stop-loss price'),
     ) -> None:
         try:
             at, fields = order_fields(
@@ -437,7 +467,8 @@ def _side_command(action: str) -> None:
         except OptionError as err:
             typer.echo(f'error: {err}', err=True)
             raise typer.Exit(2) from None
-        _place(action, fqme, size, at, dark, account, mode, timeout, loglevel, fields)
+        _place(action, fqme, size, at, dark, account, mode, timeout, loglevel, fields,
+               tp, sl)
 
     command.__doc__ = (
         f'{action.capitalize()} SIZE of FQME at limit PRICE; prints the oid.\n\n'
