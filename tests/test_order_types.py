@@ -496,6 +496,15 @@ def test_trigger_order_is_risk_checked_at_release():
     assert core.sent('q')[0].size == 150.0
 
 
+def _place(risk: RiskGate, order: Order) -> None:
+    """Check `order` and, accepted, hand it to the gate's dialog table (the
+    gate counts the table's working orders)."""
+    assert risk.check(order) is None
+    for eff in risk.dialogs.on_client_msg(order, owner=1, route='paper'):
+        if isinstance(eff, Status):
+            risk.observe(eff)
+
+
 def test_bracket_children_and_reduce_only_orders_add_no_exposure():
     """A reduce-only order and a bracket child are neither checked against
     nor counted toward max_open_orders (issue 15: reduce-only children
@@ -506,14 +515,17 @@ def test_bracket_children_and_reduce_only_orders_add_no_exposure():
         return Order(oid=oid, symbol=FQME, action=kw.pop('action', 'sell'), exec_mode='dark',
                      price=105.0, size=kw.pop('size', 2.0), account='paper', **kw)
 
-    assert risk.check(mk('ro', reduce_only=True)) is None
-    assert risk.check(mk('kid', type='take_profit', parent='e', oco='g')) is None
-    assert risk.check(mk('a', size=1.0)) is None  # nothing counted before it
+    _place(risk, mk('ro', reduce_only=True))
+    _place(risk, mk('kid', type='take_profit', parent='e', oco='g'))
+    _place(risk, mk('a', size=1.0))  # nothing counted before it
     refusal = risk.check(mk('b', size=1.0))
     assert refusal is not None and refusal.reason.endswith('1 working already')
+    assert risk.report().open_by_account == {'sim.paper': 1}
     # and they come off as they went on
     for oid in ('ro', 'kid', 'a'):
-        risk.observe(Status(oid=oid, resp='canceled', time_ns=1, req=mk(oid)))
+        for eff in risk.dialogs.on_cancel(oid, owner=1):
+            if isinstance(eff, Status):
+                risk.observe(eff)
     assert risk.report().open_by_account == {}
 
 
@@ -525,9 +537,9 @@ def test_reduce_only_state_releases_a_bracket_child_despite_its_held_sibling():
     risk.observe(BrokerdPosition(broker='sim', account='paper', symbol=FQME, size=1.0,
                                  avg_price=100.0))
     for oid, kind, price in (('tp', 'take_profit', 110.0), ('sl', 'stop', 90.0)):
-        assert risk.check(Order(oid=oid, symbol=FQME, action='sell', exec_mode='dark',
-                                price=price, size=1.0, account='paper', type=kind,
-                                reduce_only=True, parent='e', oco='g')) is None
+        _place(risk, Order(oid=oid, symbol=FQME, action='sell', exec_mode='dark',
+                           price=price, size=1.0, account='paper', type=kind,
+                           reduce_only=True, parent='e', oco='g'))
     risk.set_state('reduce_only')
     assert risk.check_trigger('sl') is None
 
