@@ -1172,7 +1172,139 @@ class DialogChange(NamedTuple):
     new: list[Status]
 
 
-class DialogTable:
+class _VenueRouting:
+    """The venue half of `DialogTable`: backend messages to their dialogs.
+
+    Acks bind a reqid to its dialog; events for a reqid nobody knows yet
+    are held as orphans until the ack that names it; an order the venue
+    reports that emsd never placed becomes an external dialog. Kept apart
+    (as `Dialog`'s handlers are) so each half reads on its own; the state
+    is the table's (`DialogTable.__init__`).
+    """
+
+    # ---- queries --------------------------------------------------------
+
+    def orphans(self) -> int:
+        """How many venue events wait for an ack naming their reqid."""
+        return sum(len(v) for v in self._orphans.values())
+
+    # ---- venue side -----------------------------------------------------
+
+    def on_broker_msg(
+        self, msg: Struct, broker: str, route: Mode | None = None,
+    ) -> list[Effect]:
+        """Apply one (decoded) backend -> emsd message from the dialogue
+        with `broker`'s `route` venue. Positions are not dialog events:
+        they are left for emsd to handle.
+        """
+        if isinstance(msg, BrokerdPosition):
+            return []
+        if isinstance(msg, BrokerdOrderAck):
+            return self._on_ack(msg, broker)
+        if isinstance(msg, BrokerdStatus | BrokerdFill):
+            return self._on_event(msg, broker, route)
+        if isinstance(msg, BrokerdError):
+            return self._on_error(msg, broker)
+        log.warning('unexpected message from %s ignored: %r', broker, msg)
+        return []
+
+    def _on_ack(self, ack: BrokerdOrderAck, broker: str) -> list[Effect]:
+        dialog = self._dialogs.get(ack.oid)
+        if dialog is None:
+            log.warning('ack for unknown oid %s from %s ignored', ack.oid, broker)
+            return []
+        key = (broker, ack.reqid)
+        owner = self._by_reqid.get(key)
+        if owner is not None and owner != ack.oid:
+            log.error('%s acked reqid %r for %s, already used by %s: ignored',
+                      broker, ack.reqid, ack.oid, owner)
+            return []
+        if dialog.phase in PRE_ACK_PHASES:
+            self._by_reqid[key] = ack.oid
+            dialog.absorb(self._orphans.pop(key, ()))
+        return self._after(dialog, dialog.handle(E.ACK, ack))
+
+    def _on_event(
+        self, msg: BrokerdStatus | BrokerdFill, broker: str, route: Mode | None,
+    ) -> list[Effect]:
+        key = (broker, msg.reqid)
+        dialog = self.by_reqid(broker, msg.reqid)
+        if dialog is None and msg.oid:
+            dialog = self._dialogs.get(msg.oid)
+            if dialog is not None and dialog.reqid is not None:
+                # e.g. a venue that re-numbers an order on modify
+                log.warning('dialog %s: %s reports reqid %r (had %r)',
+                            dialog.oid, broker, msg.reqid, dialog.reqid)
+                self._by_reqid[key] = dialog.oid
+        if dialog is None:
+            if isinstance(msg, BrokerdStatus) and msg.req is not None:
+                return self._external(msg, broker, route)
+            self._hold_orphan(key, msg)
+            return []
+        return self._after(dialog, dialog.handle(_event_of(msg), msg))
+
+    def _on_error(self, err: BrokerdError, broker: str) -> list[Effect]:
+        dialog = self._dialogs.get(err.oid)
+        if dialog is None and err.reqid is not None:
+            dialog = self.by_reqid(broker, err.reqid)
+        if dialog is None:
+            log.warning('error from %s for unknown order ignored: %r', broker, err)
+            return []
+        return self._after(dialog, dialog.handle(E.VENUE_ERROR, err))
+
+    def _hold_orphan(self, key: tuple[str, ReqId], msg: Any) -> None:
+        log.info('holding %s event for unknown reqid %r until its ack', key[0], key[1])
+        self._orphans.setdefault(key, []).append(
+            _Buffered(next(_arrival), _event_of(msg), msg)
+        )
+        while len(self._orphans) > self._max_orphans:
+            dropped, events = self._orphans.popitem(last=False)
+            log.warning('dropping %d events of never-acked reqid %r', len(events), dropped)
+
+    def _external(
+        self, msg: BrokerdStatus, broker: str, route: Mode | None,
+    ) -> list[Effect]:
+        """A venue order emsd did not place: open a dialog for it (routed
+        back to the venue that announced it)."""
+        assert msg.req is not None
+        if msg.status not in ('open', 'pending'):
+            log.info('finished external order %r from %s ignored', msg.reqid, broker)
+            return []
+        vreq = msg.req
+        try:
+            order = Order(
+                oid=self._fresh_oid(vreq.oid),
+                symbol=f'{vreq.symbol}.{broker}',
+                action=vreq.action,
+                exec_mode='live',
+                price=vreq.price,
+                size=vreq.size,
+                account=msg.account or vreq.account,
+                brokers=[broker],
+            )
+        except MessageError as err:
+            log.warning('bad external order from %s: %s', broker, err.reason)
+            return []
+        dialog = Dialog(order, clock=self._clock, state=DialogState(
+            oid=order.oid, req=order, confirmed=order, phase=P.ACKED,
+            reqid=msg.reqid, external=True, route=route,
+        ))
+        self._dialogs[order.oid] = dialog
+        self._by_reqid[(broker, msg.reqid)] = order.oid
+        dialog.absorb(self._orphans.pop((broker, msg.reqid), ()))
+        return self._after(dialog, dialog.announce(msg))
+
+    def _fresh_oid(self, candidate: str) -> str:
+        """`candidate` if no dialog uses it, else a new collision-free uuid."""
+        if candidate and candidate not in self._dialogs:
+            return candidate
+        while True:
+            oid = str(uuid.uuid4())
+            if oid not in self._dialogs:
+                return oid
+
+
+class DialogTable(_VenueRouting):
     """Every order dialog of an emsd: oid -> Dialog, plus routing indexes.
 
     The single entry point for client commands, dark-book triggers and
@@ -1236,10 +1368,6 @@ class DialogTable:
             d for d in self._working.values()
             if not d.terminal and (fqme is None or d.fqme == fqme)
         ]
-
-    def orphans(self) -> int:
-        """How many venue events wait for an ack naming their reqid."""
-        return sum(len(v) for v in self._orphans.values())
 
     # ---- persistence ------------------------------------------------------
 
@@ -1386,121 +1514,6 @@ class DialogTable:
                 or self._clock() < req.expires_ns):
             return []
         return self._after(dialog, dialog.handle(E.EXPIRE))
-
-    # ---- venue side -----------------------------------------------------
-
-    def on_broker_msg(
-        self, msg: Struct, broker: str, route: Mode | None = None,
-    ) -> list[Effect]:
-        """Apply one (decoded) backend -> emsd message from the dialogue
-        with `broker`'s `route` venue. Positions are not dialog events:
-        they are left for emsd to handle.
-        """
-        if isinstance(msg, BrokerdPosition):
-            return []
-        if isinstance(msg, BrokerdOrderAck):
-            return self._on_ack(msg, broker)
-        if isinstance(msg, BrokerdStatus | BrokerdFill):
-            return self._on_event(msg, broker, route)
-        if isinstance(msg, BrokerdError):
-            return self._on_error(msg, broker)
-        log.warning('unexpected message from %s ignored: %r', broker, msg)
-        return []
-
-    def _on_ack(self, ack: BrokerdOrderAck, broker: str) -> list[Effect]:
-        dialog = self._dialogs.get(ack.oid)
-        if dialog is None:
-            log.warning('ack for unknown oid %s from %s ignored', ack.oid, broker)
-            return []
-        key = (broker, ack.reqid)
-        owner = self._by_reqid.get(key)
-        if owner is not None and owner != ack.oid:
-            log.error('%s acked reqid %r for %s, already used by %s: ignored',
-                      broker, ack.reqid, ack.oid, owner)
-            return []
-        if dialog.phase in PRE_ACK_PHASES:
-            self._by_reqid[key] = ack.oid
-            dialog.absorb(self._orphans.pop(key, ()))
-        return self._after(dialog, dialog.handle(E.ACK, ack))
-
-    def _on_event(
-        self, msg: BrokerdStatus | BrokerdFill, broker: str, route: Mode | None,
-    ) -> list[Effect]:
-        key = (broker, msg.reqid)
-        dialog = self.by_reqid(broker, msg.reqid)
-        if dialog is None and msg.oid:
-            dialog = self._dialogs.get(msg.oid)
-            if dialog is not None and dialog.reqid is not None:
-                # e.g. a venue that re-numbers an order on modify
-                log.warning('dialog %s: %s reports reqid %r (had %r)',
-                            dialog.oid, broker, msg.reqid, dialog.reqid)
-                self._by_reqid[key] = dialog.oid
-        if dialog is None:
-            if isinstance(msg, BrokerdStatus) and msg.req is not None:
-                return self._external(msg, broker, route)
-            self._hold_orphan(key, msg)
-            return []
-        return self._after(dialog, dialog.handle(_event_of(msg), msg))
-
-    def _on_error(self, err: BrokerdError, broker: str) -> list[Effect]:
-        dialog = self._dialogs.get(err.oid)
-        if dialog is None and err.reqid is not None:
-            dialog = self.by_reqid(broker, err.reqid)
-        if dialog is None:
-            log.warning('error from %s for unknown order ignored: %r', broker, err)
-            return []
-        return self._after(dialog, dialog.handle(E.VENUE_ERROR, err))
-
-    def _hold_orphan(self, key: tuple[str, ReqId], msg: Any) -> None:
-        log.info('holding %s event for unknown reqid %r until its ack', key[0], key[1])
-        self._orphans.setdefault(key, []).append(
-            _Buffered(next(_arrival), _event_of(msg), msg)
-        )
-        while len(self._orphans) > self._max_orphans:
-            dropped, events = self._orphans.popitem(last=False)
-            log.warning('dropping %d events of never-acked reqid %r', len(events), dropped)
-
-    def _external(
-        self, msg: BrokerdStatus, broker: str, route: Mode | None,
-    ) -> list[Effect]:
-        """A venue order emsd did not place: open a dialog for it (routed
-        back to the venue that announced it)."""
-        assert msg.req is not None
-        if msg.status not in ('open', 'pending'):
-            log.info('finished external order %r from %s ignored', msg.reqid, broker)
-            return []
-        vreq = msg.req
-        try:
-            order = Order(
-                oid=self._fresh_oid(vreq.oid),
-                symbol=f'{vreq.symbol}.{broker}',
-                action=vreq.action,
-                exec_mode='live',
-                price=vreq.price,
-                size=vreq.size,
-                account=msg.account or vreq.account,
-                brokers=[broker],
-            )
-        except MessageError as err:
-            log.warning('bad external order from %s: %s', broker, err.reason)
-            return []
-        dialog = Dialog(order, clock=self._clock, state=DialogState(
-            oid=order.oid, req=order, confirmed=order, phase=P.ACKED,
-            reqid=msg.reqid, external=True, route=route,
-        ))
-        self._dialogs[order.oid] = dialog
-        self._by_reqid[(broker, msg.reqid)] = order.oid
-        dialog.absorb(self._orphans.pop((broker, msg.reqid), ()))
-        return self._after(dialog, dialog.announce(msg))
-
-    def _fresh_oid(self, candidate: str) -> str:
-        """`candidate` if no dialog uses it, else a new collision-free uuid."""
-        if candidate and candidate not in self._dialogs:
-            return candidate
-        while True:
-            oid = str(uuid.uuid4())
-            if oid not in self._dialogs:
-                return oid
 
     # ---- bookkeeping ------------------------------------------------------
 
