@@ -317,7 +317,145 @@ class _Checkpointer(threading.Thread):
         self.join()
 
 
-class Journal:
+class _JournalQueries:
+    """The reading half of `Journal`: dialogs and their events, as records.
+
+    Kept apart from opening and writing so each half reads on its own;
+    the connection is the journal's (`Journal.__init__`).
+    """
+
+    def active_dialogs(self) -> list[DialogRecord]:
+        """Every dialog that had not ended, oldest first, with its timeline.
+
+        What a restarted emsd must restore, with the finished dialogs an
+        active group counts on (`_linked`). A row that cannot be decoded is
+        logged and left out (it cannot be resumed).
+        """
+        rows = self._conn.execute(
+            f'SELECT {_COLS} FROM dialogs WHERE active = 1 ORDER BY created_ns, oid'
+        ).fetchall()
+        records = self._records(rows, events=True)
+        return [r for r in records + self._linked(records) if r.state is not None]
+
+    def _linked(self, records: list[DialogRecord]) -> list[DialogRecord]:
+        """The finished dialogs an active group still counts on (`_groups`):
+        the entry of an active bracket child, and the members of an active
+        dialog's oco group (a filled take-profit sizes its stop-loss)."""
+        oids = {r.oid for r in records}
+        parents = sorted({r.req.parent for r in records if r.req.parent} - oids)
+        ocos = sorted({r.req.oco for r in records if r.req.oco})
+        if not parents and not ocos:
+            return []
+        rows: list[tuple[Any, ...]] = []
+        for chunk in _chunks(parents):
+            marks = ','.join('?' * len(chunk))
+            rows += self._conn.execute(
+                f'SELECT {_COLS} FROM dialogs WHERE active = 0 AND oid IN ({marks})',
+                tuple(chunk),
+            ).fetchall()
+        for chunk in _chunks(ocos):
+            marks = ','.join('?' * len(chunk))
+            rows += self._conn.execute(
+                f"SELECT {_COLS} FROM dialogs WHERE active = 0 "
+                f"AND json_extract(req, '$.oco') IN ({marks})", tuple(chunk),
+            ).fetchall()
+        unique = {row[0]: row for row in rows if row[0] not in oids}
+        return self._records(sorted(unique.values(), key=lambda r: (r[13], r[0])),
+                             events=True)
+
+    def history(
+        self,
+        fqme: str | None = None,
+        since: int | float | datetime | None = None,
+        limit: int | None = 100,
+        *,
+        events: bool = True,
+    ) -> list[DialogRecord]:
+        """Dialogs (of `fqme`) with events at or after `since`, latest first.
+
+        Ordered by their latest event; `since` is a datetime or epoch
+        nanoseconds; `limit` caps the number of dialogs (None: all). With
+        `events` each comes with its timeline. Walks the events newest
+        first and stops at the first one older than `since`, so recent
+        history is cheap however long the journal.
+        """
+        since_ns = _to_ns(since)
+        sql, args = 'SELECT oid, time_ns FROM events', []
+        if fqme:
+            sql += ' WHERE fqme = ?'
+            args.append(fqme.lower())
+        sql += ' ORDER BY id DESC'
+        oids: dict[str, None] = {}
+        if limit is None or limit > 0:
+            for oid, time_ns in self._conn.execute(sql, args):
+                if since_ns is not None and time_ns < since_ns:
+                    break
+                oids[oid] = None
+                if limit is not None and len(oids) >= limit:
+                    break
+        order = {oid: i for i, oid in enumerate(oids)}
+        rows: list[tuple[Any, ...]] = []
+        for chunk in _chunks(list(oids)):
+            marks = ','.join('?' * len(chunk))
+            rows += self._conn.execute(
+                f'SELECT {_COLS} FROM dialogs WHERE oid IN ({marks})', tuple(chunk),
+            ).fetchall()
+        rows.sort(key=lambda row: order[row[0]])
+        return self._records(rows, events=events)
+
+    def dialog(self, oid: str) -> DialogRecord | None:
+        """One dialog in full (state and timeline), or None if unknown."""
+        rows = self._conn.execute(
+            f'SELECT {_COLS} FROM dialogs WHERE oid = ?', (oid,)
+        ).fetchall()
+        records = self._records(rows, events=True)
+        return records[0] if records else None
+
+    def match_oids(self, prefix: str, limit: int = 10) -> list[str]:
+        """Oids starting with `prefix` (a CLI may show oids shortened)."""
+        rows = self._conn.execute(
+            'SELECT oid FROM dialogs WHERE oid >= ? AND oid < ? ORDER BY oid LIMIT ?',
+            (prefix, prefix + '\U0010ffff', limit),
+        ).fetchall()
+        return [r[0] for r in rows]
+
+    def counts(self) -> tuple[int, int]:
+        """(dialogs, events) stored."""
+        d = self._conn.execute('SELECT count(*) FROM dialogs').fetchone()[0]
+        e = self._conn.execute('SELECT count(*) FROM events').fetchone()[0]
+        return d, e
+
+    def _records(self, rows: list[tuple[Any, ...]], *, events: bool) -> list[DialogRecord]:
+        records: list[DialogRecord] = []
+        for row in rows:
+            try:
+                records.append(_record_of(row))
+            except (msgspec.MsgspecError, ValueError, TypeError) as err:
+                log.error('EMS journal: dialog %s is unreadable, skipped: %s', row[0], err)
+        if events and records:
+            timelines = self._events([r.oid for r in records])
+            for rec in records:
+                rec.events = timelines.get(rec.oid, [])
+        return records
+
+    def _events(self, oids: Sequence[str]) -> dict[str, list[Status]]:
+        out: dict[str, list[Status]] = {}
+        for chunk in _chunks(oids):
+            marks = ','.join('?' * len(chunk))
+            rows = self._conn.execute(
+                f'SELECT oid, status FROM events WHERE oid IN ({marks}) ORDER BY id',
+                tuple(chunk),
+            )
+            for oid, raw in rows:
+                try:
+                    out.setdefault(oid, []).append(_status_dec.decode(raw))
+                except (msgspec.MsgspecError, ValueError) as err:
+                    log.error('EMS journal: an event of %s is unreadable, skipped: %s',
+                              oid, err)
+        return out
+
+
+class Journal(_JournalQueries):
     """The journal db: `record()` batches, query dialogs.
 
     Open with `Journal.open()` (emsd: read-write, repairs what it must) or
@@ -524,138 +662,6 @@ class Journal:
                 conn.execute('ROLLBACK')
             raise
         return gone
-
-    # ---- queries --------------------------------------------------------------
-
-    def active_dialogs(self) -> list[DialogRecord]:
-        """Every dialog that had not ended, oldest first, with its timeline.
-
-        What a restarted emsd must restore, with the finished dialogs an
-        active group counts on (`_linked`). A row that cannot be decoded is
-        logged and left out (it cannot be resumed).
-        """
-        rows = self._conn.execute(
-            f'SELECT {_COLS} FROM dialogs WHERE active = 1 ORDER BY created_ns, oid'
-        ).fetchall()
-        records = self._records(rows, events=True)
-        return [r for r in records + self._linked(records) if r.state is not None]
-
-    def _linked(self, records: list[DialogRecord]) -> list[DialogRecord]:
-        """The finished dialogs an active group still counts on (`_groups`):
-        the entry of an active bracket child, and the members of an active
-        dialog's oco group (a filled take-profit sizes its stop-loss)."""
-        oids = {r.oid for r in records}
-        parents = sorted({r.req.parent for r in records if r.req.parent} - oids)
-        ocos = sorted({r.req.oco for r in records if r.req.oco})
-        if not parents and not ocos:
-            return []
-        rows: list[tuple[Any, ...]] = []
-        for chunk in _chunks(parents):
-            marks = ','.join('?' * len(chunk))
-            rows += self._conn.execute(
-                f'SELECT {_COLS} FROM dialogs WHERE active = 0 AND oid IN ({marks})',
-                tuple(chunk),
-            ).fetchall()
-        for chunk in _chunks(ocos):
-            marks = ','.join('?' * len(chunk))
-            rows += self._conn.execute(
-                f"SELECT {_COLS} FROM dialogs WHERE active = 0 "
-                f"AND json_extract(req, '$.oco') IN ({marks})", tuple(chunk),
-            ).fetchall()
-        unique = {row[0]: row for row in rows if row[0] not in oids}
-        return self._records(sorted(unique.values(), key=lambda r: (r[13], r[0])),
-                             events=True)
-
-    def history(
-        self,
-        fqme: str | None = None,
-        since: int | float | datetime | None = None,
-        limit: int | None = 100,
-        *,
-        events: bool = True,
-    ) -> list[DialogRecord]:
-        """Dialogs (of `fqme`) with events at or after `since`, latest first.
-
-        Ordered by their latest event; `since` is a datetime or epoch
-        nanoseconds; `limit` caps the number of dialogs (None: all). With
-        `events` each comes with its timeline. Walks the events newest
-        first and stops at the first one older than `since`, so recent
-        history is cheap however long the journal.
-        """
-        since_ns = _to_ns(since)
-        sql, args = 'SELECT oid, time_ns FROM events', []
-        if fqme:
-            sql += ' WHERE fqme = ?'
-            args.append(fqme.lower())
-        sql += ' ORDER BY id DESC'
-        oids: dict[str, None] = {}
-        if limit is None or limit > 0:
-            for oid, time_ns in self._conn.execute(sql, args):
-                if since_ns is not None and time_ns < since_ns:
-                    break
-                oids[oid] = None
-                if limit is not None and len(oids) >= limit:
-                    break
-        order = {oid: i for i, oid in enumerate(oids)}
-        rows: list[tuple[Any, ...]] = []
-        for chunk in _chunks(list(oids)):
-            marks = ','.join('?' * len(chunk))
-            rows += self._conn.execute(
-                f'SELECT {_COLS} FROM dialogs WHERE oid IN ({marks})', tuple(chunk),
-            ).fetchall()
-        rows.sort(key=lambda row: order[row[0]])
-        return self._records(rows, events=events)
-
-    def dialog(self, oid: str) -> DialogRecord | None:
-        """One dialog in full (state and timeline), or None if unknown."""
-        rows = self._conn.execute(
-            f'SELECT {_COLS} FROM dialogs WHERE oid = ?', (oid,)
-        ).fetchall()
-        records = self._records(rows, events=True)
-        return records[0] if records else None
-
-    def match_oids(self, prefix: str, limit: int = 10) -> list[str]:
-        """Oids starting with `prefix` (a CLI may show oids shortened)."""
-        rows = self._conn.execute(
-            'SELECT oid FROM dialogs WHERE oid >= ? AND oid < ? ORDER BY oid LIMIT ?',
-            (prefix, prefix + '\U0010ffff', limit),
-        ).fetchall()
-        return [r[0] for r in rows]
-
-    def counts(self) -> tuple[int, int]:
-        """(dialogs, events) stored."""
-        d = self._conn.execute('SELECT count(*) FROM dialogs').fetchone()[0]
-        e = self._conn.execute('SELECT count(*) FROM events').fetchone()[0]
-        return d, e
-
-    def _records(self, rows: list[tuple[Any, ...]], *, events: bool) -> list[DialogRecord]:
-        records: list[DialogRecord] = []
-        for row in rows:
-            try:
-                records.append(_record_of(row))
-            except (msgspec.MsgspecError, ValueError, TypeError) as err:
-                log.error('EMS journal: dialog %s is unreadable, skipped: %s', row[0], err)
-        if events and records:
-            timelines = self._events([r.oid for r in records])
-            for rec in records:
-                rec.events = timelines.get(rec.oid, [])
-        return records
-
-    def _events(self, oids: Sequence[str]) -> dict[str, list[Status]]:
-        out: dict[str, list[Status]] = {}
-        for chunk in _chunks(oids):
-            marks = ','.join('?' * len(chunk))
-            rows = self._conn.execute(
-                f'SELECT oid, status FROM events WHERE oid IN ({marks}) ORDER BY id',
-                tuple(chunk),
-            )
-            for oid, raw in rows:
-                try:
-                    out.setdefault(oid, []).append(_status_dec.decode(raw))
-                except (msgspec.MsgspecError, ValueError) as err:
-                    log.error('EMS journal: an event of %s is unreadable, skipped: %s',
-                              oid, err)
-        return out
 
 
 class JournalWriter:
