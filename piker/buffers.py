@@ -62,7 +62,9 @@ def with_queued(first: Any, recv: trio.MemoryReceiveChannel, most: int) -> list[
     while len(batch) < most:
         try:
             batch.append(recv.receive_nowait())
-        except trio.WouldBlock:
+        except (trio.WouldBlock, trio.EndOfChannel):
+            # nothing more now, or the senders closed while `first` was
+            # taken: ship what there is (the sender's loop then ends)
             break
     return batch
 

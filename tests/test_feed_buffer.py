@@ -199,3 +199,22 @@ def test_inf_rate_quotes_are_fast(piker_env):
         return rate
 
     assert trio.run(main) > 10_000
+
+
+def test_with_queued_ships_what_there_is_when_the_senders_close():
+    """A sender loop takes its first message, then what else is queued; if
+    the senders closed meanwhile, that is the end of the batch, not an
+    `EndOfChannel` out of the loop (a script's `open_ems()` raised it on
+    exit once its last orders were sent)."""
+    import trio
+
+    from piker.buffers import with_queued
+
+    send, recv = trio.open_memory_channel(10)
+    send.send_nowait('a')
+    send.send_nowait('b')
+    send.close()
+    assert with_queued(recv.receive_nowait(), recv, 5) == ['a', 'b']
+    send2, recv2 = trio.open_memory_channel(10)
+    send2.send_nowait('x')
+    assert with_queued(recv2.receive_nowait(), recv2, 5) == ['x']
