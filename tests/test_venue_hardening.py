@@ -225,6 +225,11 @@ def test_a_fill_is_reported_when_the_disk_refuses_it_and_recorded_once_back(pape
         ems = await start(sim)
         first = await ems.place('buy', 101.0, 1.0)
         await ems.wait(first, 'closed')
+        # a fresh touch (5 at the ask again: `first` took 1 of the last
+        # one), pushed a whole order round trip before the order that
+        # takes it: quotes reach the paper venue on their own stream, and an
+        # order sent at once could overtake it and find only 4 left
+        await sim.push(FQME, **BASE)
         rest = await ems.place('buy', 95.0, 1.0)
         await ems.wait(rest, 'open')
         # the ledgers dir becomes a regular file: every write there fails
@@ -233,7 +238,6 @@ def test_a_fill_is_reported_when_the_disk_refuses_it_and_recorded_once_back(pape
         shutil.rmtree(ledgers)  # the venue's memory holds every fill
         ledgers.write_text('not a directory')
 
-        await sim.push(FQME, **BASE)
         oid = await ems.place('buy', 100.5, 7.0)  # 5 fill at the ask, 2 rest
         # a fill, told as one (never `error`), and the alarm with it
         opened = await ems.wait(oid, {'open', 'error'})
