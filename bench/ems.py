@@ -26,9 +26,10 @@ so resting orders never fill and marketable ones always do. Measured:
   whose ledger starts empty, one pre-seeded with `--seed-trades` trades
   (same run, same load, interleaved); the fsync latency of the storage
   (an fsync'd append, what a fill costs at least) is sampled meanwhile;
-- pipelined: N resting orders sent with `send_nowait()` back to back
-  (at most `--window` in flight) until every one is `open` (orders/s),
-  then cancelled the same way;
+- pipelined: N resting orders sent with `send_nowait()` in bursts (at
+  most `--window` in flight; half a window goes out back to back each
+  time half has come back) until every one is `open` (orders/s), then
+  cancelled the same way;
 - the paper engine's per-fill persistence alone, in-process, with an
   empty ledger and with `--seed-trades` trades in it;
 - the dark book's cost per quote with `--dark-orders` resting orders on
@@ -337,22 +338,26 @@ def ratio_verdicts(res: Results) -> list[str]:
 
 
 async def _burst(client, trades, oids: list[str], send, want: str, window: int) -> float:
-    """Send commands for `oids` back to back, keeping at most `window` in
+    """Send commands for `oids` in bursts, keeping at most `window` in
     flight, until each reported `want`; returns the seconds it took.
 
-    The window bounds the backlog of statuses queued towards this client:
-    heartbeats share the connection, and a backlog that takes emsd's
-    watchdog timeout to drain would read as a dead client.
+    A burst goes out back to back, as a strategy fires one (the client
+    sends it as one batch frame): the first fills the window, and each
+    time half of it has come back, the next half goes. The window bounds
+    the backlog of statuses queued towards this client: heartbeats share
+    the connection, and a backlog that takes emsd's watchdog timeout to
+    drain would read as a dead client.
     """
     from piker.clearing import Status
     todo = list(reversed(oids))
     waiting: set[str] = set()
     t0 = time.perf_counter()
     while todo or waiting:
-        while todo and len(waiting) < window:
-            oid = todo.pop()
-            send(oid)
-            waiting.add(oid)
+        if len(waiting) <= window // 2:
+            while todo and len(waiting) < window:
+                oid = todo.pop()
+                send(oid)
+                waiting.add(oid)
         msg = await trades.receive()
         if isinstance(msg, Status) and msg.oid in waiting:
             if msg.resp == 'error':

@@ -428,6 +428,12 @@ class EMSConf(_Model):
         90.0, ge=0, allow_inf_nan=False,
         description='days the EMS journal keeps finished dialogs (0: forever)',
     )
+    journal_linger_ms: float = Field(
+        2.0, ge=0, le=10_000, allow_inf_nan=False,
+        description=('ms a journal commit nobody waits on (open, fills, ends, a plain '
+                     "live order's pending) waits to share its transaction; longer: fewer "
+                     'commits, and a longer span in which only the venue remembers them'),
+    )
     risk: RiskConf = Field(default_factory=RiskConf)
 
 

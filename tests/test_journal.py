@@ -209,6 +209,33 @@ def test_live_dialog_timeline(journal: Journal):
     assert journal.active_dialogs() == []
 
 
+def test_a_lot_with_several_batches_of_a_dialog_writes_its_row_once(journal: Journal):
+    """Several batches of the same dialogs in one lot (a group commit):
+    each dialog's row is written once, with its last state; the events
+    keep their emission order across dialogs."""
+    ems = Ems(journal)
+    lot = []
+    for batch in (lambda: ems.table.on_order(mk_order('a'), route='paper'),
+                  lambda: ems.table.on_order(mk_order('b'), route='paper'),
+                  lambda: ems.table.on_broker_msg(
+                      BrokerdOrderAck(oid='a', reqid='ra', account='paper'), 'sim'),
+                  lambda: ems.table.on_broker_msg(
+                      BrokerdStatus(reqid='ra', status='open', account='paper', time_ns=1),
+                      'sim')):
+        batch()
+        lot += entries_from_changes(ems.table.drain_changes())
+    assert [e.oid for e in lot] == ['a', 'b', 'a', 'a']
+    assert journal.record(lot) == 3
+    a, b = journal.dialog('a'), journal.dialog('b')
+    assert a.phase == 'open' and a.reqid == 'ra' and a.route == 'paper'
+    assert [st.resp for st in a.events] == ['pending', 'open']
+    assert b.phase == 'pending' and [st.resp for st in b.events] == ['pending']
+    order = [oid for (oid,) in journal._conn.execute('SELECT oid FROM events ORDER BY id')]
+    assert order == ['a', 'b', 'a']
+    # the batches' entries are left as they were
+    assert [len(e.events) for e in lot] == [1, 1, 0, 1]
+
+
 def test_int_and_str_reqids_round_trip(journal: Journal):
     ems = Ems(journal)
     ems.order('a')

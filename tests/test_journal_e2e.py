@@ -169,3 +169,37 @@ def test_a_corrupt_journal_does_not_stop_emsd(paper_sim, piker_env):
         assert rec.phase == 'error' and rec.state is None and rec.account == 'nope'
         (st,) = rec.events
         assert 'unknown account' in st.reason
+
+
+@pytest.mark.timeout(60)
+def test_a_plain_live_order_needs_no_commit_the_venue_hands_it_back(paper_sim, piker_env):
+    """A plain live order's `pending` and `open` are published before the
+    journal commits them (their commit lingers 8 s here): SIGKILLed in
+    between, emsd has no record of the order, and the paper venue's order
+    report hands it back under its oid, working and cancellable. A dark
+    order's `dark_open` (only emsd knows it) is committed first."""
+    path = piker_env[0] / 'ems' / 'journal.sqlite'
+
+    async def main(sim):
+        await sim.push(FQME, bid=99.5, ask=100.5, last=100.0, **BOOK)
+        ems = await sim.open_ems(FQME)
+        # the dark one first: a commit takes along everything before it
+        dark = await ems.place('buy', 95.0, 1.0, exec_mode='dark')
+        await ems.wait(dark, 'dark_open')
+        live = await ems.place('buy', 90.0, 1.0)
+        await ems.wait(live, 'open')
+        with Journal.open(path, readonly=True) as journal:
+            assert [r.oid for r in journal.active_dialogs()] == [dark]
+        await ems.close()
+
+        await kill_emsd()
+
+        ems = await sim.open_ems(FQME)
+        assert set(ems.initial_dialogs) == {live, dark}
+        assert ems.initial_dialogs[live].resp == 'open'
+        await ems.client.cancel(live)
+        await ems.wait(live, 'canceled')
+        venue = await sim.venue_orders()
+        assert {oid: len(r) for oid, r in venue.items()} == {live: 1}
+
+    paper_sim(main, conf={'ems': {'journal_linger_ms': 8000}})

@@ -5,7 +5,10 @@ IPC frame, and every command and event in it is handled as if alone.
   status and position) as one list frame, which emsd's relay unpacks;
 - a client sends the commands it queued meanwhile as one batch frame
   (`{'name': 'batch', 'cmds': [...]}`), which emsd unpacks; any other
-  frame, a bare list included, stays one (bad) message.
+  frame, a bare list included, stays one (bad) message;
+- emsd takes a client's batch as one: its orders go to the venue as one
+  list frame, which the paper venue handles as a batch, answering with
+  one frame.
 """
 from __future__ import annotations
 
@@ -43,6 +46,43 @@ def test_the_venue_sends_what_it_emits_at_once_in_one_frame(paper_sim):
         oid = await ems.place('buy', 100.0, 1.0)
         await ems.wait(oid, 'closed')
         assert [st.resp for st in check_dialog(ems, oid)] == ['pending', 'fill', 'closed']
+
+    paper_sim(main)
+
+
+def test_a_batch_of_orders_goes_to_the_venue_and_back_as_one_frame_each(paper_sim):
+    async def main(sim: PaperSim):
+        await sim.push(FQME, **BASE)
+        ems = await start(sim)
+        async with raw_venue_dialogue() as dlg:
+            # a second dialogue hears every venue event: emsd's frames too
+            orders = [ems.client.mk_order('buy', 90.0 - i * 0.1, 1.0) for i in range(20)]
+            for order in orders:  # no checkpoint: one batch frame to emsd
+                ems.client.send_nowait(order)
+            for order in orders:
+                await ems.wait(order.oid, 'open')
+            last = orders[-1].oid
+            await dlg.reply(lambda m: m.get('oid') == last and m.get('status') == 'open')
+            oids = {o.oid for o in orders}
+            frames = [f for f in dlg.frames if isinstance(f, list)
+                      and any(m.get('oid') in oids for m in f)]
+            assert len(frames) == 1
+            assert [(m['name'], m['oid']) for m in frames[0]] == [
+                (name, o.oid) for o in orders for name in ('ack', 'brokerd_status')]
+            # a list frame to the venue, a bad command inside: answered in place
+            await dlg.stream.send([_venue_order('r1', 80.0), {'name': 'brokerd_order'},
+                                   _venue_order('r2', 80.0)])
+            await dlg.reply(lambda m: m.get('oid') == 'r2' and m.get('status') == 'open')
+            (frame,) = [f for f in dlg.frames if isinstance(f, list)
+                        and any(m.get('oid') == 'r1' for m in f)]
+            assert [m['name'] for m in frame] == [
+                'ack', 'brokerd_status', 'error', 'ack', 'brokerd_status']
+        for order in orders:
+            ems.client.cancel_nowait(order.oid)
+        for order in orders:
+            await ems.wait(order.oid, 'canceled')
+            assert [st.resp for st in check_dialog(ems, order.oid)] == [
+                'pending', 'open', 'canceled']
 
     paper_sim(main)
 

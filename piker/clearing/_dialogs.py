@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import operator
 import time
 import uuid
 from collections import OrderedDict
@@ -1054,6 +1055,15 @@ class Dialog(_ClientHandlers, _VenueHandlers):
 
 
 # ---- the transition table ------------------------------------------------
+
+# the dialog's data reads as its own (`dialog.phase`...): a property per
+# `DialogState` field, not a `__getattr__` fallback on every read of the
+# hot order path
+for _field in DialogState.__struct_fields__:
+    if not hasattr(Dialog, _field):
+        setattr(Dialog, _field, property(operator.attrgetter(f's.{_field}')))
+del _field
+
 
 def _pre_ack(phase: Phase) -> dict[Event, Transition]:
     """Transitions shared by the phases waiting for the venue's ack."""

@@ -9,11 +9,16 @@ them out, always in the same order:
 2. the journal (what the batch changed, one group-commit ticket);
 3. the batch's `Status`es, to the risk gate and the client fan-out - held
    until committed when they promise something a crash must not lose;
-4. the batch's `ToVenue` commands, on their venue relay - after the
-   Statuses (a command that cannot be sent ends its dialog with an
-   `error` that must follow the batch's `pending`), and, if the batch
-   changed the dark book, after its commit (a restarted emsd must never
-   re-arm a trigger whose order already went to the venue).
+4. the batch's `ToVenue` commands, one frame per venue relay (a list
+   frame when several: a client's batch of orders is one venue write)
+   - after the Statuses, and, if the batch changed the dark book, after
+   its commit (a restarted emsd must never re-arm a trigger whose order
+   already went to the venue). A command that cannot be sent ends its
+   dialog with an `error`, published after the batch's `pending`.
+
+A plain live order's `pending` is the exception to 3: the venue's order
+report covers it (`_covered`), so it waits for no commit; it is published
+once its venue command is written instead, so it is true when told.
 """
 from __future__ import annotations
 
@@ -26,7 +31,7 @@ from ._dialogs import Arm, DialogTable, Disarm, Effect, Expire, Mode, ToVenue
 from ._fanout import ClientConn, Clients
 from ._groups import GroupBook
 from ._journal import JournalEntry, JournalWriter, entries_from_changes
-from ._messages import BrokerdError, BrokerdPosition, Status
+from ._messages import BrokerdError, BrokerdOrder, BrokerdPosition, Status
 from ._risk import RiskGate
 
 __all__ = ['Effects']
@@ -40,8 +45,13 @@ _DURABLE_RESPS = frozenset({'pending', 'held', 'dark_open', 'dark_triggered'})
 class Venues(Protocol):
     """Where `ToVenue` commands go (`_relays.Relays`)."""
 
-    async def send(self, eff: ToVenue, mode: Mode) -> str:
-        """Send; '' or why it could not be sent."""
+    async def send(self, effs: list[ToVenue], mode: Mode) -> str:
+        """Send the commands of one venue as one frame; '' or why they
+        could not be sent."""
+        ...
+
+    def reports_orders(self, broker: str, mode: Mode) -> bool:
+        """Whether that venue opens each dialogue with its order report."""
         ...
 
 
@@ -95,24 +105,29 @@ class Effects:
 
     async def execute(self, effects: Iterable[Effect], origin: ClientConn | None = None) -> None:
         """Carry out effects (see the module doc for the order)."""
-        effects, commit_first = self._book_and_journal(effects, origin)
+        effects, commit_first, after_send = self._book_and_journal(effects, origin)
         venue = [eff for eff in effects if isinstance(eff, ToVenue)]
         if venue and commit_first and self.writer is not None:
             await self.writer.flush(commit_first)
-        for eff in venue:
-            await self.to_venue(eff)
+        failed = await self._send(venue) if venue else []
+        if after_send is not None:
+            self._emit(*after_send, durable=False)
+        for eff, problem in failed:
+            self._send_failed(eff, problem)
 
     def execute_nowait(self, effects: Iterable[Effect]) -> None:
         """`execute()` for effects that need no venue round trip."""
-        self._book_and_journal(effects, None)
+        self._book_and_journal(effects, None, covers=False)
 
     def _book_and_journal(
-        self, effects: Iterable[Effect], origin: ClientConn | None,
-    ) -> tuple[list[Effect], int]:
+        self, effects: Iterable[Effect], origin: ClientConn | None, covers: bool = True,
+    ) -> tuple[list[Effect], int, tuple[list[Status], ClientConn | None, int] | None]:
         """Dark book, journal, then the batch's Statuses (`_emit`).
 
-        Returns the effects and, if the batch changed the dark book, its
-        journal ticket (else 0)."""
+        Returns the effects; if the batch changed the dark book, its
+        journal ticket (else 0); and, if its promises are covered by its
+        venues' order reports (`_covered`), its Statuses, to publish once
+        its venue commands are written (else None: published or held)."""
         effects = list(effects)
         effects += self.groups.react(effects)
         dark_change = False
@@ -134,10 +149,42 @@ class Effects:
                 self.timers.schedule(eff)
         ticket = self._journal_changes()
         statuses = [eff for eff in effects if isinstance(eff, Status)]
+        after_send = None
         if statuses:
             durable = dark_change or any(st.resp in _DURABLE_RESPS for st in statuses)
-            self._emit(statuses, origin, ticket, durable)
-        return effects, ticket if dark_change else 0
+            if durable and not dark_change and covers and self._covered(statuses, effects):
+                after_send = (statuses, origin, ticket)
+            else:
+                self._emit(statuses, origin, ticket, durable=durable)
+        return effects, ticket if dark_change else 0, after_send
+
+    def _covered(self, statuses: list[Status], effects: list[Effect]) -> bool:
+        """Whether every promise of the batch is one its venue keeps.
+
+        A `pending` says the order went to the venue. Should emsd die
+        before the journal has it, a venue that reports its orders
+        (`_reconcile`) hands the order back, under its oid, to the next
+        emsd - so the `pending` of a plain live order (its venue command
+        in this batch) needs no commit first. Not so for what only emsd
+        knows: an order in a bracket or OCO group (its siblings count on
+        it), a gtd order (emsd ends it), and anything in the dark book.
+        """
+        assert self.venues is not None
+        sent = {eff.msg.oid for eff in effects
+                if isinstance(eff, ToVenue) and isinstance(eff.msg, BrokerdOrder)}
+        for st in statuses:
+            if st.resp not in _DURABLE_RESPS:
+                continue
+            if st.resp != 'pending' or st.oid not in sent:
+                return False
+            dialog = self.dialogs.get(st.oid)
+            if dialog is None or dialog.route is None or dialog.req.tif == 'gtd':
+                return False
+            if self.groups.group_of(st.oid):
+                return False
+            if not self.venues.reports_orders(dialog.broker, dialog.route):
+                return False
+        return True
 
     # -- the journal ------------------------------------------------------------
 
@@ -162,7 +209,8 @@ class Effects:
             )])
 
     def _emit(
-        self, statuses: list[Status], origin: ClientConn | None, ticket: int, durable: bool,
+        self, statuses: list[Status], origin: ClientConn | None, ticket: int, *,
+        durable: bool,
     ) -> None:
         """Publish a batch's Statuses, in batch order across batches.
 
@@ -171,7 +219,8 @@ class Effects:
         What a client is *told* about a placed or re-armed order (a batch
         that changed the dark book, or says `pending`, `dark_open` or
         `dark_triggered`) is held until committed: a client that heard its
-        order was taken finds it again after any emsd crash. Every later
+        order was taken finds it again after any emsd crash (a plain live
+        order's `pending` excepted: `_covered`). Every later
         batch queues behind a held one, so no client sees a dialog's events
         out of order. Other news (open, fills, ends) goes out at once: a
         crash before its commit loses it from the journal only, and the
@@ -206,12 +255,28 @@ class Effects:
 
     async def to_venue(self, eff: ToVenue) -> None:
         """Send a venue command; one that cannot be sent ends in an error."""
+        for failed, problem in await self._send([eff]):
+            self._send_failed(failed, problem)
+
+    async def _send(self, effs: list[ToVenue]) -> list[tuple[ToVenue, str]]:
+        """Send venue commands, in order, one frame per venue (a batch's
+        orders at one venue are one write); the ones that could not be
+        sent, with why."""
         assert self.venues is not None
-        dialog = self.dialogs.get(eff.msg.oid)
-        mode = (dialog.route if dialog is not None else None) or 'paper'
-        problem = await self.venues.send(eff, mode)
-        if problem:
-            log.error('cannot send %s for %s: %s', type(eff.msg).__name__, eff.msg.oid, problem)
-            self.execute_nowait(self.dialogs.on_broker_msg(BrokerdError(
-                oid=eff.msg.oid, reqid=getattr(eff.msg, 'reqid', None), reason=problem,
-            ), eff.broker))
+        groups: dict[tuple[str, Mode], list[ToVenue]] = {}
+        for eff in effs:
+            dialog = self.dialogs.get(eff.msg.oid)
+            mode = (dialog.route if dialog is not None else None) or 'paper'
+            groups.setdefault((eff.broker, mode), []).append(eff)
+        failed = []
+        for (_, mode), group in groups.items():
+            problem = await self.venues.send(group, mode)
+            if problem:
+                failed += [(eff, problem) for eff in group]
+        return failed
+
+    def _send_failed(self, eff: ToVenue, problem: str) -> None:
+        log.error('cannot send %s for %s: %s', type(eff.msg).__name__, eff.msg.oid, problem)
+        self.execute_nowait(self.dialogs.on_broker_msg(BrokerdError(
+            oid=eff.msg.oid, reqid=getattr(eff.msg, 'reqid', None), reason=problem,
+        ), eff.broker))

@@ -54,7 +54,6 @@ from ._expiry import open_expiries
 from ._fanout import Clients, open_clients
 from ._intake import Intake
 from ._journal import DialogRecord, open_journal_writer, restore_dialogs
-from ._messages import error_status
 from ._relays import Relays, open_relays
 from ._risk import RiskGate
 from ._risk_state import open_risk_gate
@@ -152,7 +151,8 @@ async def open_emsd(conf: EMSConf) -> AsyncIterator[Emsd]:
         async with (
             open_dark_feeds(dialogs, fx, risk, conf.dark_pad_ticks) as dark,
             open_relays(dialogs, clients, fx, conf.relay_idle_s) as relays,
-            open_journal_writer(conf.journal_keep_days, fx.release) as (writer, records),
+            open_journal_writer(conf.journal_keep_days, fx.release,
+                                conf.journal_linger_ms / 1e3) as (writer, records),
             open_expiries(dialogs, fx) as expiries,
             trio.open_nursery() as n,
         ):
@@ -255,11 +255,7 @@ async def open_ems_dialog(
 
             n.start_soon(_sender)
             async for frame in commands:
-                # a client sends the commands it queued meanwhile as one batch
-                for raw in commands_of(frame):
-                    try:
-                        await emsd.intake.on_client_msg(client, raw)
-                    except Exception:
-                        log.exception('failed to handle client message %r', raw)
-                        client.push(error_status(raw, 'internal error handling this message'))
+                # a client sends the commands it queued meanwhile as one
+                # batch, taken as one (`Intake.on_client_msgs`)
+                await emsd.intake.on_client_msgs(client, commands_of(frame))
             n.cancel_scope.cancel()

@@ -23,7 +23,7 @@ from typing import Any
 from ..brokers import get_brokermod
 from ..log import get_logger
 from ._dark_feeds import DarkFeeds
-from ._dialogs import Dialog, DialogTable
+from ._dialogs import Dialog, DialogTable, Effect
 from ._effects import Effects
 from ._fanout import ClientConn, Clients
 from ._messages import (
@@ -64,19 +64,40 @@ class Intake:
 
     async def on_client_msg(self, client: ClientConn, raw: Any) -> None:
         """Validate, route and apply one client command."""
+        await self.on_client_msgs(client, [raw])
+
+    async def on_client_msgs(self, client: ClientConn, raws: list[Any]) -> None:
+        """Validate, route and apply a client's commands (one frame: a
+        batch), in order, as one batch of effects: one journal batch, one
+        frame per venue, one publish. A command answered here (bad,
+        refused, or for an ended dialog) first lets the batch so far go
+        out, so the client hears each dialog's news in order."""
+        batch = _Batch(self.fx, client)
+        for raw in raws:
+            try:
+                await self._take(batch, raw)
+            except Exception:
+                log.exception('failed to handle client message %r', raw)
+                await batch.answer(error_status(raw, 'internal error handling this message'))
+        await batch.flush()
+
+    async def _take(self, batch: _Batch, raw: Any) -> None:
+        """One command into `batch` (or answered)."""
+        client = batch.client
         try:
             msg = decode_client_msg(raw)
         except MessageError as err:
             log.warning('bad message from client %s: %s', client.id, err.reason)
-            client.push(error_status(raw, err.reason))
+            await batch.answer(error_status(raw, err.reason))
             return
         ended = self.dialogs.get(msg.oid)
         if ended is not None and ended.terminal:
+            await batch.flush()
             self._on_finished(client, msg, ended)
             return
         note = ''
         if isinstance(msg, Order):
-            accepted = await self._accept(client, msg)
+            accepted = await self._accept(batch, msg)
             if accepted is None:
                 return
             msg, note = accepted
@@ -88,13 +109,14 @@ class Intake:
             if first is not None and not first.reason:
                 first.reason = note
         # even with no effects: a stashed modify/cancel changed the dialog
-        await self.fx.execute(effects, origin=client)
+        batch.add(raw, effects)
 
-    async def _accept(self, client: ClientConn, order: Order) -> tuple[Order, str] | None:
+    async def _accept(self, batch: _Batch, order: Order) -> tuple[Order, str] | None:
         """Check `order`: `(order as taken, note)`, or None if refused (and
         answered here). A bracket child (`parent` set) is reduce-only
         checked and sized at release, not here: its entry may not have
         filled yet (`DarkFeeds._release_problem`)."""
+        client = batch.client
         problem = await self._check(client, order) or self.fx.groups.check(order, client.mode)
         note = ''
         if not problem and order.reduce_only and order.parent is None:
@@ -123,6 +145,7 @@ class Intake:
             reply = live.snapshot().copy({'reason': f'modify refused: {problem}'})
         else:
             reply = error_status(order, problem)
+        await batch.flush()
         self.fx.journal_refusal(reply, client.mode)
         client.push(reply)
         return None
@@ -182,6 +205,39 @@ class Intake:
             f'order {dialog.oid} is already {dialog.phase.value}: '
             + ('nothing to cancel' if what == 'cancel' else 'a new order needs a new oid')
         )))
+
+
+class _Batch:
+    """The effects of one client frame's commands, carried out together."""
+
+    def __init__(self, fx: Effects, client: ClientConn) -> None:
+        self.fx = fx
+        self.client = client
+        self.effects: list[Effect] = []
+        self.raws: list[Any] = []
+
+    def add(self, raw: Any, effects: list[Effect]) -> None:
+        self.effects += effects
+        self.raws.append(raw)
+
+    async def flush(self) -> None:
+        """Carry out what the batch holds so far (a failure, a bug, is
+        answered for each of its commands)."""
+        effects, raws = self.effects, self.raws
+        self.effects, self.raws = [], []
+        if not raws:
+            return
+        try:
+            await self.fx.execute(effects, origin=self.client)
+        except Exception:
+            log.exception('failed to carry out client commands %r', raws)
+            for raw in raws:
+                self.client.push(error_status(raw, 'internal error handling this message'))
+
+    async def answer(self, status: Status) -> None:
+        """Tell the client `status`, after the batch so far."""
+        await self.flush()
+        self.client.push(status)
 
 
 def _tif_problem(order: Order, mode: str, broker: str) -> str:

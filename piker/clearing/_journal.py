@@ -608,7 +608,9 @@ class Journal(_JournalQueries):
         dialogs: list[tuple[Any, ...]] = []
         refusals: list[tuple[Any, ...]] = []
         events: list[tuple[Any, ...]] = []
-        for entry in entries:
+        entries = list(entries)
+        filed: dict[tuple[str, bool], str] = {}  # (oid, refused) -> fqme
+        for entry in _coalesced(entries):
             row = _dialog_row(entry, now)
             if row is None:
                 if entry.events:
@@ -616,9 +618,12 @@ class Journal(_JournalQueries):
                               len(entry.events), entry.oid)
                 continue
             (dialogs if entry.state is not None else refusals).append(row)
-            fqme = row[1]
-            for st in entry.events:
-                events.append((entry.oid, fqme, st.time_ns, st.resp, _enc.encode(st).decode()))
+            filed[(entry.oid, entry.state is None)] = row[1]
+        for entry in entries:  # the events in emission order, across dialogs
+            fqme = filed.get((entry.oid, entry.state is None))
+            if fqme is not None:
+                events += [(entry.oid, fqme, st.time_ns, st.resp, _enc.encode(st).decode())
+                           for st in entry.events]
         if not dialogs and not refusals:
             return 0
         conn = self._conn
@@ -775,6 +780,33 @@ class JournalWriter:
 
 # ---- rows <-> structs ---------------------------------------------------------
 
+def _coalesced(entries: Iterable[JournalEntry]) -> list[JournalEntry]:
+    """One entry per dialog of a lot, for its `dialogs` row: its events,
+    its last state.
+
+    A lot often holds several batches of the same dialogs (an order's
+    `pending` and its `open`, 2 ms apart): one row write each, not one per
+    batch. A refused request's entry (no state) stays as it is.
+    """
+    merged: dict[str, JournalEntry] = {}
+    out: list[JournalEntry] = []
+    for entry in entries:
+        if entry.state is None:
+            out.append(entry)
+            continue
+        first = merged.get(entry.oid)
+        if first is None:
+            first = merged[entry.oid] = msgspec.structs.replace(entry, events=list(entry.events))
+            out.append(first)
+            continue
+        first.events += entry.events
+        first.state = entry.state
+        first.direction = entry.direction
+        if entry.route is not None:
+            first.route = entry.route
+    return out
+
+
 def _dialog_row(entry: JournalEntry, now: int) -> tuple[Any, ...] | None:
     """The `dialogs` row of `entry` (None: nothing to file it under)."""
     state = entry.state
@@ -878,6 +910,7 @@ def _open_for_emsd(keep_days: float = 0.0) -> Journal | None:
 async def open_journal_writer(
     keep_days: float = 0.0,
     on_commit: Callable[[int], Any] | None = None,
+    linger: float = LINGER,
 ) -> AsyncIterator[tuple[JournalWriter | None, list[DialogRecord]]]:
     """emsd's journal for its lifetime: its writer and the active dialogs
     to restore.
@@ -896,6 +929,8 @@ async def open_journal_writer(
             log.exception('cannot read the EMS journal: nothing restored')
             records = []
         writer = JournalWriter(journal, on_commit=on_commit) if journal is not None else None
+        if writer is not None:
+            writer.linger = linger
         async with trio.open_nursery() as n:
             if writer is not None:
                 n.start_soon(writer.run)

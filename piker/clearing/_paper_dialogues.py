@@ -22,6 +22,7 @@ from ._messages import (
     BrokerdOrder,
     BrokerdOrdersSynced,
     BrokerdStatus,
+    backend_cmds,
     reply_oid,
 )
 
@@ -52,6 +53,12 @@ class Dialogues:
         # set (and replaced) whenever a command is handled or a dialogue
         # ends: what `settle()` waits for
         self._progress = trio.Event()
+        # while emsd's list frames (batches of commands) are handled, what
+        # the venue sends waits here, in order - (dialogue, or None for all
+        # of them; message) - and leaves as one frame per dialogue (`flush`)
+        self._collecting = 0
+        self._collected: list[tuple[Any, Any]] = []
+        self._flushing = trio.Lock()
 
     def subscribe(self, stream: Any) -> None:
         """Send the venue's events to `stream` too (from now on)."""
@@ -150,7 +157,22 @@ class Dialogues:
                     self._subs.remove(stream)
                 self._progressed()
 
-    async def _serve_one(self, raw: Any, origin: tractor.MsgStream) -> None:
+    async def _serve_one(self, frame: Any, origin: tractor.MsgStream) -> None:
+        """One frame from emsd: a command, or a list frame of them (a
+        batch), whose events then leave together at its end."""
+        raws = backend_cmds(frame)
+        if len(raws) == 1:
+            await self._handle(raws[0], origin)
+            return
+        self._collecting += 1
+        try:
+            for raw in raws:
+                await self._handle(raw, origin)
+        finally:
+            await self._flush()
+            self._collecting -= 1
+
+    async def _handle(self, raw: Any, origin: tractor.MsgStream) -> None:
         self._handling += 1
         try:
             await self.venue.handle(raw, origin=origin)
@@ -164,6 +186,22 @@ class Dialogues:
             self._handling -= 1
             self._progressed()
 
+    async def flush(self) -> None:
+        """Send what a batch collected so far (before a wait for the disk:
+        a fill's ledger write holds no other order's ack back)."""
+        if self._collecting:
+            await self._flush()
+
+    async def _flush(self) -> None:
+        # still collecting meanwhile: a message emitted during the sends
+        # queues behind the ones being sent, never overtakes them
+        with trio.CancelScope(shield=True):
+            async with self._flushing:
+                while self._collected:
+                    batch, self._collected = self._collected, []
+                    for stream in list(self._subs):
+                        await self._send(stream, [m for to, m in batch
+                                                  if to is None or to is stream])
 
     async def emit(self, *msgs: Any) -> None:
         """Send `msgs` to every emsd dialogue, in order.
@@ -177,22 +215,32 @@ class Dialogues:
             await self._emit(msgs)
 
     async def _emit(self, msgs: tuple[Any, ...]) -> None:
+        if self._collecting:
+            self._collected += [(None, msg) for msg in msgs]
+            return
+        for stream in list(self._subs):
+            await self._send(stream, list(msgs))
+
+    async def _send(self, stream: tractor.MsgStream, msgs: list[Any]) -> None:
         # several messages leave as one list frame (`EMIT_BATCH` at most):
         # one encode, one socket write and one wake-up of emsd for an
         # order's ack and open, or a fill with its status and position
-        frames = [msgs[i:i + EMIT_BATCH] for i in range(0, len(msgs), EMIT_BATCH)]
-        for stream in list(self._subs):
-            try:
-                for frame in frames:
-                    await stream.send(list(frame) if len(frame) > 1 else frame[0])
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                log.warning('emsd dialogue went away; dropping it')
+        try:
+            for i in range(0, len(msgs), EMIT_BATCH):
+                frame = msgs[i:i + EMIT_BATCH]
+                await stream.send(frame if len(frame) > 1 else frame[0])
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            log.warning('emsd dialogue went away; dropping it')
+            if stream in self._subs:
                 self._subs.remove(stream)
 
     async def reply(self, origin: tractor.MsgStream | None, msg: Any) -> None:
         """Send `msg` to the dialogue `origin` only (to all if None)."""
         if origin is None:
             await self.emit(msg)
+            return
+        if self._collecting:
+            self._collected.append((origin, msg))
             return
         with trio.CancelScope(shield=True):
             try:

@@ -161,6 +161,10 @@ class PaperVenue:
         """Send `msgs` to every emsd dialogue, in order."""
         await self.dialogues.emit(*msgs)
 
+    async def flush(self) -> None:
+        """Send what a batch of commands emitted so far (`Dialogues.flush`)."""
+        await self.dialogues.flush()
+
     async def reply(self, origin: tractor.MsgStream | None, msg: Any) -> None:
         """Send `msg` to the dialogue `origin` only (to all if None)."""
         await self.dialogues.reply(origin, msg)

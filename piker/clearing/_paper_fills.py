@@ -165,7 +165,9 @@ class PaperFills:
         if by_acct:
             # disk first (off the event loop: fsync takes milliseconds), then
             # the reports: a fill is never reported that a crash could lose
-            # - unless the disk refuses it: then it is reported regardless
+            # - unless the disk refuses it: then it is reported regardless.
+            # What a batch of commands emitted so far leaves first.
+            await self.venue.flush()
             touched_pps, alarm = await trio.to_thread.run_sync(self._persist, by_acct)
             if alarm is not None:
                 self._keep_retrying()

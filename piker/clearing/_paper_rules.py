@@ -6,6 +6,7 @@ check them without a venue.
 """
 from __future__ import annotations
 
+import functools
 import math
 import time
 import uuid
@@ -52,8 +53,12 @@ def price_problem(conf: PaperConf, price: float, size: float, bid: float, ask: f
     return ''
 
 
+@functools.lru_cache(maxsize=8192)
 def off_tick(value: float, tick: Decimal) -> bool:
-    """Whether `value` is not a whole number of `tick`s (no tick: never)."""
+    """Whether `value` is not a whole number of `tick`s (no tick: never).
+
+    Exact (decimal), and cached: orders come at a few prices and sizes,
+    and the division costs more than the rest of an order's checks."""
     if not tick:
         return False
     steps = Decimal(repr(value)) / tick

@@ -140,9 +140,17 @@ class Relays:
         except Exception as err:
             log.error('restored orders at %s (%s) have no venue: %s', broker, mode, err)
 
-    async def send(self, eff: ToVenue, mode: Mode) -> str:
-        """Send a venue command on its relay; '' or why it could not be sent."""
-        relay = self.relays.get((eff.broker, mode))
+    def reports_orders(self, broker: str, mode: Mode) -> bool:
+        """Whether the venue of (broker, mode) opens each dialogue with its
+        order report (`_reconcile`)."""
+        relay = self.relays.get((broker, mode))
+        return relay is not None and relay.reports_orders
+
+    async def send(self, effs: list[ToVenue], mode: Mode) -> str:
+        """Send the commands of one venue on its relay, as one frame (a
+        list frame when several); '' or why they could not be sent."""
+        broker = effs[0].broker
+        relay = self.relays.get((broker, mode))
         if relay is not None and relay.syncing:
             # just reconnected: the venue's order report comes first
             with trio.move_on_after(SYNC_TIMEOUT):
@@ -150,17 +158,18 @@ class Relays:
         stream = relay.stream if relay else None
         if stream is None:
             if relay is None:
-                reason = f'venue {eff.broker} ({mode}) is not connected'
+                reason = f'venue {broker} ({mode}) is not connected'
             else:
                 reason = relay.down or f'{relay.venue} is not connected'
             return f'{reason}: not sent (send it again once it is back)'
+        frame = [eff.msg for eff in effs] if len(effs) > 1 else effs[0].msg
         try:
             # shielded: this may run in a client's task, cancelled when that
             # client goes away; a send cut half-way would corrupt the framing
             # of the connection every client's orders share
             with trio.CancelScope(shield=True):
                 async with relay.send_lock:
-                    await stream.send(eff.msg)
+                    await stream.send(frame)
         except (trio.BrokenResourceError, trio.ClosedResourceError) as err:
             return (f'lost {relay.venue} ({type(err).__name__}): '
                     'not sent (send it again once it is back)')
