@@ -7,15 +7,15 @@ IPC frame, and every command and event in it is handled as if alone.
   (`{'name': 'batch', 'cmds': [...]}`), which emsd unpacks; any other
   frame, a bare list included, stays one (bad) message;
 - emsd takes a client's batch as one: its orders go to the venue as one
-  list frame, which the paper venue handles as a batch, answering with
-  one frame.
+  batch frame, which the paper venue handles as a batch, answering with
+  one frame; a bare list to the venue stays one (bad) message.
 """
 from __future__ import annotations
 
 import pytest
 
 from piker.clearing import Status
-from piker.clearing._client import BATCH_NAME, commands_of
+from piker.clearing._messages import BATCH_NAME, commands_of
 from piker.testing import PaperSim
 from tests._ems_helpers import BASE, FQME, check_dialog, raw_venue_dialogue, start
 
@@ -69,9 +69,9 @@ def test_a_batch_of_orders_goes_to_the_venue_and_back_as_one_frame_each(paper_si
             assert len(frames) == 1
             assert [(m['name'], m['oid']) for m in frames[0]] == [
                 (name, o.oid) for o in orders for name in ('ack', 'brokerd_status')]
-            # a list frame to the venue, a bad command inside: answered in place
-            await dlg.stream.send([_venue_order('r1', 80.0), {'name': 'brokerd_order'},
-                                   _venue_order('r2', 80.0)])
+            # a batch frame to the venue, a bad command inside: answered in place
+            await dlg.stream.send({'name': BATCH_NAME, 'cmds': [
+                _venue_order('r1', 80.0), {'name': 'brokerd_order'}, _venue_order('r2', 80.0)]})
             await dlg.reply(lambda m: m.get('oid') == 'r2' and m.get('status') == 'open')
             (frame,) = [f for f in dlg.frames if isinstance(f, list)
                         and any(m.get('oid') == 'r1' for m in f)]

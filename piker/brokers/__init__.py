@@ -84,7 +84,10 @@ Optional:
 
     trades_dialogue   a `@tractor.context` endpoint speaking DESIGN.md
                       section 5 (live order execution). Without it the
-                      backend is paper-only (the sim is).
+                      backend is paper-only (the sim is). emsd may send
+                      several commands as one batch frame: unpack it
+                      with `piker.clearing.commands_of` and handle them
+                      in order (`_dialogue.serve_commands` does).
     REPORTS_ORDERS = True
     TIME_IN_FORCE = ('gtc', 'ioc', ...)
                       the `BrokerdOrder.tif` values the venue honours

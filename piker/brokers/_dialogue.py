@@ -6,7 +6,7 @@ framing) and stops quietly when emsd is gone: what it missed is in the
 next dialogue's order report (`sender`). A command that cannot be read
 is answered by its oid if it has one (`_messages.reply_oid`). `serve_commands` is
 the rest of a dialogue once its handshake is done: emsd's commands, in
-order (a list frame is a batch of them), to the venue, until emsd ends the dialogue or vanishes.
+order (a batch frame holds several), to the venue, until emsd ends the dialogue or vanishes.
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from typing import Any, Protocol
 import tractor
 import trio
 
-from ..clearing._messages import BrokerdError, backend_cmds, reply_oid
+from ..clearing._messages import BrokerdError, commands_of, reply_oid
 from ..log import get_logger
 from ..service import open_drained_stream, watch_peer
 
@@ -75,7 +75,7 @@ async def serve_commands(
         for task in tasks:
             n.start_soon(task)
         async for frame in commands:
-            for raw in backend_cmds(frame):  # a list frame: a batch, in order
+            for raw in commands_of(frame):  # a batch frame: several, in order
                 try:
                     await venue.handle(raw)
                 except Exception:

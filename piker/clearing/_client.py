@@ -39,6 +39,7 @@ from ._messages import (
     MessageError,
     Order,
     Status,
+    batch_frame,
     decode_ems_msg,
 )
 
@@ -51,22 +52,8 @@ WATCHDOG_TIMEOUT = 2.0
 # finished orders a session remembers, to refuse requests for them locally
 MAX_FINISHED = 10_000
 # commands queued while one is sent leave together, as one batch frame
-# `{'name': 'batch', 'cmds': [...]}` of at most this many (a map with a
-# name of its own, so that any other frame, a bare list included, stays
-# one message to emsd, answered as such)
+# (`_messages.batch_frame`) of at most this many
 SEND_BATCH = 256
-BATCH_NAME = 'batch'
-
-
-def commands_of(frame: Any) -> list[Any]:
-    """The client commands in one frame from a client: a batch's, in
-    order, or the frame itself (a batch whose `cmds` is no list is one
-    bad message)."""
-    if isinstance(frame, dict) and frame.get('name') == BATCH_NAME:
-        cmds = frame.get('cmds')
-        if isinstance(cmds, list) and cmds:
-            return cmds
-    return [frame]
 
 
 class EMSError(RuntimeError):
@@ -414,9 +401,7 @@ async def open_ems(
                             # batch, not one per command
                             async for cmd in out_recv:
                                 batch = with_queued(cmd, out_recv, SEND_BATCH)
-                                await stream.send(
-                                    {'name': BATCH_NAME, 'cmds': batch} if len(batch) > 1 else cmd
-                                )
+                                await stream.send(batch_frame(batch))
                             sent_all.set()
 
                         async def _inbox() -> None:

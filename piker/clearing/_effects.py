@@ -9,7 +9,7 @@ them out, always in the same order:
 2. the journal (what the batch changed, one group-commit ticket);
 3. the batch's `Status`es, to the risk gate and the client fan-out - held
    until committed when they promise something a crash must not lose;
-4. the batch's `ToVenue` commands, one frame per venue relay (a list
+4. the batch's `ToVenue` commands, one frame per venue relay (a batch
    frame when several: a client's batch of orders is one venue write)
    - after the Statuses, and, if the batch changed the dark book, after
    its commit (a restarted emsd must never re-arm a trigger whose order

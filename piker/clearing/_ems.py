@@ -46,7 +46,6 @@ from ..brokers import get_brokermod
 from ..config import EMSConf, load_conf
 from ..log import get_console_log, get_logger
 from ..service import open_drained_stream, start_actor_task, watch_peer
-from ._client import commands_of
 from ._dark_feeds import DarkFeeds, open_dark_feeds
 from ._dialogs import Arm, DialogTable, Expire, Mode, Phase
 from ._effects import Effects
@@ -54,6 +53,7 @@ from ._expiry import open_expiries
 from ._fanout import Clients, open_clients
 from ._intake import Intake
 from ._journal import DialogRecord, open_journal_writer, restore_dialogs
+from ._messages import commands_of
 from ._relays import Relays, open_relays
 from ._risk import RiskGate
 from ._risk_state import open_risk_gate

@@ -53,7 +53,9 @@ __all__ = [
     'TRIGGER_TYPES',
     'TimeInForce',
     'Trail',
-    'backend_cmds',
+    'BATCH_NAME',
+    'batch_frame',
+    'commands_of',
     'decode_backend_cmd',
     'decode_broker_msg',
     'decode_client_msg',
@@ -540,10 +542,26 @@ def decode_backend_cmd(raw: Any) -> BrokerdOrder | BrokerdCancel:
     return _decode(raw, BackendCmd, 'backend command')
 
 
-def backend_cmds(frame: Any) -> list[Any]:
-    """The emsd commands in one frame to a backend, in order: emsd sends
-    the commands of one batch for one venue as one list frame."""
-    return frame if isinstance(frame, list) else [frame]
+# several commands sent together travel as one batch frame, `{'name':
+# 'batch', 'cmds': [...]}` (client -> emsd, emsd -> backend): a map with a
+# name of its own, so that any other frame, a bare list included, stays
+# one message, answered as such
+BATCH_NAME = 'batch'
+
+
+def batch_frame(cmds: list[Any]) -> Any:
+    """The frame that carries `cmds` (one command: itself)."""
+    return {_TAG: BATCH_NAME, 'cmds': cmds} if len(cmds) > 1 else cmds[0]
+
+
+def commands_of(frame: Any) -> list[Any]:
+    """The commands in one frame, in order: a batch's, or the frame itself
+    (a batch whose `cmds` is no non-empty list is one bad message)."""
+    if isinstance(frame, dict) and frame.get(_TAG) == BATCH_NAME:
+        cmds = frame.get('cmds')
+        if isinstance(cmds, list) and cmds:
+            return cmds
+    return [frame]
 
 
 def reply_oid(raw: Any) -> str:

@@ -22,7 +22,7 @@ from ._messages import (
     BrokerdOrder,
     BrokerdOrdersSynced,
     BrokerdStatus,
-    backend_cmds,
+    commands_of,
     reply_oid,
 )
 
@@ -53,7 +53,7 @@ class Dialogues:
         # set (and replaced) whenever a command is handled or a dialogue
         # ends: what `settle()` waits for
         self._progress = trio.Event()
-        # while emsd's list frames (batches of commands) are handled, what
+        # while emsd's batch frames (several commands) are handled, what
         # the venue sends waits here, in order - (dialogue, or None for all
         # of them; message) - and leaves as one frame per dialogue (`flush`)
         self._collecting = 0
@@ -158,9 +158,9 @@ class Dialogues:
                 self._progressed()
 
     async def _serve_one(self, frame: Any, origin: tractor.MsgStream) -> None:
-        """One frame from emsd: a command, or a list frame of them (a
-        batch), whose events then leave together at its end."""
-        raws = backend_cmds(frame)
+        """One frame from emsd: a command, or a batch frame of them,
+        whose events then leave together at its end."""
+        raws = commands_of(frame)
         if len(raws) == 1:
             await self._handle(raws[0], origin)
             return

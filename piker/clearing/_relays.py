@@ -42,6 +42,7 @@ from ._messages import (
     BrokerdOrdersSynced,
     BrokerdPosition,
     MessageError,
+    batch_frame,
     decode_broker_msg,
 )
 from ._paper_engine import open_trade_dialog
@@ -148,7 +149,7 @@ class Relays:
 
     async def send(self, effs: list[ToVenue], mode: Mode) -> str:
         """Send the commands of one venue on its relay, as one frame (a
-        list frame when several); '' or why they could not be sent."""
+        batch frame when several); '' or why they could not be sent."""
         broker = effs[0].broker
         relay = self.relays.get((broker, mode))
         if relay is not None and relay.syncing:
@@ -162,7 +163,7 @@ class Relays:
             else:
                 reason = relay.down or f'{relay.venue} is not connected'
             return f'{reason}: not sent (send it again once it is back)'
-        frame = [eff.msg for eff in effs] if len(effs) > 1 else effs[0].msg
+        frame = batch_frame([eff.msg for eff in effs])
         try:
             # shielded: this may run in a client's task, cancelled when that
             # client goes away; a send cut half-way would corrupt the framing
