@@ -211,13 +211,13 @@ class Dialogues:
         disk must not go unreported because the reporting task was
         cancelled between two messages.
         """
+        if self._collecting:  # (a batch's: sent at its end)
+            self._collected += [(None, msg) for msg in msgs]
+            return
         with trio.CancelScope(shield=True):
             await self._emit(msgs)
 
     async def _emit(self, msgs: tuple[Any, ...]) -> None:
-        if self._collecting:
-            self._collected += [(None, msg) for msg in msgs]
-            return
         for stream in list(self._subs):
             await self._send(stream, list(msgs))
 

@@ -48,15 +48,31 @@ def flat(size: float) -> bool:
     return abs(size) <= ABS_TOL
 
 
+# markets x accounts x limits whose scopes `Limits` keeps at most
+_MAX_SCOPES = 4096
+
+
 class Limits:
     """The limits of one `RiskConf`, as they apply to one order."""
 
     def __init__(self, conf: RiskConf) -> None:
         self.conf = conf
+        # (limit, broker, account, fqme) -> its scopes: the conf is read
+        # once per market and account, not at every order (bounded)
+        self._scopes: dict[tuple[str, str, str, str], list[tuple[str, str, float]]] = {}
 
     def scopes(self, name: str, order: Order) -> list[tuple[str, str, float]]:
         """The `(scope, label, value)` of limit `name` to check for `order`;
         scope is 'fqme' or 'account' (where a count is taken) or 'default'."""
+        key = (name, order.broker, order.account, order.symbol)
+        found = self._scopes.get(key)
+        if found is None:
+            if len(self._scopes) >= _MAX_SCOPES:
+                self._scopes.clear()
+            found = self._scopes[key] = self._find_scopes(name, order)
+        return found
+
+    def _find_scopes(self, name: str, order: Order) -> list[tuple[str, str, float]]:
         conf = self.conf
         default = getattr(conf, name)
         acct_name = f'{order.broker}.{order.account}'
