@@ -151,11 +151,14 @@ def _check_reqid(value: ReqId | None, what: str = 'reqid') -> None:
 
 
 _TAG = 'name'  # the tag field every message carries on the wire
+# every message struct is built with `gc=False`: it holds only data (no
+# cycles), so the cyclic collector need not track it - emsd makes several
+# per order, and each tracked one brings the next collection nearer
 
 
 # ---- client -> emsd ----------------------------------------------------
 
-class Trail(Struct, frozen=True):
+class Trail(Struct, frozen=True, gc=False):
     """How far a trailing stop's trigger follows the best price.
 
     `unit='ticks'`: `amount` price ticks of the market; `unit='pct'`:
@@ -172,7 +175,7 @@ class Trail(Struct, frozen=True):
             raise MessageError(f'a trail in percent must be < 100, got {self.amount!r}')
 
 
-class Order(Struct, tag='order', tag_field=_TAG):
+class Order(Struct, tag='order', tag_field=_TAG, gc=False):
     """A client's order request; re-sending an existing `oid` is a modify.
 
     `symbol` is an fqme (normalised to lower case). Alerts are always held
@@ -271,7 +274,7 @@ class Order(Struct, tag='order', tag_field=_TAG):
         return unpack_fqme(self.symbol)[0]
 
 
-class Cancel(Struct, tag='cancel', tag_field=_TAG):
+class Cancel(Struct, tag='cancel', tag_field=_TAG, gc=False):
     """Cancel the dialog `oid`; `symbol` (an fqme) is optional context."""
 
     oid: str
@@ -285,7 +288,7 @@ class Cancel(Struct, tag='cancel', tag_field=_TAG):
 
 # ---- emsd -> client ----------------------------------------------------
 
-class Status(Struct, tag='status', tag_field=_TAG):
+class Status(Struct, tag='status', tag_field=_TAG, gc=False):
     """One event of an order dialog, as every subscribed client sees it.
 
     `req` is the order as it currently stands (None only in the reply to
@@ -320,7 +323,7 @@ class Status(Struct, tag='status', tag_field=_TAG):
         return self.resp in TERMINAL_RESPS
 
 
-class BrokerdPosition(Struct, tag='position', tag_field=_TAG):
+class BrokerdPosition(Struct, tag='position', tag_field=_TAG, gc=False):
     """A position as a backend reports it; `size` is signed (short < 0)."""
 
     broker: str
@@ -341,7 +344,7 @@ class BrokerdPosition(Struct, tag='position', tag_field=_TAG):
 
 # ---- emsd -> backend ---------------------------------------------------
 
-class BrokerdOrder(Struct, tag='brokerd_order', tag_field=_TAG):
+class BrokerdOrder(Struct, tag='brokerd_order', tag_field=_TAG, gc=False):
     """Submit (reqid None) or modify (reqid set) an order at the venue.
 
     `symbol` is the broker-native key (the fqme without `.<broker>`);
@@ -367,7 +370,7 @@ class BrokerdOrder(Struct, tag='brokerd_order', tag_field=_TAG):
         _check_size(self.size)
 
 
-class BrokerdCancel(Struct, tag='brokerd_cancel', tag_field=_TAG):
+class BrokerdCancel(Struct, tag='brokerd_cancel', tag_field=_TAG, gc=False):
     """Cancel the venue order `reqid` of dialog `oid`."""
 
     oid: str
@@ -383,7 +386,7 @@ class BrokerdCancel(Struct, tag='brokerd_cancel', tag_field=_TAG):
 
 # ---- backend -> emsd ---------------------------------------------------
 
-class BrokerdOrderAck(Struct, tag='ack', tag_field=_TAG):
+class BrokerdOrderAck(Struct, tag='ack', tag_field=_TAG, gc=False):
     """The venue's first reply to every `BrokerdOrder`: binds oid <-> reqid."""
 
     oid: str
@@ -395,7 +398,7 @@ class BrokerdOrderAck(Struct, tag='ack', tag_field=_TAG):
         _check_reqid(self.reqid)
 
 
-class BrokerdStatus(Struct, tag='brokerd_status', tag_field=_TAG):
+class BrokerdStatus(Struct, tag='brokerd_status', tag_field=_TAG, gc=False):
     """An order state change at the venue.
 
     `filled`/`remaining` are the venue's cumulative view. `oid` is
@@ -421,7 +424,7 @@ class BrokerdStatus(Struct, tag='brokerd_status', tag_field=_TAG):
         _check_size(self.remaining, 'remaining', allow_zero=True)
 
 
-class BrokerdFill(Struct, tag='fill', tag_field=_TAG):
+class BrokerdFill(Struct, tag='fill', tag_field=_TAG, gc=False):
     """One execution of venue order `reqid`; `tid` is unique per venue."""
 
     reqid: ReqId
@@ -443,7 +446,7 @@ class BrokerdFill(Struct, tag='fill', tag_field=_TAG):
             raise MessageError(f'cost must be finite, got {self.cost!r}')
 
 
-class BrokerdError(Struct, tag='error', tag_field=_TAG):
+class BrokerdError(Struct, tag='error', tag_field=_TAG, gc=False):
     """The venue rejected or failed a request of dialog `oid`."""
 
     oid: str
@@ -457,7 +460,7 @@ class BrokerdError(Struct, tag='error', tag_field=_TAG):
         _check_reqid(self.reqid)
 
 
-class BrokerdOrdersSynced(Struct, tag='orders_synced', tag_field=_TAG):
+class BrokerdOrdersSynced(Struct, tag='orders_synced', tag_field=_TAG, gc=False):
     """End of a backend's order report at the start of a trades dialogue.
 
     A backend that knows its working orders (the paper engine does; see
