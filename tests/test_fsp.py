@@ -16,23 +16,14 @@ from piker.fsp import (
     select,
 )
 from piker.ohlc import OHLC_DTYPE
+from tests._fsp_fixtures import fsp_registry  # noqa: F401 (a fixture)
 
 BUILTINS = ['dollar_volume', 'ema', 'rsi', 'sma', 'vwap']
 
 
 
-@pytest.fixture(autouse=True)
-def _registry():
-    """Indicators a test registers (its own, a user module's) leave with it."""
-    from piker.fsp import REGISTRY, _select, known
+pytestmark = pytest.mark.usefixtures('fsp_registry')
 
-    known()                     # the built-ins are in before the snapshot
-    before, loaded = dict(REGISTRY), dict(_select._loaded)
-    yield
-    REGISTRY.clear()
-    REGISTRY.update(before)
-    _select._loaded.clear()
-    _select._loaded.update(loaded)
 
 def mk_ohlc(n: int, seed: int = 1, t0: int = 1_700_000_000, tf: int = 60) -> np.ndarray:
     rng = np.random.default_rng(seed)

@@ -25,6 +25,12 @@ async def push(sim: Any, fqme: str, **quote: float) -> None:
         await out
 
 
+async def start(sim: Any, fqme: str) -> Any:
+    """The market the tests start from (bid 99 / ask 100), and a session."""
+    await push(sim, fqme, bid=99, ask=100, last=99.5, bsize=5, asize=5)
+    return await sim.open_ems(fqme)
+
+
 def run(request: pytest.FixtureRequest, venue: str, main: Any) -> None:
     if venue == 'sim':
         request.getfixturevalue('paper_sim')(main, timeout=60)
@@ -38,8 +44,7 @@ def test_bracket_arms_with_partial_fills_tp_closes_and_cancels_sl(venue, request
     fqme, account = VENUES[venue]
 
     async def main(sim):
-        await push(sim, fqme, bid=99, ask=100, last=99.5, bsize=5, asize=5)
-        ems = await sim.open_ems(fqme)
+        ems = await start(sim, fqme)
         # rests below the market; children held
         entry = ems.client.mk_order('buy', 98.0, 1.0, account=account)
         b = await ems.client.bracket(entry, tp=110.0, sl=90.0)
@@ -81,8 +86,7 @@ def test_cancel_entry_cascades_cancel_child_leaves_the_rest(venue, request):
     fqme, account = VENUES[venue]
 
     async def main(sim):
-        await push(sim, fqme, bid=99, ask=100, last=99.5, bsize=5, asize=5)
-        ems = await sim.open_ems(fqme)
+        ems = await start(sim, fqme)
         b = await ems.client.bracket(ems.client.mk_order('buy', 90.0, 1.0, account=account),
                                      tp=110.0, sl=80.0)
         await ems.wait(b.entry, 'open', timeout=10)

@@ -22,6 +22,16 @@ from tests._ems_helpers import BASE, FQME, check_dialog, raw_venue_dialogue, sta
 pytestmark = pytest.mark.timeout(90)
 
 
+async def cancel_all(ems, orders: list) -> None:
+    """Cancel `orders` in one burst; each ends `canceled` after `open`."""
+    for order in orders:
+        ems.client.cancel_nowait(order.oid)
+    for order in orders:
+        await ems.wait(order.oid, 'canceled')
+        assert [st.resp for st in check_dialog(ems, order.oid)] == [
+            'pending', 'open', 'canceled']
+
+
 def _venue_order(oid: str, price: float, action: str = 'buy') -> dict:
     return {'name': 'brokerd_order', 'oid': oid, 'symbol': 'btcusdt', 'action': action,
             'price': price, 'size': 1.0, 'account': 'paper', 'time_ns': 1}
@@ -77,12 +87,7 @@ def test_a_batch_of_orders_goes_to_the_venue_and_back_as_one_frame_each(paper_si
                         and any(m.get('oid') == 'r1' for m in f)]
             assert [m['name'] for m in frame] == [
                 'ack', 'brokerd_status', 'error', 'ack', 'brokerd_status']
-        for order in orders:
-            ems.client.cancel_nowait(order.oid)
-        for order in orders:
-            await ems.wait(order.oid, 'canceled')
-            assert [st.resp for st in check_dialog(ems, order.oid)] == [
-                'pending', 'open', 'canceled']
+        await cancel_all(ems, orders)
 
     paper_sim(main)
 
@@ -112,11 +117,6 @@ def test_a_burst_of_commands_is_answered_command_by_command(paper_sim):
         errors = [m for m in ems.msgs if isinstance(m, Status) and m.resp == 'error'
                   and m.oid != 'no-such-oid']
         assert len(errors) == 1 and errors[0].oid == ''
-        for order in orders:
-            ems.client.cancel_nowait(order.oid)
-        for order in orders:
-            await ems.wait(order.oid, 'canceled')
-            assert [st.resp for st in check_dialog(ems, order.oid)] == [
-                'pending', 'open', 'canceled']
+        await cancel_all(ems, orders)
 
     paper_sim(main)

@@ -13,22 +13,14 @@ import pytest
 import trio
 from pyqtgraph.Qt import QtCore
 
+from tests._fsp_fixtures import fsp_registry  # noqa: F401 (a fixture)
+
 FQME = 'btcusdt.sim'
 
 
 
-@pytest.fixture(autouse=True)
-def _registry():
-    """Indicators a test registers (its own, a user module's) leave with it."""
-    from piker.fsp import REGISTRY, _select, known
+pytestmark = pytest.mark.usefixtures('fsp_registry')
 
-    known()                     # the built-ins are in before the snapshot
-    before, loaded = dict(REGISTRY), dict(_select._loaded)
-    yield
-    REGISTRY.clear()
-    REGISTRY.update(before)
-    _select._loaded.clear()
-    _select._loaded.update(loaded)
 
 def _conf(**kw):
     from piker.config import IndicatorsConf

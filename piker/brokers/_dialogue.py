@@ -4,9 +4,10 @@ Every reporting backend writes to emsd from one task, in order, each
 message shielded (a send cut half-way would corrupt the connection's
 framing) and stops quietly when emsd is gone: what it missed is in the
 next dialogue's order report (`sender`). A command that cannot be read
-is answered by its oid if it has one (`_messages.reply_oid`). `serve_commands` is
-the rest of a dialogue once its handshake is done: emsd's commands, in
-order (a batch frame holds several), to the venue, until emsd ends the dialogue or vanishes.
+is answered by its oid if it has one (`_messages.reply_oid`).
+`serve_commands` is the rest of a dialogue once its handshake is done:
+emsd's commands, in order (a batch frame holds several), to the venue,
+until emsd ends the dialogue or vanishes.
 """
 from __future__ import annotations
 

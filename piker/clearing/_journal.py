@@ -692,6 +692,7 @@ class JournalWriter:
 
     def __init__(
         self, journal: Journal, on_commit: Callable[[int], Any] | None = None,
+        linger: float = LINGER,
     ) -> None:
         self.journal = journal
         # called (in the event loop) with the last committed ticket
@@ -703,7 +704,7 @@ class JournalWriter:
         # set when someone waits on a commit: no linger
         self._urgent = trio.Event()
         self._progress = trio.Event()
-        self.linger = LINGER
+        self.linger = linger
         self.batches = 0  # transactions run (for benches and tests)
 
     @property
@@ -928,9 +929,8 @@ async def open_journal_writer(
         except Exception:
             log.exception('cannot read the EMS journal: nothing restored')
             records = []
-        writer = JournalWriter(journal, on_commit=on_commit) if journal is not None else None
-        if writer is not None:
-            writer.linger = linger
+        writer = (JournalWriter(journal, on_commit=on_commit, linger=linger)
+                  if journal is not None else None)
         async with trio.open_nursery() as n:
             if writer is not None:
                 n.start_soon(writer.run)
