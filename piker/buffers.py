@@ -135,6 +135,10 @@ class Conflator:
     async def wait(self, timeout: float = math.inf) -> bool:
         """Park until something is pending or the buffer closes, at most
         `timeout` seconds; return whether something is pending."""
+        if timeout == math.inf:  # the common case: no cancel scope
+            while not self._pending and not self._closed:
+                await self._lot.park()
+            return bool(self._pending)
         with trio.move_on_after(timeout):
             while not self._pending and not self._closed:
                 await self._lot.park()

@@ -39,9 +39,10 @@ payload is ~7x cheaper than that of the same quotes as dicts.
 Each session has one `QuoteBuffer` (conflating, never blocking) and one
 sender task that ships whatever has accumulated as one batch. A busy
 session (over 1 / `COALESCE` quotes/s, e.g. the sim at 1,000 quotes/s per
-market) ships at most one batch per `COALESCE` seconds: a frame per 2 ms
-instead of one per quote, for at most 2 ms more quote age; a quieter one
-ships every quote at once. When there
+market) ships at most one batch per `COALESCE` seconds: a frame per 10 ms
+instead of one per quote, for at most 10 ms more quote age (ticks are
+merged, never dropped); a quieter one ships every quote at once. Busy sessions ship on the ticks of one shared
+clock (`_pacing`), so brokerd wakes once per tick for all of them. When there
 is nothing to send for `HEARTBEAT` seconds it sends `['hb']`, so the
 client's watchdog always hears from a live brokerd; and it checks
 `ctx.chan.connected()` on every wake-up, so a SIGKILLed client is noticed
@@ -66,6 +67,7 @@ from ..ohlc import pack_array
 from ..service import STOP_LAST, DaemonKind, DaemonSpec, actor_nursery
 from ._errors import BrokerError, error_to_msg, raise_from_msg
 from ._feedbus import FeedBus
+from ._pacing import GRID, tick
 from ._registry import get_brokermod
 
 log = get_logger('brokers.brokerd')
@@ -85,8 +87,9 @@ def decode_batch(data: bytes) -> dict[str, Any]:
 
 HEARTBEAT = 0.25
 # a session busier than 1 / COALESCE quotes/s (measured over RATE_WINDOW
-# seconds) ships at most one batch per COALESCE seconds (see above)
-COALESCE = 0.002
+# seconds) ships at most one batch per COALESCE seconds (see above), on
+# the grid every busy session shares (`_pacing`)
+COALESCE = GRID
 RATE_WINDOW = 0.1
 
 # errors caused by the request (bad input), answered as error replies
@@ -376,12 +379,10 @@ async def _send_batches(
     busy = False
     try:
         while ctx.chan.connected():
-            # a busy feed: let quotes gather (conflated) until COALESCE has
-            # passed since the last batch; a quiet one ships at once
+            # a busy feed: let quotes gather (conflated) until the shared
+            # clock's next tick; a quiet one ships at once
             if busy:
-                wait = last + COALESCE - trio.current_time()
-                if wait > 0:
-                    await trio.sleep(wait)
+                await tick()
             batch = await buf.receive(timeout=HEARTBEAT)
             last = trio.current_time()
             quotes += len(batch) + buf.conflated - counted
