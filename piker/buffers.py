@@ -136,13 +136,15 @@ class Conflator:
         """Park until something is pending or the buffer closes, at most
         `timeout` seconds; return whether something is pending."""
         if timeout == math.inf:  # the common case: no cancel scope
-            while not self._pending and not self._closed:
-                await self._lot.park()
-            return bool(self._pending)
-        with trio.move_on_after(timeout):
-            while not self._pending and not self._closed:
-                await self._lot.park()
+            await self._park()
+        else:
+            with trio.move_on_after(timeout):
+                await self._park()
         return bool(self._pending)
+
+    async def _park(self) -> None:
+        while not self._pending and not self._closed:
+            await self._lot.park()
 
     def close(self) -> None:
         """Stop accepting messages and wake every waiting consumer."""

@@ -41,9 +41,9 @@ sender task that ships whatever has accumulated as one batch. A busy
 session (over 1 / `COALESCE` quotes/s, e.g. the sim at 1,000 quotes/s per
 market) ships at most one batch per `COALESCE` seconds: a frame per 10 ms
 instead of one per quote, for at most 10 ms more quote age (ticks are
-merged, never dropped); a quieter one ships every quote at once. Busy sessions ship on the ticks of one shared
-clock (`_pacing`), so brokerd wakes once per tick for all of them. When there
-is nothing to send for `HEARTBEAT` seconds it sends `['hb']`, so the
+merged, never dropped); a quieter one ships every quote at once. Busy
+sessions ship on the ticks of one shared clock (`_pacing`), so brokerd
+wakes once per tick for all of them. When there is nothing to send for `HEARTBEAT` seconds it sends `['hb']`, so the
 client's watchdog always hears from a live brokerd; and it checks
 `ctx.chan.connected()` on every wake-up, so a SIGKILLed client is noticed
 within `HEARTBEAT` seconds even though a blocked `receive()` would never

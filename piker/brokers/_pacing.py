@@ -9,7 +9,8 @@ three markets and seven sessions the sleeps alone were a quarter of
 brokerd's CPU.
 
 `tick()` parks the caller until the next instant of one shared grid
-(`GRID` seconds apart, trio time). One system task per trio run sleeps
+(`GRID` seconds apart, trio time); `wait_until(t)` until the first
+instant at or after `t`. One system task per trio run sleeps
 from instant to instant and wakes every task parked meanwhile at once: a
 parking lot unpark per waiter instead of a timed sleep each, and one
 wake-up of the process per tick for all of them. The task runs only
@@ -33,7 +34,7 @@ import trio
 # 60 Hz or a trigger can tell apart (see docs/perf.md, third round)
 GRID = 0.010
 
-__all__ = ['GRID', 'next_instant', 'on_grid', 'tick']
+__all__ = ['GRID', 'next_instant', 'on_grid', 'tick', 'wait_until']
 
 
 # instants are k * GRID, and (k * GRID) / GRID is not always k in floats
@@ -86,3 +87,17 @@ async def tick() -> None:
         ticker = _Ticker()
         _ticker.set(ticker)
     await ticker.tick()
+
+
+async def wait_until(t: float) -> None:
+    """Wait until the first grid instant at or after `t` (a checkpoint if
+    that is now): by the shared clock if it is the next tick, else by one
+    timed sleep to it (a slow periodic task wakes no more often than it
+    must, still on the grid)."""
+    now = trio.current_time()
+    if t <= now:
+        await trio.lowlevel.checkpoint()
+    elif t <= next_instant(now):
+        await tick()
+    else:
+        await trio.sleep_until(on_grid(t))

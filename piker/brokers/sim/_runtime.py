@@ -185,16 +185,10 @@ class SimMarket:
                 now = trio.current_time()
                 if next_t < now - 1.0:
                     next_t = now  # fell far behind (a stall): do not burst
-                # pace by the shared clock (`_pacing`): every market and
-                # brokerd's busy feed sessions wake together, once per
-                # tick, each market emitting every quote due by then (a
-                # quote already due goes at once: `emit()` checkpoints)
-                if next_t <= now:
-                    continue
-                if next_t <= _pacing.next_instant(now):
-                    await _pacing.tick()
-                else:
-                    await trio.sleep_until(_pacing.on_grid(next_t))
+                # pace by the shared clock: every market and brokerd's busy
+                # feed sessions wake together, once per tick, each market
+                # emitting every quote due by then
+                await _pacing.wait_until(next_t)
             else:
                 burst += 1
                 if burst >= BURST:
