@@ -187,8 +187,10 @@ class SimMarket:
                     next_t = now  # fell far behind (a stall): do not burst
                 # pace by the shared clock: every market and brokerd's busy
                 # feed sessions wake together, once per tick, each market
-                # emitting every quote due by then
-                await _pacing.wait_until(next_t)
+                # emitting every quote due by then (one already due goes at
+                # once, no extra checkpoint: `emit()` has one)
+                if next_t > now:
+                    await _pacing.wait_until(next_t)
             else:
                 burst += 1
                 if burst >= BURST:
