@@ -66,6 +66,7 @@ from tractor._exceptions import ModuleNotExposed, TransportClosed, pack_error
 from tractor._ipc import Channel, MsgpackTCPStream
 
 from ..log import get_logger
+from ._outbox import Outbox
 
 log = get_logger('service')
 
@@ -125,15 +126,18 @@ async def _iter_packets(self: MsgpackTCPStream) -> AsyncGenerator[Any, None]:
 
 async def _send(self: MsgpackTCPStream, msg: Any) -> None:
     # tractor's send, plus the limit: a message too big for the receiver
-    # fails here, in the sender's task, instead of costing the connection
-    async with self._send_lock:
-        data = self.encode(msg)
-        if len(data) > MAX_FRAME:
-            raise ValueError(
-                f'message of {len(data)} bytes exceeds the {MAX_FRAME}-byte '
-                'frame limit (piker.service._wire.MAX_FRAME): send it in parts'
-            )
-        await self.stream.send_all(_HEADER.pack(len(data)) + data)
+    # fails here, in the sender's task, instead of costing the connection;
+    # the frames of tasks sending at once share one write (`_outbox`)
+    data = self.encode(msg)
+    if len(data) > MAX_FRAME:
+        raise ValueError(
+            f'message of {len(data)} bytes exceeds the {MAX_FRAME}-byte '
+            'frame limit (piker.service._wire.MAX_FRAME): send it in parts'
+        )
+    outbox = self.__dict__.get('_outbox')
+    if outbox is None:
+        outbox = self._outbox = Outbox(self.stream)
+    await outbox.send(_HEADER.pack(len(data)) + data)
 
 
 # --- 2. handshake -------------------------------------------------------------
