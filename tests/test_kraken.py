@@ -273,11 +273,20 @@ def test_history_pages_trades_around_the_limit_and_states_what_it_cannot():
     from piker.brokers.kraken._rest import Client
     from piker.testing.fakes.kraken import open_fake_kraken
 
+    # the fake's clock starts 5 s into a minute: its 720 OHLC bars cannot
+    # gain a minute during the test (the wall clock did, once in a while:
+    # the last bar fell past `end` and 719 came back)
+    t0 = time.time()
+    base = t0 // 60 * 60 + 5
+
+    def clock() -> float:
+        return base + (time.time() - t0)
+
     async def main():
-        async with open_fake_kraken(quote_rate=0) as fake:
+        async with open_fake_kraken(quote_rate=0, clock=clock) as fake:
             client = Client(fake.rest_url)
             market = parse_asset_pairs(_pairs_result())['btcusd']
-            now = time.time()
+            now = clock()
             bars = await _history.fetch_bars(client, market, 60, start=now - 900 * 60, end=now)
             assert bars['time'][0] <= now - 899 * 60  # older than the 720-bar limit
             assert (bars['time'][1:] - bars['time'][:-1] == 60).all()
