@@ -25,6 +25,7 @@ from pyqtgraph.Qt import QtCore, QtGui, QtWidgets
 from ..accounting import Transaction
 from ..clearing._messages import BrokerdPosition, Order, Status
 from ..types import Struct
+from ._numbers import fmt_num
 from ._position import Holding
 from ._theme import DARK, Theme
 
@@ -69,13 +70,6 @@ class FrameBatch(QtCore.QObject):
             self.flushes += 1
         for job in jobs:
             job()
-
-
-def fmt_num(value: float | None, digits: int = 2, signed: bool = False) -> str:
-    if value is None or not math.isfinite(value):
-        return ''
-    value = round(value, digits) + 0.0     # never '-0.00'
-    return f'{value:+,.{digits}f}' if signed else f'{value:,.{digits}f}'
 
 
 def fmt_qty(value: float) -> str:

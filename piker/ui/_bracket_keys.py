@@ -27,6 +27,7 @@ from pyqtgraph.Qt import QtCore, QtGui
 from ..clearing._messages import Order
 from ._brackets import Member, Role, exit_role, wrong_side
 from ._lines import LevelLine
+from ._numbers import fmt_num
 from ._order_mode import LineState
 from ._position import Holding
 
@@ -121,7 +122,7 @@ class BracketKeys(QtCore.QObject):
             (sb.sl, f'SL stop {self.sl_ticks}t', sl),
         ):
             line.set_price(target)
-            pnl = f'  pnl {held.pnl(target):+,.2f}' if size else ''
+            pnl = f'  pnl {fmt_num(held.pnl(target), 2, signed=True)}' if size else ''
             line.set_text(f'{what}{pnl} (staged)')
 
     def _children_of(self, entry: Order, oco: str) -> list[Order]:

@@ -36,7 +36,8 @@ from pyqtgraph.Qt import QtCore, QtWidgets
 
 from ..clearing._messages import TERMINAL_RESPS, TRIGGER_TYPES, Order, Status
 from ._lines import LevelLine
-from ._position import Holding, fmt_size
+from ._numbers import fmt_num, fmt_size
+from ._position import Holding
 from ._theme import qcolor
 
 if TYPE_CHECKING:
@@ -386,7 +387,7 @@ class Brackets(QtCore.QObject):
             size = armed
         text = f'{role} {type_text(req, self.mode.chart.format_price)} {amount}'
         pnl = self.pnl_at(req, price, size)
-        return text if pnl is None else f'{text}  pnl {pnl:+,.2f}'
+        return text if pnl is None else f'{text}  pnl {fmt_num(pnl, 2, signed=True)}'
 
     # --- the status bar -------------------------------------------------------
 

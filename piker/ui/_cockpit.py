@@ -37,12 +37,12 @@ from ._blotters import (
     FrameBatch,
     OrdersBlotter,
     PositionsBlotter,
-    fmt_num,
 )
 from ._docks import BlotterDocks
 from ._flatten import DEFAULT_PAD_TICKS, Flattener
 from ._logpane import LogPane
 from ._notify import NotifierLike, notify_for
+from ._numbers import fmt_num
 from ._theme import DARK, Theme
 
 if TYPE_CHECKING:

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 from pyqtgraph.Qt import QtCore, QtGui, QtWidgets
 
 from ..clearing._dark import pad_price
-from ._position import fmt_size
+from ._numbers import fmt_size
 
 if TYPE_CHECKING:
     from ._order_mode import OrderMode

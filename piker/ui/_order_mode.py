@@ -53,8 +53,9 @@ from ..log import get_logger
 from ._brackets import Brackets, type_text
 from ._lines import LevelLine
 from ._markers import ExecMarkers
+from ._numbers import fmt_size
 from ._pane import SettingsPane
-from ._position import PositionTracker, fmt_size
+from ._position import PositionTracker
 from ._theme import DARK, Theme
 
 if TYPE_CHECKING:

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from ..accounting import MktPair, Position
 from ..types import Struct
 from ._lines import LevelLine
+from ._numbers import fmt_num, fmt_size
 from ._theme import DARK, Theme
 
 if TYPE_CHECKING:
@@ -34,11 +35,6 @@ class Holding(Struct, frozen=True):
         if not self.ppu:
             return 0.0
         return (price / self.ppu - 1.0) * 100.0 * (1 if self.size > 0 else -1)
-
-
-def fmt_size(size: float, digits: int, signed: bool = False) -> str:
-    """A size on its market's size grid (`signed`: always show the sign)."""
-    return f'{size:+,.{digits}f}' if signed else f'{size:,.{digits}f}'
 
 
 class PositionTracker:
@@ -122,7 +118,7 @@ class PositionTracker:
             return pos, '', None
         pnl = h.pnl(self.last)
         colour = self.theme.up if pnl >= 0 else self.theme.down
-        return pos, f'pnl {pnl:+,.2f} ({h.pnl_pct(self.last):+.2f}%)', colour
+        return pos, f'pnl {fmt_num(pnl, 2, signed=True)} ({fmt_num(h.pnl_pct(self.last), 2, signed=True)}%)', colour
 
     def _relabel(self, account: str) -> None:
         line = self.lines.get(account)
