@@ -494,6 +494,21 @@ def test_reduce_only_dark_trigger():
                         '[sim.paper] (2): the triggered dark order was cancelled, not sent')
 
 
+def test_reduce_only_trigger_checks_the_armed_share_not_all_that_remains():
+    """A bracket's exit armed for half its entry's fill sends only that
+    half: in reduce_only it fits a position of that half."""
+    g = gate()
+    g.observe(position(0.5))
+    exit_ = mk('sell', 1.0, exec_mode='dark')
+    assert place(g, exit_) is None
+    g.set_state('reduce_only')
+    whole = g.check_trigger(exit_.oid)
+    assert whole is not None and 'sell 1 exceeds what is left to reduce' in whole.reason
+    assert g.check_trigger(exit_.oid, 0.5) is None
+    assert g.check_release(exit_.copy({'size': 0.5, 'exec_mode': 'live'})) is None
+    assert g.check_trigger(exit_.oid, 0.75) is not None
+
+
 # ---- bookkeeping ----------------------------------------------------------------
 
 def test_the_gate_reads_working_orders_from_the_dialog_table():

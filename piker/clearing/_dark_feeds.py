@@ -200,7 +200,8 @@ class DarkFeeds:
                 return note + ': the triggered order was cancelled, not sent', trig
             trig = trig.copy({'size': size})
         if req is None or req.type not in TRIGGER_TYPES:
-            refusal = self.risk.check_trigger(trig.oid)  # a dark limit, as ever
+            # a dark limit, as ever: what the book armed of it (0: all)
+            refusal = self.risk.check_trigger(trig.oid, trig.size or None)
         else:
             released = req.copy({
                 'price': release_price(req, trig), 'size': trig.size or req.size,

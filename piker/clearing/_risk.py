@@ -276,8 +276,10 @@ class RiskGate:
             return refusal
         return None
 
-    def check_trigger(self, oid: str) -> Refusal | None:
-        """May the resting dark order `oid` go live now that it triggered?"""
+    def check_trigger(self, oid: str, size: float | None = None) -> Refusal | None:
+        """May the resting dark order `oid` go live now that it triggered,
+        sending `size` (default: all that remains of it; a bracket's exit
+        armed for part of its entry's fill sends only that share)?"""
         dialog = self.dialogs.get(oid)
         if dialog is None or dialog.terminal or dialog.req.action == 'alert':
             return None  # an alert, or nothing working
@@ -289,7 +291,8 @@ class RiskGate:
         if self._state is TradingState.REDUCE_ONLY:
             req = dialog.req
             refusal = self._reducing(
-                req.broker, req.account, req.symbol, req.action, dialog.remaining, oid,
+                req.broker, req.account, req.symbol, req.action,
+                dialog.remaining if size is None else size, oid,
             )
             if refusal is not None:
                 return self._refuse('reduce_only', refusal.reason + (
@@ -301,7 +304,7 @@ class RiskGate:
         """May a triggered order go live as `order` (its release price and
         size)? `check_trigger()`, then the price and limits of what is sent
         (a reduce-only order adds no exposure: only its price is checked)."""
-        refusal = self.check_trigger(order.oid)
+        refusal = self.check_trigger(order.oid, order.size)
         if refusal is not None:
             return refusal
         what = 'triggered order'
