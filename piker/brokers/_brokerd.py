@@ -43,8 +43,9 @@ market) ships at most one batch per `COALESCE` seconds: a frame per 10 ms
 instead of one per quote, for at most 10 ms more quote age (ticks are
 merged, never dropped); a quieter one ships every quote at once. Busy
 sessions ship on the ticks of one shared clock (`_pacing`), so brokerd
-wakes once per tick for all of them. When there is nothing to send for `HEARTBEAT` seconds it sends `['hb']`, so the
-client's watchdog always hears from a live brokerd; and it checks
+wakes once per tick for all of them. When there is nothing to send for
+`HEARTBEAT` seconds it sends `['hb']`, so the client's watchdog always
+hears from a live brokerd; and it checks
 `ctx.chan.connected()` on every wake-up, so a SIGKILLed client is noticed
 within `HEARTBEAT` seconds even though a blocked `receive()` would never
 notice (TRACTOR.md rule 2). The session returns when the client closes

@@ -132,11 +132,11 @@ class Outbox:
 
     async def _write(self, data: bytes) -> None:
         stream = self._stream
-        sock = getattr(stream, 'socket', None)
-        if not isinstance(stream, trio.SocketStream) or sock is None:
+        if not isinstance(stream, trio.SocketStream):
             # TLS: a cancelled SSLStream write breaks the stream itself
             await stream.send_all(data)
             return
+        sock = stream.socket
         # trio's SocketStream.send_all, counting what went out: a socket
         # send either writes some bytes or is cancelled having written none
         total = 0
