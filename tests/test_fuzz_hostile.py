@@ -310,6 +310,9 @@ async def round_trip(good: EMSSession) -> None:
 async def emsd_example(bad: EMSSession, good: EMSSession, ops: list[tuple], sent: list[str]) -> None:
     mark = bad.mark()
     expect = Expect()
+    # an oid's dialog that ended in an earlier example: a command for it
+    # is dropped (logged), its end answered it already - no reply due
+    ended = {m.oid for m in bad.msgs if isinstance(m, Status) and m.resp in TERMINAL_RESPS}
     async with trio.open_nursery() as n:
         n.start_soon(round_trip, good)
         for kind, arg in ops:
@@ -321,7 +324,8 @@ async def emsd_example(bad: EMSSession, good: EMSSession, ops: list[tuple], sent
             else:
                 raw = realise(arg)
                 key = reply_key(raw)
-                expect.add(key)
+                if not key.strip() or key not in ended:
+                    expect.add(key)
                 if key.strip():
                     sent.append(key)
             bad.send_raw(raw)
@@ -334,6 +338,12 @@ async def emsd_example(bad: EMSSession, good: EMSSession, ops: list[tuple], sent
             ])
 
         await bad.until(answered, timeout=REPLY_TIMEOUT)
+    # A barrier: one reply per oid is not all the replies (a cancel of an
+    # unknown oid is answered before an order under the same oid later
+    # makes a dialog). An order of the bad client's own goes behind all
+    # its garbage on the same stream, batch order and publish path; once
+    # it has ended, every status the garbage drew has arrived.
+    await round_trip(bad)
     crashed = [m for m in bad.msgs[mark:] if isinstance(m, Status) and INTERNAL in m.reason]
     assert not crashed, crashed[0].brokerd_msg
 
