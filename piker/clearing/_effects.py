@@ -7,18 +7,19 @@ them out, always in the same order:
    records the direction a trigger was armed with - and emsd's timers
    (`Expire`: a gtd order's expiry);
 2. the journal (what the batch changed, one group-commit ticket);
-3. the batch's `Status`es, to the risk gate and the client fan-out - held
-   until committed when they promise something a crash must not lose;
-4. the batch's `ToVenue` commands, one frame per venue relay (a batch
+3. the batch's `ToVenue` commands, one frame per venue relay (a batch
    frame when several: a client's batch of orders is one venue write)
-   - after the Statuses, and, if the batch changed the dark book, after
-   its commit (a restarted emsd must never re-arm a trigger whose order
-   already went to the venue). A command that cannot be sent ends its
-   dialog with an `error`, published after the batch's `pending`.
+   - if the batch changed the dark book, after its commit (a restarted
+   emsd must never re-arm a trigger whose order already went to the
+   venue);
+4. the batch's `Status`es, to the risk gate and the client fan-out -
+   once its venue commands are written (a `pending` is true when told:
+   the order went to the venue; one whose command could not be sent is
+   never told `pending`, only the `error` that ends it), and held until
+   committed when they promise something a crash must not lose.
 
-A plain live order's `pending` is the exception to 3: the venue's order
-report covers it (`_covered`), so it waits for no commit; it is published
-once its venue command is written instead, so it is true when told.
+A plain live order's `pending` needs no commit: the venue's order report
+covers it (`_covered`).
 """
 from __future__ import annotations
 
@@ -40,6 +41,15 @@ log = get_logger(__name__)
 
 # a Status saying one of these is published only once the journal has it
 _DURABLE_RESPS = frozenset({'pending', 'held', 'dark_open', 'dark_triggered'})
+
+
+def _untold(statuses: list[Status], failed: list[tuple[ToVenue, str]]) -> list[Status]:
+    """The Statuses of a batch that are true once its venue commands were
+    written: not the `pending` of an order whose command was not sent."""
+    if not failed:
+        return statuses
+    unsent = {eff.msg.oid for eff, _ in failed if isinstance(eff.msg, BrokerdOrder)}
+    return [st for st in statuses if not (st.resp == 'pending' and st.oid in unsent)]
 
 
 class Venues(Protocol):
@@ -111,7 +121,8 @@ class Effects:
             await self.writer.flush(commit_first)
         failed = await self._send(venue) if venue else []
         if after_send is not None:
-            self._emit(*after_send, durable=False)
+            statuses, told_to, ticket, durable = after_send
+            self._emit(_untold(statuses, failed), told_to, ticket, durable=durable)
         for eff, problem in failed:
             self._send_failed(eff, problem)
 
@@ -121,13 +132,14 @@ class Effects:
 
     def _book_and_journal(
         self, effects: Iterable[Effect], origin: ClientConn | None, covers: bool = True,
-    ) -> tuple[list[Effect], int, tuple[list[Status], ClientConn | None, int] | None]:
+    ) -> tuple[list[Effect], int, tuple[list[Status], ClientConn | None, int, bool] | None]:
         """Dark book, journal, then the batch's Statuses (`_emit`).
 
         Returns the effects; if the batch changed the dark book, its
-        journal ticket (else 0); and, if its promises are covered by its
-        venues' order reports (`_covered`), its Statuses, to publish once
-        its venue commands are written (else None: published or held)."""
+        journal ticket (else 0); and, if the batch has venue commands
+        (and `covers`: `execute()` sends them), its Statuses, origin,
+        ticket and whether they wait for the commit, to publish once the
+        commands are written (else None: published or held)."""
         effects = list(effects)
         effects += self.groups.react(effects)
         dark_change = False
@@ -152,8 +164,11 @@ class Effects:
         after_send = None
         if statuses:
             durable = dark_change or any(st.resp in _DURABLE_RESPS for st in statuses)
-            if durable and not dark_change and covers and self._covered(statuses, effects):
-                after_send = (statuses, origin, ticket)
+            sends = covers and any(isinstance(eff, ToVenue) for eff in effects)
+            if durable and not dark_change and sends and self._covered(statuses, effects):
+                durable = False
+            if sends:
+                after_send = (statuses, origin, ticket, durable)
             else:
                 self._emit(statuses, origin, ticket, durable=durable)
         return effects, ticket if dark_change else 0, after_send
@@ -226,9 +241,10 @@ class Effects:
         crash before its commit loses it from the journal only, and the
         venue's order report brings it back (`_reconcile`).
         """
-        if self.writer is not None and (durable or self._held):
+        writer = self.writer
+        if writer is not None and (self._held or (durable and writer.committed < ticket)):
             self._held.append((ticket, statuses, origin))
-            self.writer.want(ticket)
+            writer.want(ticket)
             return
         for st in statuses:
             self.publish(st, origin)

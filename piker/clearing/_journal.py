@@ -717,6 +717,11 @@ class JournalWriter:
         everything before it is)."""
         return self._submitted
 
+    @property
+    def committed(self) -> int:
+        """The ticket of the last batch committed (or failed, logged)."""
+        return self._committed
+
     def want(self, ticket: int) -> None:
         """Make sure a commit covering `ticket` comes (even if `ticket`'s
         own batch was empty: the batches before it are what it waits on)."""
