@@ -422,6 +422,34 @@ def test_reduce_only_counts_working_orders_on_the_same_side():
     assert g.check(first.copy({'size': 1.0}), existing=first) is None
 
 
+def test_reduce_only_counts_an_oco_group_once_and_never_against_itself():
+    """A take-profit and a stop-loss for one position (a client OCO group)
+    fill at most the largest of them together: in reduce_only the second
+    exit fits beside the first, a third group counts at its largest."""
+    g = gate(state='reduce_only')
+    g.observe(position(2))
+    tp = mk('sell', 2, 110.0).copy({'oco': 'exit'})
+    sl = mk('sell', 2, 90.0, exec_mode='dark').copy({'oco': 'exit'})
+    assert place(g, tp) is None
+    assert place(g, sl) is None  # was: exceeds what is left to reduce: 0
+    # the group counts once, at its largest, for orders outside it
+    r = g.check(mk('sell', 0.5))
+    assert r.reason == ('reduce_only: sell 0.5 exceeds what is left to reduce in '
+                        'btcusdt.sim [sim.paper]: 0 (position 2; working sells 2)')
+    # and for another group's members
+    other = mk('sell', 1, 120.0).copy({'oco': 'other'})
+    assert g.check(other).limit == 'reduce_only'
+    # the stop triggering sends its 2: its sibling is no resting sell beside it
+    assert g.check_trigger(sl.oid) is None
+    # a group smaller than the position leaves room for the rest
+    g2 = gate(state='reduce_only')
+    g2.observe(position(3))
+    for o in (mk('sell', 1, 110.0), mk('sell', 2, 111.0)):
+        assert place(g2, o.copy({'oco': 'g'})) is None
+    assert place(g2, mk('sell', 1, 112.0)) is None
+    assert g2.check(mk('sell', 0.5)).limit == 'reduce_only'
+
+
 def test_reduce_only_shrinking_an_increasing_order_is_allowed():
     g = gate()
     g.observe(position(5))

@@ -292,7 +292,7 @@ class RiskGate:
             req = dialog.req
             refusal = self._reducing(
                 req.broker, req.account, req.symbol, req.action,
-                dialog.remaining if size is None else size, oid,
+                dialog.remaining if size is None else size, oid, req.oco,
             )
             if refusal is not None:
                 return self._refuse('reduce_only', refusal.reason + (
@@ -368,11 +368,12 @@ class RiskGate:
             return None  # shrinking an order never adds risk
         return self._reducing(
             order.broker, order.account, order.symbol, order.action,
-            order.size, order.oid,
+            order.size, order.oid, order.oco,
         )
 
     def _reducing(
         self, broker: str, account: str, fqme: str, action: str, size: float, oid: str,
+        oco: str | None = None,
     ) -> Refusal | None:
         reported, estimate = self.position(broker, account, fqme)
         sign = 1.0 if action == 'buy' else -1.0
@@ -390,7 +391,7 @@ class RiskGate:
                 f'reduce_only: a {action} would not reduce the position in '
                 f'{where} ({shown})'
             ))
-        resting = self.book.resting((broker, account, fqme), action, but=oid)
+        resting = self.book.resting((broker, account, fqme), action, but=oid, oco=oco)
         room = min(abs(reported), abs(estimate)) - resting
         if exceeds(size, room):
             return Refusal(limit='reduce_only', reason=(

@@ -78,16 +78,29 @@ class RiskBook:
             return sum(1 for d in self.exposing() if (d.req.broker, d.req.account) == acct)
         return len(self.exposing(order.symbol))
 
-    def resting(self, key: PosKey, action: str, but: str) -> float:
-        """What the working `action`s at `key` other than `but` have left;
-        bracket children are left out (their group book bounds them by the
-        entry's fills: a held TP is not a resting sell beside its SL)."""
+    def resting(self, key: PosKey, action: str, but: str, oco: str | None = None) -> float:
+        """What the working `action`s at `key` other than `but` have left.
+
+        Bracket children are left out (their group book bounds them by the
+        entry's fills: a held TP is not a resting sell beside its SL). The
+        members of a client OCO group fill at most the largest of them
+        together, so a group counts once, at its largest; `but`'s own
+        group (`oco`) not at all: `but` and its siblings exclude each
+        other, a take-profit and a stop-loss for one position are not two.
+        """
         broker, account, fqme = key
-        return sum(
-            d.remaining for d in self.working(fqme)
-            if d.oid != but and d.req.action == action and d.req.parent is None
-            and d.req.broker == broker and d.req.account == account
-        )
+        plain = 0.0
+        groups: dict[str, float] = {}
+        for d in self.working(fqme):
+            req = d.req
+            if (d.oid == but or req.action != action or req.parent is not None
+                    or req.broker != broker or req.account != account):
+                continue
+            if req.oco is None:
+                plain += d.remaining
+            elif req.oco != oco:
+                groups[req.oco] = max(groups.get(req.oco, 0.0), d.remaining)
+        return plain + sum(groups.values())
 
     def counts(self) -> tuple[Counter[tuple[str, str]], Counter[str]]:
         """Working orders per (broker, account) and per fqme."""
