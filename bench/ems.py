@@ -515,9 +515,10 @@ async def run_tree(args: argparse.Namespace, res: Results, report: list[str]) ->
 
 # ---- persistence cost (in-process, no actors) ---------------------------
 
-def mk_txns(start: int, stop: int, account_tag: str = ''):
+def mk_txns(start: int, stop: int, account_tag: str = '', held: bool = False):
     """Fills as paperboi books them: buy at the ask / sell at the bid in
-    turn (so the position goes flat every two), unique tids."""
+    turn (so the position goes flat every two), unique tids; `held`: buys
+    only (a position that never goes flat)."""
     from datetime import UTC, datetime, timedelta
 
     from piker.accounting import Transaction
@@ -528,7 +529,8 @@ def mk_txns(start: int, stop: int, account_tag: str = ''):
     return [
         Transaction(
             fqme=mkt.fqme, tid=f'{account_tag}{uuid.uuid4().hex}',
-            size=SIZE if i % 2 == 0 else -SIZE, price=ASK if i % 2 == 0 else BID,
+            size=SIZE if held or i % 2 == 0 else -SIZE,
+            price=ASK if held or i % 2 == 0 else BID,
             cost=0.0, dt=now + timedelta(milliseconds=i - start), bs_mktid=mkt.bs_mktid,
         )
         for i in range(start, stop)
@@ -553,7 +555,9 @@ def persistence(res: Results, seeded: int, reps: int = 50) -> None:
     then the positions file, replaced without fsync) with an empty ledger
     and with `seeded` trades in it, a fill to each in turn, plus the
     storage floors: an fsync'd append and an fsync'd atomic write (temp
-    file, fsync, rename, fsync of the directory) of a tiny file.
+    file, fsync, rename, fsync of the directory) of a tiny file; and a
+    fill to a position that never went flat, at 100 and at 20,000 open
+    fills (its positions file keeps the last fills only: the same cost).
     """
     from piker.atomicfile import write_atomic
     from piker.brokers.sim import MARKETS
@@ -588,6 +592,30 @@ def persistence(res: Results, seeded: int, reps: int = 50) -> None:
                     raise RuntimeError(f'cannot write: {accts.alarm}')
                 res.add(f'persist: one fill (ledger + positions) @ {size:>7,} trades',
                         (time.perf_counter() - t0) * 1e3)
+        # a position that never goes flat: its file keeps the last fills only
+        accts.load('held')
+        grown = 0
+        for opened in (100, 20_000):
+            while grown < opened:
+                step = min(1000, opened - grown)
+                accts.book({'held': mk_txns(grown, grown + step, held=True)}, mkts)
+                grown += step
+            accts.flush()
+            for _ in range(reps):
+                txns = mk_txns(grown, grown + 1, held=True)
+                t0 = time.perf_counter()
+                accts.book({'held': txns}, mkts)
+                if accts.flush() is not None:
+                    raise RuntimeError(f'cannot write: {accts.alarm}')
+                res.add(f'persist: one fill to a position of {opened:>6,} open fills',
+                        (time.perf_counter() - t0) * 1e3)
+            grown += reps
+        few, many = (pct(res.lat[f'persist: one fill to a position of {k:>6,} open fills'], 50)
+                     for k in (100, 20_000))
+        res.notes.append(
+            f'persist p50 at 20,000 open fills {many:.3f} ms vs at 100 {few:.3f} ms '
+            f'(ratio {many / few:.2f}; target <= 1.2): {"met" if many <= 1.2 * few else "MISSED"}'
+        )
     finally:
         probe.close()
         shutil.rmtree(conf, ignore_errors=True)

@@ -194,6 +194,54 @@ def test_open_clears_cost_what_is_open_not_the_history(monkeypatch):
     assert list(back.open_clears()) == ['open']
 
 
+def test_the_positions_file_keeps_the_last_fills_and_what_the_earlier_made(caplog):
+    """A position built over many fills without going flat: the file keeps
+    the last FILE_CLEARS of them after the position the earlier ones made,
+    so its size (and the cost of a fill's write) does not grow with the
+    history; it loads back exactly, self-checked, and trades on."""
+    from piker.accounting._pos import FILE_CLEARS
+
+    n = FILE_CLEARS * 3 + 7
+    fills = [txn(f'f{i}', 0.5 + (i % 3) * 0.25, 100.0 + i % 17, 0.01 * (i % 5), i=i)
+             for i in range(n)]
+    with open_account('sim', 'paper') as acct:
+        for t in fills:
+            acct.apply(t, mk_mkt())
+        mem = acct.get(FQME)
+    data = tomllib.loads(account_path('sim', 'paper').read_text())[FQME]
+    assert list(data['clears']) == [f'f{i}' for i in range(n - FILE_CLEARS, n)]
+    assert data['carried_clears'] == n - FILE_CLEARS
+    early = replay(FQME, ((t.tid, Clear.from_txn(t)) for t in fills[:n - FILE_CLEARS]))
+    assert (data['carried_size'], data['carried_ppu']) == (early.size, early.ppu)
+    # grown by 4x the fills, the file is no bigger than at FILE_CLEARS + 1
+    with open_account('sim', 'small', path=account_path('sim', 'small')) as small:
+        for t in fills[:FILE_CLEARS + 1]:
+            small.apply(t, mk_mkt())
+    assert (account_path('sim', 'paper').stat().st_size
+            <= account_path('sim', 'small').stat().st_size + 200)
+
+    caplog.set_level(logging.WARNING)
+    with open_account('sim', 'paper') as again:
+        back = again.get(FQME)
+        assert (back.size, back.ppu) == (mem.size, mem.ppu)
+        assert back.open_count == n and not caplog.records  # the replay check held
+        assert again.apply(fills[-1]).size == mem.size  # a kept tid is still a duplicate
+        again.apply(txn('more', 1.0, 90.0, i=n))
+        grown = again.get(FQME)
+        assert grown.open_count == n + 1
+    data = tomllib.loads(account_path('sim', 'paper').read_text())[FQME]
+    assert list(data['clears'])[-1] == 'more' and len(data['clears']) == FILE_CLEARS
+    assert data['carried_clears'] == n + 1 - FILE_CLEARS
+    with open_account('sim', 'paper') as again:
+        pos = again.get(FQME)
+        assert (pos.size, pos.ppu) == (grown.size, grown.ppu) and not caplog.records
+        again.apply(txn('flat', -pos.size, 95.0, i=n + 1))  # flat: nothing carried
+        again.apply(txn('new', 2.0, 96.0, i=n + 2))
+        assert again.get(FQME).open_count == 1
+    data = tomllib.loads(account_path('sim', 'paper').read_text())[FQME]
+    assert list(data['clears']) == ['new'] and 'carried_clears' not in data
+
+
 def test_position_msgspec_roundtrip():
     pos = Position.from_mkt(mk_mkt())
     pos.add_clear(txn('a', 1.5, 100.0, 0.25))

@@ -22,11 +22,16 @@ was last flat: finding them costs O(those fills), not O(all)).
 
 The positions file is derived: the paper venue rebuilds it from the
 ledger at every start, so it is replaced whole (it only holds open
-positions) and, on the fill path, without fsync (`Account.write`).
+positions) and, on the fill path, without fsync (`Account.write`). It
+stays small whatever the history: per position it keeps the last
+`FILE_CLEARS` fills since flat, and the position the earlier ones made
+(`carried_*`; the ledger has them all), so a position built over 20,000
+fills costs a fill the same write as one built over 20.
 """
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime
@@ -53,6 +58,10 @@ from ._ledger import Transaction, TransactionLedger, _to_utc
 from ._mktinfo import MktPair, to_decimal, unpack_fqme
 
 log = get_logger(__name__)
+
+# the open fills a positions file keeps per position: the last ones, after
+# the position the earlier ones made (`Position.carried_*`)
+FILE_CLEARS = 100
 
 
 def step_position(
@@ -116,8 +125,17 @@ class Position(Struct, kw_only=True, dict=True):
 
     `size` is signed (> 0 long, < 0 short), `ppu` is the breakeven price
     per unit (see the module doc). Ticks are `None` when unknown (e.g. a
-    position rebuilt from a ledger without market info). `_flat_n` (not
-    a field: `dict=True`) counts the clears up to the last flat point.
+    position rebuilt from a ledger without market info).
+
+    `clears` are the fills applied, keyed by tid, in order, after the
+    position `carried_size` @ `carried_ppu` that `carried_clears` earlier
+    open fills made: all zero unless it was loaded from a positions file
+    that left those fills to the ledger (`FILE_CLEARS`).
+
+    Not fields (`dict=True`): `_flat_n` counts the clears up to the last
+    flat point; `_tail` holds the last `FILE_CLEARS` open clears and
+    `_tail_base` `(fills, size, ppu)`: the position before them, both
+    kept in step fill by fill, so writing the file costs O(FILE_CLEARS).
     """
 
     fqme: str
@@ -128,25 +146,48 @@ class Position(Struct, kw_only=True, dict=True):
     size: float = 0.0
     ppu: float = 0.0
     clears: dict[str, Clear] = msgspec.field(default_factory=dict)
+    carried_clears: int = 0
+    carried_size: float = 0.0
+    carried_ppu: float = 0.0
 
     def __post_init__(self) -> None:
         unpack_fqme(self.fqme)
         self.fqme = self.fqme.lower()
         self.price_tick = _check_tick(self.price_tick, 'price_tick')
         self.size_tick = _check_tick(self.size_tick, 'size_tick')
-        for what in ('size', 'ppu'):
+        for what in ('size', 'ppu', 'carried_size', 'carried_ppu'):
             val = getattr(self, what)
             if isinstance(val, bool) or not isinstance(val, int | float) or not math.isfinite(val):
                 raise ValueError(f'position {what} must be a finite number, got {val!r}')
             setattr(self, what, float(val))
+        if self.carried_clears < 0:
+            raise ValueError(f'position carried_clears must be >= 0, got {self.carried_clears}')
         if self.size == 0:
             self.ppu = 0.0
         self._flat_n = 0
-        net = Decimal(0)
-        for i, clear in enumerate(self.clears.values(), 1):
+        self._tail: deque[tuple[str, Clear]] = deque()
+        self._tail_base = (self.carried_clears, self.carried_size, self.carried_ppu)
+        net = to_decimal(self.carried_size)
+        for i, (tid, clear) in enumerate(self.clears.items(), 1):
             net += to_decimal(clear.size)
             if net == 0:
                 self._flat_n = i
+                self._went_flat()
+            else:
+                self._keep(tid, clear)
+
+    def _keep(self, tid: str, clear: Clear) -> None:
+        """An open clear: into the tail; the oldest leaves it into the base."""
+        tail = self._tail
+        tail.append((tid, clear))
+        if len(tail) > FILE_CLEARS:
+            _, old = tail.popleft()
+            n, size, ppu = self._tail_base
+            self._tail_base = (n + 1, *step_position(size, ppu, old.size, old.price, old.cost))
+
+    def _went_flat(self) -> None:
+        self._tail.clear()
+        self._tail_base = (0, 0.0, 0.0)
 
     @classmethod
     def from_mkt(cls, mkt: MktPair) -> Position:
@@ -175,9 +216,12 @@ class Position(Struct, kw_only=True, dict=True):
         self.size, self.ppu = step_position(
             self.size, self.ppu, txn.size, txn.price, txn.cost,
         )
-        self.clears[txn.tid] = Clear.from_txn(txn)
+        clear = self.clears[txn.tid] = Clear.from_txn(txn)
         if self.size == 0:
             self._flat_n = len(self.clears)
+            self._went_flat()
+        else:
+            self._keep(txn.tid, clear)
         if not self.bs_mktid and txn.bs_mktid:
             self.bs_mktid = txn.bs_mktid
         if not self.expiry and txn.expiry:
@@ -185,19 +229,32 @@ class Position(Struct, kw_only=True, dict=True):
         return True
 
     def open_clears(self) -> dict[str, Clear]:
-        """The fills since the position was last flat.
+        """The fills since the position was last flat (of those applied:
+        see `carried_clears`).
 
-        Replaying exactly these from flat reproduces `size` and `ppu`;
-        they are what the positions file keeps.
+        Replaying exactly these from flat (or from the carried position,
+        if it never went flat since) reproduces `size` and `ppu`.
         """
         n = len(self.clears) - self._flat_n
         if n <= 0:
             return {}
         return dict(reversed(list(islice(reversed(self.clears.items()), n))))
 
+    @property
+    def open_count(self) -> int:
+        """How many fills since the position was last flat, the carried
+        ones included."""
+        n = len(self.clears) - self._flat_n
+        return n + (self.carried_clears if self._flat_n == 0 else 0)
+
+    def file_clears(self) -> list[tuple[str, Clear]]:
+        """The open clears the positions file keeps: the last `FILE_CLEARS`."""
+        return list(self._tail)
+
     def to_toml(self, clears: bool = True) -> dict[str, Any]:
         """The positions-file table of this position (`clears=False`:
-        without its `clears` sub-table)."""
+        without its `clears` sub-table): the last `FILE_CLEARS` open
+        clears, after the position the earlier ones made."""
         table: dict[str, Any] = {'size': self.size, 'ppu': self.ppu}
         if self.bs_mktid:
             table['bs_mktid'] = self.bs_mktid
@@ -207,14 +264,20 @@ class Position(Struct, kw_only=True, dict=True):
             table['price_tick'] = str(self.price_tick)
         if self.size_tick is not None:
             table['size_tick'] = str(self.size_tick)
+        carried, size, ppu = self._tail_base
+        if carried:
+            table.update(carried_clears=carried, carried_size=size, carried_ppu=ppu)
         if clears:
-            table['clears'] = {tid: c.to_toml() for tid, c in self.open_clears().items()}
+            table['clears'] = {tid: c.to_toml() for tid, c in self._tail}
         return table
 
 
-def replay(fqme: str, clears: Iterable[tuple[str, Clear]]) -> Position:
-    """Rebuild a position from flat by applying `(tid, clear)` in order."""
-    pos = Position(fqme=fqme)
+def replay(
+    fqme: str, clears: Iterable[tuple[str, Clear]], size: float = 0.0, ppu: float = 0.0,
+) -> Position:
+    """Rebuild a position by applying `(tid, clear)` in order, from flat
+    or from `size` @ `ppu` (what earlier fills made)."""
+    pos = Position(fqme=fqme, size=size, ppu=ppu, carried_size=size, carried_ppu=ppu)
     for tid, c in clears:
         pos.add_clear(Transaction(
             fqme=fqme, tid=tid, size=c.size, price=c.price, cost=c.cost, dt=c.dt,
@@ -272,7 +335,7 @@ class Account:
                     f'invalid {acct.path}: position {fqme!r}: {err}'
                 ) from None
             try:
-                check = replay(pos.fqme, pos.clears.items())
+                check = replay(pos.fqme, pos.clears.items(), pos.carried_size, pos.carried_ppu)
             except ValueError as err:
                 raise AccountingError(
                     f'invalid {acct.path}: position {fqme!r}: bad clear: {err}'
@@ -410,12 +473,12 @@ class Account:
         parts = []
         cache: dict[tuple[str, str], str] = {}  # only the open clears stay cached
         for fqme, pos in sorted(self.open_positions().items()):
-            clears = pos.open_clears()
+            clears = pos.file_clears()
             if not clears:
                 parts.append(tomli_w.dumps({fqme: pos.to_toml()}))
                 continue
             parts.append(tomli_w.dumps({fqme: pos.to_toml(clears=False)}))
-            for tid, clear in clears.items():
+            for tid, clear in clears:
                 part = self._text.get((fqme, tid))
                 if part is None:
                     part = tomli_w.dumps({fqme: {'clears': {tid: clear.to_toml()}}})

@@ -106,7 +106,7 @@ def positions(
             f'[green]{pos.side}[/]' if pos.size > 0 else f'[red]{pos.side}[/]',
             _fmt(pos.size),
             ppu_s,
-            str(len(pos.open_clears())),
+            str(pos.open_count),
             pos.bs_mktid,
         )
     console.print(table)
