@@ -440,3 +440,37 @@ def test_a_killed_indicator_actor_is_replaced_and_leaves_nothing_behind(qtbot):
     assert seen['sessions'] == 2
     assert len(seen['left']) == 1 and seen['left'] != [seen['old']]
     assert descendants(os.getpid()) == set()
+
+
+def test_a_removed_subplot_leaves_the_crosshair_alone(qtbot):
+    """Each indicator session rebuilds its subplots: a removed pane must
+    stop following the chart's crosshair, whose every later move called
+    into the pane's deleted line (RuntimeError: wrapped C/C++ object of
+    type InfiniteLine has been deleted)."""
+    from pyqtgraph.Qt import QtWidgets
+
+    from piker.ui import ChartWidget, get_qapp
+    from piker.ui._indicators import ChartIndicators
+    from tests.test_ui_order_mode import mk_history
+
+    app = get_qapp()
+    chart = ChartWidget(FQME, mk_history(100))
+    qtbot.addWidget(chart)
+    chart.resize(800, 600)
+    chart.show()
+    src = chart.crosshair.vline
+    baseline = src.receivers(src.sigPositionChanged)
+    ind = ChartIndicators(chart)
+    info = [{'key': 'rsi(14)', 'outputs': ['rsi'], 'pane': 'subplot', 'levels': [30, 70]}]
+    for _ in range(3):  # three sessions' worth of panes, one after the other
+        ind.set_info(info)
+        app.processEvents()
+    assert src.receivers(src.sigPositionChanged) == baseline + 1
+    ind.clear()
+    assert src.receivers(src.sigPositionChanged) == baseline
+    QtWidgets.QApplication.sendPostedEvents(None, QtCore.QEvent.Type.DeferredDelete)
+    app.processEvents()
+    src.setPos(10.0)  # pytest-qt fails the test on an exception in a slot
+    src.setVisible(True)
+    src.setVisible(False)
+    app.processEvents()

@@ -241,19 +241,42 @@ class Subplot:
             self.plot.addItem(ln, ignoreBounds=True)
         self.view.bind(self._y_range, chart.model.time_at, chart.model.__len__)
         # the crosshair's bar line runs through this pane too
-        src = chart.crosshair.vline
+        src = self._src = chart.crosshair.vline
         self.vline = pg.InfiniteLine(angle=90, movable=False, pen=src.pen)
         self.vline.setZValue(1000)
         self.vline.setVisible(src.isVisible())
         self.plot.addItem(self.vline, ignoreBounds=True)
-        src.sigPositionChanged.connect(lambda line: self.vline.setPos(line.value()))
-        src.visibleChanged.connect(lambda: self.vline.setVisible(src.isVisible()))
+        # the chart's crosshair outlives this pane: `close()` cuts these,
+        # or every later move of it would call into this pane's deleted line
+        self._follows = ((src.sigPositionChanged, self._follow_pos),
+                         (src.visibleChanged, self._follow_visible))
+        for signal, slot in self._follows:
+            signal.connect(slot)
         self.canvas = ChartCanvas(self.plot, theme.background)
         self.label = QtWidgets.QLabel(key, self.canvas)
         self.label.setStyleSheet(f'color: {theme.muted}; background: transparent;')
         self.label.move(6, 2)
         self.label.setAttribute(QtCore.Qt.WidgetAttribute.WA_TransparentForMouseEvents)
         self.axis.setWidth(chart.price_axis.width())
+
+    def _follow_pos(self, line: pg.InfiniteLine) -> None:
+        self.vline.setPos(line.value())
+
+    def _follow_visible(self) -> None:
+        self.vline.setVisible(self._src.isVisible())
+
+    def close(self) -> None:
+        """Leave the chart: stop following its crosshair, unlink the time
+        axis, delete the pane's widgets (later, in Qt's loop)."""
+        for signal, slot in self._follows:
+            try:
+                signal.disconnect(slot)
+            except (TypeError, RuntimeError):
+                pass  # the crosshair went first (the window is closing)
+        self._follows = ()
+        self.view.setXLink(None)
+        self.canvas.setParent(None)
+        self.canvas.deleteLater()
 
     def covers_last(self) -> bool:
         """Whether the value range shows every line's last value."""
@@ -356,8 +379,7 @@ class ChartIndicators:
             if key not in self.subplots:
                 self.chart.price_plot.removeItem(line)
         for sub in self.subplots.values():
-            sub.canvas.setParent(None)
-            sub.canvas.deleteLater()
+            sub.close()
         self.info, self.outs, self.lines, self.subplots = [], {}, {}, {}
         self.errors = {}
 
