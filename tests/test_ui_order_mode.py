@@ -758,3 +758,24 @@ def test_filled_status_tells_the_average_fill_price_not_the_limit(qtbot, om):
     om.on_status(status(sell, 'closed', filled=0.01))
     text = om.win.status.order_status(sell.oid)
     assert text == 'filled: sell 0.01000 (live, paper), limit 31,000.0; fill price not seen here', text
+
+
+def test_the_pane_hint_names_every_order_key(om):
+    """The order pane's hint lists the keys the chart answers to, the
+    later ones (brackets, attach, market, flatten) included."""
+    from pyqtgraph.Qt import QtGui
+
+    from piker.ui._bracket_keys import ATTACH_KEYS
+    from piker.ui._flatten import FLATTEN_KEY, MARKET_KEYS
+
+    hint = om.pane.hint.text()
+
+    def name(key) -> str:
+        return QtGui.QKeySequence(key).toString().lower()
+
+    assert f"{'/'.join(name(k) for k in ATTACH_KEYS)} tp/sl" in hint
+    assert f'{name(FLATTEN_KEY)} flatten' in hint
+    assert f"alt+{'/'.join(name(k) for k in MARKET_KEYS)} market" in hint
+    for words in ('+shift bracket', '+ctrl live', 'c c cancel all', 'i indicators',
+                  'ctrl+l markets', 'p hide pane'):
+        assert words in hint

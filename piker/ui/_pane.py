@@ -73,8 +73,11 @@ class SettingsPane(QtWidgets.QWidget):
         self.hint = QtWidgets.QLabel(
             'hold f buy · d sell · a alert\n'
             '+ctrl live · click submit\n'
-            'drag to modify · c cancel · c c all\n'
-            'p hides this pane', self,
+            '+shift bracket · t/s tp/sl\n'
+            'drag to modify · c cancel\n'
+            'c c cancel all · x flatten\n'
+            'alt+f/d market · i indicators\n'
+            'ctrl+l markets · p hide pane', self,
         )
         self.hint.setWordWrap(True)
         self.hint.setStyleSheet(f'color: {theme.muted};')
