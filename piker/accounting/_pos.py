@@ -265,7 +265,7 @@ class Position(Struct, kw_only=True, dict=True):
         if self.size_tick is not None:
             table['size_tick'] = str(self.size_tick)
         carried, size, ppu = self._tail_base
-        if carried:
+        if carried or size:  # what the fills before the kept ones made
             table.update(carried_clears=carried, carried_size=size, carried_ppu=ppu)
         if clears:
             table['clears'] = {tid: c.to_toml() for tid, c in self._tail}

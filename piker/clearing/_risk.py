@@ -373,7 +373,7 @@ class RiskGate:
 
     def _reducing(
         self, broker: str, account: str, fqme: str, action: str, size: float, oid: str,
-        oco: str | None = None,
+        oco: str | None,
     ) -> Refusal | None:
         reported, estimate = self.position(broker, account, fqme)
         sign = 1.0 if action == 'buy' else -1.0

@@ -78,7 +78,7 @@ class RiskBook:
             return sum(1 for d in self.exposing() if (d.req.broker, d.req.account) == acct)
         return len(self.exposing(order.symbol))
 
-    def resting(self, key: PosKey, action: str, but: str, oco: str | None = None) -> float:
+    def resting(self, key: PosKey, action: str, but: str, oco: str | None) -> float:
         """What the working `action`s at `key` other than `but` have left.
 
         Bracket children are left out (their group book bounds them by the
